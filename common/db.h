@@ -1,0 +1,111 @@
+#ifndef CHAT_COMMON_DB_H_
+#define CHAT_COMMON_DB_H_
+
+// A bounded pool of PostgreSQL connections and the one way to run a
+// transaction. Only storage classes include this header: handlers and domain
+// code never see pqxx types.
+//
+//   ASSIGN_OR_RETURN(User user, pool.Transact<User>(user_id,
+//       [&](pqxx::work& tx) -> absl::StatusOr<User> {
+//         pqxx::result rows = tx.exec_prepared("user_by_id", user_id);
+//         ...
+//       }));
+//
+// Transact retries the whole body on a fresh connection when the connection
+// broke before COMMIT (nothing was committed, so a retry cannot duplicate a
+// write) and when PostgreSQL asks for a retry (serialization failure,
+// deadlock); the body must therefore have no effects outside the
+// transaction. A connection that breaks during COMMIT is answered UNAVAILABLE:
+// the write was not acknowledged. After a database restart every pooled
+// connection is replaced on its next use.
+
+#include <condition_variable>
+#include <optional>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "pqxx/pqxx"
+
+namespace chat {
+
+// A named statement that every pooled connection prepares.
+struct PreparedStatement {
+  const char* name;
+  const char* sql;
+};
+
+class DbPool {
+ public:
+  struct Options {
+    std::string url;  // a libpq URL; a secret, never logged
+    int size = 8;
+    // How long a caller waits for a free connection before UNAVAILABLE.
+    absl::Duration acquire_timeout = absl::Seconds(5);
+    std::vector<PreparedStatement> statements;
+  };
+
+  // Connections are opened lazily, so a service can start before its
+  // database and report NOT_SERVING until it answers.
+  static std::unique_ptr<DbPool> Create(Options options);
+  ~DbPool();
+
+  using Body = std::function<absl::Status(pqxx::work&)>;
+
+  // Runs body in one transaction and commits when it returns OK (rolls back
+  // otherwise). When user_id is not empty the transaction-local setting
+  // app.user_id is set to it: the row-level security policies read it.
+  absl::Status Transact(absl::string_view user_id, const Body& body);
+
+  template <typename T>
+  absl::StatusOr<T> Transact(
+      absl::string_view user_id,
+      const std::function<absl::StatusOr<T>(pqxx::work&)>& body) {
+    std::optional<absl::StatusOr<T>> result;
+    absl::Status status = Transact(user_id, [&](pqxx::work& tx) {
+      result = body(tx);
+      return result->status();
+    });
+    if (!status.ok()) return status;
+    return *std::move(result);
+  }
+
+  // OK when the database answers a trivial query.
+  absl::Status Ping();
+
+ private:
+  explicit DbPool(Options options);
+  absl::StatusOr<std::unique_ptr<pqxx::connection>> Acquire();
+  void Release(std::unique_ptr<pqxx::connection> conn);
+  void DiscardIdle();
+  absl::StatusOr<std::unique_ptr<pqxx::connection>> Connect();
+
+  Options options_;
+  std::mutex mutex_;
+  std::condition_variable available_;
+  std::vector<std::unique_ptr<pqxx::connection>> idle_;
+  int open_ = 0;  // idle plus leased connections
+};
+
+// Maps a pqxx exception to a status: unique violation ALREADY_EXISTS,
+// serialization failure and deadlock ABORTED, a broken connection
+// UNAVAILABLE, anything else INTERNAL. The database's own message is logged,
+// never returned: it may hold SQL or data.
+absl::Status StatusFromDbError(const std::exception& error);
+
+// A timestamptz literal for a statement parameter ($n::timestamptz).
+std::string PgTime(absl::Time time);
+
+// Reads a column selected as `(extract(epoch from col) * 1000000)::bigint`.
+absl::Time FromPgMicros(int64_t micros);
+
+}  // namespace chat
+
+#endif  // CHAT_COMMON_DB_H_

@@ -1,0 +1,239 @@
+#include "services/auth/accounts.h"
+
+#include "absl/strings/escaping.h"
+#include "common/errors.h"
+#include "common/ids.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "openssl/evp.h"
+#include "openssl/rand.h"
+#include "services/auth/validation.h"
+
+namespace chat::auth {
+namespace {
+
+constexpr char kBadCredentials[] = "invalid login or password";
+constexpr char kBadRefreshToken[] = "refresh token is invalid, expired or revoked";
+
+absl::Status Required(absl::string_view field) {
+  FieldViolations violations;
+  violations.Add(field, "is required");
+  return violations.ToStatus();
+}
+
+// An account deleted after its token was issued no longer authenticates.
+absl::Status GoneToUnauthenticated(const absl::Status& status) {
+  if (status.code() == absl::StatusCode::kNotFound) {
+    return absl::UnauthenticatedError("the account no longer exists");
+  }
+  return status;
+}
+
+}  // namespace
+
+std::string NewRefreshToken() {
+  unsigned char bytes[32];
+  RAND_bytes(bytes, sizeof(bytes));
+  return absl::WebSafeBase64Escape(
+      absl::string_view(reinterpret_cast<char*>(bytes), sizeof(bytes)));
+}
+
+std::string HashRefreshToken(absl::string_view token) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(token.data(), token.size(), digest, &length, EVP_sha256(), nullptr);
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<char*>(digest), length));
+}
+
+Accounts::Accounts(AuthStorage* storage, const JwtSigner* signer,
+                   const PasswordHasher* hasher, const Clock* clock,
+                   AccountsOptions options)
+    : storage_(storage),
+      signer_(signer),
+      hasher_(hasher),
+      clock_(clock),
+      options_(std::move(options)),
+      dummy_hash_(hasher->Hash(NewRefreshToken()).value_or("")) {}
+
+absl::StatusOr<Session> Accounts::Register(const Registration& registration) {
+  FieldViolations violations;
+  ValidateUsername("username", registration.username, violations);
+  ValidateEmail("email", registration.email, violations);
+  ValidatePassword("password", registration.password, violations);
+  RETURN_IF_ERROR(violations.ToStatus());
+
+  ASSIGN_OR_RETURN(std::string hash, hasher_->Hash(registration.password));
+  const absl::Time now = clock_->Now();
+  ASSIGN_OR_RETURN(UserRecord user,
+                   storage_->CreateUser(UserRecord{.id = NewUuidV7(now),
+                                                   .username = registration.username,
+                                                   .email = registration.email,
+                                                   .password_hash = std::move(hash),
+                                                   .created_at = now,
+                                                   .updated_at = now}));
+  ASSIGN_OR_RETURN(IssuedTokens tokens, StartSession(user));
+  return Session{std::move(user), std::move(tokens)};
+}
+
+absl::StatusOr<Session> Accounts::Login(absl::string_view login,
+                                        absl::string_view password) {
+  FieldViolations violations;
+  if (login.empty()) violations.Add("login", "is required");
+  if (password.empty()) violations.Add("password", "is required");
+  RETURN_IF_ERROR(violations.ToStatus());
+
+  absl::StatusOr<UserRecord> user = storage_->FindUserByLogin(login);
+  if (user.status().code() == absl::StatusCode::kNotFound) {
+    // Spend the same time as for a wrong password, so that response times
+    // do not tell which logins exist.
+    hasher_->Verify(password, dummy_hash_);
+    return absl::UnauthenticatedError(kBadCredentials);
+  }
+  if (!user.ok()) return user.status();
+  RETURN_IF_ERROR(CheckPassword(*user, password, "password"));
+
+  if (hasher_->NeedsRehash(user->password_hash)) {
+    if (absl::StatusOr<std::string> rehashed = hasher_->Hash(password); rehashed.ok()) {
+      if (absl::StatusOr<UserRecord> updated = storage_->UpdateUser(
+              user->id, AccountChange{.password_hash = *rehashed}, clock_->Now());
+          updated.ok()) {
+        user = *std::move(updated);
+      }
+    }
+  }
+  ASSIGN_OR_RETURN(IssuedTokens tokens, StartSession(*user));
+  return Session{*std::move(user), std::move(tokens)};
+}
+
+absl::Status Accounts::CheckPassword(const UserRecord& user,
+                                     absl::string_view password,
+                                     absl::string_view field) {
+  const absl::Time now = clock_->Now();
+  ASSIGN_OR_RETURN(std::optional<absl::Time> locked_until,
+                   storage_->LockedUntil(user.id, options_.max_failed_logins,
+                                         options_.failed_login_window, now));
+  if (locked_until && *locked_until > now) {
+    return ResourceExhaustedRetryAfter(
+        "too many failed attempts for this account; retry later",
+        *locked_until - now);
+  }
+  if (!hasher_->Verify(password, user.password_hash)) {
+    RETURN_IF_ERROR(storage_->RecordLoginFailure(user.id, now,
+                                                 options_.failed_login_window));
+    if (field == "password") return absl::UnauthenticatedError(kBadCredentials);
+    return ErrorWithViolations(absl::StatusCode::kPermissionDenied,
+                               "current password is incorrect",
+                               {{std::string(field), "is incorrect"}});
+  }
+  return storage_->ClearLoginFailures(user.id);
+}
+
+absl::StatusOr<IssuedTokens> Accounts::StartSession(const UserRecord& user) {
+  const absl::Time now = clock_->Now();
+  const std::string family_id = NewUuidV7(now);
+  std::string refresh_token = NewRefreshToken();
+  RETURN_IF_ERROR(storage_->StartFamily(user.id, family_id,
+                                        HashRefreshToken(refresh_token), now,
+                                        now + options_.refresh_token_ttl));
+  return Issue(user.id, family_id, std::move(refresh_token));
+}
+
+absl::StatusOr<IssuedTokens> Accounts::Issue(absl::string_view user_id,
+                                             absl::string_view family_id,
+                                             std::string refresh_token) {
+  const absl::Time now = clock_->Now();
+  ASSIGN_OR_RETURN(std::string access_token,
+                   signer_->Sign(AccessClaims{
+                       .issuer = options_.issuer,
+                       .audience = options_.audience,
+                       .subject = std::string(user_id),
+                       .jwt_id = NewUuidV7(now),
+                       .session_id = std::string(family_id),
+                       .issued_at = now,
+                       .not_before = now,
+                       .expires_at = now + options_.access_token_ttl,
+                   }));
+  return IssuedTokens{std::move(access_token), std::move(refresh_token),
+                      options_.access_token_ttl};
+}
+
+absl::StatusOr<IssuedTokens> Accounts::Refresh(absl::string_view refresh_token) {
+  if (refresh_token.empty()) return Required("refresh_token");
+  const absl::Time now = clock_->Now();
+  std::string next = NewRefreshToken();
+  ASSIGN_OR_RETURN(Rotation rotation,
+                   storage_->Rotate(HashRefreshToken(refresh_token),
+                                    HashRefreshToken(next), now,
+                                    now + options_.refresh_token_ttl,
+                                    options_.refresh_reuse_grace));
+  switch (rotation.outcome) {
+    case RotationOutcome::kRotated:
+    case RotationOutcome::kGraceReplay:
+      return Issue(rotation.user_id, rotation.family_id, std::move(next));
+    case RotationOutcome::kReuse:
+      log::Warn("refresh token reuse; session family revoked",
+                {{"user_id", rotation.user_id}, {"family_id", rotation.family_id}});
+      return absl::UnauthenticatedError(
+          "refresh token was already used; the session has been revoked");
+    case RotationOutcome::kInvalid:
+      break;
+  }
+  return absl::UnauthenticatedError(kBadRefreshToken);
+}
+
+absl::Status Accounts::Logout(absl::string_view refresh_token) {
+  if (refresh_token.empty()) return Required("refresh_token");
+  absl::Status status =
+      storage_->RevokeFamilyOf(HashRefreshToken(refresh_token), clock_->Now());
+  if (status.code() == absl::StatusCode::kNotFound) {
+    return absl::UnauthenticatedError(kBadRefreshToken);
+  }
+  return status;
+}
+
+absl::StatusOr<UserRecord> Accounts::GetProfile(const AccessClaims& caller) {
+  absl::StatusOr<UserRecord> user = storage_->FindUserById(caller.subject);
+  if (!user.ok()) return GoneToUnauthenticated(user.status());
+  return user;
+}
+
+absl::StatusOr<UserRecord> Accounts::UpdateProfile(const AccessClaims& caller,
+                                                   const ProfileUpdate& update) {
+  FieldViolations violations;
+  if (update.username) ValidateUsername("username", *update.username, violations);
+  if (update.email) ValidateEmail("email", *update.email, violations);
+  if (update.new_password) {
+    ValidatePassword("new_password", *update.new_password, violations);
+  }
+  if (update.current_password.empty()) violations.Add("current_password", "is required");
+  RETURN_IF_ERROR(violations.ToStatus());
+
+  absl::StatusOr<UserRecord> user = storage_->FindUserById(caller.subject);
+  if (!user.ok()) return GoneToUnauthenticated(user.status());
+  RETURN_IF_ERROR(CheckPassword(*user, update.current_password, "current_password"));
+
+  AccountChange change{.username = update.username, .email = update.email};
+  if (update.new_password) {
+    ASSIGN_OR_RETURN(change.password_hash, hasher_->Hash(*update.new_password));
+  }
+  if (!change.username && !change.email && !change.password_hash) return user;
+  const absl::Time now = clock_->Now();
+  ASSIGN_OR_RETURN(UserRecord updated, storage_->UpdateUser(user->id, change, now));
+  if (update.new_password) {
+    // Other sessions end; the one that changed the password goes on.
+    RETURN_IF_ERROR(storage_->RevokeOtherFamilies(user->id, caller.session_id, now));
+  }
+  return updated;
+}
+
+absl::Status Accounts::DeleteAccount(const AccessClaims& caller,
+                                     absl::string_view current_password) {
+  if (current_password.empty()) return Required("current_password");
+  absl::StatusOr<UserRecord> user = storage_->FindUserById(caller.subject);
+  if (!user.ok()) return GoneToUnauthenticated(user.status());
+  RETURN_IF_ERROR(CheckPassword(*user, current_password, "current_password"));
+  return GoneToUnauthenticated(storage_->DeleteUser(user->id));
+}
+
+}  // namespace chat::auth

@@ -1,0 +1,3 @@
+module github.com/chat-backend/tests/e2e
+
+go 1.24

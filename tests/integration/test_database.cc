@@ -1,0 +1,91 @@
+#include "tests/integration/test_database.h"
+
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "common/ids.h"
+#include "deploy/migrate/migrator.h"
+#include "libpq-fe.h"
+#include "pqxx/pqxx"
+
+namespace chat::testing {
+namespace {
+
+// Every service role gets this password in the throw-away cluster.
+constexpr char kRolePassword[] = "chat-test-role-password";
+
+// `url` (a libpq URL or key=value string) with some keywords replaced,
+// as a key=value connection string.
+std::string WithKeywords(const std::string& url,
+                         const std::vector<std::pair<std::string, std::string>>& set) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(url.c_str(), &error);
+  if (options == nullptr) {
+    PQfreemem(error);
+    return url;
+  }
+  std::string out;
+  auto append = [&out](absl::string_view key, absl::string_view value) {
+    absl::StrAppend(&out, out.empty() ? "" : " ", key, "='",
+                    absl::StrReplaceAll(value, {{"\\", "\\\\"}, {"'", "\\'"}}), "'");
+  };
+  for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    bool overridden = false;
+    for (const auto& [key, value] : set) overridden |= key == o->keyword;
+    if (!overridden && o->val != nullptr && *o->val != '\0') append(o->keyword, o->val);
+  }
+  for (const auto& [key, value] : set) append(key, value);
+  PQconninfoFree(options);
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TestDatabase>> TestDatabase::Create() {
+  const char* server_url = std::getenv("TEST_DATABASE_URL");
+  if (server_url == nullptr || *server_url == '\0') {
+    return absl::FailedPreconditionError(
+        "TEST_DATABASE_URL is unset; `make test` starts a throw-away PostgreSQL");
+  }
+  std::string name = absl::StrCat(
+      "test_", absl::StrReplaceAll(NewUuidV7(), {{"-", ""}}));
+  try {
+    pqxx::connection admin(server_url);
+    pqxx::nontransaction tx(admin);
+    tx.exec0(absl::StrCat("CREATE DATABASE ", tx.quote_name(name)));
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("cannot create a database: ", e.what()));
+  }
+  std::unique_ptr<TestDatabase> db(new TestDatabase(server_url, name));
+  absl::Status migrated = migrate::Migrate(
+      db->admin_url_, CHAT_MIGRATIONS_DIR,
+      {{"chat_auth", kRolePassword},
+       {"chat_conversation", kRolePassword},
+       {"chat_message", kRolePassword}});
+  if (!migrated.ok()) return migrated;
+  return db;
+}
+
+TestDatabase::TestDatabase(std::string server_url, std::string name)
+    : server_url_(std::move(server_url)),
+      name_(std::move(name)),
+      admin_url_(WithKeywords(server_url_, {{"dbname", name_}})) {}
+
+TestDatabase::~TestDatabase() {
+  try {
+    pqxx::connection admin(server_url_);
+    pqxx::nontransaction tx(admin);
+    tx.exec0(absl::StrCat("DROP DATABASE IF EXISTS ", tx.quote_name(name_),
+                          " WITH (FORCE)"));
+  } catch (const std::exception&) {
+    // A leftover database in a throw-away cluster is harmless.
+  }
+}
+
+std::string TestDatabase::RoleUrl(absl::string_view role) const {
+  return WithKeywords(admin_url_,
+                      {{"user", std::string(role)}, {"password", kRolePassword}});
+}
+
+}  // namespace chat::testing

@@ -1,0 +1,37 @@
+#ifndef CHAT_TESTS_INTEGRATION_TEST_DATABASE_H_
+#define CHAT_TESTS_INTEGRATION_TEST_DATABASE_H_
+
+// A fresh database for one test, on the throw-away PostgreSQL cluster whose
+// admin URL is in TEST_DATABASE_URL, migrated with the production migration
+// files; dropped when the test ends.
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace chat::testing {
+
+class TestDatabase {
+ public:
+  // FAILED_PRECONDITION when TEST_DATABASE_URL is unset.
+  static absl::StatusOr<std::unique_ptr<TestDatabase>> Create();
+  ~TestDatabase();
+
+  // A superuser URL of the test database.
+  const std::string& admin_url() const { return admin_url_; }
+  // A URL of the test database that logs in as a service role
+  // ("chat_auth", "chat_conversation", "chat_message").
+  std::string RoleUrl(absl::string_view role) const;
+
+ private:
+  TestDatabase(std::string server_url, std::string name);
+  std::string server_url_;  // TEST_DATABASE_URL
+  std::string name_;
+  std::string admin_url_;
+};
+
+}  // namespace chat::testing
+
+#endif  // CHAT_TESTS_INTEGRATION_TEST_DATABASE_H_
