@@ -1,0 +1,127 @@
+// Command chat-gateway serves the REST API of SPEC.md and translates it to the
+// three gRPC services. Flags (each with an environment fallback) are listed
+// by --help; the behaviour lives in internal/server.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/grpclog"
+
+	"github.com/chat-backend/gateway/internal/config"
+	"github.com/chat-backend/gateway/internal/logging"
+	"github.com/chat-backend/gateway/internal/server"
+)
+
+// maxRecvMsgBytes lets a full page of the largest messages through
+// (200 messages of 100,000 characters of up to 4 bytes each is 80 MB);
+// gRPC's default of 4 MiB would fail such a ListMessages.
+const maxRecvMsgBytes = 96 << 20
+
+func main() {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	grpclog.SetLoggerV2(logging.GRPCLogger(log))
+	cfg, err := config.Load(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		log.Error("bad configuration", "error", err)
+		os.Exit(2)
+	}
+	if err := run(cfg, log); err != nil {
+		log.Error("gateway stopped", "error", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg config.Config, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	var conns []*grpc.ClientConn
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	dial := func(addr string) (*grpc.ClientConn, error) {
+		// Internal traffic on the same host or cluster network: no TLS.
+		c, err := grpc.NewClient(addr,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithUserAgent("chat-gateway"),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMsgBytes)))
+		if err == nil {
+			conns = append(conns, c)
+		}
+		return c, err
+	}
+	var up server.Upstreams
+	for _, d := range []struct {
+		addr string
+		conn *grpc.ClientConnInterface
+	}{
+		{cfg.AuthAddr, &up.Auth},
+		{cfg.ConversationAddr, &up.Conversation},
+		{cfg.MessageAddr, &up.Message},
+	} {
+		c, err := dial(d.addr)
+		if err != nil {
+			return err
+		}
+		*d.conn = c
+	}
+
+	handler, err := server.New(ctx, up, server.Options{
+		MaxBodyBytes:       cfg.MaxBodyBytes,
+		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
+		Logger:             log,
+	})
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// No WriteTimeout: Chat streams for as long as the model writes.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("gateway listening", "addr", ln.Addr().String(),
+		"auth", cfg.AuthAddr, "conversation", cfg.ConversationAddr, "message", cfg.MessageAddr,
+		"cors_origins", cfg.CORSAllowedOrigins, "max_body_bytes", cfg.MaxBodyBytes)
+
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	stop() // A second signal kills the process at once.
+	log.Info("draining", "timeout", cfg.DrainTimeout.String())
+	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	defer cancel()
+	if err := srv.Shutdown(drainCtx); err != nil {
+		log.Warn("drain timeout passed; closing the remaining connections", "error", err)
+		_ = srv.Close()
+	}
+	log.Info("gateway stopped")
+	return nil
+}

@@ -1,0 +1,98 @@
+// Package config reads the gateway's settings from flags with environment
+// fallbacks (SPEC.md "Health and operations"): a flag given on the command
+// line wins, else its environment variable, else the default. The gateway
+// holds no secrets, so every setting may be a flag.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is everything main needs.
+type Config struct {
+	Listen             string
+	AuthAddr           string
+	ConversationAddr   string
+	MessageAddr        string
+	CORSAllowedOrigins []string
+	MaxBodyBytes       int64
+	DrainTimeout       time.Duration
+}
+
+// Load parses args (without the program name) with getenv as the environment.
+// Usage and errors go to out. flag.ErrHelp is returned for -h.
+func Load(args []string, getenv func(string) string, out io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("chat-gateway", flag.ContinueOnError)
+	fs.SetOutput(out)
+
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	var (
+		c            Config
+		origins      string
+		maxBody      string
+		drainTimeout string
+	)
+	fs.StringVar(&c.Listen, "listen", env("GATEWAY_LISTEN", "127.0.0.1:8080"),
+		"HTTP listen address (env GATEWAY_LISTEN)")
+	fs.StringVar(&c.AuthAddr, "auth_addr", env("AUTH_ADDR", "127.0.0.1:50051"),
+		"AuthService gRPC address (env AUTH_ADDR)")
+	fs.StringVar(&c.ConversationAddr, "conversation_addr", env("CONVERSATION_ADDR", "127.0.0.1:50052"),
+		"ConversationService gRPC address (env CONVERSATION_ADDR)")
+	fs.StringVar(&c.MessageAddr, "message_addr", env("MESSAGE_ADDR", "127.0.0.1:50053"),
+		"MessageService gRPC address (env MESSAGE_ADDR)")
+	fs.StringVar(&origins, "cors_allowed_origins", env("CORS_ALLOWED_ORIGINS", ""),
+		"comma-separated origins allowed by CORS; empty disables CORS (env CORS_ALLOWED_ORIGINS)")
+	fs.StringVar(&maxBody, "max_body_bytes", env("MAX_BODY_BYTES", "1048576"),
+		"largest request body in bytes (env MAX_BODY_BYTES)")
+	fs.StringVar(&drainTimeout, "drain_timeout", env("DRAIN_TIMEOUT", "30s"),
+		"how long requests under way may finish after SIGTERM/SIGINT (env DRAIN_TIMEOUT)")
+
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+
+	var errs []error
+	for _, a := range []struct{ name, value string }{
+		{"listen", c.Listen},
+		{"auth_addr", c.AuthAddr},
+		{"conversation_addr", c.ConversationAddr},
+		{"message_addr", c.MessageAddr},
+	} {
+		if strings.TrimSpace(a.value) == "" {
+			errs = append(errs, fmt.Errorf("--%s: must not be empty", a.name))
+		}
+	}
+	for _, o := range strings.Split(origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.CORSAllowedOrigins = append(c.CORSAllowedOrigins, o)
+		}
+	}
+	if n, err := strconv.ParseInt(maxBody, 10, 64); err != nil || n <= 0 {
+		errs = append(errs, fmt.Errorf("--max_body_bytes: want a positive number of bytes, got %q", maxBody))
+	} else {
+		c.MaxBodyBytes = n
+	}
+	if d, err := time.ParseDuration(drainTimeout); err != nil || d <= 0 {
+		errs = append(errs, fmt.Errorf("--drain_timeout: want a positive duration such as 30s, got %q", drainTimeout))
+	} else {
+		c.DrainTimeout = d
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}

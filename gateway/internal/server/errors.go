@@ -1,0 +1,92 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/chat-backend/gateway/internal/httperr"
+	"github.com/chat-backend/gateway/internal/requestid"
+)
+
+// handleError is the mux's one error handler (runtime.WithErrorHandler): an
+// upstream status, a body that does not decode, a bad query parameter, a body
+// over the limit. It answers the envelope of package httperr.
+func (s *server) handleError(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	id := requestid.FromContext(r.Context())
+	state := stateFrom(r.Context())
+
+	var e *httperr.Error
+	var httpErr *runtime.HTTPStatusError
+	switch {
+	case state.bodyTooLarge:
+		// The generated handler reports the cut-off body as a decode error.
+		e = bodyTooLargeError(s.opts.MaxBodyBytes, id)
+	case errors.As(err, &httpErr):
+		// The mux's own: a path with a malformed %-escape (400).
+		e = s.routingError(httpErr.HTTPStatus, r, id)
+	default:
+		st := status.Convert(err)
+		e = httperr.FromStatus(st, id)
+		if e.Envelope.GetError().GetMessage() != st.Message() {
+			// Scrubbed: the original is for operators only.
+			method, _ := runtime.RPCMethod(ctx)
+			s.log.LogAttrs(r.Context(), slog.LevelWarn, "upstream error",
+				slog.String("request_id", id),
+				slog.String("rpc", method),
+				slog.String("code", httperr.CodeName(st.Code())),
+				slog.String("error", st.Message()))
+		}
+	}
+	state.grpcCode = e.Envelope.GetError().GetCode()
+	httperr.Write(w, e)
+}
+
+// handleRoutingError answers requests that matched no route: 404 NOT_FOUND,
+// or 405 for a known path with another method.
+func (s *server) handleRoutingError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	e := s.routingError(httpStatus, r, requestid.FromContext(r.Context()))
+	stateFrom(r.Context()).grpcCode = e.Envelope.GetError().GetCode()
+	httperr.Write(w, e)
+}
+
+// routingError chooses the envelope of a routing failure. SPEC.md names no
+// code for a wrong method; UNIMPLEMENTED is what gRPC answers for a method a
+// service does not have, and it is grpc-gateway's choice too.
+func (s *server) routingError(httpStatus int, r *http.Request, id string) *httperr.Error {
+	switch httpStatus {
+	case http.StatusNotFound:
+		return httperr.New(http.StatusNotFound, codes.NotFound, "route not found", id)
+	case http.StatusMethodNotAllowed:
+		e := httperr.New(http.StatusMethodNotAllowed, codes.Unimplemented, "method not allowed", id)
+		e.Allow = strings.Join(s.routes.allowed(r.URL.Path), ", ")
+		return e
+	case http.StatusBadRequest:
+		return httperr.New(http.StatusBadRequest, codes.InvalidArgument, "malformed request path", id)
+	default:
+		return httperr.New(http.StatusInternalServerError, codes.Internal, "internal error", id)
+	}
+}
+
+// handleStreamError shapes an error in the middle of a Chat stream. Until the
+// SSE work replaces grpc-gateway's stream framing, it only makes sure the
+// message follows the same scrubbing rules as every other answer.
+func (s *server) handleStreamError(ctx context.Context, err error) *status.Status {
+	st := status.Convert(err)
+	scrubbed := httperr.Scrub(st)
+	if scrubbed != st {
+		method, _ := runtime.RPCMethod(ctx)
+		s.log.LogAttrs(ctx, slog.LevelWarn, "upstream stream error",
+			slog.String("request_id", requestid.FromContext(ctx)),
+			slog.String("rpc", method),
+			slog.String("code", httperr.CodeName(st.Code())),
+			slog.String("error", st.Message()))
+	}
+	return scrubbed
+}

@@ -1,0 +1,227 @@
+package server_test
+
+// A fake of the network peer: one in-test gRPC server on 127.0.0.1:0 that
+// serves the three chat.v1 services and grpc.health.v1, records what it
+// receives, and answers canned responses or a configured error. The gateway
+// under test reaches it over a real gRPC connection.
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	chatv1 "github.com/chat-backend/gateway/gen/chat/v1"
+)
+
+type backend struct {
+	addr   string
+	health *health.Server
+
+	mu     sync.Mutex
+	calls  []call
+	fail   error                                                                         // answered by every RPC when set
+	chatFn func(*chatv1.ChatRequest, grpc.ServerStreamingServer[chatv1.ChatEvent]) error // Chat's behaviour
+	block  bool                                                                          // unary RPCs wait for their context to end
+}
+
+type call struct {
+	method string
+	req    proto.Message
+	md     metadata.MD
+}
+
+func startBackend(t *testing.T) *backend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &backend{addr: ln.Addr().String(), health: health.NewServer()}
+	s := grpc.NewServer()
+	chatv1.RegisterAuthServiceServer(s, &fakeAuth{b: b})
+	chatv1.RegisterConversationServiceServer(s, &fakeConversations{b: b})
+	chatv1.RegisterMessageServiceServer(s, &fakeMessages{b: b})
+	healthpb.RegisterHealthServer(s, b.health)
+	go func() { _ = s.Serve(ln) }()
+	t.Cleanup(s.Stop)
+	return b
+}
+
+func (b *backend) setFail(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.fail = err
+}
+
+func (b *backend) setBlock() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.block = true
+}
+
+func (b *backend) setChat(fn func(*chatv1.ChatRequest, grpc.ServerStreamingServer[chatv1.ChatEvent]) error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.chatFn = fn
+}
+
+// record notes a call and returns the error to answer, if any.
+func (b *backend) record(ctx context.Context, method string, req proto.Message) error {
+	md, _ := metadata.FromIncomingContext(ctx)
+	b.mu.Lock()
+	b.calls = append(b.calls, call{method: method, req: proto.Clone(req), md: md})
+	fail, block := b.fail, b.block
+	b.mu.Unlock()
+	if block {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return fail
+}
+
+// lastCall returns the latest call, failing the test when there is none.
+func (b *backend) lastCall(t *testing.T) call {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.calls) == 0 {
+		t.Fatal("the backend received no call")
+	}
+	return b.calls[len(b.calls)-1]
+}
+
+func (b *backend) callCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.calls)
+}
+
+// answer is the body of every unary fake: record, then fail or respond.
+func answer[Resp proto.Message](b *backend, ctx context.Context, method string, req proto.Message, resp Resp) (Resp, error) {
+	if err := b.record(ctx, method, req); err != nil {
+		var zero Resp
+		return zero, err
+	}
+	return resp, nil
+}
+
+var empty = &emptypb.Empty{}
+
+type fakeAuth struct {
+	chatv1.UnimplementedAuthServiceServer
+	b *backend
+}
+
+func (f *fakeAuth) Register(ctx context.Context, r *chatv1.RegisterRequest) (*chatv1.RegisterResponse, error) {
+	return answer(f.b, ctx, "Register", r, &chatv1.RegisterResponse{
+		User:   &chatv1.User{Id: "u1", Username: r.GetUsername()},
+		Tokens: &chatv1.Tokens{TokenType: "Bearer", ExpiresIn: 900},
+	})
+}
+
+func (f *fakeAuth) Login(ctx context.Context, r *chatv1.LoginRequest) (*chatv1.LoginResponse, error) {
+	return answer(f.b, ctx, "Login", r, &chatv1.LoginResponse{User: &chatv1.User{Id: "u1"}})
+}
+
+func (f *fakeAuth) Refresh(ctx context.Context, r *chatv1.RefreshRequest) (*chatv1.RefreshResponse, error) {
+	return answer(f.b, ctx, "Refresh", r, &chatv1.RefreshResponse{Tokens: &chatv1.Tokens{}})
+}
+
+func (f *fakeAuth) Logout(ctx context.Context, r *chatv1.LogoutRequest) (*emptypb.Empty, error) {
+	return answer(f.b, ctx, "Logout", r, empty)
+}
+
+func (f *fakeAuth) GetProfile(ctx context.Context, r *chatv1.GetProfileRequest) (*chatv1.GetProfileResponse, error) {
+	return answer(f.b, ctx, "GetProfile", r, &chatv1.GetProfileResponse{User: &chatv1.User{Id: "u1"}})
+}
+
+func (f *fakeAuth) UpdateProfile(ctx context.Context, r *chatv1.UpdateProfileRequest) (*chatv1.UpdateProfileResponse, error) {
+	return answer(f.b, ctx, "UpdateProfile", r, &chatv1.UpdateProfileResponse{User: &chatv1.User{Id: "u1"}})
+}
+
+func (f *fakeAuth) DeleteAccount(ctx context.Context, r *chatv1.DeleteAccountRequest) (*emptypb.Empty, error) {
+	return answer(f.b, ctx, "DeleteAccount", r, empty)
+}
+
+func (f *fakeAuth) GetJwks(ctx context.Context, r *chatv1.GetJwksRequest) (*chatv1.GetJwksResponse, error) {
+	return answer(f.b, ctx, "GetJwks", r, &chatv1.GetJwksResponse{Keys: []*chatv1.Jwk{{Kty: "RSA", Kid: "k1"}}})
+}
+
+type fakeConversations struct {
+	chatv1.UnimplementedConversationServiceServer
+	b *backend
+}
+
+func (f *fakeConversations) CreateConversation(ctx context.Context, r *chatv1.CreateConversationRequest) (*chatv1.Conversation, error) {
+	return answer(f.b, ctx, "CreateConversation", r, &chatv1.Conversation{Id: "c1", Title: r.GetConversation().GetTitle()})
+}
+
+func (f *fakeConversations) ListConversations(ctx context.Context, r *chatv1.ListConversationsRequest) (*chatv1.ListConversationsResponse, error) {
+	return answer(f.b, ctx, "ListConversations", r, &chatv1.ListConversationsResponse{})
+}
+
+func (f *fakeConversations) GetConversation(ctx context.Context, r *chatv1.GetConversationRequest) (*chatv1.Conversation, error) {
+	return answer(f.b, ctx, "GetConversation", r, &chatv1.Conversation{Id: r.GetId(), Title: "t"})
+}
+
+func (f *fakeConversations) UpdateConversation(ctx context.Context, r *chatv1.UpdateConversationRequest) (*chatv1.Conversation, error) {
+	return answer(f.b, ctx, "UpdateConversation", r, &chatv1.Conversation{Id: r.GetId()})
+}
+
+func (f *fakeConversations) DeleteConversation(ctx context.Context, r *chatv1.DeleteConversationRequest) (*emptypb.Empty, error) {
+	return answer(f.b, ctx, "DeleteConversation", r, empty)
+}
+
+func (f *fakeConversations) DeleteAllConversations(ctx context.Context, r *chatv1.DeleteAllConversationsRequest) (*emptypb.Empty, error) {
+	return answer(f.b, ctx, "DeleteAllConversations", r, empty)
+}
+
+type fakeMessages struct {
+	chatv1.UnimplementedMessageServiceServer
+	b *backend
+}
+
+func (f *fakeMessages) CreateMessage(ctx context.Context, r *chatv1.CreateMessageRequest) (*chatv1.Message, error) {
+	return answer(f.b, ctx, "CreateMessage", r, &chatv1.Message{Id: "m1", ConversationId: r.GetConversationId()})
+}
+
+func (f *fakeMessages) ListMessages(ctx context.Context, r *chatv1.ListMessagesRequest) (*chatv1.ListMessagesResponse, error) {
+	return answer(f.b, ctx, "ListMessages", r, &chatv1.ListMessagesResponse{})
+}
+
+func (f *fakeMessages) GetMessage(ctx context.Context, r *chatv1.GetMessageRequest) (*chatv1.Message, error) {
+	return answer(f.b, ctx, "GetMessage", r, &chatv1.Message{Id: r.GetId()})
+}
+
+func (f *fakeMessages) UpdateMessage(ctx context.Context, r *chatv1.UpdateMessageRequest) (*chatv1.Message, error) {
+	return answer(f.b, ctx, "UpdateMessage", r, &chatv1.Message{Id: r.GetId()})
+}
+
+func (f *fakeMessages) DeleteMessage(ctx context.Context, r *chatv1.DeleteMessageRequest) (*emptypb.Empty, error) {
+	return answer(f.b, ctx, "DeleteMessage", r, empty)
+}
+
+func (f *fakeMessages) ClearMessages(ctx context.Context, r *chatv1.ClearMessagesRequest) (*emptypb.Empty, error) {
+	return answer(f.b, ctx, "ClearMessages", r, empty)
+}
+
+func (f *fakeMessages) Chat(r *chatv1.ChatRequest, stream grpc.ServerStreamingServer[chatv1.ChatEvent]) error {
+	if err := f.b.record(stream.Context(), "Chat", r); err != nil {
+		return err
+	}
+	f.b.mu.Lock()
+	fn := f.b.chatFn
+	f.b.mu.Unlock()
+	if fn == nil {
+		return stream.Send(&chatv1.ChatEvent{Event: &chatv1.ChatEvent_Delta{Delta: &chatv1.ChatDelta{Text: "hi"}}})
+	}
+	return fn(r, stream)
+}

@@ -1,0 +1,134 @@
+package server
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+
+	"github.com/chat-backend/gateway"
+	chatv1 "github.com/chat-backend/gateway/gen/chat/v1"
+)
+
+// grpc-gateway fills update_mask of a PATCH with FieldMaskFromRequestBody.
+// metadata is a map<string, string>: its path must be "metadata" as a whole
+// (field_mask.proto: a map field ends the path), never "metadata.<key>",
+// which a service would read as "change only this key".
+func TestFieldMaskKeepsMapFieldsWhole(t *testing.T) {
+	for body, want := range map[string][]string{
+		`{"title":"t","metadata":{"a":"1","b.c":"2"}}`: {"metadata", "title"},
+		`{"metadata":{}}`:                  {"metadata"},
+		`{"archived":true,"pinned":false}`: {"archived", "pinned"},
+		`{}`:                               nil,
+		`{"metadata":{"x":"1"},"archived":false,"title":""}`: {"archived", "metadata", "title"},
+	} {
+		fm, err := runtime.FieldMaskFromRequestBody(strings.NewReader(body), &chatv1.Conversation{})
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if !slices.Equal(fm.GetPaths(), want) {
+			t.Errorf("%s: paths = %q, want %q", body, fm.GetPaths(), want)
+		}
+	}
+	fm, err := runtime.FieldMaskFromRequestBody(strings.NewReader(`{"content":"c","metadata":{"k":"v"}}`), &chatv1.Message{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(fm.GetPaths(), []string{"content", "metadata"}) {
+		t.Errorf("message paths = %q", fm.GetPaths())
+	}
+}
+
+func TestRouteTableFromTheEmbeddedDocument(t *testing.T) {
+	rt, err := newRouteTable(gateway.OpenAPI, map[string][]string{"/healthz": {"GET"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]bool{
+		"/v1/auth/profile":                 true,
+		"/v1/conversations/c1":             true,
+		"/v1/conversations/c1/messages/m1": true,
+		"/v1/conversations":                false,
+		"/v1/conversations/c1/messages":    false,
+		"/v1/conversations//messages/m1":   false,
+		"/v1/auth/login":                   false,
+		"/healthz":                         false,
+	} {
+		if got := rt.isUpdate(path); got != want {
+			t.Errorf("isUpdate(%q) = %v, want %v", path, got, want)
+		}
+	}
+	for path, want := range map[string][]string{
+		"/v1/conversations/c1/chat": {"POST"},
+		"/v1/conversations":         {"DELETE", "GET", "POST"},
+		"/healthz":                  {"GET"},
+		"/nope":                     nil,
+	} {
+		if got := rt.allowed(path); !slices.Equal(got, want) {
+			t.Errorf("allowed(%q) = %q, want %q", path, got, want)
+		}
+	}
+	if _, err := newRouteTable([]byte(`{"paths":{}}`), nil); err == nil {
+		t.Error("a document without paths was accepted")
+	}
+}
+
+func TestPutAsPatchLeavesOtherRequestsAlone(t *testing.T) {
+	rt, err := newRouteTable(gateway.OpenAPI, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen string
+	h := putAsPatch(rt, http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { seen = r.Method }))
+	for _, tc := range []struct{ method, path, want string }{
+		{"PUT", "/v1/conversations/c1", "PATCH"},
+		{"PUT", "/v1/auth/profile", "PATCH"},
+		{"PUT", "/v1/conversations", "PUT"},
+		{"PATCH", "/v1/conversations/c1", "PATCH"},
+		{"GET", "/v1/conversations/c1", "GET"},
+	} {
+		r := httptest.NewRequest(tc.method, tc.path, nil)
+		h.ServeHTTP(httptest.NewRecorder(), r)
+		if seen != tc.want || r.Method != tc.method {
+			t.Errorf("%s %s: handler saw %s (caller's request now %s)", tc.method, tc.path, seen, r.Method)
+		}
+	}
+}
+
+func TestBodyErrors(t *testing.T) {
+	m := newJSONMarshaler()
+	var req chatv1.LoginRequest
+	if err := m.NewDecoder(strings.NewReader("")).Decode(&req); err != io.EOF {
+		t.Errorf("empty body: %v, want io.EOF", err)
+	}
+	for body, want := range map[string]string{
+		`{"login":`:     "malformed JSON body: unexpected end of input",
+		`[1,2`:          "malformed JSON body: unexpected end of input",
+		`{"login" "x"}`: "malformed JSON body: invalid character '\"' after object key (at byte 10)",
+		`{"nope":1}`:    `invalid JSON body: (line 1:2): unknown field "nope"`,
+		`{"login":1}`:   "invalid JSON body: (line 1:10): invalid value for string field login: 1",
+	} {
+		err := m.NewDecoder(strings.NewReader(body)).Decode(&req)
+		if err == nil || err.Error() != want {
+			t.Errorf("%s: %v, want %q", body, err, want)
+		}
+	}
+}
+
+func TestRecorderKeepsFlushing(t *testing.T) {
+	w := httptest.NewRecorder()
+	rec := &recorder{ResponseWriter: w}
+	if err := http.NewResponseController(rec).Flush(); err != nil {
+		t.Fatalf("Flush through the recorder: %v", err)
+	}
+	if !w.Flushed || rec.status != http.StatusOK {
+		t.Errorf("flushed %v, status %d", w.Flushed, rec.status)
+	}
+	if got := rec.Unwrap(); got != w {
+		t.Errorf("Unwrap() = %v", got)
+	}
+}

@@ -1,0 +1,212 @@
+// Package server is the REST gateway as one http.Handler: the grpc-gateway
+// handlers generated from api/chat_v1.yaml, wrapped in the conventions of
+// SPEC.md ("Conventions (REST)", "Health and operations").
+//
+// Request path, outermost first:
+//
+//	requestid   X-Request-Id on every response, in the context and metadata
+//	observe     Prometheus metrics and one JSON access-log line
+//	cors        only when origins are configured
+//	bodyLimit   400 for bodies over MaxBodyBytes
+//	putAsPatch  PUT on an update route is served by its PATCH binding
+//	runtime.ServeMux  generated handlers + /healthz /readyz /metrics /openapi.json
+//
+// The mux answers every failure through one error handler (errors.go), so
+// routing errors, malformed bodies, gateway checks and upstream statuses all
+// use the same envelope.
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/textproto"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/cors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/chat-backend/gateway"
+	chatv1 "github.com/chat-backend/gateway/gen/chat/v1"
+	"github.com/chat-backend/gateway/internal/requestid"
+)
+
+// Upstreams are the connections to the three gRPC services. The caller owns
+// them (and closes them after the handler is done).
+type Upstreams struct {
+	Auth         grpc.ClientConnInterface
+	Conversation grpc.ClientConnInterface
+	Message      grpc.ClientConnInterface
+}
+
+// Options tune the handler. The zero value of each field picks its default.
+type Options struct {
+	// MaxBodyBytes is the largest request body; default 1 MiB.
+	MaxBodyBytes int64
+	// CORSAllowedOrigins enables CORS for these origins; empty disables it.
+	CORSAllowedOrigins []string
+	// Logger receives the access log and upstream errors; default discards.
+	Logger *slog.Logger
+	// Registry receives the metrics served at /metrics; default a new one.
+	Registry *prometheus.Registry
+	// ReadyTimeout bounds each upstream health check of /readyz; default 1 s.
+	ReadyTimeout time.Duration
+}
+
+const (
+	defaultMaxBodyBytes = 1 << 20
+	defaultReadyTimeout = time.Second
+)
+
+// gatewayRoutes are served by the gateway itself; all are GET.
+var gatewayRoutes = []string{"/healthz", "/readyz", "/metrics", "/openapi.json"}
+
+type server struct {
+	opts     Options
+	log      *slog.Logger
+	routes   *routeTable
+	metrics  *metrics
+	upstream []upstream
+}
+
+// New returns the gateway handler.
+func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) {
+	if up.Auth == nil || up.Conversation == nil || up.Message == nil {
+		return nil, fmt.Errorf("server.New: all three upstreams are required")
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = defaultMaxBodyBytes
+	}
+	if opts.ReadyTimeout <= 0 {
+		opts.ReadyTimeout = defaultReadyTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+
+	extra := make(map[string][]string, len(gatewayRoutes))
+	for _, p := range gatewayRoutes {
+		extra[p] = []string{http.MethodGet}
+	}
+	routes, err := newRouteTable(gateway.OpenAPI, extra)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(opts.Registry)
+	if err != nil {
+		return nil, err
+	}
+	s := &server{
+		opts:    opts,
+		log:     opts.Logger,
+		routes:  routes,
+		metrics: m,
+		upstream: []upstream{
+			{name: "auth", conn: up.Auth},
+			{name: "conversation", conn: up.Conversation},
+			{name: "message", conn: up.Message},
+		},
+	}
+
+	mux := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, newJSONMarshaler()),
+		runtime.WithErrorHandler(s.handleError),
+		runtime.WithRoutingErrorHandler(s.handleRoutingError),
+		runtime.WithStreamErrorHandler(s.handleStreamError),
+		runtime.WithForwardResponseOption(setSuccessStatus),
+		runtime.WithIncomingHeaderMatcher(incomingHeader),
+		runtime.WithOutgoingHeaderMatcher(dropHeader),
+		runtime.WithOutgoingTrailerMatcher(dropHeader),
+		runtime.WithMetadata(requestIDMetadata),
+		runtime.WithMiddlewares(recordRoute),
+		runtime.WithDisableHTTPMethodOverride(),
+		runtime.WithDisablePathLengthFallback(),
+	)
+	if err := chatv1.RegisterAuthServiceHandlerClient(ctx, mux, chatv1.NewAuthServiceClient(up.Auth)); err != nil {
+		return nil, err
+	}
+	if err := chatv1.RegisterConversationServiceHandlerClient(ctx, mux, chatv1.NewConversationServiceClient(up.Conversation)); err != nil {
+		return nil, err
+	}
+	if err := chatv1.RegisterMessageServiceHandlerClient(ctx, mux, chatv1.NewMessageServiceClient(up.Message)); err != nil {
+		return nil, err
+	}
+	for path, h := range map[string]http.HandlerFunc{
+		"/healthz":      s.healthz,
+		"/readyz":       s.readyz,
+		"/metrics":      s.metrics.handler(opts.Registry),
+		"/openapi.json": openAPI,
+	} {
+		if err := mux.HandlePath(http.MethodGet, path, func(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+			h(w, r)
+		}); err != nil {
+			return nil, err
+		}
+	}
+
+	var h http.Handler = mux
+	h = putAsPatch(routes, h)
+	h = bodyLimit(opts.MaxBodyBytes, h)
+	if len(opts.CORSAllowedOrigins) > 0 {
+		h = cors.New(cors.Options{
+			AllowedOrigins: opts.CORSAllowedOrigins,
+			AllowedMethods: []string{
+				http.MethodGet, http.MethodPost, http.MethodPut,
+				http.MethodPatch, http.MethodDelete, http.MethodOptions,
+			},
+			AllowedHeaders: []string{"Authorization", "Content-Type", "Idempotency-Key", requestid.Header},
+			ExposedHeaders: []string{requestid.Header, "Retry-After"},
+			MaxAge:         600,
+		}).Handler(h)
+	}
+	h = s.observe(h)
+	h = requestid.Middleware(h)
+	return h, nil
+}
+
+// newJSONMarshaler answers snake_case JSON with every field present (false, 0
+// and "" included) and rejects request bodies with unknown fields.
+func newJSONMarshaler() runtime.Marshaler {
+	return &jsonMarshaler{JSONPb: &runtime.JSONPb{
+		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+	}}
+}
+
+// incomingHeader picks the request headers that become gRPC metadata.
+// Authorization is forwarded as "authorization" by grpc-gateway itself; the
+// request id goes through requestIDMetadata (validated), never raw.
+func incomingHeader(key string) (string, bool) {
+	switch textproto.CanonicalMIMEHeaderKey(key) {
+	case "Idempotency-Key":
+		return "idempotency-key", true
+	case "Authorization", "Cookie":
+		// Credentials: not copied a second time as grpcgateway-*.
+		return "", false
+	}
+	return runtime.DefaultHeaderMatcher(key)
+}
+
+// dropHeader keeps the services' response metadata away from clients: the
+// REST answer is the contract, not the gRPC headers behind it.
+func dropHeader(string) (string, bool) { return "", false }
+
+func requestIDMetadata(_ context.Context, r *http.Request) metadata.MD {
+	if id := requestid.FromContext(r.Context()); id != "" {
+		return metadata.Pairs(requestid.MetadataKey, id)
+	}
+	return nil
+}
+
+func openAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(gateway.OpenAPI)
+}
