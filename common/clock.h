@@ -33,6 +33,12 @@ class FakeClock final : public Clock {
   std::atomic<int64_t> nanos_;
 };
 
+// `time` truncated to whole microseconds, the precision PostgreSQL keeps, so
+// that what a call answers equals what a later read returns.
+inline absl::Time ToMicroseconds(absl::Time time) {
+  return absl::FromUnixMicros(absl::ToUnixMicros(time));
+}
+
 }  // namespace chat
 
 #endif  // CHAT_COMMON_CLOCK_H_

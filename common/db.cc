@@ -126,6 +126,9 @@ absl::Status StatusFromDbError(const std::exception& error) {
   if (dynamic_cast<const pqxx::unique_violation*>(&error) != nullptr) {
     return absl::AlreadyExistsError("already exists");
   }
+  if (dynamic_cast<const pqxx::foreign_key_violation*>(&error) != nullptr) {
+    return absl::FailedPreconditionError("a referenced record does not exist");
+  }
   if (dynamic_cast<const pqxx::serialization_failure*>(&error) != nullptr ||
       dynamic_cast<const pqxx::deadlock_detected*>(&error) != nullptr) {
     return absl::AbortedError("concurrent update, retry");

@@ -95,8 +95,8 @@ class DbPool {
 };
 
 // Maps a pqxx exception to a status: unique violation ALREADY_EXISTS,
-// serialization failure and deadlock ABORTED, a broken connection
-// UNAVAILABLE, anything else INTERNAL. The database's own message is logged,
+// foreign-key violation FAILED_PRECONDITION, serialization failure and
+// deadlock ABORTED, a broken connection UNAVAILABLE, anything else INTERNAL. The database's own message is logged,
 // never returned: it may hold SQL or data.
 absl::Status StatusFromDbError(const std::exception& error);
 

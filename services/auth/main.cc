@@ -14,6 +14,7 @@
 #include "common/jwt.h"
 #include "common/log.h"
 #include "common/server.h"
+#include "common/service_flags.h"
 #include "services/auth/accounts.h"
 #include "services/auth/auth_handler.h"
 #include "services/auth/auth_storage.h"
@@ -21,17 +22,6 @@
 
 ABSL_FLAG(std::string, grpc_listen, chat::EnvOr("GRPC_LISTEN", "127.0.0.1:50051"),
           "host:port to serve gRPC on (env GRPC_LISTEN)");
-ABSL_FLAG(int, db_pool_size, chat::EnvOr("DB_POOL_SIZE", 8),
-          "database connections (env DB_POOL_SIZE)");
-ABSL_FLAG(int, max_threads, chat::EnvOr("MAX_THREADS", 64),
-          "gRPC worker threads at most (env MAX_THREADS)");
-ABSL_FLAG(absl::Duration, drain_timeout,
-          chat::EnvOr("DRAIN_TIMEOUT", absl::Seconds(30)),
-          "how long calls under way may finish after SIGTERM (env DRAIN_TIMEOUT)");
-ABSL_FLAG(std::string, token_issuer, chat::EnvOr("TOKEN_ISSUER", "chat-backend"),
-          "iss of access tokens (env TOKEN_ISSUER)");
-ABSL_FLAG(std::string, token_audience, chat::EnvOr("TOKEN_AUDIENCE", "chat-backend"),
-          "aud of access tokens (env TOKEN_AUDIENCE)");
 ABSL_FLAG(absl::Duration, access_token_ttl,
           chat::EnvOr("ACCESS_TOKEN_TTL", absl::Minutes(15)),
           "access token lifetime (env ACCESS_TOKEN_TTL)");

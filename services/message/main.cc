@@ -1,42 +1,58 @@
-// The message service. Until its issue lands, every RPC of the contract
-// answers UNIMPLEMENTED (the generated base class does); the server already
-// has health, reflection, the database probe and the graceful stop.
+// The message service: wires configuration, storage and the handler,
+// then serves until SIGTERM.
 
 #include <cstdlib>
 #include <string>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "chat/v1/message.grpc.pb.h"
+#include "absl/flags/usage.h"
 #include "common/config.h"
 #include "common/db.h"
+#include "common/jwks_client.h"
 #include "common/log.h"
 #include "common/server.h"
+#include "common/service_flags.h"
+#include "grpcpp/create_channel.h"
+#include "services/message/message_handler.h"
+#include "services/message/message_storage.h"
+#include "services/message/messages.h"
 
 ABSL_FLAG(std::string, grpc_listen, chat::EnvOr("GRPC_LISTEN", "127.0.0.1:50053"),
           "host:port to serve gRPC on (env GRPC_LISTEN)");
-ABSL_FLAG(int, db_pool_size, chat::EnvOr("DB_POOL_SIZE", 8),
-          "database connections (env DB_POOL_SIZE)");
-ABSL_FLAG(absl::Duration, drain_timeout,
-          chat::EnvOr("DRAIN_TIMEOUT", absl::Seconds(30)),
-          "how long calls under way may finish after SIGTERM (env DRAIN_TIMEOUT)");
 
 int main(int argc, char** argv) {
   chat::BlockTerminationSignals();
+  absl::SetProgramUsageMessage(
+      "chat-message: the messages of the caller's conversations. The database URL comes "
+      "from the environment: DATABASE_URL (or DATABASE_URL_FILE).");
   absl::ParseCommandLine(argc, argv);
   chat::log::SetServiceName("message");
+
   absl::StatusOr<std::string> database_url = chat::ReadSecret("DATABASE_URL");
   if (!database_url.ok()) {
     chat::log::Error("no database", {{"error", database_url.status().message()}});
     return EXIT_FAILURE;
   }
-  std::unique_ptr<chat::DbPool> pool = chat::DbPool::Create(
-      {.url = *database_url, .size = absl::GetFlag(FLAGS_db_pool_size)});
-  chat::v1::MessageService::Service service;
+  std::unique_ptr<chat::DbPool> pool = chat::DbPool::Create({
+      .url = *database_url,
+      .size = absl::GetFlag(FLAGS_db_pool_size),
+      .statements = chat::message::MessageStorage::Statements(),
+  });
+  chat::JwksClient jwks(grpc::CreateChannel(absl::GetFlag(FLAGS_auth_addr),
+                                            grpc::InsecureChannelCredentials()));
+  chat::JwtVerifier verifier(&jwks, {.issuer = absl::GetFlag(FLAGS_token_issuer),
+                                     .audience = absl::GetFlag(FLAGS_token_audience)});
+  chat::SystemClock clock;
+  chat::message::MessageStorage storage(pool.get());
+  chat::message::Messages messages(&storage, &clock);
+  chat::message::MessageServiceImpl service(&messages, &verifier, &clock);
+
   absl::Status served = chat::Serve(
       {
           .name = "message",
           .listen_address = absl::GetFlag(FLAGS_grpc_listen),
+          .max_threads = absl::GetFlag(FLAGS_max_threads),
           .drain_timeout = absl::GetFlag(FLAGS_drain_timeout),
           .readiness_probe = [&pool] { return pool->Ping(); },
       },

@@ -1,0 +1,20 @@
+#ifndef CHAT_COMMON_SERVICE_FLAGS_H_
+#define CHAT_COMMON_SERVICE_FLAGS_H_
+
+// Flags every service binary shares, each with an environment fallback
+// (flag > environment > default). Each main defines its own --grpc_listen,
+// since the default port differs.
+
+#include <string>
+
+#include "absl/flags/declare.h"
+#include "absl/time/time.h"
+
+ABSL_DECLARE_FLAG(int, db_pool_size);
+ABSL_DECLARE_FLAG(int, max_threads);
+ABSL_DECLARE_FLAG(absl::Duration, drain_timeout);
+ABSL_DECLARE_FLAG(std::string, token_issuer);
+ABSL_DECLARE_FLAG(std::string, token_audience);
+ABSL_DECLARE_FLAG(std::string, auth_addr);
+
+#endif  // CHAT_COMMON_SERVICE_FLAGS_H_

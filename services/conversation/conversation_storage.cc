@@ -1,0 +1,167 @@
+#include "services/conversation/conversation_storage.h"
+
+#include "common/status_macros.h"
+
+namespace chat::conversation {
+namespace {
+
+#define CONVERSATION_COLUMNS                                         \
+  "id::text, title, untitled, metadata::text, archived, pinned, "    \
+  "message_count, (extract(epoch FROM last_message_at) * 1000000)::bigint, " \
+  "(extract(epoch FROM created_at) * 1000000)::bigint, "             \
+  "(extract(epoch FROM updated_at) * 1000000)::bigint"
+
+constexpr char kInsert[] = "conversation_insert";
+constexpr char kInsertSql[] =
+    "INSERT INTO conversations (user_id, id, title, untitled, metadata, "
+    "created_at, updated_at) VALUES ($1::uuid, $2::uuid, $3, $4, $5::jsonb, "
+    "$6::timestamptz, $6::timestamptz) RETURNING " CONVERSATION_COLUMNS;
+
+constexpr char kGet[] = "conversation_get";
+constexpr char kGetSql[] = "SELECT " CONVERSATION_COLUMNS
+                           " FROM conversations WHERE user_id = $1::uuid AND id = $2::uuid";
+
+// Listing order: pinned first, then most recent activity; the id breaks
+// ties. The row comparison continues after the previous page's last row.
+constexpr char kList[] = "conversation_list";
+constexpr char kListSql[] =
+    "SELECT " CONVERSATION_COLUMNS " FROM conversations "
+    "WHERE user_id = $1::uuid AND archived = $2 "
+    "AND ($3 = '' OR strpos(lower(title), lower($3)) > 0) "
+    "AND ($4::boolean IS NULL OR (pinned, updated_at, id) < "
+    "     ($4::boolean, $5::timestamptz, $6::uuid)) "
+    "ORDER BY pinned DESC, updated_at DESC, id DESC LIMIT $7";
+
+constexpr char kUpdate[] = "conversation_update";
+constexpr char kUpdateSql[] =
+    "UPDATE conversations SET title = COALESCE($3, title), "
+    "untitled = untitled AND $3 IS NULL, "
+    "metadata = COALESCE($4::jsonb, metadata), archived = COALESCE($5, archived), "
+    "pinned = COALESCE($6, pinned), updated_at = $7::timestamptz "
+    "WHERE user_id = $1::uuid AND id = $2::uuid RETURNING " CONVERSATION_COLUMNS;
+
+constexpr char kDelete[] = "conversation_delete";
+constexpr char kDeleteSql[] =
+    "DELETE FROM conversations WHERE user_id = $1::uuid AND id = $2::uuid";
+
+constexpr char kDeleteAll[] = "conversation_delete_all";
+constexpr char kDeleteAllSql[] = "DELETE FROM conversations WHERE user_id = $1::uuid";
+
+ConversationRecord FromRow(const pqxx::row& row) {
+  ConversationRecord c;
+  c.id = row[0].as<std::string>();
+  c.title = row[1].as<std::string>();
+  c.untitled = row[2].as<bool>();
+  c.metadata = MetadataFromJson(row[3].as<std::string>()).value_or(Metadata{});
+  c.archived = row[4].as<bool>();
+  c.pinned = row[5].as<bool>();
+  c.message_count = row[6].as<int64_t>();
+  if (!row[7].is_null()) c.last_message_at = FromPgMicros(row[7].as<int64_t>());
+  c.created_at = FromPgMicros(row[8].as<int64_t>());
+  c.updated_at = FromPgMicros(row[9].as<int64_t>());
+  return c;
+}
+
+absl::Status NotFound() { return absl::NotFoundError("conversation not found"); }
+
+std::optional<std::string> MetadataParam(const std::optional<Metadata>& metadata) {
+  if (!metadata) return std::nullopt;
+  return MetadataToJson(*metadata);
+}
+
+}  // namespace
+
+std::vector<PreparedStatement> ConversationStorage::Statements() {
+  std::vector<PreparedStatement> statements = {
+      {kInsert, kInsertSql}, {kGet, kGetSql},       {kList, kListSql},
+      {kUpdate, kUpdateSql}, {kDelete, kDeleteSql}, {kDeleteAll, kDeleteAllSql},
+  };
+  for (const PreparedStatement& s : IdempotencyStatements()) statements.push_back(s);
+  return statements;
+}
+
+absl::StatusOr<ConversationRecord> ConversationStorage::Create(
+    const std::string& user_id, const ConversationRecord& conversation,
+    const std::optional<IdempotencyKey>& key) {
+  absl::StatusOr<ConversationRecord> created = pool_->Transact<ConversationRecord>(
+      user_id, [&](pqxx::work& tx) -> absl::StatusOr<ConversationRecord> {
+        if (key) {
+          ASSIGN_OR_RETURN(IdempotencyClaim claim,
+                           ClaimIdempotencyKey(tx, user_id, *key, conversation.id,
+                                               conversation.created_at));
+          if (claim.replay) {
+            pqxx::result rows = tx.exec_prepared(kGet, user_id, claim.resource_id);
+            if (rows.empty()) return NotFound();
+            return FromRow(rows[0]);
+          }
+        }
+        return FromRow(tx.exec_prepared1(
+            kInsert, user_id, conversation.id, conversation.title, conversation.untitled,
+            MetadataToJson(conversation.metadata), PgTime(conversation.created_at)));
+      });
+  // The only row a conversation references is its user's.
+  if (created.status().code() == absl::StatusCode::kFailedPrecondition) {
+    return absl::UnauthenticatedError("the account no longer exists");
+  }
+  return created;
+}
+
+absl::StatusOr<ConversationRecord> ConversationStorage::Get(const std::string& user_id,
+                                                            const std::string& id) {
+  return pool_->Transact<ConversationRecord>(
+      user_id, [&](pqxx::work& tx) -> absl::StatusOr<ConversationRecord> {
+        pqxx::result rows = tx.exec_prepared(kGet, user_id, id);
+        if (rows.empty()) return NotFound();
+        return FromRow(rows[0]);
+      });
+}
+
+absl::StatusOr<std::vector<ConversationRecord>> ConversationStorage::List(
+    const std::string& user_id, bool archived, const std::string& query,
+    const std::optional<ListPosition>& after, int limit) {
+  std::optional<bool> pinned;
+  std::optional<std::string> updated_at, id;
+  if (after) {
+    pinned = after->pinned;
+    updated_at = PgTime(FromPgMicros(after->updated_at_micros));
+    id = after->id;
+  }
+  return pool_->Transact<std::vector<ConversationRecord>>(
+      user_id, [&](pqxx::work& tx) -> absl::StatusOr<std::vector<ConversationRecord>> {
+        std::vector<ConversationRecord> page;
+        for (const pqxx::row& row :
+             tx.exec_prepared(kList, user_id, archived, query, pinned, updated_at, id, limit)) {
+          page.push_back(FromRow(row));
+        }
+        return page;
+      });
+}
+
+absl::StatusOr<ConversationRecord> ConversationStorage::Update(
+    const std::string& user_id, const std::string& id, const ConversationChange& change,
+    absl::Time now) {
+  return pool_->Transact<ConversationRecord>(
+      user_id, [&](pqxx::work& tx) -> absl::StatusOr<ConversationRecord> {
+        pqxx::result rows =
+            tx.exec_prepared(kUpdate, user_id, id, change.title, MetadataParam(change.metadata),
+                             change.archived, change.pinned, PgTime(now));
+        if (rows.empty()) return NotFound();
+        return FromRow(rows[0]);
+      });
+}
+
+absl::Status ConversationStorage::Delete(const std::string& user_id, const std::string& id) {
+  return pool_->Transact(user_id, [&](pqxx::work& tx) -> absl::Status {
+    if (tx.exec_prepared(kDelete, user_id, id).affected_rows() == 0) return NotFound();
+    return absl::OkStatus();
+  });
+}
+
+absl::Status ConversationStorage::DeleteAll(const std::string& user_id) {
+  return pool_->Transact(user_id, [&](pqxx::work& tx) {
+    tx.exec_prepared0(kDeleteAll, user_id);
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace chat::conversation

@@ -1,0 +1,131 @@
+#include "services/conversation/conversations.h"
+
+#include "chat/internal/page_token.pb.h"
+#include "common/errors.h"
+#include "common/ids.h"
+#include "common/page_token.h"
+#include "common/status_macros.h"
+#include "common/utf8.h"
+
+namespace chat::conversation {
+namespace {
+
+constexpr int kDefaultPageSize = 20;
+constexpr int kMaxPageSize = 100;
+constexpr size_t kMaxTitle = 255;
+
+void ValidateTitle(const std::string& title, FieldViolations& violations) {
+  const std::optional<size_t> length = CountCodePoints(title);
+  if (!length) {
+    violations.Add("title", "must be valid UTF-8");
+  } else if (*length == 0 || *length > kMaxTitle) {
+    violations.Add("title", "must be 1 to 255 characters long");
+  } else if (title.find('\0') != std::string::npos) {
+    violations.Add("title", "must not contain NUL");
+  }
+}
+
+// Malformed ids cannot exist, and answer like missing ones.
+absl::Status CheckId(const std::string& id) {
+  if (IsUuid(id)) return absl::OkStatus();
+  return absl::NotFoundError("conversation not found");
+}
+
+}  // namespace
+
+std::string DefaultTitle(absl::Time created_at) {
+  return "New Chat - " +
+         absl::FormatTime("%Y-%m-%d%ET%H:%M:%E3SZ", created_at, absl::UTCTimeZone());
+}
+
+absl::StatusOr<ConversationRecord> Conversations::Create(
+    const std::string& user_id, const NewConversation& request,
+    const std::string& idempotency_key) {
+  FieldViolations violations;
+  if (!request.title.empty()) ValidateTitle(request.title, violations);
+  ValidateMetadata("metadata", request.metadata, violations);
+  RETURN_IF_ERROR(violations.ToStatus());
+
+  std::optional<IdempotencyKey> key;
+  if (!idempotency_key.empty()) {
+    RETURN_IF_ERROR(ValidateIdempotencyKey(idempotency_key));
+    key = IdempotencyKey{idempotency_key,
+                         RequestHash("CreateConversation",
+                                     {request.title, MetadataToJson(request.metadata)})};
+  }
+  const absl::Time now = ToMicroseconds(clock_->Now());
+  ConversationRecord conversation{
+      .id = NewUuidV7(now),
+      .title = request.title.empty() ? DefaultTitle(now) : request.title,
+      .untitled = request.title.empty(),
+      .metadata = request.metadata,
+      .created_at = now,
+      .updated_at = now,
+  };
+  return storage_->Create(user_id, conversation, key);
+}
+
+absl::StatusOr<ConversationPage> Conversations::List(const std::string& user_id,
+                                                     const ListQuery& query) {
+  ASSIGN_OR_RETURN(int page_size,
+                   ResolvePageSize(query.page_size, kDefaultPageSize, kMaxPageSize));
+  std::optional<ListPosition> after;
+  if (!query.page_token.empty()) {
+    chat::internal::ConversationCursor cursor;
+    RETURN_IF_ERROR(DecodePageToken(query.page_token, &cursor));
+    if (cursor.archived() != query.archived || cursor.query() != query.q ||
+        !IsUuid(cursor.id())) {
+      return ForeignPageToken();
+    }
+    after = ListPosition{cursor.pinned(), cursor.updated_at_micros(), cursor.id()};
+  }
+  // One extra row tells whether another page follows.
+  ASSIGN_OR_RETURN(std::vector<ConversationRecord> rows,
+                   storage_->List(user_id, query.archived, query.q, after, page_size + 1));
+  ConversationPage page;
+  if (static_cast<int>(rows.size()) > page_size) {
+    rows.resize(page_size);
+    const ConversationRecord& last = rows.back();
+    chat::internal::ConversationCursor cursor;
+    cursor.set_archived(query.archived);
+    cursor.set_query(query.q);
+    cursor.set_pinned(last.pinned);
+    cursor.set_updated_at_micros(absl::ToUnixMicros(last.updated_at));
+    cursor.set_id(last.id);
+    page.next_page_token = EncodePageToken(cursor);
+  }
+  page.conversations = std::move(rows);
+  return page;
+}
+
+absl::StatusOr<ConversationRecord> Conversations::Get(const std::string& user_id,
+                                                      const std::string& id) {
+  RETURN_IF_ERROR(CheckId(id));
+  return storage_->Get(user_id, id);
+}
+
+absl::StatusOr<ConversationRecord> Conversations::Update(const std::string& user_id,
+                                                         const std::string& id,
+                                                         const ConversationChange& change) {
+  RETURN_IF_ERROR(CheckId(id));
+  FieldViolations violations;
+  if (change.title) ValidateTitle(*change.title, violations);
+  if (change.metadata) ValidateMetadata("metadata", *change.metadata, violations);
+  RETURN_IF_ERROR(violations.ToStatus());
+  if (!change.title && !change.metadata && !change.archived && !change.pinned) {
+    return storage_->Get(user_id, id);  // nothing to change, no activity
+  }
+  return storage_->Update(user_id, id, change,
+                          ToMicroseconds(clock_->Now()));
+}
+
+absl::Status Conversations::Delete(const std::string& user_id, const std::string& id) {
+  RETURN_IF_ERROR(CheckId(id));
+  return storage_->Delete(user_id, id);
+}
+
+absl::Status Conversations::DeleteAll(const std::string& user_id) {
+  return storage_->DeleteAll(user_id);
+}
+
+}  // namespace chat::conversation

@@ -1,0 +1,48 @@
+#ifndef CHAT_SERVICES_MESSAGE_MESSAGE_HANDLER_H_
+#define CHAT_SERVICES_MESSAGE_MESSAGE_HANDLER_H_
+
+// chat.v1.MessageService over gRPC: authenticates the caller, reads the
+// request, calls Messages, maps the result. No rules live here.
+
+#include "chat/v1/message.grpc.pb.h"
+#include "common/clock.h"
+#include "common/jwt.h"
+#include "services/message/messages.h"
+
+namespace chat::message {
+
+class MessageServiceImpl final : public chat::v1::MessageService::Service {
+ public:
+  MessageServiceImpl(Messages* messages, const JwtVerifier* verifier, const Clock* clock)
+      : messages_(messages), verifier_(verifier), clock_(clock) {}
+
+  grpc::Status CreateMessage(grpc::ServerContext* context,
+                             const chat::v1::CreateMessageRequest* request,
+                             chat::v1::Message* response) override;
+  grpc::Status ListMessages(grpc::ServerContext* context,
+                            const chat::v1::ListMessagesRequest* request,
+                            chat::v1::ListMessagesResponse* response) override;
+  grpc::Status GetMessage(grpc::ServerContext* context,
+                          const chat::v1::GetMessageRequest* request,
+                          chat::v1::Message* response) override;
+  grpc::Status UpdateMessage(grpc::ServerContext* context,
+                             const chat::v1::UpdateMessageRequest* request,
+                             chat::v1::Message* response) override;
+  grpc::Status DeleteMessage(grpc::ServerContext* context,
+                             const chat::v1::DeleteMessageRequest* request,
+                             google::protobuf::Empty* response) override;
+  grpc::Status ClearMessages(grpc::ServerContext* context,
+                             const chat::v1::ClearMessagesRequest* request,
+                             google::protobuf::Empty* response) override;
+
+ private:
+  absl::StatusOr<std::string> Caller(const grpc::ServerContext& context) const;
+
+  Messages* messages_;
+  const JwtVerifier* verifier_;
+  const Clock* clock_;
+};
+
+}  // namespace chat::message
+
+#endif  // CHAT_SERVICES_MESSAGE_MESSAGE_HANDLER_H_

@@ -1,0 +1,146 @@
+#include "services/message/messages.h"
+
+#include "chat/internal/page_token.pb.h"
+#include "common/errors.h"
+#include "common/ids.h"
+#include "common/page_token.h"
+#include "common/status_macros.h"
+#include "common/utf8.h"
+
+namespace chat::message {
+namespace {
+
+constexpr int kDefaultPageSize = 50;
+constexpr int kMaxPageSize = 200;
+constexpr size_t kMaxContent = 100000;
+
+absl::Status CheckIds(const std::string& conversation_id, const std::string* id) {
+  if (!IsUuid(conversation_id)) return absl::NotFoundError("conversation not found");
+  if (id != nullptr && !IsUuid(*id)) return absl::NotFoundError("message not found");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void ValidateContent(absl::string_view field, const std::string& content,
+                     FieldViolations& violations) {
+  const std::optional<size_t> length = CountCodePoints(content);
+  if (!length) {
+    violations.Add(field, "must be valid UTF-8");
+  } else if (*length == 0 || *length > kMaxContent) {
+    violations.Add(field, "must be 1 to 100000 characters long");
+  } else if (content.find('\0') != std::string::npos) {
+    violations.Add(field, "must not contain NUL");
+  }
+}
+
+absl::StatusOr<MessageRecord> Messages::Create(const std::string& user_id,
+                                               const std::string& conversation_id,
+                                               const NewMessage& request,
+                                               const std::string& idempotency_key) {
+  RETURN_IF_ERROR(CheckIds(conversation_id, nullptr));
+  FieldViolations violations;
+  if (request.role != "user" && request.role != "assistant" && request.role != "system") {
+    violations.Add("role", "must be user, assistant or system");
+  }
+  ValidateContent("content", request.content, violations);
+  ValidateMetadata("metadata", request.metadata, violations);
+  RETURN_IF_ERROR(violations.ToStatus());
+
+  std::optional<IdempotencyKey> key;
+  if (!idempotency_key.empty()) {
+    RETURN_IF_ERROR(ValidateIdempotencyKey(idempotency_key));
+    key = IdempotencyKey{idempotency_key,
+                         RequestHash("CreateMessage",
+                                     {conversation_id, request.role, request.content,
+                                      MetadataToJson(request.metadata)})};
+  }
+  const absl::Time now = ToMicroseconds(clock_->Now());
+  return storage_->Append(user_id,
+                          MessageRecord{.id = NewUuidV7(now),
+                                        .conversation_id = conversation_id,
+                                        .role = request.role,
+                                        .content = request.content,
+                                        .status = "complete",
+                                        .metadata = request.metadata,
+                                        .created_at = now,
+                                        .updated_at = now},
+                          key);
+}
+
+absl::StatusOr<MessagePage> Messages::List(const std::string& user_id,
+                                           const std::string& conversation_id,
+                                           const ListQuery& query) {
+  RETURN_IF_ERROR(CheckIds(conversation_id, nullptr));
+  FieldViolations violations;
+  if (!query.order.empty() && query.order != "asc" && query.order != "desc") {
+    violations.Add("order", "must be asc or desc");
+  }
+  absl::StatusOr<int> page_size =
+      ResolvePageSize(query.page_size, kDefaultPageSize, kMaxPageSize);
+  if (!page_size.ok()) violations.Add("page_size", "must not be negative");
+  RETURN_IF_ERROR(violations.ToStatus());
+  const bool descending = query.order == "desc";
+
+  std::optional<int64_t> after;
+  if (!query.page_token.empty()) {
+    chat::internal::MessageCursor cursor;
+    RETURN_IF_ERROR(DecodePageToken(query.page_token, &cursor));
+    if (cursor.conversation_id() != conversation_id || cursor.descending() != descending) {
+      return ForeignPageToken();
+    }
+    after = cursor.seq();
+  }
+  // One extra row tells whether another page follows.
+  ASSIGN_OR_RETURN(std::vector<MessageRecord> rows,
+                   storage_->List(user_id, conversation_id, descending, after,
+                                  *page_size + 1));
+  MessagePage page;
+  if (static_cast<int>(rows.size()) > *page_size) {
+    rows.resize(*page_size);
+    chat::internal::MessageCursor cursor;
+    cursor.set_conversation_id(conversation_id);
+    cursor.set_descending(descending);
+    cursor.set_seq(rows.back().seq);
+    page.next_page_token = EncodePageToken(cursor);
+  }
+  page.messages = std::move(rows);
+  return page;
+}
+
+absl::StatusOr<MessageRecord> Messages::Get(const std::string& user_id,
+                                            const std::string& conversation_id,
+                                            const std::string& id) {
+  RETURN_IF_ERROR(CheckIds(conversation_id, &id));
+  return storage_->Get(user_id, conversation_id, id);
+}
+
+absl::StatusOr<MessageRecord> Messages::Update(const std::string& user_id,
+                                               const std::string& conversation_id,
+                                               const std::string& id,
+                                               const MessageChange& change) {
+  RETURN_IF_ERROR(CheckIds(conversation_id, &id));
+  FieldViolations violations;
+  if (change.content) ValidateContent("content", *change.content, violations);
+  if (change.metadata) ValidateMetadata("metadata", *change.metadata, violations);
+  RETURN_IF_ERROR(violations.ToStatus());
+  if (!change.content && !change.metadata) {
+    return storage_->Get(user_id, conversation_id, id);  // nothing to change
+  }
+  return storage_->Update(user_id, conversation_id, id, change,
+                          ToMicroseconds(clock_->Now()));
+}
+
+absl::Status Messages::Delete(const std::string& user_id,
+                              const std::string& conversation_id, const std::string& id) {
+  RETURN_IF_ERROR(CheckIds(conversation_id, &id));
+  return storage_->Delete(user_id, conversation_id, id, ToMicroseconds(clock_->Now()));
+}
+
+absl::Status Messages::Clear(const std::string& user_id,
+                             const std::string& conversation_id) {
+  RETURN_IF_ERROR(CheckIds(conversation_id, nullptr));
+  return storage_->Clear(user_id, conversation_id, ToMicroseconds(clock_->Now()));
+}
+
+}  // namespace chat::message
