@@ -1,7 +1,10 @@
-// The message service: wires configuration, storage and the handler,
-// then serves until SIGTERM.
+// The message service: wires configuration, storage, the model provider and
+// the handler, then serves until SIGTERM.
+
+#include <curl/curl.h>
 
 #include <cstdlib>
+#include <memory>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -14,26 +17,84 @@
 #include "common/server.h"
 #include "common/service_flags.h"
 #include "grpcpp/create_channel.h"
+#include "services/message/chat.h"
+#include "services/message/echo_provider.h"
 #include "services/message/message_handler.h"
 #include "services/message/message_storage.h"
 #include "services/message/messages.h"
+#include "services/message/openai_provider.h"
 
 ABSL_FLAG(std::string, grpc_listen, chat::EnvOr("GRPC_LISTEN", "127.0.0.1:50053"),
           "host:port to serve gRPC on (env GRPC_LISTEN)");
+ABSL_FLAG(int, stream_threads, chat::EnvOr("STREAM_THREADS", 1100),
+          "gRPC worker threads at most; each streaming reply holds one "
+          "(env STREAM_THREADS)");
+ABSL_FLAG(std::string, provider, chat::EnvOr("PROVIDER", "echo"),
+          "the model provider: echo (offline) or openai (env PROVIDER)");
+ABSL_FLAG(std::string, provider_base_url,
+          chat::EnvOr("PROVIDER_BASE_URL", "https://api.openai.com/v1"),
+          "base URL of an OpenAI-compatible API (env PROVIDER_BASE_URL)");
+ABSL_FLAG(std::string, provider_model, chat::EnvOr("PROVIDER_MODEL", "gpt-4o-mini"),
+          "the model asked when a request names none (env PROVIDER_MODEL)");
+ABSL_FLAG(absl::Duration, provider_connect_timeout,
+          chat::EnvOr("PROVIDER_CONNECT_TIMEOUT", absl::Seconds(10)),
+          "(env PROVIDER_CONNECT_TIMEOUT)");
+ABSL_FLAG(absl::Duration, provider_timeout,
+          chat::EnvOr("PROVIDER_TIMEOUT", absl::Minutes(5)),
+          "the whole reply must arrive within this (env PROVIDER_TIMEOUT)");
+ABSL_FLAG(absl::Duration, provider_idle_timeout,
+          chat::EnvOr("PROVIDER_IDLE_TIMEOUT", absl::Seconds(60)),
+          "longest silence within a reply (env PROVIDER_IDLE_TIMEOUT)");
+ABSL_FLAG(std::string, system_prompt, chat::EnvOr("SYSTEM_PROMPT", ""),
+          "sent first in every context when set (env SYSTEM_PROMPT)");
+ABSL_FLAG(int, context_budget_chars, chat::EnvOr("CONTEXT_BUDGET_CHARS", 24000),
+          "characters of earlier messages sent as context, newest first "
+          "(env CONTEXT_BUDGET_CHARS)");
+ABSL_FLAG(int, max_streams_per_user, chat::EnvOr("MAX_STREAMS_PER_USER", 4),
+          "replies one user may stream at once; more answer 429 "
+          "(env MAX_STREAMS_PER_USER)");
+
+namespace {
+
+int Fail(absl::string_view what, const absl::Status& status) {
+  chat::log::Error(what, {{"error", status.message()}});
+  return EXIT_FAILURE;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   chat::BlockTerminationSignals();
   absl::SetProgramUsageMessage(
-      "chat-message: the messages of the caller's conversations. The database URL comes "
-      "from the environment: DATABASE_URL (or DATABASE_URL_FILE).");
+      "chat-message: messages and streamed assistant replies. Secrets come "
+      "from the environment: DATABASE_URL (or DATABASE_URL_FILE) and, for "
+      "--provider=openai, PROVIDER_API_KEY (or PROVIDER_API_KEY_FILE).");
   absl::ParseCommandLine(argc, argv);
   chat::log::SetServiceName("message");
+  curl_global_init(CURL_GLOBAL_DEFAULT);
 
   absl::StatusOr<std::string> database_url = chat::ReadSecret("DATABASE_URL");
-  if (!database_url.ok()) {
-    chat::log::Error("no database", {{"error", database_url.status().message()}});
-    return EXIT_FAILURE;
+  if (!database_url.ok()) return Fail("no database", database_url.status());
+
+  std::unique_ptr<chat::message::Provider> provider;
+  const std::string provider_name = absl::GetFlag(FLAGS_provider);
+  if (provider_name == "echo") {
+    provider = std::make_unique<chat::message::EchoProvider>();
+  } else if (provider_name == "openai") {
+    provider = std::make_unique<chat::message::OpenAiProvider>(chat::message::OpenAiOptions{
+        .base_url = absl::GetFlag(FLAGS_provider_base_url),
+        .api_key = chat::ReadSecret("PROVIDER_API_KEY").value_or(""),
+        .model = absl::GetFlag(FLAGS_provider_model),
+        .connect_timeout = absl::GetFlag(FLAGS_provider_connect_timeout),
+        .total_timeout = absl::GetFlag(FLAGS_provider_timeout),
+        .idle_timeout = absl::GetFlag(FLAGS_provider_idle_timeout),
+    });
+  } else {
+    return Fail("bad --provider", absl::InvalidArgumentError("use echo or openai"));
   }
+  chat::log::Info("model provider", {{"provider", provider_name},
+                                     {"model", provider->default_model()}});
+
   std::unique_ptr<chat::DbPool> pool = chat::DbPool::Create({
       .url = *database_url,
       .size = absl::GetFlag(FLAGS_db_pool_size),
@@ -46,20 +107,23 @@ int main(int argc, char** argv) {
   chat::SystemClock clock;
   chat::message::MessageStorage storage(pool.get());
   chat::message::Messages messages(&storage, &clock);
-  chat::message::MessageServiceImpl service(&messages, &verifier, &clock);
+  chat::message::Chats chats(
+      &storage, provider.get(), &clock,
+      {.system_prompt = absl::GetFlag(FLAGS_system_prompt),
+       .context_budget_chars = static_cast<size_t>(absl::GetFlag(FLAGS_context_budget_chars)),
+       .max_streams_per_user = absl::GetFlag(FLAGS_max_streams_per_user)});
+  chat::message::MessageServiceImpl service(&messages, &chats, &verifier, &clock);
 
   absl::Status served = chat::Serve(
       {
           .name = "message",
           .listen_address = absl::GetFlag(FLAGS_grpc_listen),
-          .max_threads = absl::GetFlag(FLAGS_max_threads),
+          .max_threads = absl::GetFlag(FLAGS_stream_threads),
           .drain_timeout = absl::GetFlag(FLAGS_drain_timeout),
           .readiness_probe = [&pool] { return pool->Ping(); },
       },
       {&service});
-  if (!served.ok()) {
-    chat::log::Error("server failed", {{"error", served.message()}});
-    return EXIT_FAILURE;
-  }
+  curl_global_cleanup();
+  if (!served.ok()) return Fail("server failed", served);
   return EXIT_SUCCESS;
 }

@@ -53,6 +53,57 @@ absl::StatusOr<MessageChange> ChangeOf(const chat::v1::UpdateMessageRequest& r) 
   return change;
 }
 
+// Writes the events of one reply to a gRPC stream.
+class GrpcChatSink final : public ChatSink {
+ public:
+  GrpcChatSink(grpc::ServerContext* context, grpc::ServerWriter<chat::v1::ChatEvent>* writer)
+      : context_(context), writer_(writer), request_id_(RequestIdOf(*context)) {}
+
+  bool SendMessage(const MessageRecord& user_message) override {
+    chat::v1::ChatEvent event;
+    ToProto(user_message, event.mutable_message());
+    return Write(event);
+  }
+  bool SendDelta(absl::string_view text) override {
+    chat::v1::ChatEvent event;
+    event.mutable_delta()->set_text(std::string(text));
+    return Write(event);
+  }
+  bool SendDone(const MessageRecord& reply, const ProviderUsage& usage) override {
+    chat::v1::ChatEvent event;
+    ToProto(reply, event.mutable_done()->mutable_message());
+    chat::v1::Usage* out = event.mutable_done()->mutable_usage();
+    out->set_prompt_tokens(usage.prompt_tokens);
+    out->set_completion_tokens(usage.completion_tokens);
+    out->set_total_tokens(usage.total_tokens);
+    return Write(event);
+  }
+  void SendError(const absl::Status& error) override {
+    chat::v1::ChatEvent event;
+    chat::v1::Error* out = event.mutable_error();
+    out->set_code(absl::StatusCodeToString(error.code()));
+    out->set_message(error.code() == absl::StatusCode::kInternal ? "internal error"
+                                                                 : std::string(error.message()));
+    for (const FieldViolation& v : ViolationsOf(error)) {
+      chat::v1::FieldViolation* detail = out->add_details();
+      detail->set_field(v.field);
+      detail->set_description(v.description);
+    }
+    out->set_request_id(request_id_);
+    Write(event);
+  }
+  bool Cancelled() override { return context_->IsCancelled(); }
+
+ private:
+  bool Write(const chat::v1::ChatEvent& event) {
+    return !context_->IsCancelled() && writer_->Write(event);
+  }
+
+  grpc::ServerContext* context_;
+  grpc::ServerWriter<chat::v1::ChatEvent>* writer_;
+  std::string request_id_;
+};
+
 }  // namespace
 
 absl::StatusOr<std::string> MessageServiceImpl::Caller(
@@ -132,6 +183,20 @@ Status MessageServiceImpl::ClearMessages(grpc::ServerContext* context,
   absl::StatusOr<std::string> user = Caller(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
   return ToGrpcStatus(messages_->Clear(*user, request->conversation_id()));
+}
+
+}  // namespace chat::message
+
+namespace chat::message {
+
+Status MessageServiceImpl::Chat(grpc::ServerContext* context,
+                                const chat::v1::ChatRequest* request,
+                                grpc::ServerWriter<chat::v1::ChatEvent>* writer) {
+  absl::StatusOr<std::string> user = Caller(*context);
+  if (!user.ok()) return ToGrpcStatus(user.status());
+  GrpcChatSink sink(context, writer);
+  return ToGrpcStatus(chats_->Run(*user, request->conversation_id(),
+                                  {request->content(), request->model()}, sink));
 }
 
 }  // namespace chat::message

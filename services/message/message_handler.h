@@ -7,14 +7,16 @@
 #include "chat/v1/message.grpc.pb.h"
 #include "common/clock.h"
 #include "common/jwt.h"
+#include "services/message/chat.h"
 #include "services/message/messages.h"
 
 namespace chat::message {
 
 class MessageServiceImpl final : public chat::v1::MessageService::Service {
  public:
-  MessageServiceImpl(Messages* messages, const JwtVerifier* verifier, const Clock* clock)
-      : messages_(messages), verifier_(verifier), clock_(clock) {}
+  MessageServiceImpl(Messages* messages, Chats* chats, const JwtVerifier* verifier,
+                     const Clock* clock)
+      : messages_(messages), chats_(chats), verifier_(verifier), clock_(clock) {}
 
   grpc::Status CreateMessage(grpc::ServerContext* context,
                              const chat::v1::CreateMessageRequest* request,
@@ -34,11 +36,14 @@ class MessageServiceImpl final : public chat::v1::MessageService::Service {
   grpc::Status ClearMessages(grpc::ServerContext* context,
                              const chat::v1::ClearMessagesRequest* request,
                              google::protobuf::Empty* response) override;
+  grpc::Status Chat(grpc::ServerContext* context, const chat::v1::ChatRequest* request,
+                    grpc::ServerWriter<chat::v1::ChatEvent>* writer) override;
 
  private:
   absl::StatusOr<std::string> Caller(const grpc::ServerContext& context) const;
 
   Messages* messages_;
+  Chats* chats_;
   const JwtVerifier* verifier_;
   const Clock* clock_;
 };

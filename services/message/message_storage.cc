@@ -94,6 +94,21 @@ constexpr char kUncountAllSql[] =
     "updated_at = GREATEST(updated_at, $3::timestamptz) "
     "WHERE user_id = $1::uuid AND id = $2::uuid";
 
+// The untitled conversation, locked, and the content of its first user
+// message.
+constexpr char kUntitledFirstMessage[] = "message_untitled_first_message";
+constexpr char kUntitledFirstMessageSql[] =
+    "SELECT (SELECT m.content FROM messages m WHERE m.user_id = c.user_id "
+    "  AND m.conversation_id = c.id AND m.role = 'user' ORDER BY m.seq LIMIT 1) "
+    "FROM conversations c WHERE c.user_id = $1::uuid AND c.id = $2::uuid "
+    "AND c.untitled FOR NO KEY UPDATE";
+
+constexpr char kSetTitle[] = "message_set_title";
+constexpr char kSetTitleSql[] =
+    "UPDATE conversations SET title = $3, untitled = false, "
+    "updated_at = GREATEST(updated_at, $4::timestamptz) "
+    "WHERE user_id = $1::uuid AND id = $2::uuid";
+
 MessageRecord FromRow(const pqxx::row& row) {
   MessageRecord m;
   m.id = row[0].as<std::string>();
@@ -139,6 +154,8 @@ std::vector<PreparedStatement> MessageStorage::Statements() {
       {kUncount, kUncountSql},
       {kClear, kClearSql},
       {kUncountAll, kUncountAllSql},
+      {kUntitledFirstMessage, kUntitledFirstMessageSql},
+      {kSetTitle, kSetTitleSql},
   };
   for (const PreparedStatement& s : IdempotencyStatements()) statements.push_back(s);
   return statements;
@@ -245,6 +262,20 @@ absl::Status MessageStorage::Clear(const std::string& user_id,
     tx.exec_prepared0(kClear, user_id, conversation_id);
     tx.exec_prepared0(kUncountAll, user_id, conversation_id, PgTime(now));
     return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<bool> MessageStorage::NameUntitled(
+    const std::string& user_id, const std::string& conversation_id,
+    const std::function<std::string(const std::string&)>& title_of_first_message,
+    absl::Time now) {
+  return pool_->Transact<bool>(user_id, [&](pqxx::work& tx) -> absl::StatusOr<bool> {
+    pqxx::result rows = tx.exec_prepared(kUntitledFirstMessage, user_id, conversation_id);
+    if (rows.empty() || rows[0][0].is_null()) return false;
+    const std::string title = title_of_first_message(rows[0][0].as<std::string>());
+    if (title.empty()) return false;
+    tx.exec_prepared0(kSetTitle, user_id, conversation_id, title, PgTime(now));
+    return true;
   });
 }
 

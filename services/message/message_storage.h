@@ -10,6 +10,7 @@
 // conversation's messages locks that row first, which also keeps
 // message_count and last_message_at exact under concurrency.
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -73,6 +74,13 @@ class MessageStorage {
   // Deletes every message of the conversation.
   absl::Status Clear(const std::string& user_id, const std::string& conversation_id,
                      absl::Time now);
+  // Names a conversation that still has its default title after the first
+  // message of role user; false when it has a title of its own already.
+  absl::StatusOr<bool> NameUntitled(const std::string& user_id,
+                                    const std::string& conversation_id,
+                                    const std::function<std::string(const std::string&)>&
+                                        title_of_first_message,
+                                    absl::Time now);
 
  private:
   DbPool* pool_;

@@ -65,8 +65,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
-	if shared != nil {
-		shared.Stop()
+	for _, s := range []*Stack{shared, chatStack} {
+		if s != nil {
+			s.Stop()
+		}
+	}
+	if chatProvider != nil {
+		chatProvider.Close()
 	}
 	os.Exit(code)
 }

@@ -1,0 +1,80 @@
+#ifndef CHAT_SERVICES_MESSAGE_CHAT_H_
+#define CHAT_SERVICES_MESSAGE_CHAT_H_
+
+// Assistant replies (SPEC.md "Assistant replies"): store the user's message,
+// build the context, ask the provider, stream the reply while it is
+// produced, and store it with what came: `complete`, `incomplete` when the
+// client went away, `failed` when the provider failed. The user's message is
+// stored before the provider is asked, so it is never lost.
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "common/clock.h"
+#include "services/message/message_storage.h"
+#include "services/message/provider.h"
+#include "services/message/stream_limiter.h"
+
+namespace chat::message {
+
+// Where the events of one reply go. The Send methods return false when the
+// client is gone.
+class ChatSink {
+ public:
+  virtual ~ChatSink() = default;
+  virtual bool SendMessage(const MessageRecord& user_message) = 0;
+  virtual bool SendDelta(absl::string_view text) = 0;
+  virtual bool SendDone(const MessageRecord& reply, const ProviderUsage& usage) = 0;
+  virtual void SendError(const absl::Status& error) = 0;
+  virtual bool Cancelled() = 0;
+};
+
+struct ChatOptions {
+  // Sent first, as a system message, when not empty.
+  std::string system_prompt;
+  // Earlier messages go into the context newest first while their
+  // characters fit this budget; older ones are dropped.
+  size_t context_budget_chars = 24000;
+  // At most this many earlier messages are read.
+  int context_max_messages = 200;
+  int max_streams_per_user = 4;
+};
+
+struct ChatInput {
+  std::string content;
+  std::string model;  // empty: the provider's default
+};
+
+class Chats {
+ public:
+  Chats(MessageStorage* storage, Provider* provider, const Clock* clock, ChatOptions options)
+      : storage_(storage),
+        provider_(provider),
+        clock_(clock),
+        options_(std::move(options)),
+        limiter_(options_.max_streams_per_user) {}
+
+  // Errors before the stream starts (bad input, no such conversation, too
+  // many streams) are returned; once the user's message is stored, every
+  // outcome goes to the sink and the result is OK.
+  absl::Status Run(const std::string& user_id, const std::string& conversation_id,
+                   const ChatInput& input, ChatSink& sink);
+
+ private:
+  absl::StatusOr<std::vector<ProviderMessage>> Context(const std::string& user_id,
+                                                       const MessageRecord& user_message);
+
+  MessageStorage* storage_;
+  Provider* provider_;
+  const Clock* clock_;
+  ChatOptions options_;
+  StreamLimiter limiter_;
+};
+
+// A title made from a conversation's first message: one line, at most 60
+// characters, cut at a word.
+std::string TitleFromMessage(absl::string_view content);
+
+}  // namespace chat::message
+
+#endif  // CHAT_SERVICES_MESSAGE_CHAT_H_

@@ -1,0 +1,216 @@
+#include "services/message/openai_provider.h"
+
+#include <curl/curl.h>
+
+#include <memory>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/json.h"
+#include "common/log.h"
+
+namespace chat::message {
+namespace {
+
+constexpr size_t kMaxErrorBody = 2048;
+
+// What the curl callbacks share for one request.
+struct Exchange {
+  const std::function<bool(absl::string_view)>* on_text = nullptr;
+  const std::function<bool()>* should_stop = nullptr;
+  absl::Duration idle_timeout;
+  CURL* curl = nullptr;
+  std::string pending;  // bytes after the last complete line
+  std::string error_body;
+  absl::Time last_data = absl::Now();
+  ProviderReply reply;
+  bool done = false;
+  absl::Status failure;  // why a callback stopped the transfer
+};
+
+int64_t NumberField(const google::protobuf::Struct& s, const std::string& name) {
+  auto it = s.fields().find(name);
+  return it == s.fields().end() ? 0 : static_cast<int64_t>(it->second.number_value());
+}
+
+// Handles one `data:` payload of the event stream; false stops the transfer.
+bool HandleData(Exchange& x, absl::string_view data) {
+  if (data == "[DONE]") {
+    x.done = true;
+    return true;
+  }
+  absl::StatusOr<google::protobuf::Struct> chunk = ParseJsonObject(data);
+  if (!chunk.ok()) {
+    x.failure = absl::UnavailableError("the model provider sent a malformed chunk");
+    return false;
+  }
+  const auto& fields = chunk->fields();
+  if (auto error = fields.find("error"); error != fields.end()) {
+    x.failure = absl::UnavailableError("the model provider reported an error");
+    return false;
+  }
+  if (auto model = fields.find("model"); model != fields.end() &&
+                                         model->second.has_string_value()) {
+    x.reply.model = model->second.string_value();
+  }
+  if (auto usage = fields.find("usage");
+      usage != fields.end() && usage->second.has_struct_value()) {
+    const auto& u = usage->second.struct_value();
+    x.reply.usage = {static_cast<int>(NumberField(u, "prompt_tokens")),
+                     static_cast<int>(NumberField(u, "completion_tokens")),
+                     static_cast<int>(NumberField(u, "total_tokens"))};
+  }
+  auto choices = fields.find("choices");
+  if (choices == fields.end() || !choices->second.has_list_value()) return true;
+  for (const auto& choice : choices->second.list_value().values()) {
+    if (!choice.has_struct_value()) continue;
+    // Servers that never send "[DONE]" still end with a finish_reason.
+    if (auto finish = choice.struct_value().fields().find("finish_reason");
+        finish != choice.struct_value().fields().end() && finish->second.has_string_value()) {
+      x.done = true;
+    }
+    auto delta = choice.struct_value().fields().find("delta");
+    if (delta == choice.struct_value().fields().end() || !delta->second.has_struct_value()) {
+      continue;
+    }
+    const auto& delta_fields = delta->second.struct_value().fields();
+    auto content = delta_fields.find("content");
+    if (content != delta_fields.end() && content->second.has_string_value() &&
+        !content->second.string_value().empty()) {
+      if (!(*x.on_text)(content->second.string_value())) {
+        x.failure = absl::CancelledError("the client went away");
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+size_t OnBody(char* data, size_t size, size_t count, void* user) {
+  Exchange& x = *static_cast<Exchange*>(user);
+  const size_t length = size * count;
+  x.last_data = absl::Now();
+  long status = 0;
+  curl_easy_getinfo(x.curl, CURLINFO_RESPONSE_CODE, &status);
+  if (status != 200) {
+    x.error_body.append(data, std::min(length, kMaxErrorBody - std::min(kMaxErrorBody, x.error_body.size())));
+    return length;
+  }
+  x.pending.append(data, length);
+  size_t start = 0;
+  for (size_t end; (end = x.pending.find('\n', start)) != std::string::npos; start = end + 1) {
+    absl::string_view line(x.pending.data() + start, end - start);
+    line = absl::StripSuffix(line, "\r");
+    if (absl::ConsumePrefix(&line, "data:")) {
+      if (!HandleData(x, absl::StripLeadingAsciiWhitespace(line))) return 0;
+    }  // comments (":") and other SSE fields carry nothing for us
+  }
+  x.pending.erase(0, start);
+  return length;
+}
+
+int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  Exchange& x = *static_cast<Exchange*>(user);
+  if ((*x.should_stop)()) {
+    x.failure = absl::CancelledError("the client went away");
+    return 1;
+  }
+  if (absl::Now() - x.last_data > x.idle_timeout) {
+    x.failure = absl::DeadlineExceededError("the model provider stalled");
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::string ChatCompletionsBody(const std::string& model,
+                                const std::vector<ProviderMessage>& messages) {
+  std::string body = absl::StrCat("{\"model\":", JsonQuote(model),
+                                  ",\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+                                  "\"messages\":[");
+  for (size_t i = 0; i < messages.size(); ++i) {
+    absl::StrAppend(&body, i == 0 ? "" : ",", "{\"role\":", JsonQuote(messages[i].role),
+                    ",\"content\":", JsonQuote(messages[i].content), "}");
+  }
+  body += "]}";
+  return body;
+}
+
+absl::StatusOr<ProviderReply> OpenAiProvider::Complete(
+    const std::string& model, const std::vector<ProviderMessage>& messages,
+    const std::function<bool(absl::string_view)>& on_text,
+    const std::function<bool()>& should_stop) {
+  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(),
+                                                           curl_easy_cleanup);
+  if (!curl) return absl::InternalError("cannot start an HTTP request");
+  const std::string url =
+      absl::StrCat(absl::StripSuffix(options_.base_url, "/"), "/chat/completions");
+  const std::string body = ChatCompletionsBody(model, messages);
+  struct curl_slist* raw_headers = nullptr;
+  raw_headers = curl_slist_append(raw_headers, "Content-Type: application/json");
+  raw_headers = curl_slist_append(raw_headers, "Accept: text/event-stream");
+  std::string authorization;
+  if (!options_.api_key.empty()) {
+    authorization = absl::StrCat("Authorization: Bearer ", options_.api_key);
+    raw_headers = curl_slist_append(raw_headers, authorization.c_str());
+  }
+  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> headers(
+      raw_headers, curl_slist_free_all);
+
+  Exchange x;
+  x.on_text = &on_text;
+  x.should_stop = &should_stop;
+  x.idle_timeout = options_.idle_timeout;
+  x.curl = curl.get();
+  x.reply.model = model;
+  CURL* c = curl.get();
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
+  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
+  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, OnProgress);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(absl::ToInt64Milliseconds(options_.connect_timeout)));
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
+                   static_cast<long>(absl::ToInt64Milliseconds(options_.total_timeout)));
+  curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+
+  const CURLcode code = curl_easy_perform(c);
+  long status = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  if (!x.failure.ok()) return x.failure;
+  if (code == CURLE_OPERATION_TIMEDOUT) {
+    return absl::DeadlineExceededError("the model provider timed out");
+  }
+  if (code != CURLE_OK) {
+    log::Warn("model provider request failed", {{"error", curl_easy_strerror(code)}});
+    return absl::UnavailableError("the model provider cannot be reached");
+  }
+  if (status != 200) {
+    // The body helps an operator (a wrong model name, say); a server that
+    // echoes the Authorization header must not leak the key into the log.
+    const std::string body =
+        options_.api_key.empty()
+            ? x.error_body
+            : absl::StrReplaceAll(x.error_body, {{options_.api_key, "[redacted]"}});
+    log::Warn("model provider refused the request",
+              {{"status", absl::StrCat(status)}, {"body", body}});
+    return absl::UnavailableError(
+        absl::StrCat("the model provider answered HTTP ", status));
+  }
+  if (!x.done && !x.pending.empty()) {
+    return absl::UnavailableError("the model provider sent a malformed chunk");
+  }
+  if (!x.done) return absl::UnavailableError("the model provider ended the reply early");
+  return x.reply;
+}
+
+}  // namespace chat::message

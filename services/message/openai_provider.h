@@ -1,0 +1,47 @@
+#ifndef CHAT_SERVICES_MESSAGE_OPENAI_PROVIDER_H_
+#define CHAT_SERVICES_MESSAGE_OPENAI_PROVIDER_H_
+
+// The OpenAI Chat Completions API with `stream: true`, over HTTP(S) with
+// libcurl: works with OpenAI and every compatible server (vLLM, Ollama,
+// llama.cpp, LM Studio). The API key is sent only in the Authorization
+// header and never logged or returned.
+
+#include <string>
+
+#include "absl/time/time.h"
+#include "services/message/provider.h"
+
+namespace chat::message {
+
+struct OpenAiOptions {
+  std::string base_url = "https://api.openai.com/v1";  // .../chat/completions
+  std::string api_key;                                  // may be empty (local servers)
+  std::string model = "gpt-4o-mini";
+  absl::Duration connect_timeout = absl::Seconds(10);
+  // The whole reply must arrive within total_timeout, and no gap between
+  // two pieces of it may last longer than idle_timeout.
+  absl::Duration total_timeout = absl::Minutes(5);
+  absl::Duration idle_timeout = absl::Seconds(60);
+};
+
+class OpenAiProvider final : public Provider {
+ public:
+  explicit OpenAiProvider(OpenAiOptions options) : options_(std::move(options)) {}
+
+  const std::string& default_model() const override { return options_.model; }
+  absl::StatusOr<ProviderReply> Complete(
+      const std::string& model, const std::vector<ProviderMessage>& messages,
+      const std::function<bool(absl::string_view)>& on_text,
+      const std::function<bool()>& should_stop) override;
+
+ private:
+  OpenAiOptions options_;
+};
+
+// The JSON body of a streaming Chat Completions request.
+std::string ChatCompletionsBody(const std::string& model,
+                                const std::vector<ProviderMessage>& messages);
+
+}  // namespace chat::message
+
+#endif  // CHAT_SERVICES_MESSAGE_OPENAI_PROVIDER_H_

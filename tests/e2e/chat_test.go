@@ -1,0 +1,415 @@
+package e2e
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var (
+	chatOnce     sync.Once
+	chatStack    *Stack
+	chatProvider *FakeProvider
+	chatErr      error
+)
+
+// ChatStack is a stack whose message service asks the fake provider, with a
+// small context budget, a system prompt, a 1 s idle timeout and one stream
+// per user.
+func ChatStack(t *testing.T) (*Stack, *FakeProvider) {
+	t.Helper()
+	chatOnce.Do(func() {
+		chatProvider = NewFakeProvider()
+		chatStack, chatErr = StartStack(map[string][]string{"message": {
+			"PROVIDER=openai", "PROVIDER_BASE_URL=" + chatProvider.URL + "/v1",
+			"PROVIDER_API_KEY=" + providerKey, "PROVIDER_MODEL=fake-model-1",
+			"PROVIDER_IDLE_TIMEOUT=1s", "SYSTEM_PROMPT=You are a test assistant.",
+			"CONTEXT_BUDGET_CHARS=400", "MAX_STREAMS_PER_USER=1",
+		}})
+	})
+	if chatErr != nil {
+		t.Fatalf("starting the chat stack: %v", chatErr)
+	}
+	return chatStack, chatProvider
+}
+
+// ChatStream reads the events of one reply, over SSE or NDJSON.
+type ChatStream struct {
+	Resp   *http.Response
+	reader *bufio.Reader
+	sse    bool
+}
+
+type Event struct {
+	Name string
+	Data map[string]any
+}
+
+func (s *Stack) OpenChat(t *testing.T, token, conversationID, content string, sse bool) *ChatStream {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"content": content})
+	req, _ := http.NewRequest("POST", s.BaseURL+"/v1/conversations/"+conversationID+"/chat",
+		strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	if sse {
+		req.Header.Set("Accept", "text/event-stream")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("chat: %v", err)
+	}
+	return &ChatStream{Resp: resp, reader: bufio.NewReader(resp.Body), sse: sse}
+}
+
+// Next returns the next event, or io.EOF at the end of the stream.
+func (c *ChatStream) Next() (Event, error) {
+	if !c.sse {
+		line, err := c.reader.ReadString('\n')
+		if err != nil {
+			return Event{}, err
+		}
+		var wrapper map[string]map[string]any
+		if err := json.Unmarshal([]byte(line), &wrapper); err != nil || len(wrapper) != 1 {
+			return Event{}, fmt.Errorf("bad NDJSON line %q", line)
+		}
+		for name, data := range wrapper {
+			if name == "error" {
+				data = map[string]any{"error": data}
+			}
+			return Event{name, data}, nil
+		}
+	}
+	var ev Event
+	for {
+		line, err := c.reader.ReadString('\n')
+		if err != nil {
+			return Event{}, err
+		}
+		line = strings.TrimRight(line, "\r\n")
+		switch {
+		case line == "" && ev.Name != "":
+			return ev, nil
+		case strings.HasPrefix(line, "event:"):
+			ev.Name = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
+		case strings.HasPrefix(line, "data:"):
+			if err := json.Unmarshal([]byte(strings.TrimSpace(strings.TrimPrefix(line, "data:"))), &ev.Data); err != nil {
+				return Event{}, fmt.Errorf("bad data line %q", line)
+			}
+		}
+	}
+}
+
+func (c *ChatStream) Expect(t *testing.T, name string) map[string]any {
+	t.Helper()
+	ev, err := c.Next()
+	if err != nil {
+		t.Fatalf("waiting for %s: %v", name, err)
+	}
+	if ev.Name != name {
+		t.Fatalf("event %s %v, want %s", ev.Name, ev.Data, name)
+	}
+	return ev.Data
+}
+
+func unique(prefix string) string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return prefix + " " + hex.EncodeToString(b)
+}
+
+func newConversation(t *testing.T, s *Stack, a Account) string {
+	t.Helper()
+	r := s.Do(t, "POST", "/v1/conversations", map[string]any{}, Bearer(a.Access)...)
+	if r.Status != http.StatusCreated {
+		t.Fatalf("create conversation: %d %s", r.Status, r.Body)
+	}
+	return Str(r.JSON, "id")
+}
+
+// storedMessages lists a conversation's messages, oldest first.
+func storedMessages(t *testing.T, s *Stack, a Account, id string) []any {
+	t.Helper()
+	r := s.Do(t, "GET", "/v1/conversations/"+id+"/messages?page_size=200", nil, Bearer(a.Access)...)
+	if r.Status != http.StatusOK {
+		t.Fatalf("list: %d %s", r.Status, r.Body)
+	}
+	messages, _ := Get(r.JSON, "messages").([]any)
+	return messages
+}
+
+// waitForAssistant polls until the conversation holds an assistant message.
+func waitForAssistant(t *testing.T, s *Stack, a Account, id string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, m := range storedMessages(t, s, a, id) {
+			if Str(m, "role") == "assistant" {
+				return m.(map[string]any)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no assistant message was stored")
+	return nil
+}
+
+func TestChatStreamsOverSSEAndStoresBothMessages(t *testing.T) {
+	s, p := ChatStack(t)
+	a := s.NewAccount(t)
+	id := newConversation(t, s, a)
+	content := unique("Tell me a story scenario:ok")
+	c := s.OpenChat(t, a.Access, id, content, true)
+	defer c.Resp.Body.Close()
+	if c.Resp.StatusCode != http.StatusOK || !strings.HasPrefix(c.Resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("status %d, content type %q", c.Resp.StatusCode, c.Resp.Header.Get("Content-Type"))
+	}
+	user := c.Expect(t, "message")
+	if Str(user, "role") != "user" || Str(user, "content") != content || Str(user, "status") != "complete" {
+		t.Errorf("user message %v", user)
+	}
+	var text string
+	for _, want := range []string{"Hello", ", ", "world"} {
+		if got := Str(c.Expect(t, "delta"), "text"); got != want {
+			t.Errorf("delta %q, want %q", got, want)
+		}
+		text += want
+	}
+	done := c.Expect(t, "done")
+	reply := Get(done, "message")
+	if Str(reply, "role") != "assistant" || Str(reply, "content") != text ||
+		Str(reply, "status") != "complete" || Str(reply, "model") != "fake-model-1" {
+		t.Errorf("reply %v", reply)
+	}
+	if Get(done, "usage", "total_tokens") != float64(14) {
+		t.Errorf("usage %v", Get(done, "usage"))
+	}
+	if _, err := c.Next(); err != io.EOF {
+		t.Errorf("stream goes on after done: %v", err)
+	}
+
+	stored := storedMessages(t, s, a, id)
+	if len(stored) != 2 || Str(stored[0], "id") != Str(user, "id") || Str(stored[1], "id") != Str(reply, "id") ||
+		Str(stored[1], "content") != "Hello, world" {
+		t.Errorf("stored %v", stored)
+	}
+	conv := s.Do(t, "GET", "/v1/conversations/"+id, nil, Bearer(a.Access)...)
+	if Str(conv.JSON, "title") != content || Get(conv.JSON, "message_count") != float64(2) {
+		t.Errorf("conversation after the first reply: %s", conv.Body)
+	}
+
+	// What the provider got: the key, the model, the system prompt first,
+	// the user's message last.
+	req := p.Request(content)
+	if req == nil {
+		t.Fatal("the provider saw no request")
+	}
+	if req.Authorization != "Bearer "+providerKey || req.Model != "fake-model-1" {
+		t.Errorf("provider request: auth %q model %q", req.Authorization, req.Model)
+	}
+	if len(req.Messages) != 2 || req.Messages[0].Role != "system" ||
+		req.Messages[0].Content != "You are a test assistant." || req.Messages[1].Content != content {
+		t.Errorf("context %+v", req.Messages)
+	}
+}
+
+func TestChatStreamsNDJSONWithoutEventStreamAccept(t *testing.T) {
+	s, _ := ChatStack(t)
+	a := s.NewAccount(t)
+	id := newConversation(t, s, a)
+	c := s.OpenChat(t, a.Access, id, unique("Plain please scenario:ok"), false)
+	defer c.Resp.Body.Close()
+	if ct := c.Resp.Header.Get("Content-Type"); !strings.Contains(ct, "ndjson") {
+		t.Errorf("content type %q", ct)
+	}
+	c.Expect(t, "message")
+	for i := 0; i < 3; i++ {
+		c.Expect(t, "delta")
+	}
+	if Str(c.Expect(t, "done"), "message", "content") != "Hello, world" {
+		t.Error("done without the reply")
+	}
+}
+
+func TestChatFirstDeltaReachesTheClientBeforeTheProviderFinishes(t *testing.T) {
+	s, p := ChatStack(t)
+	a := s.NewAccount(t)
+	id := newConversation(t, s, a)
+	content := unique("Slowly scenario:slow")
+	gate := p.Gate(content)
+	c := s.OpenChat(t, a.Access, id, content, true)
+	defer c.Resp.Body.Close()
+	c.Expect(t, "message")
+	// The provider is still waiting on the gate: this delta was not buffered.
+	if got := Str(c.Expect(t, "delta"), "text"); got != "First" {
+		t.Fatalf("first delta %q", got)
+	}
+	close(gate)
+	if got := Str(c.Expect(t, "delta"), "text"); got != " and last" {
+		t.Fatalf("second delta %q", got)
+	}
+	if Str(c.Expect(t, "done"), "message", "content") != "First and last" {
+		t.Error("wrong reply")
+	}
+}
+
+func TestChatMalformedChunkEndsWithAnErrorAndAFailedMessage(t *testing.T) {
+	s, _ := ChatStack(t)
+	a := s.NewAccount(t)
+	id := newConversation(t, s, a)
+	content := unique("Break scenario:malformed")
+	c := s.OpenChat(t, a.Access, id, content, true)
+	defer c.Resp.Body.Close()
+	c.Expect(t, "message")
+	c.Expect(t, "delta")
+	e := c.Expect(t, "error")
+	if Str(e, "error", "code") != "UNAVAILABLE" || Str(e, "error", "request_id") != c.Resp.Header.Get("X-Request-Id") {
+		t.Errorf("error event %v", e)
+	}
+	stored := storedMessages(t, s, a, id)
+	if len(stored) != 2 || Str(stored[0], "content") != content ||
+		Str(stored[1], "status") != "failed" || Str(stored[1], "content") != "Partial" {
+		t.Errorf("stored %v", stored)
+	}
+}
+
+func TestChatProviderErrorKeepsTheUserMessageAndNeverLeaksTheKey(t *testing.T) {
+	s, _ := ChatStack(t)
+	a := s.NewAccount(t)
+	id := newConversation(t, s, a)
+	content := unique("Fail scenario:http-error")
+	c := s.OpenChat(t, a.Access, id, content, false)
+	raw, _ := io.ReadAll(c.Resp.Body)
+	c.Resp.Body.Close()
+	if !strings.Contains(string(raw), `"UNAVAILABLE"`) {
+		t.Errorf("stream %s", raw)
+	}
+	stored := storedMessages(t, s, a, id)
+	if len(stored) != 2 || Str(stored[0], "role") != "user" || Str(stored[1], "status") != "failed" {
+		t.Errorf("stored %v", stored)
+	}
+	for name := range s.procs {
+		if strings.Contains(s.Logs(name), providerKey) {
+			t.Errorf("the provider key is in the %s log", name)
+		}
+	}
+	if strings.Contains(string(raw), providerKey) {
+		t.Error("the provider key is in the answer")
+	}
+}
+
+func TestChatStalledProviderTimesOut(t *testing.T) {
+	s, _ := ChatStack(t)
+	a := s.NewAccount(t)
+	id := newConversation(t, s, a)
+	c := s.OpenChat(t, a.Access, id, unique("Wait scenario:stall"), true)
+	defer c.Resp.Body.Close()
+	c.Expect(t, "message")
+	c.Expect(t, "delta")
+	if e := c.Expect(t, "error"); Str(e, "error", "code") != "DEADLINE_EXCEEDED" {
+		t.Errorf("error event %v", e)
+	}
+	reply := waitForAssistant(t, s, a, id)
+	if Str(reply, "status") != "failed" || Str(reply, "content") != "Before the stall" {
+		t.Errorf("stored reply %v", reply)
+	}
+}
+
+func TestChatClientHangingUpCancelsTheProviderAndKeepsTheText(t *testing.T) {
+	s, p := ChatStack(t)
+	a := s.NewAccount(t)
+	id := newConversation(t, s, a)
+	content := unique("Go on scenario:hangup")
+	c := s.OpenChat(t, a.Access, id, content, true)
+	c.Expect(t, "message")
+	c.Expect(t, "delta")
+	c.Resp.Body.Close() // the browser tab closes
+	req := p.Request(content)
+	select {
+	case <-req.cancelled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the provider request was not cancelled")
+	}
+	reply := waitForAssistant(t, s, a, id)
+	if Str(reply, "status") != "incomplete" || !strings.HasPrefix(Str(reply, "content"), "Tick") {
+		t.Errorf("stored reply %v", reply)
+	}
+	if stored := storedMessages(t, s, a, id); Str(stored[0], "content") != content {
+		t.Errorf("user message %v", stored[0])
+	}
+}
+
+func TestChatContextKeepsTheNewestMessagesWithinTheBudget(t *testing.T) {
+	s, p := ChatStack(t)
+	a := s.NewAccount(t)
+	id := newConversation(t, s, a)
+	var earlier []string
+	for i := 1; i <= 5; i++ {
+		text := fmt.Sprintf("m%d %s", i, strings.Repeat("x", 97))
+		earlier = append(earlier, text)
+		r := s.Do(t, "POST", "/v1/conversations/"+id+"/messages",
+			map[string]string{"role": "user", "content": text}, Bearer(a.Access)...)
+		if r.Status != http.StatusCreated {
+			t.Fatalf("create: %d %s", r.Status, r.Body)
+		}
+	}
+	content := unique("Sum up scenario:ok")
+	c := s.OpenChat(t, a.Access, id, content, true)
+	io.ReadAll(c.Resp.Body)
+	c.Resp.Body.Close()
+	req := p.Request(content)
+	var got []string
+	for _, m := range req.Messages {
+		got = append(got, m.Content)
+	}
+	// 400 characters: the new message (about 30) and the three newest
+	// earlier ones (100 each) fit; m1 and m2 are dropped.
+	want := []string{"You are a test assistant.", earlier[2], earlier[3], earlier[4], content}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("context\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestChatConcurrentStreamsPerUserAreCapped(t *testing.T) {
+	s, p := ChatStack(t)
+	a := s.NewAccount(t)
+	id := newConversation(t, s, a)
+	content := unique("Hold scenario:slow")
+	gate := p.Gate(content)
+	c := s.OpenChat(t, a.Access, id, content, true)
+	defer c.Resp.Body.Close()
+	c.Expect(t, "message")
+	c.Expect(t, "delta")
+	second := s.Do(t, "POST", "/v1/conversations/"+id+"/chat",
+		map[string]string{"content": "another one"}, Bearer(a.Access)...)
+	ExpectError(t, second, http.StatusTooManyRequests, "RESOURCE_EXHAUSTED")
+	if second.Header.Get("Retry-After") == "" {
+		t.Error("429 without Retry-After")
+	}
+	close(gate)
+	c.Expect(t, "delta")
+	c.Expect(t, "done")
+}
+
+func TestChatRejectsBadRequestsBeforeStreaming(t *testing.T) {
+	s, _ := ChatStack(t)
+	a := s.NewAccount(t)
+	id := newConversation(t, s, a)
+	ExpectError(t, s.Do(t, "POST", "/v1/conversations/"+id+"/chat", map[string]string{"content": ""}, Bearer(a.Access)...),
+		http.StatusBadRequest, "INVALID_ARGUMENT")
+	ExpectError(t, s.Do(t, "POST", "/v1/conversations/0190f3a0-0000-7000-8000-000000000000/chat",
+		map[string]string{"content": "hi"}, Bearer(a.Access)...), http.StatusNotFound, "NOT_FOUND")
+	ExpectError(t, s.Do(t, "POST", "/v1/conversations/"+id+"/chat", map[string]string{"content": "hi"}),
+		http.StatusUnauthorized, "UNAUTHENTICATED")
+	if n := len(storedMessages(t, s, a, id)); n != 0 {
+		t.Errorf("%d messages stored by refused requests", n)
+	}
+}

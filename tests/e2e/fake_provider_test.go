@@ -1,0 +1,153 @@
+package e2e
+
+// A fake OpenAI-compatible provider: a real HTTP server on loopback that
+// speaks the streaming Chat Completions API. What it does for a request is
+// chosen by a scenario word in the last user message ("scenario:slow"), so
+// tests can run side by side; it records every request it gets.
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"time"
+)
+
+const providerKey = "sk-e2e-provider-secret-4f1c"
+
+type providerRequest struct {
+	Authorization string
+	Model         string
+	Messages      []struct{ Role, Content string }
+	cancelled     chan struct{} // closed when the service hung up
+}
+
+type FakeProvider struct {
+	*httptest.Server
+	mu       sync.Mutex
+	requests map[string]*providerRequest // by the marker in the last message
+	gates    map[string]chan struct{}    // "slow" scenarios wait on these
+}
+
+func NewFakeProvider() *FakeProvider {
+	p := &FakeProvider{requests: map[string]*providerRequest{}, gates: map[string]chan struct{}{}}
+	p.Server = httptest.NewServer(http.HandlerFunc(p.serve))
+	return p
+}
+
+// Gate returns the channel a "slow" request with this marker waits on.
+func (p *FakeProvider) Gate(marker string) chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gates[marker] == nil {
+		p.gates[marker] = make(chan struct{})
+	}
+	return p.gates[marker]
+}
+
+// Request returns what the service sent for the marker, waiting up to 10 s.
+func (p *FakeProvider) Request(marker string) *providerRequest {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		p.mu.Lock()
+		r := p.requests[marker]
+		p.mu.Unlock()
+		if r != nil {
+			return r
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
+func chunk(text string) string {
+	b, _ := json.Marshal(map[string]any{
+		"id": "chatcmpl-e2e", "object": "chat.completion.chunk", "model": "fake-model-1",
+		"choices": []any{map[string]any{"index": 0, "delta": map[string]any{"content": text}}},
+	})
+	return "data: " + string(b) + "\n\n"
+}
+
+const finalChunks = `data: {"id":"chatcmpl-e2e","model":"fake-model-1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}
+
+data: {"id":"chatcmpl-e2e","model":"fake-model-1","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":3,"total_tokens":14}}
+
+data: [DONE]
+
+`
+
+func (p *FakeProvider) serve(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Model    string
+		Stream   bool
+		Messages []struct{ Role, Content string }
+	}
+	if r.URL.Path != "/v1/chat/completions" || json.NewDecoder(r.Body).Decode(&body) != nil || !body.Stream {
+		http.Error(w, "bad request", http.StatusBadRequest)
+		return
+	}
+	last := ""
+	if n := len(body.Messages); n > 0 {
+		last = body.Messages[n-1].Content
+	}
+	marker, scenario := last, "ok"
+	for _, word := range strings.Fields(last) {
+		if strings.HasPrefix(word, "scenario:") {
+			scenario = strings.TrimPrefix(word, "scenario:")
+		}
+	}
+	req := &providerRequest{Authorization: r.Header.Get("Authorization"), Model: body.Model,
+		Messages: body.Messages, cancelled: make(chan struct{})}
+	p.mu.Lock()
+	p.requests[marker] = req
+	p.mu.Unlock()
+	go func() { <-r.Context().Done(); close(req.cancelled) }()
+
+	if scenario == "http-error" {
+		// Some servers echo the credentials they got: the service must not
+		// pass them on to its log or its answer.
+		http.Error(w, `{"error":{"message":"model overloaded for `+req.Authorization+`"}}`,
+			http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	flusher := w.(http.Flusher)
+	send := func(s string) {
+		fmt.Fprint(w, s)
+		flusher.Flush()
+	}
+	switch scenario {
+	case "ok":
+		send(chunk("Hello"))
+		send(chunk(", "))
+		send(chunk("world"))
+		send(finalChunks)
+	case "slow": // the first piece, then nothing until the test opens the gate
+		send(chunk("First"))
+		select {
+		case <-p.Gate(marker):
+		case <-r.Context().Done():
+			return
+		}
+		send(chunk(" and last"))
+		send(finalChunks)
+	case "malformed":
+		send(chunk("Partial"))
+		send("data: {this is not json\n\n")
+	case "stall": // one piece, then silence until the service gives up
+		send(chunk("Before the stall"))
+		<-r.Context().Done()
+	case "hangup": // pieces until the service hangs up
+		send(chunk("Tick"))
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+				send(chunk(" tick"))
+			}
+		}
+	}
+}
