@@ -28,14 +28,14 @@ int EnvOr(const char* name, int fallback) {
   int parsed = 0;
   const char* value = NonEmptyEnv(name);
   return value != nullptr && absl::SimpleAtoi(value, &parsed) ? parsed
-                                                               : fallback;
+                                                              : fallback;
 }
 
 absl::Duration EnvOr(const char* name, absl::Duration fallback) {
   absl::Duration parsed;
   const char* value = NonEmptyEnv(name);
   return value != nullptr && absl::ParseDuration(value, &parsed) ? parsed
-                                                                  : fallback;
+                                                                 : fallback;
 }
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {

@@ -10,9 +10,9 @@
 //   absl::StatusOr<std::string> url = chat::ReadSecret("DATABASE_URL");
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace chat {

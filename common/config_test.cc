@@ -33,7 +33,8 @@ TEST(ConfigTest, EnvOrParsesNumbersAndDurations) {
 TEST(ConfigTest, SecretFromEnvironmentThenFile) {
   unsetenv("CHAT_TEST_SECRET");
   unsetenv("CHAT_TEST_SECRET_FILE");
-  EXPECT_THAT(ReadSecret("CHAT_TEST_SECRET"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(ReadSecret("CHAT_TEST_SECRET"),
+              StatusIs(absl::StatusCode::kNotFound));
 
   const std::string path = ::testing::TempDir() + "/secret";
   std::ofstream(path) << "from-file\n";
@@ -48,7 +49,8 @@ TEST(ConfigTest, SecretFromEnvironmentThenFile) {
 TEST(ConfigTest, MissingSecretFileIsNotFound) {
   unsetenv("CHAT_TEST_SECRET2");
   setenv("CHAT_TEST_SECRET2_FILE", "/nonexistent/secret", 1);
-  EXPECT_THAT(ReadSecret("CHAT_TEST_SECRET2"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(ReadSecret("CHAT_TEST_SECRET2"),
+              StatusIs(absl::StatusCode::kNotFound));
 }
 
 }  // namespace

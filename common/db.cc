@@ -79,7 +79,8 @@ void DbPool::DiscardIdle() {
 }
 
 absl::Status DbPool::Transact(absl::string_view user_id, const Body& body) {
-  absl::Status last = absl::UnavailableError("database unavailable, retry later");
+  absl::Status last =
+      absl::UnavailableError("database unavailable, retry later");
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     absl::StatusOr<std::unique_ptr<pqxx::connection>> conn = Acquire();
     if (!conn.ok()) return conn.status();
@@ -134,7 +135,8 @@ absl::Status StatusFromDbError(const std::exception& error) {
     return absl::AbortedError("concurrent update, retry");
   }
   if (dynamic_cast<const pqxx::in_doubt_error*>(&error) != nullptr) {
-    log::Error("database connection lost during commit", {{"error", error.what()}});
+    log::Error("database connection lost during commit",
+               {{"error", error.what()}});
     return absl::UnavailableError("database unavailable, retry later");
   }
   if (dynamic_cast<const pqxx::broken_connection*>(&error) != nullptr) {

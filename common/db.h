@@ -20,17 +20,17 @@
 // connection is replaced on its next use.
 
 #include <condition_variable>
-#include <optional>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "pqxx/pqxx"
 
@@ -96,8 +96,9 @@ class DbPool {
 
 // Maps a pqxx exception to a status: unique violation ALREADY_EXISTS,
 // foreign-key violation FAILED_PRECONDITION, serialization failure and
-// deadlock ABORTED, a broken connection UNAVAILABLE, anything else INTERNAL. The database's own message is logged,
-// never returned: it may hold SQL or data.
+// deadlock ABORTED, a broken connection UNAVAILABLE, anything else INTERNAL.
+// The database's own message is logged, never returned: it may hold SQL or
+// data.
 absl::Status StatusFromDbError(const std::exception& error);
 
 // A timestamptz literal for a statement parameter ($n::timestamptz).

@@ -23,7 +23,8 @@ constexpr char kRecordSeparator = '\x1e';
 
 }  // namespace
 
-void FieldViolations::Add(absl::string_view field, absl::string_view description) {
+void FieldViolations::Add(absl::string_view field,
+                          absl::string_view description) {
   violations_.push_back({std::string(field), std::string(description)});
 }
 
@@ -33,8 +34,9 @@ absl::Status FieldViolations::ToStatus() const {
                              "validation failed", violations_);
 }
 
-absl::Status ErrorWithViolations(absl::StatusCode code, absl::string_view message,
-                                 const std::vector<FieldViolation>& violations) {
+absl::Status ErrorWithViolations(
+    absl::StatusCode code, absl::string_view message,
+    const std::vector<FieldViolation>& violations) {
   absl::Status status(code, message);
   std::string encoded;
   for (const FieldViolation& v : violations) {

@@ -8,10 +8,10 @@
 
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace chat {
@@ -20,8 +20,8 @@ struct FieldViolation {
   std::string field;
   std::string description;
 
-  friend bool operator==(const FieldViolation&, const FieldViolation&) =
-      default;
+  friend bool operator==(const FieldViolation&,
+                         const FieldViolation&) = default;
 };
 
 // Collects every violation of a request, so that one answer names them all.
@@ -42,7 +42,8 @@ class FieldViolations {
 };
 
 // INVALID_ARGUMENT (or another code) with the given violations attached.
-absl::Status ErrorWithViolations(absl::StatusCode code, absl::string_view message,
+absl::Status ErrorWithViolations(absl::StatusCode code,
+                                 absl::string_view message,
                                  const std::vector<FieldViolation>& violations);
 
 // The violations attached to status; empty when there are none.

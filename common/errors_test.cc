@@ -21,11 +21,12 @@ TEST(FieldViolationsTest, ListsEveryViolationInOrder) {
   absl::Status status = violations.ToStatus();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(status.message(), "validation failed");
-  EXPECT_THAT(ViolationsOf(status),
-              ElementsAre(FieldViolation{"username", "must be 3..80 characters"},
-                          FieldViolation{"password", "must contain a digit"},
-                          FieldViolation{"password",
-                                         "must contain an upper-case letter"}));
+  EXPECT_THAT(
+      ViolationsOf(status),
+      ElementsAre(
+          FieldViolation{"username", "must be 3..80 characters"},
+          FieldViolation{"password", "must contain a digit"},
+          FieldViolation{"password", "must contain an upper-case letter"}));
 }
 
 TEST(FieldViolationsTest, PlainStatusHasNone) {

@@ -8,19 +8,25 @@
 namespace chat {
 namespace {
 
-TEST(GrpcStatusTest, OkIsOk) { EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok()); }
+TEST(GrpcStatusTest, OkIsOk) {
+  EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok());
+}
 
 TEST(GrpcStatusTest, EveryCodeKeepsItsNumberAndMessage) {
   const std::pair<absl::StatusCode, grpc::StatusCode> kCodes[] = {
       {absl::StatusCode::kCancelled, grpc::StatusCode::CANCELLED},
       {absl::StatusCode::kUnknown, grpc::StatusCode::UNKNOWN},
       {absl::StatusCode::kInvalidArgument, grpc::StatusCode::INVALID_ARGUMENT},
-      {absl::StatusCode::kDeadlineExceeded, grpc::StatusCode::DEADLINE_EXCEEDED},
+      {absl::StatusCode::kDeadlineExceeded,
+       grpc::StatusCode::DEADLINE_EXCEEDED},
       {absl::StatusCode::kNotFound, grpc::StatusCode::NOT_FOUND},
       {absl::StatusCode::kAlreadyExists, grpc::StatusCode::ALREADY_EXISTS},
-      {absl::StatusCode::kPermissionDenied, grpc::StatusCode::PERMISSION_DENIED},
-      {absl::StatusCode::kResourceExhausted, grpc::StatusCode::RESOURCE_EXHAUSTED},
-      {absl::StatusCode::kFailedPrecondition, grpc::StatusCode::FAILED_PRECONDITION},
+      {absl::StatusCode::kPermissionDenied,
+       grpc::StatusCode::PERMISSION_DENIED},
+      {absl::StatusCode::kResourceExhausted,
+       grpc::StatusCode::RESOURCE_EXHAUSTED},
+      {absl::StatusCode::kFailedPrecondition,
+       grpc::StatusCode::FAILED_PRECONDITION},
       {absl::StatusCode::kAborted, grpc::StatusCode::ABORTED},
       {absl::StatusCode::kOutOfRange, grpc::StatusCode::OUT_OF_RANGE},
       {absl::StatusCode::kUnimplemented, grpc::StatusCode::UNIMPLEMENTED},
@@ -31,7 +37,8 @@ TEST(GrpcStatusTest, EveryCodeKeepsItsNumberAndMessage) {
   };
   for (const auto& [absl_code, grpc_code] : kCodes) {
     grpc::Status status = ToGrpcStatus(absl::Status(absl_code, "why"));
-    EXPECT_EQ(status.error_code(), grpc_code) << absl::StatusCodeToString(absl_code);
+    EXPECT_EQ(status.error_code(), grpc_code)
+        << absl::StatusCodeToString(absl_code);
     EXPECT_EQ(status.error_message(), "why");
     EXPECT_TRUE(status.error_details().empty());
     absl::Status back = FromGrpcStatus(status);
@@ -55,7 +62,8 @@ TEST(GrpcStatusTest, ViolationsBecomeBadRequest) {
   ASSERT_TRUE(details.details(0).UnpackTo(&bad_request));
   ASSERT_EQ(bad_request.field_violations_size(), 2);
   EXPECT_EQ(bad_request.field_violations(0).field(), "email");
-  EXPECT_EQ(bad_request.field_violations(1).description(), "must contain a digit");
+  EXPECT_EQ(bad_request.field_violations(1).description(),
+            "must contain a digit");
 }
 
 TEST(GrpcStatusTest, RetryAfterBecomesRetryInfo) {

@@ -16,7 +16,8 @@ constexpr char kPruneSql[] =
     "AND created_at <= $2::timestamptz";
 constexpr char kClaim[] = "idempotency_claim";
 constexpr char kClaimSql[] =
-    "INSERT INTO idempotency_keys (user_id, key, request_hash, resource_id, created_at) "
+    "INSERT INTO idempotency_keys (user_id, key, request_hash, resource_id, "
+    "created_at) "
     "VALUES ($1::uuid, $2, $3, $4::uuid, $5::timestamptz) "
     "ON CONFLICT (user_id, key) DO NOTHING RETURNING 1";
 constexpr char kLookup[] = "idempotency_lookup";
@@ -35,7 +36,8 @@ absl::Status ValidateIdempotencyKey(absl::string_view key) {
   for (char c : key) printable &= c >= 0x20 && c < 0x7F;
   if (printable) return absl::OkStatus();
   FieldViolations violations;
-  violations.Add("idempotency_key", "must be 1 to 255 printable ASCII characters");
+  violations.Add("idempotency_key",
+                 "must be 1 to 255 printable ASCII characters");
   return violations.ToStatus();
 }
 
@@ -57,8 +59,8 @@ absl::StatusOr<IdempotencyClaim> ClaimIdempotencyKey(
     pqxx::work& tx, const std::string& user_id, const IdempotencyKey& key,
     const std::string& new_resource_id, absl::Time now) {
   tx.exec_prepared0(kPrune, user_id, PgTime(now - kIdempotencyWindow));
-  if (!tx.exec_prepared(kClaim, user_id, key.key, key.request_hash, new_resource_id,
-                        PgTime(now))
+  if (!tx.exec_prepared(kClaim, user_id, key.key, key.request_hash,
+                        new_resource_id, PgTime(now))
            .empty()) {
     return IdempotencyClaim{.replay = false, .resource_id = new_resource_id};
   }
@@ -69,7 +71,8 @@ absl::StatusOr<IdempotencyClaim> ClaimIdempotencyKey(
         "this Idempotency-Key was already used for another request",
         {{"idempotency_key", "was already used for another request"}});
   }
-  return IdempotencyClaim{.replay = true, .resource_id = first[1].as<std::string>()};
+  return IdempotencyClaim{.replay = true,
+                          .resource_id = first[1].as<std::string>()};
 }
 
 }  // namespace chat

@@ -47,12 +47,14 @@ std::string JsonQuote(absl::string_view text) {
   return out;
 }
 
-absl::StatusOr<google::protobuf::Struct> ParseJsonObject(absl::string_view json) {
+absl::StatusOr<google::protobuf::Struct> ParseJsonObject(
+    absl::string_view json) {
   google::protobuf::Struct parsed;
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = true;
   auto status = google::protobuf::util::JsonStringToMessage(
-      google::protobuf::StringPiece(json.data(), json.size()), &parsed, options);
+      google::protobuf::StringPiece(json.data(), json.size()), &parsed,
+      options);
   if (!status.ok()) return absl::InvalidArgumentError("malformed JSON object");
   return parsed;
 }

@@ -6,9 +6,9 @@
 // parser into a google.protobuf.Struct.
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "google/protobuf/struct.pb.h"
 
 namespace chat {
@@ -18,7 +18,8 @@ namespace chat {
 std::string JsonQuote(absl::string_view text);
 
 // Parses a JSON object. INVALID_ARGUMENT when `json` is not one.
-absl::StatusOr<google::protobuf::Struct> ParseJsonObject(absl::string_view json);
+absl::StatusOr<google::protobuf::Struct> ParseJsonObject(
+    absl::string_view json);
 
 }  // namespace chat
 

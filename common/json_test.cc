@@ -11,11 +11,15 @@ using ::chat::testing::StatusIs;
 TEST(JsonQuoteTest, EscapesSpecialCharacters) {
   EXPECT_EQ(JsonQuote("plain"), "\"plain\"");
   EXPECT_EQ(JsonQuote("a\"b\\c\nd\te\x01"), R"("a\"b\\c\nd\te\u0001")");
-  EXPECT_EQ(JsonQuote("h\xC3\xA9llo \xF0\x9F\x98\x80"), "\"h\xC3\xA9llo \xF0\x9F\x98\x80\"");
+  EXPECT_EQ(JsonQuote("h\xC3\xA9llo \xF0\x9F\x98\x80"),
+            "\"h\xC3\xA9llo \xF0\x9F\x98\x80\"");
 }
 
 TEST(JsonQuoteTest, ReplacesInvalidUtf8) {
-  EXPECT_EQ(JsonQuote("a\xFF" "b"), "\"a\xEF\xBF\xBD" "b\"");
+  EXPECT_EQ(JsonQuote("a\xFF"
+                      "b"),
+            "\"a\xEF\xBF\xBD"
+            "b\"");
   EXPECT_EQ(JsonQuote("\xC3"), "\"\xEF\xBF\xBD\"");
 }
 
@@ -28,7 +32,8 @@ TEST(ParseJsonObjectTest, ParsesObjects) {
 
 TEST(ParseJsonObjectTest, RejectsNonObjects) {
   for (const char* bad : {"", "[1]", "{", "{\"a\":}", "nope"}) {
-    EXPECT_THAT(ParseJsonObject(bad), StatusIs(absl::StatusCode::kInvalidArgument))
+    EXPECT_THAT(ParseJsonObject(bad),
+                StatusIs(absl::StatusCode::kInvalidArgument))
         << bad;
   }
 }

@@ -29,20 +29,24 @@ struct Deleter {
 };
 using BignumPtr = std::unique_ptr<BIGNUM, Deleter<BIGNUM, BN_free>>;
 using BioPtr = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
-using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, Deleter<EVP_MD_CTX, EVP_MD_CTX_free>>;
+using MdCtxPtr =
+    std::unique_ptr<EVP_MD_CTX, Deleter<EVP_MD_CTX, EVP_MD_CTX_free>>;
 using PkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
 using PkeyCtxPtr =
     std::unique_ptr<EVP_PKEY_CTX, Deleter<EVP_PKEY_CTX, EVP_PKEY_CTX_free>>;
 using ParamBldPtr =
-    std::unique_ptr<OSSL_PARAM_BLD, Deleter<OSSL_PARAM_BLD, OSSL_PARAM_BLD_free>>;
-using ParamPtr = std::unique_ptr<OSSL_PARAM, Deleter<OSSL_PARAM, OSSL_PARAM_free>>;
+    std::unique_ptr<OSSL_PARAM_BLD,
+                    Deleter<OSSL_PARAM_BLD, OSSL_PARAM_BLD_free>>;
+using ParamPtr =
+    std::unique_ptr<OSSL_PARAM, Deleter<OSSL_PARAM, OSSL_PARAM_free>>;
 
 absl::Status Unauthenticated(absl::string_view why) {
   return absl::UnauthenticatedError(why);
 }
 
 std::string Base64Url(absl::string_view bytes) {
-  return absl::WebSafeBase64Escape(absl::string_view(bytes.data(), bytes.size()));
+  return absl::WebSafeBase64Escape(
+      absl::string_view(bytes.data(), bytes.size()));
 }
 
 absl::StatusOr<std::string> BignumParam(const EVP_PKEY* key, const char* name) {
@@ -58,8 +62,8 @@ absl::StatusOr<std::string> BignumParam(const EVP_PKEY* key, const char* name) {
 
 // RFC 7638 thumbprint of an RSA JWK.
 std::string Thumbprint(const Jwk& jwk) {
-  const std::string canonical =
-      absl::StrCat("{\"e\":\"", jwk.e, "\",\"kty\":\"RSA\",\"n\":\"", jwk.n, "\"}");
+  const std::string canonical = absl::StrCat(
+      "{\"e\":\"", jwk.e, "\",\"kty\":\"RSA\",\"n\":\"", jwk.n, "\"}");
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_Digest(canonical.data(), canonical.size(), digest, &length, EVP_sha256(),
@@ -87,7 +91,8 @@ absl::Status CheckRsaKey(const EVP_PKEY* key) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<google::protobuf::Struct> DecodeJsonPart(absl::string_view part) {
+absl::StatusOr<google::protobuf::Struct> DecodeJsonPart(
+    absl::string_view part) {
   std::string json;
   if (!absl::WebSafeBase64Unescape(absl::string_view(part.data(), part.size()),
                                    &json)) {
@@ -156,20 +161,24 @@ absl::StatusOr<std::shared_ptr<const RsaPublicKey>> RsaPublicKey::FromJwk(
                            e.size(), nullptr));
   ParamBldPtr builder(OSSL_PARAM_BLD_new());
   if (!n_bn || !e_bn || !builder ||
-      OSSL_PARAM_BLD_push_BN(builder.get(), OSSL_PKEY_PARAM_RSA_N, n_bn.get()) != 1 ||
-      OSSL_PARAM_BLD_push_BN(builder.get(), OSSL_PKEY_PARAM_RSA_E, e_bn.get()) != 1) {
+      OSSL_PARAM_BLD_push_BN(builder.get(), OSSL_PKEY_PARAM_RSA_N,
+                             n_bn.get()) != 1 ||
+      OSSL_PARAM_BLD_push_BN(builder.get(), OSSL_PKEY_PARAM_RSA_E,
+                             e_bn.get()) != 1) {
     return absl::InternalError("cannot build an RSA key");
   }
   ParamPtr params(OSSL_PARAM_BLD_to_param(builder.get()));
   PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr));
   EVP_PKEY* raw = nullptr;
   if (!params || !ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
-      EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
+      EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params.get()) !=
+          1) {
     return absl::InvalidArgumentError("malformed JWK");
   }
   PkeyPtr key(raw);
   if (absl::Status s = CheckRsaKey(key.get()); !s.ok()) return s;
-  return std::shared_ptr<const RsaPublicKey>(new RsaPublicKey(key.release(), jwk));
+  return std::shared_ptr<const RsaPublicKey>(
+      new RsaPublicKey(key.release(), jwk));
 }
 
 absl::StatusOr<std::shared_ptr<const RsaPublicKey>> RsaPublicKey::FromPem(
@@ -192,10 +201,11 @@ bool RsaPublicKey::Verify(absl::string_view signed_part,
                           absl::string_view signature) const {
   MdCtxPtr ctx(EVP_MD_CTX_new());
   return ctx &&
-         EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key_) ==
-             1 &&
+         EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr,
+                              key_) == 1 &&
          EVP_DigestVerify(
-             ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
+             ctx.get(),
+             reinterpret_cast<const unsigned char*>(signature.data()),
              signature.size(),
              reinterpret_cast<const unsigned char*>(signed_part.data()),
              signed_part.size()) == 1;
@@ -219,7 +229,8 @@ std::vector<Jwk> StaticKeySet::Jwks() const {
   return jwks;
 }
 
-JwtSigner::JwtSigner(EVP_PKEY* key, std::shared_ptr<const RsaPublicKey> public_key)
+JwtSigner::JwtSigner(EVP_PKEY* key,
+                     std::shared_ptr<const RsaPublicKey> public_key)
     : key_(key), public_key_(std::move(public_key)) {}
 
 JwtSigner::~JwtSigner() { EVP_PKEY_free(key_); }
@@ -243,8 +254,9 @@ absl::StatusOr<std::string> JwtSigner::Sign(const AccessClaims& claims) const {
       absl::StrCat("{\"alg\":\"", kAlgorithm, "\",\"typ\":\"", kType,
                    "\",\"kid\":", JsonQuote(public_key_->kid()), "}");
   const std::string payload = absl::StrCat(
-      "{\"iss\":", JsonQuote(claims.issuer), ",\"aud\":",
-      JsonQuote(claims.audience), ",\"sub\":", JsonQuote(claims.subject),
+      "{\"iss\":", JsonQuote(claims.issuer),
+      ",\"aud\":", JsonQuote(claims.audience),
+      ",\"sub\":", JsonQuote(claims.subject),
       ",\"iat\":", absl::ToUnixSeconds(claims.issued_at),
       ",\"nbf\":", absl::ToUnixSeconds(claims.not_before),
       ",\"exp\":", absl::ToUnixSeconds(claims.expires_at),
@@ -256,16 +268,18 @@ absl::StatusOr<std::string> JwtSigner::Sign(const AccessClaims& claims) const {
   MdCtxPtr ctx(EVP_MD_CTX_new());
   size_t length = 0;
   if (!ctx ||
-      EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key_) != 1 ||
+      EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key_) !=
+          1 ||
       EVP_DigestSign(ctx.get(), nullptr, &length,
                      reinterpret_cast<const unsigned char*>(token.data()),
                      token.size()) != 1) {
     return absl::InternalError("cannot sign the access token");
   }
   std::string signature(length, '\0');
-  if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(signature.data()),
-                     &length, reinterpret_cast<const unsigned char*>(token.data()),
-                     token.size()) != 1) {
+  if (EVP_DigestSign(
+          ctx.get(), reinterpret_cast<unsigned char*>(signature.data()),
+          &length, reinterpret_cast<const unsigned char*>(token.data()),
+          token.size()) != 1) {
     return absl::InternalError("cannot sign the access token");
   }
   signature.resize(length);
@@ -290,8 +304,10 @@ absl::StatusOr<AccessClaims> JwtVerifier::Verify(absl::string_view token,
   if (StringField(*header, "typ") != kType) {
     return Unauthenticated("not an access token");
   }
-  std::shared_ptr<const RsaPublicKey> key = keys_->Find(StringField(*header, "kid"));
-  if (key == nullptr) return Unauthenticated("access token signed by an unknown key");
+  std::shared_ptr<const RsaPublicKey> key =
+      keys_->Find(StringField(*header, "kid"));
+  if (key == nullptr)
+    return Unauthenticated("access token signed by an unknown key");
 
   std::string signature;
   if (!absl::WebSafeBase64Unescape(

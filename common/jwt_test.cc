@@ -135,28 +135,33 @@ TEST_F(JwtTest, HeaderNamesAlgorithmTypeAndKid) {
 
 TEST_F(JwtTest, ExpiredTokenIsRejectedAfterSkew) {
   const std::string token = Sign(Claims());
-  EXPECT_THAT(Verifier().Verify(token, now_ + absl::Minutes(15) + absl::Seconds(59)),
-              IsOk());
-  EXPECT_THAT(Verifier().Verify(token, now_ + absl::Minutes(16)),
-              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("expired")));
+  EXPECT_THAT(
+      Verifier().Verify(token, now_ + absl::Minutes(15) + absl::Seconds(59)),
+      IsOk());
+  EXPECT_THAT(
+      Verifier().Verify(token, now_ + absl::Minutes(16)),
+      StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("expired")));
 }
 
 TEST_F(JwtTest, NotYetValidTokenIsRejected) {
   AccessClaims claims = Claims();
   claims.not_before = now_ + absl::Minutes(5);
-  EXPECT_THAT(Verifier().Verify(Sign(claims), now_),
-              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("not valid yet")));
+  EXPECT_THAT(
+      Verifier().Verify(Sign(claims), now_),
+      StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("not valid yet")));
 }
 
 TEST_F(JwtTest, WrongIssuerOrAudienceIsRejected) {
   AccessClaims claims = Claims();
   claims.issuer = "someone-else";
-  EXPECT_THAT(Verifier().Verify(Sign(claims), now_),
-              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("issuer")));
+  EXPECT_THAT(
+      Verifier().Verify(Sign(claims), now_),
+      StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("issuer")));
   claims = Claims();
   claims.audience = "other-api";
-  EXPECT_THAT(Verifier().Verify(Sign(claims), now_),
-              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("audience")));
+  EXPECT_THAT(
+      Verifier().Verify(Sign(claims), now_),
+      StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("audience")));
 }
 
 TEST_F(JwtTest, TamperedPayloadIsRejected) {
@@ -164,9 +169,11 @@ TEST_F(JwtTest, TamperedPayloadIsRejected) {
   std::string payload;
   ASSERT_TRUE(absl::WebSafeBase64Unescape(parts[1], &payload));
   payload.replace(payload.find("0190f3a0"), 8, "0190f3a1");
-  const std::string forged = absl::StrCat(parts[0], ".", B64(payload), ".", parts[2]);
-  EXPECT_THAT(Verifier().Verify(forged, now_),
-              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("signature")));
+  const std::string forged =
+      absl::StrCat(parts[0], ".", B64(payload), ".", parts[2]);
+  EXPECT_THAT(
+      Verifier().Verify(forged, now_),
+      StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("signature")));
 }
 
 TEST_F(JwtTest, AlgNoneIsRejected) {
@@ -176,14 +183,16 @@ TEST_F(JwtTest, AlgNoneIsRejected) {
   EXPECT_THAT(Verifier().Verify(unsigned_token, now_),
               StatusIs(absl::StatusCode::kUnauthenticated));
   const std::string with_junk = absl::StrCat(unsigned_token, "c2ln");
-  EXPECT_THAT(Verifier().Verify(with_junk, now_),
-              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("algorithm")));
+  EXPECT_THAT(
+      Verifier().Verify(with_junk, now_),
+      StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("algorithm")));
 }
 
 TEST_F(JwtTest, HmacWithThePublicKeyIsRejected) {
   // The classic algorithm-switch attack: HS256 keyed with the public key.
-  const std::string header = absl::StrCat(
-      R"({"alg":"HS256","typ":"at+jwt","kid":")", signer_->public_key()->kid(), "\"}");
+  const std::string header =
+      absl::StrCat(R"({"alg":"HS256","typ":"at+jwt","kid":")",
+                   signer_->public_key()->kid(), "\"}");
   const std::string input = absl::StrCat(B64(header), ".", B64(PayloadJson()));
   const std::string secret = PublicPem(*pem_);
   unsigned char mac[EVP_MAX_MD_SIZE];
@@ -192,15 +201,18 @@ TEST_F(JwtTest, HmacWithThePublicKeyIsRejected) {
        reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac,
        &mac_length);
   const std::string token = absl::StrCat(
-      input, ".", B64(absl::string_view(reinterpret_cast<char*>(mac), mac_length)));
-  EXPECT_THAT(Verifier().Verify(token, now_),
-              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("algorithm")));
+      input, ".",
+      B64(absl::string_view(reinterpret_cast<char*>(mac), mac_length)));
+  EXPECT_THAT(
+      Verifier().Verify(token, now_),
+      StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("algorithm")));
 }
 
 TEST_F(JwtTest, UnknownKidIsRejected) {
   const std::string header = R"({"alg":"RS256","typ":"at+jwt","kid":"nope"})";
-  EXPECT_THAT(Verifier().Verify(SignRaw(header, PayloadJson()), now_),
-              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("unknown key")));
+  EXPECT_THAT(
+      Verifier().Verify(SignRaw(header, PayloadJson()), now_),
+      StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("unknown key")));
 }
 
 TEST_F(JwtTest, TokenOfAnotherKeyIsRejected) {
@@ -208,27 +220,34 @@ TEST_F(JwtTest, TokenOfAnotherKeyIsRejected) {
   ASSERT_THAT(other, IsOk());
   auto token = (*other)->Sign(Claims());
   ASSERT_THAT(token, IsOk());
-  EXPECT_THAT(Verifier().Verify(*token, now_),
-              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("unknown key")));
+  EXPECT_THAT(
+      Verifier().Verify(*token, now_),
+      StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("unknown key")));
 }
 
 TEST_F(JwtTest, WrongTypeIsRejected) {
-  const std::string header = absl::StrCat(
-      R"({"alg":"RS256","typ":"refresh","kid":")", signer_->public_key()->kid(), "\"}");
+  const std::string header =
+      absl::StrCat(R"({"alg":"RS256","typ":"refresh","kid":")",
+                   signer_->public_key()->kid(), "\"}");
   EXPECT_THAT(Verifier().Verify(SignRaw(header, PayloadJson()), now_),
-              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("not an access token")));
+              StatusIs(absl::StatusCode::kUnauthenticated,
+                       HasSubstr("not an access token")));
 }
 
 TEST_F(JwtTest, MissingClaimsAreRejected) {
-  const std::string header = absl::StrCat(
-      R"({"alg":"RS256","typ":"at+jwt","kid":")", signer_->public_key()->kid(), "\"}");
-  const std::string payload = R"({"iss":"chat-test","aud":"chat-api","sub":"u1"})";
+  const std::string header =
+      absl::StrCat(R"({"alg":"RS256","typ":"at+jwt","kid":")",
+                   signer_->public_key()->kid(), "\"}");
+  const std::string payload =
+      R"({"iss":"chat-test","aud":"chat-api","sub":"u1"})";
   EXPECT_THAT(Verifier().Verify(SignRaw(header, payload), now_),
-              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("required claims")));
+              StatusIs(absl::StatusCode::kUnauthenticated,
+                       HasSubstr("required claims")));
 }
 
 TEST_F(JwtTest, GarbageIsRejected) {
-  for (const char* token : {"", "abc", "a.b", "a.b.c.d", "!!.??.**", "e30.e30.e30"}) {
+  for (const char* token :
+       {"", "abc", "a.b", "a.b.c.d", "!!.??.**", "e30.e30.e30"}) {
     EXPECT_THAT(Verifier().Verify(token, now_),
                 StatusIs(absl::StatusCode::kUnauthenticated))
         << token;
@@ -241,7 +260,8 @@ TEST_F(JwtTest, JwkRoundTripVerifies) {
   EXPECT_EQ((*from_jwk)->kid(), signer_->public_key()->kid());
   StaticKeySet remote;
   remote.Add(*from_jwk);
-  JwtVerifier verifier(&remote, {.issuer = "chat-test", .audience = "chat-api"});
+  JwtVerifier verifier(&remote,
+                       {.issuer = "chat-test", .audience = "chat-api"});
   EXPECT_THAT(verifier.Verify(Sign(Claims()), now_), IsOk());
 }
 

@@ -47,7 +47,9 @@ void Write(absl::string_view level, absl::string_view message,
 
 }  // namespace
 
-void SetServiceName(absl::string_view name) { ServiceName() = std::string(name); }
+void SetServiceName(absl::string_view name) {
+  ServiceName() = std::string(name);
+}
 
 void Info(absl::string_view message, std::initializer_list<Field> fields) {
   Write("info", message, fields);

@@ -22,8 +22,10 @@ void ValidateMetadata(absl::string_view field, const Metadata& metadata,
     const std::optional<size_t> key_length = CountCodePoints(key);
     if (!key_length || *key_length == 0 || *key_length > kMaxKeyLength ||
         key.find('\0') != std::string::npos) {
-      violations.Add(field, absl::StrCat("key \"", key.substr(0, kMaxKeyLength),
-                                         "\" must be 1 to 64 characters long, without NUL"));
+      violations.Add(
+          field,
+          absl::StrCat("key \"", key.substr(0, kMaxKeyLength),
+                       "\" must be 1 to 64 characters long, without NUL"));
     }
     const std::optional<size_t> value_length = CountCodePoints(value);
     if (!value_length || *value_length > kMaxValueLength ||

@@ -18,7 +18,8 @@ std::vector<FieldViolation> Check(const Metadata& metadata) {
 TEST(MetadataTest, AcceptsTheLimits) {
   Metadata metadata;
   for (int i = 0; i < 16; ++i) {
-    metadata[std::string(64 - 2, 'k') + std::to_string(10 + i)] = std::string(512, 'v');
+    metadata[std::string(64 - 2, 'k') + std::to_string(10 + i)] =
+        std::string(512, 'v');
   }
   EXPECT_THAT(Check(metadata), IsEmpty());
   EXPECT_THAT(Check({{"\xC3\xA9", std::string(512, 'x')}}), IsEmpty());

@@ -9,16 +9,18 @@ std::string MetadataOf(const grpc::ServerContextBase& context,
                        absl::string_view key) {
   const auto& metadata = context.client_metadata();
   auto it = metadata.find(grpc::string_ref(key.data(), key.size()));
-  return it == metadata.end() ? "" : std::string(it->second.data(), it->second.size());
+  return it == metadata.end()
+             ? ""
+             : std::string(it->second.data(), it->second.size());
 }
 
 std::string RequestIdOf(const grpc::ServerContextBase& context) {
   return MetadataOf(context, "x-request-id");
 }
 
-absl::StatusOr<AccessClaims> Authenticate(const grpc::ServerContextBase& context,
-                                          const JwtVerifier& verifier,
-                                          absl::Time now) {
+absl::StatusOr<AccessClaims> Authenticate(
+    const grpc::ServerContextBase& context, const JwtVerifier& verifier,
+    absl::Time now) {
   const std::string header = MetadataOf(context, "authorization");
   if (header.empty()) {
     return absl::UnauthenticatedError("missing bearer token");

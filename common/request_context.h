@@ -6,9 +6,8 @@
 
 #include <string>
 
-#include "absl/strings/string_view.h"
-
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/jwt.h"
 #include "grpcpp/server_context.h"
 
@@ -23,9 +22,9 @@ std::string MetadataOf(const grpc::ServerContextBase& context,
 
 // Verifies the call's "authorization: Bearer <token>" and returns its claims.
 // UNAUTHENTICATED when the header is missing, malformed or the token invalid.
-absl::StatusOr<AccessClaims> Authenticate(const grpc::ServerContextBase& context,
-                                          const JwtVerifier& verifier,
-                                          absl::Time now);
+absl::StatusOr<AccessClaims> Authenticate(
+    const grpc::ServerContextBase& context, const JwtVerifier& verifier,
+    absl::Time now);
 
 }  // namespace chat
 

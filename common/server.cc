@@ -27,22 +27,27 @@ class AccessLogInterceptor final : public grpc::experimental::Interceptor {
   explicit AccessLogInterceptor(grpc::experimental::ServerRpcInfo* info)
       : info_(info), start_(absl::Now()) {}
 
-  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+  void Intercept(
+      grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
             InterceptionHookPoints::PRE_SEND_STATUS)) {
       const grpc::Status status = methods->GetSendStatus();
-      const std::string millis = absl::StrCat(
-          absl::ToDoubleMilliseconds(absl::Now() - start_));
+      const std::string millis =
+          absl::StrCat(absl::ToDoubleMilliseconds(absl::Now() - start_));
       const std::string code = absl::StrCat(status.error_code());
       const std::string request_id = RequestIdOf(*info_->server_context());
       const absl::string_view method = info_->method();
       if (status.error_code() == grpc::StatusCode::INTERNAL ||
           status.error_code() == grpc::StatusCode::UNKNOWN) {
-        log::Error("call", {{"method", method}, {"code", code},
-                            {"ms", millis}, {"request_id", request_id}});
+        log::Error("call", {{"method", method},
+                            {"code", code},
+                            {"ms", millis},
+                            {"request_id", request_id}});
       } else {
-        log::Info("call", {{"method", method}, {"code", code},
-                           {"ms", millis}, {"request_id", request_id}});
+        log::Info("call", {{"method", method},
+                           {"code", code},
+                           {"ms", millis},
+                           {"request_id", request_id}});
       }
     }
     methods->Proceed();
@@ -91,7 +96,8 @@ absl::Status Serve(const ServerOptions& options,
   quota.SetMaxThreads(options.max_threads);
   builder.SetResourceQuota(quota);
   for (grpc::Service* service : services) builder.RegisterService(service);
-  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
   interceptors.push_back(std::make_unique<AccessLogFactory>());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
@@ -102,8 +108,8 @@ absl::Status Serve(const ServerOptions& options,
         absl::StrCat("cannot listen on ", options.listen_address));
   }
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
-  log::Info("listening", {{"addr", options.listen_address},
-                          {"port", absl::StrCat(port)}});
+  log::Info("listening",
+            {{"addr", options.listen_address}, {"port", absl::StrCat(port)}});
 
   std::mutex mutex;
   std::condition_variable stop_probe;
@@ -113,8 +119,8 @@ absl::Status Serve(const ServerOptions& options,
     std::unique_lock<std::mutex> lock(mutex);
     while (!stopping) {
       lock.unlock();
-      absl::Status ready =
-          options.readiness_probe ? options.readiness_probe() : absl::OkStatus();
+      absl::Status ready = options.readiness_probe ? options.readiness_probe()
+                                                   : absl::OkStatus();
       lock.lock();
       if (stopping) break;
       health->SetServingStatus(ready.ok());
@@ -126,7 +132,8 @@ absl::Status Serve(const ServerOptions& options,
         }
         last_ready = ready.ok();
       }
-      stop_probe.wait_for(lock, absl::ToChronoNanoseconds(options.probe_interval));
+      stop_probe.wait_for(lock,
+                          absl::ToChronoNanoseconds(options.probe_interval));
     }
   });
 

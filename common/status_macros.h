@@ -15,18 +15,18 @@
 #define CHAT_STATUS_CONCAT_INNER_(a, b) a##b
 #define CHAT_STATUS_CONCAT_(a, b) CHAT_STATUS_CONCAT_INNER_(a, b)
 
-#define RETURN_IF_ERROR(expr)                                   \
-  do {                                                          \
+#define RETURN_IF_ERROR(expr)                                     \
+  do {                                                            \
     if (::absl::Status chat_status_ = (expr); !chat_status_.ok()) \
-      return chat_status_;                                      \
+      return chat_status_;                                        \
   } while (false)
 
-#define ASSIGN_OR_RETURN(lhs, expr)                                        \
+#define ASSIGN_OR_RETURN(lhs, expr)                                          \
   CHAT_ASSIGN_OR_RETURN_IMPL_(CHAT_STATUS_CONCAT_(chat_statusor_, __LINE__), \
                               lhs, expr)
 
-#define CHAT_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                                \
+#define CHAT_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr)   \
+  auto statusor = (expr);                                  \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 

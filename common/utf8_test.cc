@@ -8,9 +8,9 @@ namespace {
 TEST(Utf8Test, CountsCodePointsNotBytes) {
   EXPECT_EQ(CountCodePoints(""), 0u);
   EXPECT_EQ(CountCodePoints("abc"), 3u);
-  EXPECT_EQ(CountCodePoints("h\xC3\xA9"), 2u);           // é
+  EXPECT_EQ(CountCodePoints("h\xC3\xA9"), 2u);                 // é
   EXPECT_EQ(CountCodePoints("\xE4\xB8\xAD\xE6\x96\x87"), 2u);  // 中文
-  EXPECT_EQ(CountCodePoints("\xF0\x9F\x98\x80"), 1u);    // emoji
+  EXPECT_EQ(CountCodePoints("\xF0\x9F\x98\x80"), 1u);          // emoji
 }
 
 TEST(Utf8Test, RejectsInvalidSequences) {

@@ -13,7 +13,8 @@ namespace chat::auth {
 namespace {
 
 constexpr char kBadCredentials[] = "invalid login or password";
-constexpr char kBadRefreshToken[] = "refresh token is invalid, expired or revoked";
+constexpr char kBadRefreshToken[] =
+    "refresh token is invalid, expired or revoked";
 
 absl::Status Required(absl::string_view field) {
   FieldViolations violations;
@@ -41,7 +42,8 @@ std::string NewRefreshToken() {
 std::string HashRefreshToken(absl::string_view token) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
-  EVP_Digest(token.data(), token.size(), digest, &length, EVP_sha256(), nullptr);
+  EVP_Digest(token.data(), token.size(), digest, &length, EVP_sha256(),
+             nullptr);
   return absl::BytesToHexString(
       absl::string_view(reinterpret_cast<char*>(digest), length));
 }
@@ -65,13 +67,13 @@ absl::StatusOr<Session> Accounts::Register(const Registration& registration) {
 
   ASSIGN_OR_RETURN(std::string hash, hasher_->Hash(registration.password));
   const absl::Time now = clock_->Now();
-  ASSIGN_OR_RETURN(UserRecord user,
-                   storage_->CreateUser(UserRecord{.id = NewUuidV7(now),
-                                                   .username = registration.username,
-                                                   .email = registration.email,
-                                                   .password_hash = std::move(hash),
-                                                   .created_at = now,
-                                                   .updated_at = now}));
+  ASSIGN_OR_RETURN(UserRecord user, storage_->CreateUser(UserRecord{
+                                        .id = NewUuidV7(now),
+                                        .username = registration.username,
+                                        .email = registration.email,
+                                        .password_hash = std::move(hash),
+                                        .created_at = now,
+                                        .updated_at = now}));
   ASSIGN_OR_RETURN(IssuedTokens tokens, StartSession(user));
   return Session{std::move(user), std::move(tokens)};
 }
@@ -94,9 +96,11 @@ absl::StatusOr<Session> Accounts::Login(absl::string_view login,
   RETURN_IF_ERROR(CheckPassword(*user, password, "password"));
 
   if (hasher_->NeedsRehash(user->password_hash)) {
-    if (absl::StatusOr<std::string> rehashed = hasher_->Hash(password); rehashed.ok()) {
+    if (absl::StatusOr<std::string> rehashed = hasher_->Hash(password);
+        rehashed.ok()) {
       if (absl::StatusOr<UserRecord> updated = storage_->UpdateUser(
-              user->id, AccountChange{.password_hash = *rehashed}, clock_->Now());
+              user->id, AccountChange{.password_hash = *rehashed},
+              clock_->Now());
           updated.ok()) {
         user = *std::move(updated);
       }
@@ -158,22 +162,24 @@ absl::StatusOr<IssuedTokens> Accounts::Issue(absl::string_view user_id,
                       options_.access_token_ttl};
 }
 
-absl::StatusOr<IssuedTokens> Accounts::Refresh(absl::string_view refresh_token) {
+absl::StatusOr<IssuedTokens> Accounts::Refresh(
+    absl::string_view refresh_token) {
   if (refresh_token.empty()) return Required("refresh_token");
   const absl::Time now = clock_->Now();
   std::string next = NewRefreshToken();
-  ASSIGN_OR_RETURN(Rotation rotation,
-                   storage_->Rotate(HashRefreshToken(refresh_token),
-                                    HashRefreshToken(next), now,
-                                    now + options_.refresh_token_ttl,
-                                    options_.refresh_reuse_grace));
+  ASSIGN_OR_RETURN(
+      Rotation rotation,
+      storage_->Rotate(HashRefreshToken(refresh_token), HashRefreshToken(next),
+                       now, now + options_.refresh_token_ttl,
+                       options_.refresh_reuse_grace));
   switch (rotation.outcome) {
     case RotationOutcome::kRotated:
     case RotationOutcome::kGraceReplay:
       return Issue(rotation.user_id, rotation.family_id, std::move(next));
     case RotationOutcome::kReuse:
-      log::Warn("refresh token reuse; session family revoked",
-                {{"user_id", rotation.user_id}, {"family_id", rotation.family_id}});
+      log::Warn(
+          "refresh token reuse; session family revoked",
+          {{"user_id", rotation.user_id}, {"family_id", rotation.family_id}});
       return absl::UnauthenticatedError(
           "refresh token was already used; the session has been revoked");
     case RotationOutcome::kInvalid:
@@ -198,20 +204,23 @@ absl::StatusOr<UserRecord> Accounts::GetProfile(const AccessClaims& caller) {
   return user;
 }
 
-absl::StatusOr<UserRecord> Accounts::UpdateProfile(const AccessClaims& caller,
-                                                   const ProfileUpdate& update) {
+absl::StatusOr<UserRecord> Accounts::UpdateProfile(
+    const AccessClaims& caller, const ProfileUpdate& update) {
   FieldViolations violations;
-  if (update.username) ValidateUsername("username", *update.username, violations);
+  if (update.username)
+    ValidateUsername("username", *update.username, violations);
   if (update.email) ValidateEmail("email", *update.email, violations);
   if (update.new_password) {
     ValidatePassword("new_password", *update.new_password, violations);
   }
-  if (update.current_password.empty()) violations.Add("current_password", "is required");
+  if (update.current_password.empty())
+    violations.Add("current_password", "is required");
   RETURN_IF_ERROR(violations.ToStatus());
 
   absl::StatusOr<UserRecord> user = storage_->FindUserById(caller.subject);
   if (!user.ok()) return GoneToUnauthenticated(user.status());
-  RETURN_IF_ERROR(CheckPassword(*user, update.current_password, "current_password"));
+  RETURN_IF_ERROR(
+      CheckPassword(*user, update.current_password, "current_password"));
 
   AccountChange change{.username = update.username, .email = update.email};
   if (update.new_password) {
@@ -219,10 +228,12 @@ absl::StatusOr<UserRecord> Accounts::UpdateProfile(const AccessClaims& caller,
   }
   if (!change.username && !change.email && !change.password_hash) return user;
   const absl::Time now = clock_->Now();
-  ASSIGN_OR_RETURN(UserRecord updated, storage_->UpdateUser(user->id, change, now));
+  ASSIGN_OR_RETURN(UserRecord updated,
+                   storage_->UpdateUser(user->id, change, now));
   if (update.new_password) {
     // Other sessions end; the one that changed the password goes on.
-    RETURN_IF_ERROR(storage_->RevokeOtherFamilies(user->id, caller.session_id, now));
+    RETURN_IF_ERROR(
+        storage_->RevokeOtherFamilies(user->id, caller.session_id, now));
   }
   return updated;
 }

@@ -8,9 +8,9 @@
 
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/jwt.h"
@@ -66,7 +66,8 @@ class Accounts {
   absl::StatusOr<Session> Register(const Registration& registration);
   // UNAUTHENTICATED with one message whichever part was wrong;
   // RESOURCE_EXHAUSTED with a retry delay while the account is throttled.
-  absl::StatusOr<Session> Login(absl::string_view login, absl::string_view password);
+  absl::StatusOr<Session> Login(absl::string_view login,
+                                absl::string_view password);
   absl::StatusOr<IssuedTokens> Refresh(absl::string_view refresh_token);
   absl::Status Logout(absl::string_view refresh_token);
 

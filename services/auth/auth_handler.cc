@@ -51,7 +51,8 @@ Status AuthServiceImpl::Login(grpc::ServerContext* context,
 Status AuthServiceImpl::Refresh(grpc::ServerContext* context,
                                 const chat::v1::RefreshRequest* request,
                                 chat::v1::RefreshResponse* response) {
-  absl::StatusOr<IssuedTokens> tokens = accounts_->Refresh(request->refresh_token());
+  absl::StatusOr<IssuedTokens> tokens =
+      accounts_->Refresh(request->refresh_token());
   if (!tokens.ok()) return ToGrpcStatus(tokens.status());
   ToProto(*tokens, response->mutable_tokens());
   return Status::OK;
@@ -66,7 +67,8 @@ Status AuthServiceImpl::Logout(grpc::ServerContext* context,
 Status AuthServiceImpl::GetProfile(grpc::ServerContext* context,
                                    const chat::v1::GetProfileRequest* request,
                                    chat::v1::GetProfileResponse* response) {
-  absl::StatusOr<AccessClaims> caller = Authenticate(*context, *verifier_, clock_->Now());
+  absl::StatusOr<AccessClaims> caller =
+      Authenticate(*context, *verifier_, clock_->Now());
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   absl::StatusOr<UserRecord> user = accounts_->GetProfile(*caller);
   if (!user.ok()) return ToGrpcStatus(user.status());
@@ -74,27 +76,31 @@ Status AuthServiceImpl::GetProfile(grpc::ServerContext* context,
   return Status::OK;
 }
 
-Status AuthServiceImpl::UpdateProfile(grpc::ServerContext* context,
-                                      const chat::v1::UpdateProfileRequest* request,
-                                      chat::v1::UpdateProfileResponse* response) {
-  absl::StatusOr<AccessClaims> caller = Authenticate(*context, *verifier_, clock_->Now());
+Status AuthServiceImpl::UpdateProfile(
+    grpc::ServerContext* context, const chat::v1::UpdateProfileRequest* request,
+    chat::v1::UpdateProfileResponse* response) {
+  absl::StatusOr<AccessClaims> caller =
+      Authenticate(*context, *verifier_, clock_->Now());
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   ProfileUpdate update{.current_password = request->current_password()};
   if (request->has_username()) update.username = request->username();
   if (request->has_email()) update.email = request->email();
-  if (request->has_new_password()) update.new_password = request->new_password();
+  if (request->has_new_password())
+    update.new_password = request->new_password();
   absl::StatusOr<UserRecord> user = accounts_->UpdateProfile(*caller, update);
   if (!user.ok()) return ToGrpcStatus(user.status());
   ToProto(*user, response->mutable_user());
   return Status::OK;
 }
 
-Status AuthServiceImpl::DeleteAccount(grpc::ServerContext* context,
-                                      const chat::v1::DeleteAccountRequest* request,
-                                      google::protobuf::Empty* response) {
-  absl::StatusOr<AccessClaims> caller = Authenticate(*context, *verifier_, clock_->Now());
+Status AuthServiceImpl::DeleteAccount(
+    grpc::ServerContext* context, const chat::v1::DeleteAccountRequest* request,
+    google::protobuf::Empty* response) {
+  absl::StatusOr<AccessClaims> caller =
+      Authenticate(*context, *verifier_, clock_->Now());
   if (!caller.ok()) return ToGrpcStatus(caller.status());
-  return ToGrpcStatus(accounts_->DeleteAccount(*caller, request->current_password()));
+  return ToGrpcStatus(
+      accounts_->DeleteAccount(*caller, request->current_password()));
 }
 
 Status AuthServiceImpl::GetJwks(grpc::ServerContext* context,

@@ -17,7 +17,10 @@ class AuthServiceImpl final : public chat::v1::AuthService::Service {
   // half and any older keys still trusted during a rotation).
   AuthServiceImpl(Accounts* accounts, const JwtVerifier* verifier,
                   const StaticKeySet* published, const Clock* clock)
-      : accounts_(accounts), verifier_(verifier), published_(published), clock_(clock) {}
+      : accounts_(accounts),
+        verifier_(verifier),
+        published_(published),
+        clock_(clock) {}
 
   grpc::Status Register(grpc::ServerContext* context,
                         const chat::v1::RegisterRequest* request,
@@ -34,9 +37,10 @@ class AuthServiceImpl final : public chat::v1::AuthService::Service {
   grpc::Status GetProfile(grpc::ServerContext* context,
                           const chat::v1::GetProfileRequest* request,
                           chat::v1::GetProfileResponse* response) override;
-  grpc::Status UpdateProfile(grpc::ServerContext* context,
-                             const chat::v1::UpdateProfileRequest* request,
-                             chat::v1::UpdateProfileResponse* response) override;
+  grpc::Status UpdateProfile(
+      grpc::ServerContext* context,
+      const chat::v1::UpdateProfileRequest* request,
+      chat::v1::UpdateProfileResponse* response) override;
   grpc::Status DeleteAccount(grpc::ServerContext* context,
                              const chat::v1::DeleteAccountRequest* request,
                              google::protobuf::Empty* response) override;

@@ -7,14 +7,15 @@
 namespace chat::auth {
 namespace {
 
-#define USER_COLUMNS                                            \
-  "id::text, username, email, password_hash, "                  \
-  "(extract(epoch FROM created_at) * 1000000)::bigint, "        \
+#define USER_COLUMNS                                     \
+  "id::text, username, email, password_hash, "           \
+  "(extract(epoch FROM created_at) * 1000000)::bigint, " \
   "(extract(epoch FROM updated_at) * 1000000)::bigint"
 
 constexpr char kInsertUser[] = "auth_insert_user";
 constexpr char kInsertUserSql[] =
-    "INSERT INTO users (id, username, email, password_hash, created_at, updated_at) "
+    "INSERT INTO users (id, username, email, password_hash, created_at, "
+    "updated_at) "
     "VALUES ($1::uuid, $2, $3, $4, $5::timestamptz, $5::timestamptz) "
     "RETURNING " USER_COLUMNS;
 
@@ -28,11 +29,13 @@ constexpr char kConflictsSql[] =
 
 constexpr char kUserByLogin[] = "auth_user_by_login";
 constexpr char kUserByLoginSql[] =
-    "SELECT " USER_COLUMNS " FROM users "
+    "SELECT " USER_COLUMNS
+    " FROM users "
     "WHERE lower(username) = lower($1) OR lower(email) = lower($1) LIMIT 1";
 
 constexpr char kUserById[] = "auth_user_by_id";
-constexpr char kUserByIdSql[] = "SELECT " USER_COLUMNS " FROM users WHERE id = $1::uuid";
+constexpr char kUserByIdSql[] =
+    "SELECT " USER_COLUMNS " FROM users WHERE id = $1::uuid";
 
 constexpr char kUpdateUser[] = "auth_update_user";
 constexpr char kUpdateUserSql[] =
@@ -50,16 +53,20 @@ constexpr char kInsertFamilySql[] =
 
 constexpr char kInsertToken[] = "auth_insert_token";
 constexpr char kInsertTokenSql[] =
-    "INSERT INTO refresh_tokens (token_hash, user_id, family_id, created_at, expires_at) "
-    "VALUES (decode($1, 'hex'), $2::uuid, $3::uuid, $4::timestamptz, $5::timestamptz)";
+    "INSERT INTO refresh_tokens (token_hash, user_id, family_id, created_at, "
+    "expires_at) "
+    "VALUES (decode($1, 'hex'), $2::uuid, $3::uuid, $4::timestamptz, "
+    "$5::timestamptz)";
 
 // The token, its family's state, and how long ago it was rotated; locks the
 // token row so that concurrent refreshes of one token take turns.
 constexpr char kLockToken[] = "auth_lock_token";
 constexpr char kLockTokenSql[] =
-    "SELECT t.user_id::text, t.family_id::text, t.expires_at <= $2::timestamptz, "
+    "SELECT t.user_id::text, t.family_id::text, t.expires_at <= "
+    "$2::timestamptz, "
     "       f.revoked_at IS NOT NULL, "
-    "       (extract(epoch FROM $2::timestamptz - t.rotated_at) * 1000000)::bigint "
+    "       (extract(epoch FROM $2::timestamptz - t.rotated_at) * "
+    "1000000)::bigint "
     "FROM refresh_tokens t JOIN refresh_token_families f ON f.id = t.family_id "
     "WHERE t.token_hash = decode($1, 'hex') FOR UPDATE OF t";
 
@@ -81,20 +88,24 @@ constexpr char kRevokeOtherFamiliesSql[] =
 // The max_failures-th most recent failure within the window, if any.
 constexpr char kNthRecentFailure[] = "auth_nth_recent_failure";
 constexpr char kNthRecentFailureSql[] =
-    "SELECT (extract(epoch FROM failed_at) * 1000000)::bigint FROM login_failures "
+    "SELECT (extract(epoch FROM failed_at) * 1000000)::bigint FROM "
+    "login_failures "
     "WHERE user_id = $1::uuid AND failed_at > $2::timestamptz "
     "ORDER BY failed_at DESC OFFSET $3 LIMIT 1";
 
 constexpr char kInsertFailure[] = "auth_insert_failure";
 constexpr char kInsertFailureSql[] =
-    "INSERT INTO login_failures (user_id, failed_at) VALUES ($1::uuid, $2::timestamptz)";
+    "INSERT INTO login_failures (user_id, failed_at) VALUES ($1::uuid, "
+    "$2::timestamptz)";
 
 constexpr char kPruneFailures[] = "auth_prune_failures";
 constexpr char kPruneFailuresSql[] =
-    "DELETE FROM login_failures WHERE user_id = $1::uuid AND failed_at <= $2::timestamptz";
+    "DELETE FROM login_failures WHERE user_id = $1::uuid AND failed_at <= "
+    "$2::timestamptz";
 
 constexpr char kClearFailures[] = "auth_clear_failures";
-constexpr char kClearFailuresSql[] = "DELETE FROM login_failures WHERE user_id = $1::uuid";
+constexpr char kClearFailuresSql[] =
+    "DELETE FROM login_failures WHERE user_id = $1::uuid";
 
 UserRecord UserFromRow(const pqxx::row& row) {
   return UserRecord{
@@ -150,13 +161,14 @@ absl::StatusOr<UserRecord> AuthStorage::CreateUser(const UserRecord& user) {
   return pool_->Transact<UserRecord>(
       "", [&](pqxx::work& tx) -> absl::StatusOr<UserRecord> {
         RETURN_IF_ERROR(CheckConflicts(tx, user.id, user.username, user.email));
-        return UserFromRow(tx.exec_prepared1(kInsertUser, user.id, user.username,
-                                             user.email, user.password_hash,
-                                             PgTime(user.created_at)));
+        return UserFromRow(
+            tx.exec_prepared1(kInsertUser, user.id, user.username, user.email,
+                              user.password_hash, PgTime(user.created_at)));
       });
 }
 
-absl::StatusOr<UserRecord> AuthStorage::FindUserByLogin(absl::string_view login) {
+absl::StatusOr<UserRecord> AuthStorage::FindUserByLogin(
+    absl::string_view login) {
   return pool_->Transact<UserRecord>(
       "", [&](pqxx::work& tx) -> absl::StatusOr<UserRecord> {
         pqxx::result rows = tx.exec_prepared(kUserByLogin, std::string(login));
@@ -180,10 +192,11 @@ absl::StatusOr<UserRecord> AuthStorage::UpdateUser(absl::string_view id,
   const std::string user_id(id);
   return pool_->Transact<UserRecord>(
       "", [&](pqxx::work& tx) -> absl::StatusOr<UserRecord> {
-        RETURN_IF_ERROR(CheckConflicts(tx, user_id, change.username, change.email));
+        RETURN_IF_ERROR(
+            CheckConflicts(tx, user_id, change.username, change.email));
         pqxx::result rows =
-            tx.exec_prepared(kUpdateUser, user_id, change.username, change.email,
-                             change.password_hash, PgTime(now));
+            tx.exec_prepared(kUpdateUser, user_id, change.username,
+                             change.email, change.password_hash, PgTime(now));
         if (rows.empty()) return NotFound();
         return UserFromRow(rows[0]);
       });
@@ -200,20 +213,22 @@ absl::Status AuthStorage::DeleteUser(absl::string_view id) {
 
 absl::Status AuthStorage::StartFamily(absl::string_view user_id,
                                       absl::string_view family_id,
-                                      absl::string_view token_hash, absl::Time now,
-                                      absl::Time expires_at) {
+                                      absl::string_view token_hash,
+                                      absl::Time now, absl::Time expires_at) {
   return pool_->Transact("", [&](pqxx::work& tx) {
-    tx.exec_prepared0(kInsertFamily, std::string(family_id), std::string(user_id),
-                      PgTime(now));
-    tx.exec_prepared0(kInsertToken, std::string(token_hash), std::string(user_id),
-                      std::string(family_id), PgTime(now), PgTime(expires_at));
+    tx.exec_prepared0(kInsertFamily, std::string(family_id),
+                      std::string(user_id), PgTime(now));
+    tx.exec_prepared0(kInsertToken, std::string(token_hash),
+                      std::string(user_id), std::string(family_id), PgTime(now),
+                      PgTime(expires_at));
     return absl::OkStatus();
   });
 }
 
 absl::StatusOr<Rotation> AuthStorage::Rotate(absl::string_view old_hash,
                                              absl::string_view new_hash,
-                                             absl::Time now, absl::Time expires_at,
+                                             absl::Time now,
+                                             absl::Time expires_at,
                                              absl::Duration grace) {
   const std::string old_token(old_hash), new_token(new_hash), at(PgTime(now));
   return pool_->Transact<Rotation>(
@@ -230,7 +245,8 @@ absl::StatusOr<Rotation> AuthStorage::Rotate(absl::string_view old_hash,
           return rotation;
         }
         if (!row[4].is_null()) {
-          const absl::Duration since_rotation = absl::Microseconds(row[4].as<int64_t>());
+          const absl::Duration since_rotation =
+              absl::Microseconds(row[4].as<int64_t>());
           if (since_rotation > grace) {
             tx.exec_prepared0(kRevokeFamily, rotation.family_id, at);
             rotation.outcome = RotationOutcome::kReuse;
@@ -246,10 +262,12 @@ absl::StatusOr<Rotation> AuthStorage::Rotate(absl::string_view old_hash,
       });
 }
 
-absl::Status AuthStorage::RevokeFamilyOf(absl::string_view token_hash, absl::Time now) {
+absl::Status AuthStorage::RevokeFamilyOf(absl::string_view token_hash,
+                                         absl::Time now) {
   const std::string at(PgTime(now));
   return pool_->Transact("", [&](pqxx::work& tx) -> absl::Status {
-    pqxx::result rows = tx.exec_prepared(kLockToken, std::string(token_hash), at);
+    pqxx::result rows =
+        tx.exec_prepared(kLockToken, std::string(token_hash), at);
     if (rows.empty()) return absl::NotFoundError("unknown refresh token");
     tx.exec_prepared0(kRevokeFamily, rows[0][1].as<std::string>(), at);
     return absl::OkStatus();
@@ -271,17 +289,20 @@ absl::StatusOr<std::optional<absl::Time>> AuthStorage::LockedUntil(
     absl::Time now) {
   return pool_->Transact<std::optional<absl::Time>>(
       "", [&](pqxx::work& tx) -> absl::StatusOr<std::optional<absl::Time>> {
-        pqxx::result rows = tx.exec_prepared(kNthRecentFailure, std::string(user_id),
-                                             PgTime(now - window), max_failures - 1);
+        pqxx::result rows =
+            tx.exec_prepared(kNthRecentFailure, std::string(user_id),
+                             PgTime(now - window), max_failures - 1);
         if (rows.empty()) return std::nullopt;
         return FromPgMicros(rows[0][0].as<int64_t>()) + window;
       });
 }
 
 absl::Status AuthStorage::RecordLoginFailure(absl::string_view user_id,
-                                             absl::Time now, absl::Duration window) {
+                                             absl::Time now,
+                                             absl::Duration window) {
   return pool_->Transact("", [&](pqxx::work& tx) {
-    tx.exec_prepared0(kPruneFailures, std::string(user_id), PgTime(now - window));
+    tx.exec_prepared0(kPruneFailures, std::string(user_id),
+                      PgTime(now - window));
     tx.exec_prepared0(kInsertFailure, std::string(user_id), PgTime(now));
     return absl::OkStatus();
   });

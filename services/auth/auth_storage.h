@@ -7,11 +7,11 @@
 
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/db.h"
 
@@ -35,7 +35,8 @@ struct AccountChange {
 
 enum class RotationOutcome {
   kRotated,      // a new token replaced the presented one
-  kGraceReplay,  // retired token replayed within the grace: new token, no revocation
+  kGraceReplay,  // retired token replayed within the grace: new token, no
+                 // revocation
   kReuse,        // retired token replayed after the grace: family revoked
   kInvalid,      // unknown, expired, or its family revoked
 };
@@ -66,7 +67,8 @@ class AuthStorage {
   absl::Status DeleteUser(absl::string_view id);
 
   // Starts a refresh-token family (a login) with its first token.
-  absl::Status StartFamily(absl::string_view user_id, absl::string_view family_id,
+  absl::Status StartFamily(absl::string_view user_id,
+                           absl::string_view family_id,
                            absl::string_view token_hash, absl::Time now,
                            absl::Time expires_at);
   // Trades the token with old_hash for one with new_hash, under a row lock so
@@ -83,10 +85,9 @@ class AuthStorage {
 
   // When the account has had max_failures failed logins within window
   // before now: the time the oldest of them leaves the window.
-  absl::StatusOr<std::optional<absl::Time>> LockedUntil(absl::string_view user_id,
-                                                        int max_failures,
-                                                        absl::Duration window,
-                                                        absl::Time now);
+  absl::StatusOr<std::optional<absl::Time>> LockedUntil(
+      absl::string_view user_id, int max_failures, absl::Duration window,
+      absl::Time now);
   absl::Status RecordLoginFailure(absl::string_view user_id, absl::Time now,
                                   absl::Duration window);
   absl::Status ClearLoginFailures(absl::string_view user_id);

@@ -20,7 +20,8 @@
 #include "services/auth/auth_storage.h"
 #include "services/auth/password.h"
 
-ABSL_FLAG(std::string, grpc_listen, chat::EnvOr("GRPC_LISTEN", "127.0.0.1:50051"),
+ABSL_FLAG(std::string, grpc_listen,
+          chat::EnvOr("GRPC_LISTEN", "127.0.0.1:50051"),
           "host:port to serve gRPC on (env GRPC_LISTEN)");
 ABSL_FLAG(absl::Duration, access_token_ttl,
           chat::EnvOr("ACCESS_TOKEN_TTL", absl::Minutes(15)),
@@ -58,7 +59,8 @@ int main(int argc, char** argv) {
 
   absl::StatusOr<std::string> database_url = chat::ReadSecret("DATABASE_URL");
   if (!database_url.ok()) return Fail("no database", database_url.status());
-  absl::StatusOr<std::string> signing_key = chat::ReadSecret("AUTH_SIGNING_KEY");
+  absl::StatusOr<std::string> signing_key =
+      chat::ReadSecret("AUTH_SIGNING_KEY");
   if (!signing_key.ok()) return Fail("no signing key", signing_key.status());
   absl::StatusOr<std::unique_ptr<chat::JwtSigner>> signer =
       chat::JwtSigner::FromPem(*signing_key);
@@ -92,9 +94,10 @@ int main(int argc, char** argv) {
       .refresh_token_ttl = absl::GetFlag(FLAGS_refresh_token_ttl),
       .refresh_reuse_grace = absl::GetFlag(FLAGS_refresh_reuse_grace),
   };
-  chat::JwtVerifier verifier(&keys,
-                             {.issuer = options.issuer, .audience = options.audience});
-  chat::auth::Accounts accounts(&storage, signer->get(), &hasher, &clock, options);
+  chat::JwtVerifier verifier(
+      &keys, {.issuer = options.issuer, .audience = options.audience});
+  chat::auth::Accounts accounts(&storage, signer->get(), &hasher, &clock,
+                                options);
   chat::auth::AuthServiceImpl service(&accounts, &verifier, &keys, &clock);
 
   absl::Status served = chat::Serve(

@@ -29,7 +29,8 @@ TEST(PasswordHasherTest, WeakerParametersNeedRehash) {
   PasswordHasher weak({.memory_kib = 8192, .iterations = 1, .parallelism = 1});
   PasswordHasher current;
   const std::string old_hash = *weak.Hash("Passw0rd!");
-  EXPECT_TRUE(current.Verify("Passw0rd!", old_hash)) << "old hashes still verify";
+  EXPECT_TRUE(current.Verify("Passw0rd!", old_hash))
+      << "old hashes still verify";
   EXPECT_TRUE(current.NeedsRehash(old_hash));
   EXPECT_FALSE(current.NeedsRehash(*current.Hash("Passw0rd!")));
   EXPECT_TRUE(current.NeedsRehash("garbage"));

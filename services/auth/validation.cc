@@ -20,7 +20,8 @@ constexpr size_t kMaxPassword = 128;
 // The characters RFC 5322 allows in an unquoted local part, besides
 // letters, digits and dots.
 bool IsLocalPartSymbol(char c) {
-  return absl::string_view("!#$%&'*+/=?^_`{|}~-").find(c) != absl::string_view::npos;
+  return absl::string_view("!#$%&'*+/=?^_`{|}~-").find(c) !=
+         absl::string_view::npos;
 }
 
 bool IsValidLocalPart(absl::string_view local) {
@@ -29,7 +30,8 @@ bool IsValidLocalPart(absl::string_view local) {
   char previous = 0;
   for (char c : local) {
     if (c == '.' && previous == '.') return false;
-    if (!absl::ascii_isalnum(c) && c != '.' && !IsLocalPartSymbol(c)) return false;
+    if (!absl::ascii_isalnum(c) && c != '.' && !IsLocalPartSymbol(c))
+      return false;
     previous = c;
   }
   return true;

@@ -5,7 +5,6 @@
 // finds to `violations`, so that one answer lists them all.
 
 #include "absl/strings/string_view.h"
-
 #include "common/errors.h"
 
 namespace chat::auth {

@@ -14,7 +14,8 @@ using ::testing::IsEmpty;
 
 std::vector<std::string> Descriptions(const FieldViolations& violations) {
   std::vector<std::string> out;
-  for (const FieldViolation& v : violations.list()) out.push_back(v.description);
+  for (const FieldViolation& v : violations.list())
+    out.push_back(v.description);
   return out;
 }
 
@@ -41,7 +42,8 @@ TEST(UsernameTest, AcceptsTheAllowedShape) {
 }
 
 TEST(UsernameTest, RejectsLengthAndCharacters) {
-  EXPECT_THAT(UsernameErrors("ab"), ElementsAre("must be 3 to 80 characters long"));
+  EXPECT_THAT(UsernameErrors("ab"),
+              ElementsAre("must be 3 to 80 characters long"));
   EXPECT_THAT(UsernameErrors(std::string(81, 'a')),
               ElementsAre("must be 3 to 80 characters long"));
   EXPECT_THAT(UsernameErrors("al ice"),
@@ -62,10 +64,12 @@ TEST(EmailTest, AcceptsValidAddresses) {
 
 TEST(EmailTest, RejectsInvalidAddresses) {
   for (const char* email :
-       {"plain", "@example.com", "a@", "a@example", "a@@example.com", "a b@example.com",
-        ".a@example.com", "a.@example.com", "a..b@example.com", "a@-example.com",
-        "a@example.c", "a@example.123", " a@example.com", "a@example.com "}) {
-    EXPECT_THAT(EmailErrors(email), ElementsAre("must be a valid email address"))
+       {"plain", "@example.com", "a@", "a@example", "a@@example.com",
+        "a b@example.com", ".a@example.com", "a.@example.com",
+        "a..b@example.com", "a@-example.com", "a@example.c", "a@example.123",
+        " a@example.com", "a@example.com "}) {
+    EXPECT_THAT(EmailErrors(email),
+                ElementsAre("must be a valid email address"))
         << email;
   }
   EXPECT_THAT(EmailErrors(""), ElementsAre("is required"));
@@ -85,26 +89,32 @@ TEST(PasswordTest, AcceptsAStrongPassword) {
 }
 
 TEST(PasswordTest, ListsEveryMissingClass) {
-  EXPECT_THAT(PasswordErrors("short"),
-              ElementsAre("must be 8 to 128 characters long",
-                          "must contain an upper-case letter", "must contain a digit"));
-  EXPECT_THAT(PasswordErrors("ALLUPPER1"), ElementsAre("must contain a lower-case letter"));
-  EXPECT_THAT(PasswordErrors("NoDigitsHere"), ElementsAre("must contain a digit"));
+  EXPECT_THAT(
+      PasswordErrors("short"),
+      ElementsAre("must be 8 to 128 characters long",
+                  "must contain an upper-case letter", "must contain a digit"));
+  EXPECT_THAT(PasswordErrors("ALLUPPER1"),
+              ElementsAre("must contain a lower-case letter"));
+  EXPECT_THAT(PasswordErrors("NoDigitsHere"),
+              ElementsAre("must contain a digit"));
   EXPECT_THAT(PasswordErrors("P4" + std::string(127, 'x')),
               ElementsAre("must be 8 to 128 characters long"));
 }
 
 TEST(PasswordTest, CountsCharactersNotBytes) {
   // 8 characters in 12 bytes: long enough.
-  EXPECT_THAT(PasswordErrors("Pa1\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9x"), IsEmpty());
+  EXPECT_THAT(PasswordErrors("Pa1\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9x"),
+              IsEmpty());
   // 7 characters in 10 bytes: too short, whatever the byte count.
   EXPECT_THAT(PasswordErrors("Pa1\xC3\xA9\xC3\xA9\xC3\xA9x"),
               ElementsAre("must be 8 to 128 characters long"));
   // 128 two-byte characters plus the required classes is too long.
   std::string many;
   for (int i = 0; i < 127; ++i) many += "\xC3\xA9";
-  EXPECT_THAT(PasswordErrors("Pa1" + many), ElementsAre("must be 8 to 128 characters long"));
-  EXPECT_THAT(PasswordErrors("Passw0rd\xFF"), ElementsAre("must be valid UTF-8"));
+  EXPECT_THAT(PasswordErrors("Pa1" + many),
+              ElementsAre("must be 8 to 128 characters long"));
+  EXPECT_THAT(PasswordErrors("Passw0rd\xFF"),
+              ElementsAre("must be valid UTF-8"));
 }
 
 }  // namespace

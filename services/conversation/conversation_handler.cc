@@ -17,18 +17,21 @@ void ToProto(const ConversationRecord& c, chat::v1::Conversation* out) {
   out->set_archived(c.archived);
   out->set_pinned(c.pinned);
   out->set_message_count(static_cast<int32_t>(c.message_count));
-  if (c.last_message_at) SetTimestamp(*c.last_message_at, out->mutable_last_message_at());
+  if (c.last_message_at)
+    SetTimestamp(*c.last_message_at, out->mutable_last_message_at());
   SetTimestamp(c.created_at, out->mutable_created_at());
   SetTimestamp(c.updated_at, out->mutable_updated_at());
 }
 
-Metadata FromProto(const google::protobuf::Map<std::string, std::string>& metadata) {
+Metadata FromProto(
+    const google::protobuf::Map<std::string, std::string>& metadata) {
   return Metadata(metadata.begin(), metadata.end());
 }
 
 // The fields update_mask names (AIP-134); without a mask, the fields set to
 // a non-default value. Output-only fields are ignored, unknown ones refused.
-absl::StatusOr<ConversationChange> ChangeOf(const chat::v1::UpdateConversationRequest& r) {
+absl::StatusOr<ConversationChange> ChangeOf(
+    const chat::v1::UpdateConversationRequest& r) {
   const chat::v1::Conversation& c = r.conversation();
   ConversationChange change;
   if (!r.has_update_mask()) {
@@ -48,8 +51,9 @@ absl::StatusOr<ConversationChange> ChangeOf(const chat::v1::UpdateConversationRe
       change.archived = c.archived();
     } else if (path == "pinned") {
       change.pinned = c.pinned();
-    } else if (path != "id" && path != "message_count" && path != "last_message_at" &&
-               path != "created_at" && path != "updated_at") {
+    } else if (path != "id" && path != "message_count" &&
+               path != "last_message_at" && path != "created_at" &&
+               path != "updated_at") {
       violations.Add("update_mask", "names an unknown field: " + path);
     }
   }
@@ -61,32 +65,37 @@ absl::StatusOr<ConversationChange> ChangeOf(const chat::v1::UpdateConversationRe
 
 absl::StatusOr<std::string> ConversationServiceImpl::Caller(
     const grpc::ServerContext& context) const {
-  absl::StatusOr<AccessClaims> claims = Authenticate(context, *verifier_, clock_->Now());
+  absl::StatusOr<AccessClaims> claims =
+      Authenticate(context, *verifier_, clock_->Now());
   if (!claims.ok()) return claims.status();
   return claims->subject;
 }
 
 Status ConversationServiceImpl::CreateConversation(
-    grpc::ServerContext* context, const chat::v1::CreateConversationRequest* request,
+    grpc::ServerContext* context,
+    const chat::v1::CreateConversationRequest* request,
     chat::v1::Conversation* response) {
   absl::StatusOr<std::string> user = Caller(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
-  absl::StatusOr<ConversationRecord> created = conversations_->Create(
-      *user,
-      {request->conversation().title(), FromProto(request->conversation().metadata())},
-      MetadataOf(*context, "idempotency-key"));
+  absl::StatusOr<ConversationRecord> created =
+      conversations_->Create(*user,
+                             {request->conversation().title(),
+                              FromProto(request->conversation().metadata())},
+                             MetadataOf(*context, "idempotency-key"));
   if (!created.ok()) return ToGrpcStatus(created.status());
   ToProto(*created, response);
   return Status::OK;
 }
 
 Status ConversationServiceImpl::ListConversations(
-    grpc::ServerContext* context, const chat::v1::ListConversationsRequest* request,
+    grpc::ServerContext* context,
+    const chat::v1::ListConversationsRequest* request,
     chat::v1::ListConversationsResponse* response) {
   absl::StatusOr<std::string> user = Caller(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
-  absl::StatusOr<ConversationPage> page = conversations_->List(
-      *user, {request->page_size(), request->page_token(), request->archived(), request->q()});
+  absl::StatusOr<ConversationPage> page =
+      conversations_->List(*user, {request->page_size(), request->page_token(),
+                                   request->archived(), request->q()});
   if (!page.ok()) return ToGrpcStatus(page.status());
   for (const ConversationRecord& c : page->conversations) {
     ToProto(c, response->add_conversations());
@@ -96,18 +105,21 @@ Status ConversationServiceImpl::ListConversations(
 }
 
 Status ConversationServiceImpl::GetConversation(
-    grpc::ServerContext* context, const chat::v1::GetConversationRequest* request,
+    grpc::ServerContext* context,
+    const chat::v1::GetConversationRequest* request,
     chat::v1::Conversation* response) {
   absl::StatusOr<std::string> user = Caller(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
-  absl::StatusOr<ConversationRecord> conversation = conversations_->Get(*user, request->id());
+  absl::StatusOr<ConversationRecord> conversation =
+      conversations_->Get(*user, request->id());
   if (!conversation.ok()) return ToGrpcStatus(conversation.status());
   ToProto(*conversation, response);
   return Status::OK;
 }
 
 Status ConversationServiceImpl::UpdateConversation(
-    grpc::ServerContext* context, const chat::v1::UpdateConversationRequest* request,
+    grpc::ServerContext* context,
+    const chat::v1::UpdateConversationRequest* request,
     chat::v1::Conversation* response) {
   absl::StatusOr<std::string> user = Caller(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
@@ -121,7 +133,8 @@ Status ConversationServiceImpl::UpdateConversation(
 }
 
 Status ConversationServiceImpl::DeleteConversation(
-    grpc::ServerContext* context, const chat::v1::DeleteConversationRequest* request,
+    grpc::ServerContext* context,
+    const chat::v1::DeleteConversationRequest* request,
     google::protobuf::Empty* response) {
   absl::StatusOr<std::string> user = Caller(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
@@ -129,7 +142,8 @@ Status ConversationServiceImpl::DeleteConversation(
 }
 
 Status ConversationServiceImpl::DeleteAllConversations(
-    grpc::ServerContext* context, const chat::v1::DeleteAllConversationsRequest* request,
+    grpc::ServerContext* context,
+    const chat::v1::DeleteAllConversationsRequest* request,
     google::protobuf::Empty* response) {
   absl::StatusOr<std::string> user = Caller(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());

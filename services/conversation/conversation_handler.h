@@ -11,27 +11,32 @@
 
 namespace chat::conversation {
 
-class ConversationServiceImpl final : public chat::v1::ConversationService::Service {
+class ConversationServiceImpl final
+    : public chat::v1::ConversationService::Service {
  public:
-  ConversationServiceImpl(Conversations* conversations, const JwtVerifier* verifier,
-                          const Clock* clock)
+  ConversationServiceImpl(Conversations* conversations,
+                          const JwtVerifier* verifier, const Clock* clock)
       : conversations_(conversations), verifier_(verifier), clock_(clock) {}
 
-  grpc::Status CreateConversation(grpc::ServerContext* context,
-                                  const chat::v1::CreateConversationRequest* request,
-                                  chat::v1::Conversation* response) override;
-  grpc::Status ListConversations(grpc::ServerContext* context,
-                                 const chat::v1::ListConversationsRequest* request,
-                                 chat::v1::ListConversationsResponse* response) override;
+  grpc::Status CreateConversation(
+      grpc::ServerContext* context,
+      const chat::v1::CreateConversationRequest* request,
+      chat::v1::Conversation* response) override;
+  grpc::Status ListConversations(
+      grpc::ServerContext* context,
+      const chat::v1::ListConversationsRequest* request,
+      chat::v1::ListConversationsResponse* response) override;
   grpc::Status GetConversation(grpc::ServerContext* context,
                                const chat::v1::GetConversationRequest* request,
                                chat::v1::Conversation* response) override;
-  grpc::Status UpdateConversation(grpc::ServerContext* context,
-                                  const chat::v1::UpdateConversationRequest* request,
-                                  chat::v1::Conversation* response) override;
-  grpc::Status DeleteConversation(grpc::ServerContext* context,
-                                  const chat::v1::DeleteConversationRequest* request,
-                                  google::protobuf::Empty* response) override;
+  grpc::Status UpdateConversation(
+      grpc::ServerContext* context,
+      const chat::v1::UpdateConversationRequest* request,
+      chat::v1::Conversation* response) override;
+  grpc::Status DeleteConversation(
+      grpc::ServerContext* context,
+      const chat::v1::DeleteConversationRequest* request,
+      google::protobuf::Empty* response) override;
   grpc::Status DeleteAllConversations(
       grpc::ServerContext* context,
       const chat::v1::DeleteAllConversationsRequest* request,

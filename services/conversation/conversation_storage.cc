@@ -5,10 +5,10 @@
 namespace chat::conversation {
 namespace {
 
-#define CONVERSATION_COLUMNS                                         \
-  "id::text, title, untitled, metadata::text, archived, pinned, "    \
+#define CONVERSATION_COLUMNS                                                 \
+  "id::text, title, untitled, metadata::text, archived, pinned, "            \
   "message_count, (extract(epoch FROM last_message_at) * 1000000)::bigint, " \
-  "(extract(epoch FROM created_at) * 1000000)::bigint, "             \
+  "(extract(epoch FROM created_at) * 1000000)::bigint, "                     \
   "(extract(epoch FROM updated_at) * 1000000)::bigint"
 
 constexpr char kInsert[] = "conversation_insert";
@@ -18,14 +18,16 @@ constexpr char kInsertSql[] =
     "$6::timestamptz, $6::timestamptz) RETURNING " CONVERSATION_COLUMNS;
 
 constexpr char kGet[] = "conversation_get";
-constexpr char kGetSql[] = "SELECT " CONVERSATION_COLUMNS
-                           " FROM conversations WHERE user_id = $1::uuid AND id = $2::uuid";
+constexpr char kGetSql[] =
+    "SELECT " CONVERSATION_COLUMNS
+    " FROM conversations WHERE user_id = $1::uuid AND id = $2::uuid";
 
 // Listing order: pinned first, then most recent activity; the id breaks
 // ties. The row comparison continues after the previous page's last row.
 constexpr char kList[] = "conversation_list";
 constexpr char kListSql[] =
-    "SELECT " CONVERSATION_COLUMNS " FROM conversations "
+    "SELECT " CONVERSATION_COLUMNS
+    " FROM conversations "
     "WHERE user_id = $1::uuid AND archived = $2 "
     "AND ($3 = '' OR strpos(lower(title), lower($3)) > 0) "
     "AND ($4::boolean IS NULL OR (pinned, updated_at, id) < "
@@ -36,16 +38,19 @@ constexpr char kUpdate[] = "conversation_update";
 constexpr char kUpdateSql[] =
     "UPDATE conversations SET title = COALESCE($3, title), "
     "untitled = untitled AND $3 IS NULL, "
-    "metadata = COALESCE($4::jsonb, metadata), archived = COALESCE($5, archived), "
+    "metadata = COALESCE($4::jsonb, metadata), archived = COALESCE($5, "
+    "archived), "
     "pinned = COALESCE($6, pinned), updated_at = $7::timestamptz "
-    "WHERE user_id = $1::uuid AND id = $2::uuid RETURNING " CONVERSATION_COLUMNS;
+    "WHERE user_id = $1::uuid AND id = $2::uuid "
+    "RETURNING " CONVERSATION_COLUMNS;
 
 constexpr char kDelete[] = "conversation_delete";
 constexpr char kDeleteSql[] =
     "DELETE FROM conversations WHERE user_id = $1::uuid AND id = $2::uuid";
 
 constexpr char kDeleteAll[] = "conversation_delete_all";
-constexpr char kDeleteAllSql[] = "DELETE FROM conversations WHERE user_id = $1::uuid";
+constexpr char kDeleteAllSql[] =
+    "DELETE FROM conversations WHERE user_id = $1::uuid";
 
 ConversationRecord FromRow(const pqxx::row& row) {
   ConversationRecord c;
@@ -62,9 +67,12 @@ ConversationRecord FromRow(const pqxx::row& row) {
   return c;
 }
 
-absl::Status NotFound() { return absl::NotFoundError("conversation not found"); }
+absl::Status NotFound() {
+  return absl::NotFoundError("conversation not found");
+}
 
-std::optional<std::string> MetadataParam(const std::optional<Metadata>& metadata) {
+std::optional<std::string> MetadataParam(
+    const std::optional<Metadata>& metadata) {
   if (!metadata) return std::nullopt;
   return MetadataToJson(*metadata);
 }
@@ -76,29 +84,34 @@ std::vector<PreparedStatement> ConversationStorage::Statements() {
       {kInsert, kInsertSql}, {kGet, kGetSql},       {kList, kListSql},
       {kUpdate, kUpdateSql}, {kDelete, kDeleteSql}, {kDeleteAll, kDeleteAllSql},
   };
-  for (const PreparedStatement& s : IdempotencyStatements()) statements.push_back(s);
+  for (const PreparedStatement& s : IdempotencyStatements())
+    statements.push_back(s);
   return statements;
 }
 
 absl::StatusOr<ConversationRecord> ConversationStorage::Create(
     const std::string& user_id, const ConversationRecord& conversation,
     const std::optional<IdempotencyKey>& key) {
-  absl::StatusOr<ConversationRecord> created = pool_->Transact<ConversationRecord>(
-      user_id, [&](pqxx::work& tx) -> absl::StatusOr<ConversationRecord> {
-        if (key) {
-          ASSIGN_OR_RETURN(IdempotencyClaim claim,
-                           ClaimIdempotencyKey(tx, user_id, *key, conversation.id,
-                                               conversation.created_at));
-          if (claim.replay) {
-            pqxx::result rows = tx.exec_prepared(kGet, user_id, claim.resource_id);
-            if (rows.empty()) return NotFound();
-            return FromRow(rows[0]);
-          }
-        }
-        return FromRow(tx.exec_prepared1(
-            kInsert, user_id, conversation.id, conversation.title, conversation.untitled,
-            MetadataToJson(conversation.metadata), PgTime(conversation.created_at)));
-      });
+  absl::StatusOr<ConversationRecord> created =
+      pool_->Transact<ConversationRecord>(
+          user_id, [&](pqxx::work& tx) -> absl::StatusOr<ConversationRecord> {
+            if (key) {
+              ASSIGN_OR_RETURN(
+                  IdempotencyClaim claim,
+                  ClaimIdempotencyKey(tx, user_id, *key, conversation.id,
+                                      conversation.created_at));
+              if (claim.replay) {
+                pqxx::result rows =
+                    tx.exec_prepared(kGet, user_id, claim.resource_id);
+                if (rows.empty()) return NotFound();
+                return FromRow(rows[0]);
+              }
+            }
+            return FromRow(tx.exec_prepared1(
+                kInsert, user_id, conversation.id, conversation.title,
+                conversation.untitled, MetadataToJson(conversation.metadata),
+                PgTime(conversation.created_at)));
+          });
   // The only row a conversation references is its user's.
   if (created.status().code() == absl::StatusCode::kFailedPrecondition) {
     return absl::UnauthenticatedError("the account no longer exists");
@@ -106,8 +119,8 @@ absl::StatusOr<ConversationRecord> ConversationStorage::Create(
   return created;
 }
 
-absl::StatusOr<ConversationRecord> ConversationStorage::Get(const std::string& user_id,
-                                                            const std::string& id) {
+absl::StatusOr<ConversationRecord> ConversationStorage::Get(
+    const std::string& user_id, const std::string& id) {
   return pool_->Transact<ConversationRecord>(
       user_id, [&](pqxx::work& tx) -> absl::StatusOr<ConversationRecord> {
         pqxx::result rows = tx.exec_prepared(kGet, user_id, id);
@@ -127,10 +140,12 @@ absl::StatusOr<std::vector<ConversationRecord>> ConversationStorage::List(
     id = after->id;
   }
   return pool_->Transact<std::vector<ConversationRecord>>(
-      user_id, [&](pqxx::work& tx) -> absl::StatusOr<std::vector<ConversationRecord>> {
+      user_id,
+      [&](pqxx::work& tx) -> absl::StatusOr<std::vector<ConversationRecord>> {
         std::vector<ConversationRecord> page;
         for (const pqxx::row& row :
-             tx.exec_prepared(kList, user_id, archived, query, pinned, updated_at, id, limit)) {
+             tx.exec_prepared(kList, user_id, archived, query, pinned,
+                              updated_at, id, limit)) {
           page.push_back(FromRow(row));
         }
         return page;
@@ -138,21 +153,23 @@ absl::StatusOr<std::vector<ConversationRecord>> ConversationStorage::List(
 }
 
 absl::StatusOr<ConversationRecord> ConversationStorage::Update(
-    const std::string& user_id, const std::string& id, const ConversationChange& change,
-    absl::Time now) {
+    const std::string& user_id, const std::string& id,
+    const ConversationChange& change, absl::Time now) {
   return pool_->Transact<ConversationRecord>(
       user_id, [&](pqxx::work& tx) -> absl::StatusOr<ConversationRecord> {
-        pqxx::result rows =
-            tx.exec_prepared(kUpdate, user_id, id, change.title, MetadataParam(change.metadata),
-                             change.archived, change.pinned, PgTime(now));
+        pqxx::result rows = tx.exec_prepared(
+            kUpdate, user_id, id, change.title, MetadataParam(change.metadata),
+            change.archived, change.pinned, PgTime(now));
         if (rows.empty()) return NotFound();
         return FromRow(rows[0]);
       });
 }
 
-absl::Status ConversationStorage::Delete(const std::string& user_id, const std::string& id) {
+absl::Status ConversationStorage::Delete(const std::string& user_id,
+                                         const std::string& id) {
   return pool_->Transact(user_id, [&](pqxx::work& tx) -> absl::Status {
-    if (tx.exec_prepared(kDelete, user_id, id).affected_rows() == 0) return NotFound();
+    if (tx.exec_prepared(kDelete, user_id, id).affected_rows() == 0)
+      return NotFound();
     return absl::OkStatus();
   });
 }

@@ -34,8 +34,8 @@ absl::Status CheckId(const std::string& id) {
 }  // namespace
 
 std::string DefaultTitle(absl::Time created_at) {
-  return "New Chat - " +
-         absl::FormatTime("%Y-%m-%d%ET%H:%M:%E3SZ", created_at, absl::UTCTimeZone());
+  return "New Chat - " + absl::FormatTime("%Y-%m-%d%ET%H:%M:%E3SZ", created_at,
+                                          absl::UTCTimeZone());
 }
 
 absl::StatusOr<ConversationRecord> Conversations::Create(
@@ -49,9 +49,10 @@ absl::StatusOr<ConversationRecord> Conversations::Create(
   std::optional<IdempotencyKey> key;
   if (!idempotency_key.empty()) {
     RETURN_IF_ERROR(ValidateIdempotencyKey(idempotency_key));
-    key = IdempotencyKey{idempotency_key,
-                         RequestHash("CreateConversation",
-                                     {request.title, MetadataToJson(request.metadata)})};
+    key = IdempotencyKey{
+        idempotency_key,
+        RequestHash("CreateConversation",
+                    {request.title, MetadataToJson(request.metadata)})};
   }
   const absl::Time now = ToMicroseconds(clock_->Now());
   ConversationRecord conversation{
@@ -67,8 +68,9 @@ absl::StatusOr<ConversationRecord> Conversations::Create(
 
 absl::StatusOr<ConversationPage> Conversations::List(const std::string& user_id,
                                                      const ListQuery& query) {
-  ASSIGN_OR_RETURN(int page_size,
-                   ResolvePageSize(query.page_size, kDefaultPageSize, kMaxPageSize));
+  ASSIGN_OR_RETURN(
+      int page_size,
+      ResolvePageSize(query.page_size, kDefaultPageSize, kMaxPageSize));
   std::optional<ListPosition> after;
   if (!query.page_token.empty()) {
     chat::internal::ConversationCursor cursor;
@@ -77,11 +79,13 @@ absl::StatusOr<ConversationPage> Conversations::List(const std::string& user_id,
         !IsUuid(cursor.id())) {
       return ForeignPageToken();
     }
-    after = ListPosition{cursor.pinned(), cursor.updated_at_micros(), cursor.id()};
+    after =
+        ListPosition{cursor.pinned(), cursor.updated_at_micros(), cursor.id()};
   }
   // One extra row tells whether another page follows.
-  ASSIGN_OR_RETURN(std::vector<ConversationRecord> rows,
-                   storage_->List(user_id, query.archived, query.q, after, page_size + 1));
+  ASSIGN_OR_RETURN(
+      std::vector<ConversationRecord> rows,
+      storage_->List(user_id, query.archived, query.q, after, page_size + 1));
   ConversationPage page;
   if (static_cast<int>(rows.size()) > page_size) {
     rows.resize(page_size);
@@ -98,28 +102,29 @@ absl::StatusOr<ConversationPage> Conversations::List(const std::string& user_id,
   return page;
 }
 
-absl::StatusOr<ConversationRecord> Conversations::Get(const std::string& user_id,
-                                                      const std::string& id) {
+absl::StatusOr<ConversationRecord> Conversations::Get(
+    const std::string& user_id, const std::string& id) {
   RETURN_IF_ERROR(CheckId(id));
   return storage_->Get(user_id, id);
 }
 
-absl::StatusOr<ConversationRecord> Conversations::Update(const std::string& user_id,
-                                                         const std::string& id,
-                                                         const ConversationChange& change) {
+absl::StatusOr<ConversationRecord> Conversations::Update(
+    const std::string& user_id, const std::string& id,
+    const ConversationChange& change) {
   RETURN_IF_ERROR(CheckId(id));
   FieldViolations violations;
   if (change.title) ValidateTitle(*change.title, violations);
-  if (change.metadata) ValidateMetadata("metadata", *change.metadata, violations);
+  if (change.metadata)
+    ValidateMetadata("metadata", *change.metadata, violations);
   RETURN_IF_ERROR(violations.ToStatus());
   if (!change.title && !change.metadata && !change.archived && !change.pinned) {
     return storage_->Get(user_id, id);  // nothing to change, no activity
   }
-  return storage_->Update(user_id, id, change,
-                          ToMicroseconds(clock_->Now()));
+  return storage_->Update(user_id, id, change, ToMicroseconds(clock_->Now()));
 }
 
-absl::Status Conversations::Delete(const std::string& user_id, const std::string& id) {
+absl::Status Conversations::Delete(const std::string& user_id,
+                                   const std::string& id) {
   RETURN_IF_ERROR(CheckId(id));
   return storage_->Delete(user_id, id);
 }

@@ -18,7 +18,8 @@
 #include "services/conversation/conversation_storage.h"
 #include "services/conversation/conversations.h"
 
-ABSL_FLAG(std::string, grpc_listen, chat::EnvOr("GRPC_LISTEN", "127.0.0.1:50052"),
+ABSL_FLAG(std::string, grpc_listen,
+          chat::EnvOr("GRPC_LISTEN", "127.0.0.1:50052"),
           "host:port to serve gRPC on (env GRPC_LISTEN)");
 
 int main(int argc, char** argv) {
@@ -31,7 +32,8 @@ int main(int argc, char** argv) {
 
   absl::StatusOr<std::string> database_url = chat::ReadSecret("DATABASE_URL");
   if (!database_url.ok()) {
-    chat::log::Error("no database", {{"error", database_url.status().message()}});
+    chat::log::Error("no database",
+                     {{"error", database_url.status().message()}});
     return EXIT_FAILURE;
   }
   std::unique_ptr<chat::DbPool> pool = chat::DbPool::Create({
@@ -39,14 +41,16 @@ int main(int argc, char** argv) {
       .size = absl::GetFlag(FLAGS_db_pool_size),
       .statements = chat::conversation::ConversationStorage::Statements(),
   });
-  chat::JwksClient jwks(grpc::CreateChannel(absl::GetFlag(FLAGS_auth_addr),
-                                            grpc::InsecureChannelCredentials()));
-  chat::JwtVerifier verifier(&jwks, {.issuer = absl::GetFlag(FLAGS_token_issuer),
-                                     .audience = absl::GetFlag(FLAGS_token_audience)});
+  chat::JwksClient jwks(grpc::CreateChannel(
+      absl::GetFlag(FLAGS_auth_addr), grpc::InsecureChannelCredentials()));
+  chat::JwtVerifier verifier(&jwks,
+                             {.issuer = absl::GetFlag(FLAGS_token_issuer),
+                              .audience = absl::GetFlag(FLAGS_token_audience)});
   chat::SystemClock clock;
   chat::conversation::ConversationStorage storage(pool.get());
   chat::conversation::Conversations conversations(&storage, &clock);
-  chat::conversation::ConversationServiceImpl service(&conversations, &verifier, &clock);
+  chat::conversation::ConversationServiceImpl service(&conversations, &verifier,
+                                                      &clock);
 
   absl::Status served = chat::Serve(
       {

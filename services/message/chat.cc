@@ -22,14 +22,16 @@ constexpr size_t kMaxModelName = 128;
 
 std::string TitleFromMessage(absl::string_view content) {
   std::string title;
-  for (absl::string_view word :
-       absl::StrSplit(content, absl::ByAnyChar(" \t\r\n\f\v"), absl::SkipEmpty())) {
-    const std::string candidate = title.empty() ? std::string(word) : absl::StrCat(title, " ", word);
+  for (absl::string_view word : absl::StrSplit(
+           content, absl::ByAnyChar(" \t\r\n\f\v"), absl::SkipEmpty())) {
+    const std::string candidate =
+        title.empty() ? std::string(word) : absl::StrCat(title, " ", word);
     if (CountCodePoints(candidate).value_or(kMaxTitle + 1) > kMaxTitle) {
       if (title.empty()) {
         // One long word: cut it at a character boundary.
         size_t bytes = 0;
-        for (size_t chars = 0; chars < kMaxTitle - 1 && bytes < word.size(); ++chars) {
+        for (size_t chars = 0; chars < kMaxTitle - 1 && bytes < word.size();
+             ++chars) {
           bytes += std::max<size_t>(1, Utf8SequenceLength(word.substr(bytes)));
         }
         title = std::string(word.substr(0, bytes));
@@ -56,15 +58,18 @@ absl::StatusOr<std::vector<ProviderMessage>> Chats::Context(
     budget -= m.content.size();
     context.push_back({m.role, m.content});
   }
-  if (!options_.system_prompt.empty()) context.push_back({"system", options_.system_prompt});
+  if (!options_.system_prompt.empty())
+    context.push_back({"system", options_.system_prompt});
   std::reverse(context.begin(), context.end());
   context.push_back({"user", user_message.content});
   return context;
 }
 
-absl::Status Chats::Run(const std::string& user_id, const std::string& conversation_id,
+absl::Status Chats::Run(const std::string& user_id,
+                        const std::string& conversation_id,
                         const ChatInput& input, ChatSink& sink) {
-  if (!IsUuid(conversation_id)) return absl::NotFoundError("conversation not found");
+  if (!IsUuid(conversation_id))
+    return absl::NotFoundError("conversation not found");
   FieldViolations violations;
   ValidateContent("content", input.content, violations);
   if (input.model.size() > kMaxModelName) {
@@ -73,8 +78,8 @@ absl::Status Chats::Run(const std::string& user_id, const std::string& conversat
   RETURN_IF_ERROR(violations.ToStatus());
   std::optional<StreamLimiter::Lease> lease = limiter_.TryAcquire(user_id);
   if (!lease) {
-    return ResourceExhaustedRetryAfter("too many replies streaming for this user at once",
-                                       absl::Seconds(1));
+    return ResourceExhaustedRetryAfter(
+        "too many replies streaming for this user at once", absl::Seconds(1));
   }
 
   const absl::Time now = ToMicroseconds(clock_->Now());
@@ -90,12 +95,14 @@ absl::Status Chats::Run(const std::string& user_id, const std::string& conversat
                                     std::nullopt));
   if (!sink.SendMessage(user_message)) return absl::OkStatus();
 
-  absl::StatusOr<std::vector<ProviderMessage>> context = Context(user_id, user_message);
+  absl::StatusOr<std::vector<ProviderMessage>> context =
+      Context(user_id, user_message);
   if (!context.ok()) {
     sink.SendError(context.status());
     return absl::OkStatus();
   }
-  const std::string model = input.model.empty() ? provider_->default_model() : input.model;
+  const std::string model =
+      input.model.empty() ? provider_->default_model() : input.model;
   std::string text;
   absl::StatusOr<ProviderReply> reply = provider_->Complete(
       model, *context,
@@ -107,8 +114,11 @@ absl::Status Chats::Run(const std::string& user_id, const std::string& conversat
 
   std::string status = "complete";
   if (!reply.ok()) {
-    status = reply.status().code() == absl::StatusCode::kCancelled ? "incomplete" : "failed";
-    log::Warn("reply not complete", {{"status", status}, {"error", reply.status().message()}});
+    status = reply.status().code() == absl::StatusCode::kCancelled
+                 ? "incomplete"
+                 : "failed";
+    log::Warn("reply not complete",
+              {{"status", status}, {"error", reply.status().message()}});
   }
   const absl::Time done_at = ToMicroseconds(clock_->Now());
   absl::StatusOr<MessageRecord> stored =
@@ -130,9 +140,11 @@ absl::Status Chats::Run(const std::string& user_id, const std::string& conversat
     if (status == "failed") sink.SendError(reply.status());
     return absl::OkStatus();
   }
-  absl::StatusOr<bool> named =
-      storage_->NameUntitled(user_id, conversation_id, TitleFromMessage, done_at);
-  if (!named.ok()) log::Warn("cannot name the conversation", {{"error", named.status().message()}});
+  absl::StatusOr<bool> named = storage_->NameUntitled(
+      user_id, conversation_id, TitleFromMessage, done_at);
+  if (!named.ok())
+    log::Warn("cannot name the conversation",
+              {{"error", named.status().message()}});
   sink.SendDone(*stored, reply->usage);
   return absl::OkStatus();
 }

@@ -24,7 +24,8 @@ class ChatSink {
   virtual ~ChatSink() = default;
   virtual bool SendMessage(const MessageRecord& user_message) = 0;
   virtual bool SendDelta(absl::string_view text) = 0;
-  virtual bool SendDone(const MessageRecord& reply, const ProviderUsage& usage) = 0;
+  virtual bool SendDone(const MessageRecord& reply,
+                        const ProviderUsage& usage) = 0;
   virtual void SendError(const absl::Status& error) = 0;
   virtual bool Cancelled() = 0;
 };
@@ -47,7 +48,8 @@ struct ChatInput {
 
 class Chats {
  public:
-  Chats(MessageStorage* storage, Provider* provider, const Clock* clock, ChatOptions options)
+  Chats(MessageStorage* storage, Provider* provider, const Clock* clock,
+        ChatOptions options)
       : storage_(storage),
         provider_(provider),
         clock_(clock),
@@ -57,12 +59,13 @@ class Chats {
   // Errors before the stream starts (bad input, no such conversation, too
   // many streams) are returned; once the user's message is stored, every
   // outcome goes to the sink and the result is OK.
-  absl::Status Run(const std::string& user_id, const std::string& conversation_id,
-                   const ChatInput& input, ChatSink& sink);
+  absl::Status Run(const std::string& user_id,
+                   const std::string& conversation_id, const ChatInput& input,
+                   ChatSink& sink);
 
  private:
-  absl::StatusOr<std::vector<ProviderMessage>> Context(const std::string& user_id,
-                                                       const MessageRecord& user_message);
+  absl::StatusOr<std::vector<ProviderMessage>> Context(
+      const std::string& user_id, const MessageRecord& user_message);
 
   MessageStorage* storage_;
   Provider* provider_;

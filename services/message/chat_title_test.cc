@@ -1,20 +1,23 @@
-#include "services/message/chat.h"
-
 #include "common/utf8.h"
 #include "gtest/gtest.h"
+#include "services/message/chat.h"
 
 namespace chat::message {
 namespace {
 
 TEST(TitleFromMessageTest, KeepsShortMessagesOnOneLine) {
-  EXPECT_EQ(TitleFromMessage("How do   I\nbake bread?"), "How do I bake bread?");
+  EXPECT_EQ(TitleFromMessage("How do   I\nbake bread?"),
+            "How do I bake bread?");
   EXPECT_EQ(TitleFromMessage("  \n "), "");
 }
 
 TEST(TitleFromMessageTest, CutsLongMessagesAtAWord) {
   const std::string title = TitleFromMessage(
-      "Explain the difference between optimistic and pessimistic locking in databases");
-  EXPECT_EQ(title, "Explain the difference between optimistic and pessimistic\xE2\x80\xA6");
+      "Explain the difference between optimistic and pessimistic locking in "
+      "databases");
+  EXPECT_EQ(
+      title,
+      "Explain the difference between optimistic and pessimistic\xE2\x80\xA6");
   EXPECT_LE(*CountCodePoints(title), 61u);
 }
 

@@ -8,8 +8,8 @@ namespace {
 
 int CountWords(absl::string_view text) {
   int words = 0;
-  for (absl::string_view word : absl::StrSplit(text, absl::ByAnyChar(" \t\n"),
-                                                absl::SkipEmpty())) {
+  for (absl::string_view word :
+       absl::StrSplit(text, absl::ByAnyChar(" \t\n"), absl::SkipEmpty())) {
     (void)word;
     ++words;
   }
@@ -38,7 +38,8 @@ absl::StatusOr<ProviderReply> EchoProvider::Complete(
   while (start < reply.size()) {
     size_t end = reply.find(' ', start);
     end = end == std::string::npos ? reply.size() : end + 1;
-    if (should_stop() || !on_text(absl::string_view(reply).substr(start, end - start))) {
+    if (should_stop() ||
+        !on_text(absl::string_view(reply).substr(start, end - start))) {
       return absl::CancelledError("the client went away");
     }
     start = end;

@@ -9,7 +9,11 @@ TEST(EchoProviderTest, StreamsADeterministicReplyPieceByPiece) {
   EchoProvider echo;
   std::vector<std::string> pieces;
   absl::StatusOr<ProviderReply> reply = echo.Complete(
-      "echo", {{"system", "be brief"}, {"user", "first"}, {"assistant", "x"}, {"user", "hello there"}},
+      "echo",
+      {{"system", "be brief"},
+       {"user", "first"},
+       {"assistant", "x"},
+       {"user", "hello there"}},
       [&](absl::string_view piece) {
         pieces.emplace_back(piece);
         return true;
@@ -18,7 +22,8 @@ TEST(EchoProviderTest, StreamsADeterministicReplyPieceByPiece) {
   ASSERT_TRUE(reply.ok());
   std::string joined;
   for (const std::string& p : pieces) joined += p;
-  EXPECT_EQ(joined, "This is the offline echo assistant. You said: hello there");
+  EXPECT_EQ(joined,
+            "This is the offline echo assistant. You said: hello there");
   EXPECT_GT(pieces.size(), 5u);
   EXPECT_EQ(reply->model, "echo");
   EXPECT_EQ(reply->usage.completion_tokens, 10);
@@ -30,8 +35,8 @@ TEST(EchoProviderTest, StopsWhenTheClientGoesAway) {
   EchoProvider echo;
   int pieces = 0;
   absl::StatusOr<ProviderReply> reply = echo.Complete(
-      "echo", {{"user", "hello there"}}, [&](absl::string_view) { return ++pieces < 3; },
-      [] { return false; });
+      "echo", {{"user", "hello there"}},
+      [&](absl::string_view) { return ++pieces < 3; }, [] { return false; });
   EXPECT_EQ(reply.status().code(), absl::StatusCode::kCancelled);
   EXPECT_EQ(pieces, 3);
 }

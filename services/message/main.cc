@@ -24,7 +24,8 @@
 #include "services/message/messages.h"
 #include "services/message/openai_provider.h"
 
-ABSL_FLAG(std::string, grpc_listen, chat::EnvOr("GRPC_LISTEN", "127.0.0.1:50053"),
+ABSL_FLAG(std::string, grpc_listen,
+          chat::EnvOr("GRPC_LISTEN", "127.0.0.1:50053"),
           "host:port to serve gRPC on (env GRPC_LISTEN)");
 ABSL_FLAG(int, stream_threads, chat::EnvOr("STREAM_THREADS", 1100),
           "gRPC worker threads at most; each streaming reply holds one "
@@ -34,7 +35,8 @@ ABSL_FLAG(std::string, provider, chat::EnvOr("PROVIDER", "echo"),
 ABSL_FLAG(std::string, provider_base_url,
           chat::EnvOr("PROVIDER_BASE_URL", "https://api.openai.com/v1"),
           "base URL of an OpenAI-compatible API (env PROVIDER_BASE_URL)");
-ABSL_FLAG(std::string, provider_model, chat::EnvOr("PROVIDER_MODEL", "gpt-4o-mini"),
+ABSL_FLAG(std::string, provider_model,
+          chat::EnvOr("PROVIDER_MODEL", "gpt-4o-mini"),
           "the model asked when a request names none (env PROVIDER_MODEL)");
 ABSL_FLAG(absl::Duration, provider_connect_timeout,
           chat::EnvOr("PROVIDER_CONNECT_TIMEOUT", absl::Seconds(10)),
@@ -81,16 +83,18 @@ int main(int argc, char** argv) {
   if (provider_name == "echo") {
     provider = std::make_unique<chat::message::EchoProvider>();
   } else if (provider_name == "openai") {
-    provider = std::make_unique<chat::message::OpenAiProvider>(chat::message::OpenAiOptions{
-        .base_url = absl::GetFlag(FLAGS_provider_base_url),
-        .api_key = chat::ReadSecret("PROVIDER_API_KEY").value_or(""),
-        .model = absl::GetFlag(FLAGS_provider_model),
-        .connect_timeout = absl::GetFlag(FLAGS_provider_connect_timeout),
-        .total_timeout = absl::GetFlag(FLAGS_provider_timeout),
-        .idle_timeout = absl::GetFlag(FLAGS_provider_idle_timeout),
-    });
+    provider = std::make_unique<chat::message::OpenAiProvider>(
+        chat::message::OpenAiOptions{
+            .base_url = absl::GetFlag(FLAGS_provider_base_url),
+            .api_key = chat::ReadSecret("PROVIDER_API_KEY").value_or(""),
+            .model = absl::GetFlag(FLAGS_provider_model),
+            .connect_timeout = absl::GetFlag(FLAGS_provider_connect_timeout),
+            .total_timeout = absl::GetFlag(FLAGS_provider_timeout),
+            .idle_timeout = absl::GetFlag(FLAGS_provider_idle_timeout),
+        });
   } else {
-    return Fail("bad --provider", absl::InvalidArgumentError("use echo or openai"));
+    return Fail("bad --provider",
+                absl::InvalidArgumentError("use echo or openai"));
   }
   chat::log::Info("model provider", {{"provider", provider_name},
                                      {"model", provider->default_model()}});
@@ -100,19 +104,22 @@ int main(int argc, char** argv) {
       .size = absl::GetFlag(FLAGS_db_pool_size),
       .statements = chat::message::MessageStorage::Statements(),
   });
-  chat::JwksClient jwks(grpc::CreateChannel(absl::GetFlag(FLAGS_auth_addr),
-                                            grpc::InsecureChannelCredentials()));
-  chat::JwtVerifier verifier(&jwks, {.issuer = absl::GetFlag(FLAGS_token_issuer),
-                                     .audience = absl::GetFlag(FLAGS_token_audience)});
+  chat::JwksClient jwks(grpc::CreateChannel(
+      absl::GetFlag(FLAGS_auth_addr), grpc::InsecureChannelCredentials()));
+  chat::JwtVerifier verifier(&jwks,
+                             {.issuer = absl::GetFlag(FLAGS_token_issuer),
+                              .audience = absl::GetFlag(FLAGS_token_audience)});
   chat::SystemClock clock;
   chat::message::MessageStorage storage(pool.get());
   chat::message::Messages messages(&storage, &clock);
   chat::message::Chats chats(
       &storage, provider.get(), &clock,
       {.system_prompt = absl::GetFlag(FLAGS_system_prompt),
-       .context_budget_chars = static_cast<size_t>(absl::GetFlag(FLAGS_context_budget_chars)),
+       .context_budget_chars =
+           static_cast<size_t>(absl::GetFlag(FLAGS_context_budget_chars)),
        .max_streams_per_user = absl::GetFlag(FLAGS_max_streams_per_user)});
-  chat::message::MessageServiceImpl service(&messages, &chats, &verifier, &clock);
+  chat::message::MessageServiceImpl service(&messages, &chats, &verifier,
+                                            &clock);
 
   absl::Status served = chat::Serve(
       {

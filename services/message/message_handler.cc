@@ -22,13 +22,15 @@ void ToProto(const MessageRecord& m, chat::v1::Message* out) {
   SetTimestamp(m.updated_at, out->mutable_updated_at());
 }
 
-Metadata FromProto(const google::protobuf::Map<std::string, std::string>& metadata) {
+Metadata FromProto(
+    const google::protobuf::Map<std::string, std::string>& metadata) {
   return Metadata(metadata.begin(), metadata.end());
 }
 
 // The fields update_mask names (AIP-134); without a mask, the fields set to
 // a non-default value. Output-only fields are ignored, unknown ones refused.
-absl::StatusOr<MessageChange> ChangeOf(const chat::v1::UpdateMessageRequest& r) {
+absl::StatusOr<MessageChange> ChangeOf(
+    const chat::v1::UpdateMessageRequest& r) {
   const chat::v1::Message& m = r.message();
   MessageChange change;
   if (!r.has_update_mask()) {
@@ -45,7 +47,8 @@ absl::StatusOr<MessageChange> ChangeOf(const chat::v1::UpdateMessageRequest& r) 
     } else if (path == "role") {
       violations.Add("role", "cannot change");
     } else if (path != "id" && path != "conversation_id" && path != "status" &&
-               path != "model" && path != "created_at" && path != "updated_at") {
+               path != "model" && path != "created_at" &&
+               path != "updated_at") {
       violations.Add("update_mask", "names an unknown field: " + path);
     }
   }
@@ -56,8 +59,11 @@ absl::StatusOr<MessageChange> ChangeOf(const chat::v1::UpdateMessageRequest& r) 
 // Writes the events of one reply to a gRPC stream.
 class GrpcChatSink final : public ChatSink {
  public:
-  GrpcChatSink(grpc::ServerContext* context, grpc::ServerWriter<chat::v1::ChatEvent>* writer)
-      : context_(context), writer_(writer), request_id_(RequestIdOf(*context)) {}
+  GrpcChatSink(grpc::ServerContext* context,
+               grpc::ServerWriter<chat::v1::ChatEvent>* writer)
+      : context_(context),
+        writer_(writer),
+        request_id_(RequestIdOf(*context)) {}
 
   bool SendMessage(const MessageRecord& user_message) override {
     chat::v1::ChatEvent event;
@@ -69,7 +75,8 @@ class GrpcChatSink final : public ChatSink {
     event.mutable_delta()->set_text(std::string(text));
     return Write(event);
   }
-  bool SendDone(const MessageRecord& reply, const ProviderUsage& usage) override {
+  bool SendDone(const MessageRecord& reply,
+                const ProviderUsage& usage) override {
     chat::v1::ChatEvent event;
     ToProto(reply, event.mutable_done()->mutable_message());
     chat::v1::Usage* out = event.mutable_done()->mutable_usage();
@@ -82,8 +89,9 @@ class GrpcChatSink final : public ChatSink {
     chat::v1::ChatEvent event;
     chat::v1::Error* out = event.mutable_error();
     out->set_code(absl::StatusCodeToString(error.code()));
-    out->set_message(error.code() == absl::StatusCode::kInternal ? "internal error"
-                                                                 : std::string(error.message()));
+    out->set_message(error.code() == absl::StatusCode::kInternal
+                         ? "internal error"
+                         : std::string(error.message()));
     for (const FieldViolation& v : ViolationsOf(error)) {
       chat::v1::FieldViolation* detail = out->add_details();
       detail->set_field(v.field);
@@ -108,14 +116,15 @@ class GrpcChatSink final : public ChatSink {
 
 absl::StatusOr<std::string> MessageServiceImpl::Caller(
     const grpc::ServerContext& context) const {
-  absl::StatusOr<AccessClaims> claims = Authenticate(context, *verifier_, clock_->Now());
+  absl::StatusOr<AccessClaims> claims =
+      Authenticate(context, *verifier_, clock_->Now());
   if (!claims.ok()) return claims.status();
   return claims->subject;
 }
 
-Status MessageServiceImpl::CreateMessage(grpc::ServerContext* context,
-                                         const chat::v1::CreateMessageRequest* request,
-                                         chat::v1::Message* response) {
+Status MessageServiceImpl::CreateMessage(
+    grpc::ServerContext* context, const chat::v1::CreateMessageRequest* request,
+    chat::v1::Message* response) {
   absl::StatusOr<std::string> user = Caller(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
   const chat::v1::Message& m = request->message();
@@ -128,23 +137,24 @@ Status MessageServiceImpl::CreateMessage(grpc::ServerContext* context,
   return Status::OK;
 }
 
-Status MessageServiceImpl::ListMessages(grpc::ServerContext* context,
-                                        const chat::v1::ListMessagesRequest* request,
-                                        chat::v1::ListMessagesResponse* response) {
+Status MessageServiceImpl::ListMessages(
+    grpc::ServerContext* context, const chat::v1::ListMessagesRequest* request,
+    chat::v1::ListMessagesResponse* response) {
   absl::StatusOr<std::string> user = Caller(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
   absl::StatusOr<MessagePage> page = messages_->List(
       *user, request->conversation_id(),
       {request->page_size(), request->page_token(), request->order()});
   if (!page.ok()) return ToGrpcStatus(page.status());
-  for (const MessageRecord& m : page->messages) ToProto(m, response->add_messages());
+  for (const MessageRecord& m : page->messages)
+    ToProto(m, response->add_messages());
   response->set_next_page_token(page->next_page_token);
   return Status::OK;
 }
 
-Status MessageServiceImpl::GetMessage(grpc::ServerContext* context,
-                                      const chat::v1::GetMessageRequest* request,
-                                      chat::v1::Message* response) {
+Status MessageServiceImpl::GetMessage(
+    grpc::ServerContext* context, const chat::v1::GetMessageRequest* request,
+    chat::v1::Message* response) {
   absl::StatusOr<std::string> user = Caller(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
   absl::StatusOr<MessageRecord> message =
@@ -154,32 +164,32 @@ Status MessageServiceImpl::GetMessage(grpc::ServerContext* context,
   return Status::OK;
 }
 
-Status MessageServiceImpl::UpdateMessage(grpc::ServerContext* context,
-                                         const chat::v1::UpdateMessageRequest* request,
-                                         chat::v1::Message* response) {
+Status MessageServiceImpl::UpdateMessage(
+    grpc::ServerContext* context, const chat::v1::UpdateMessageRequest* request,
+    chat::v1::Message* response) {
   absl::StatusOr<std::string> user = Caller(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
   absl::StatusOr<MessageChange> change = ChangeOf(*request);
   if (!change.ok()) return ToGrpcStatus(change.status());
-  absl::StatusOr<MessageRecord> updated =
-      messages_->Update(*user, request->conversation_id(), request->id(), *change);
+  absl::StatusOr<MessageRecord> updated = messages_->Update(
+      *user, request->conversation_id(), request->id(), *change);
   if (!updated.ok()) return ToGrpcStatus(updated.status());
   ToProto(*updated, response);
   return Status::OK;
 }
 
-Status MessageServiceImpl::DeleteMessage(grpc::ServerContext* context,
-                                         const chat::v1::DeleteMessageRequest* request,
-                                         google::protobuf::Empty* response) {
+Status MessageServiceImpl::DeleteMessage(
+    grpc::ServerContext* context, const chat::v1::DeleteMessageRequest* request,
+    google::protobuf::Empty* response) {
   absl::StatusOr<std::string> user = Caller(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
   return ToGrpcStatus(
       messages_->Delete(*user, request->conversation_id(), request->id()));
 }
 
-Status MessageServiceImpl::ClearMessages(grpc::ServerContext* context,
-                                         const chat::v1::ClearMessagesRequest* request,
-                                         google::protobuf::Empty* response) {
+Status MessageServiceImpl::ClearMessages(
+    grpc::ServerContext* context, const chat::v1::ClearMessagesRequest* request,
+    google::protobuf::Empty* response) {
   absl::StatusOr<std::string> user = Caller(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
   return ToGrpcStatus(messages_->Clear(*user, request->conversation_id()));
@@ -189,14 +199,15 @@ Status MessageServiceImpl::ClearMessages(grpc::ServerContext* context,
 
 namespace chat::message {
 
-Status MessageServiceImpl::Chat(grpc::ServerContext* context,
-                                const chat::v1::ChatRequest* request,
-                                grpc::ServerWriter<chat::v1::ChatEvent>* writer) {
+Status MessageServiceImpl::Chat(
+    grpc::ServerContext* context, const chat::v1::ChatRequest* request,
+    grpc::ServerWriter<chat::v1::ChatEvent>* writer) {
   absl::StatusOr<std::string> user = Caller(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
   GrpcChatSink sink(context, writer);
   return ToGrpcStatus(chats_->Run(*user, request->conversation_id(),
-                                  {request->content(), request->model()}, sink));
+                                  {request->content(), request->model()},
+                                  sink));
 }
 
 }  // namespace chat::message

@@ -14,9 +14,12 @@ namespace chat::message {
 
 class MessageServiceImpl final : public chat::v1::MessageService::Service {
  public:
-  MessageServiceImpl(Messages* messages, Chats* chats, const JwtVerifier* verifier,
-                     const Clock* clock)
-      : messages_(messages), chats_(chats), verifier_(verifier), clock_(clock) {}
+  MessageServiceImpl(Messages* messages, Chats* chats,
+                     const JwtVerifier* verifier, const Clock* clock)
+      : messages_(messages),
+        chats_(chats),
+        verifier_(verifier),
+        clock_(clock) {}
 
   grpc::Status CreateMessage(grpc::ServerContext* context,
                              const chat::v1::CreateMessageRequest* request,
@@ -36,7 +39,8 @@ class MessageServiceImpl final : public chat::v1::MessageService::Service {
   grpc::Status ClearMessages(grpc::ServerContext* context,
                              const chat::v1::ClearMessagesRequest* request,
                              google::protobuf::Empty* response) override;
-  grpc::Status Chat(grpc::ServerContext* context, const chat::v1::ChatRequest* request,
+  grpc::Status Chat(grpc::ServerContext* context,
+                    const chat::v1::ChatRequest* request,
                     grpc::ServerWriter<chat::v1::ChatEvent>* writer) override;
 
  private:

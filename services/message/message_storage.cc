@@ -7,7 +7,7 @@
 namespace chat::message {
 namespace {
 
-#define MESSAGE_COLUMNS                                                   \
+#define MESSAGE_COLUMNS                                                  \
   "id::text, conversation_id::text, seq, role, content, status, model, " \
   "metadata::text, (extract(epoch FROM created_at) * 1000000)::bigint, " \
   "(extract(epoch FROM updated_at) * 1000000)::bigint"
@@ -24,26 +24,31 @@ constexpr char kAppendSql[] =
     "    updated_at = GREATEST(updated_at, $8::timestamptz) "
     "  WHERE user_id = $1::uuid AND id = $2::uuid "
     "  RETURNING last_seq, last_message_at) "
-    "INSERT INTO messages (user_id, conversation_id, seq, id, role, content, status, "
+    "INSERT INTO messages (user_id, conversation_id, seq, id, role, content, "
+    "status, "
     "  model, metadata, created_at, updated_at) "
-    "SELECT $1::uuid, $2::uuid, c.last_seq, $3::uuid, $4, $5, $6, $7, $9::jsonb, "
+    "SELECT $1::uuid, $2::uuid, c.last_seq, $3::uuid, $4, $5, $6, $7, "
+    "$9::jsonb, "
     "  c.last_message_at, c.last_message_at FROM c "
     "RETURNING " MESSAGE_COLUMNS;
 
 constexpr char kGet[] = "message_get";
 constexpr char kGetSql[] =
-    "SELECT " MESSAGE_COLUMNS " FROM messages "
+    "SELECT " MESSAGE_COLUMNS
+    " FROM messages "
     "WHERE user_id = $1::uuid AND conversation_id = $2::uuid AND id = $3::uuid";
 
 constexpr char kListAscending[] = "message_list_asc";
 constexpr char kListAscendingSql[] =
-    "SELECT " MESSAGE_COLUMNS " FROM messages "
+    "SELECT " MESSAGE_COLUMNS
+    " FROM messages "
     "WHERE user_id = $1::uuid AND conversation_id = $2::uuid AND seq > $3 "
     "ORDER BY seq ASC LIMIT $4";
 
 constexpr char kListDescending[] = "message_list_desc";
 constexpr char kListDescendingSql[] =
-    "SELECT " MESSAGE_COLUMNS " FROM messages "
+    "SELECT " MESSAGE_COLUMNS
+    " FROM messages "
     "WHERE user_id = $1::uuid AND conversation_id = $2::uuid AND seq < $3 "
     "ORDER BY seq DESC LIMIT $4";
 
@@ -65,7 +70,8 @@ constexpr char kUpdateSql[] =
 
 constexpr char kTouchConversation[] = "message_touch_conversation";
 constexpr char kTouchConversationSql[] =
-    "UPDATE conversations SET updated_at = GREATEST(updated_at, $3::timestamptz) "
+    "UPDATE conversations SET updated_at = GREATEST(updated_at, "
+    "$3::timestamptz) "
     "WHERE user_id = $1::uuid AND id = $2::uuid";
 
 constexpr char kDelete[] = "message_delete";
@@ -86,7 +92,8 @@ constexpr char kUncountSql[] =
 
 constexpr char kClear[] = "message_clear";
 constexpr char kClearSql[] =
-    "DELETE FROM messages WHERE user_id = $1::uuid AND conversation_id = $2::uuid";
+    "DELETE FROM messages WHERE user_id = $1::uuid AND conversation_id = "
+    "$2::uuid";
 
 constexpr char kUncountAll[] = "message_uncount_all";
 constexpr char kUncountAllSql[] =
@@ -99,7 +106,8 @@ constexpr char kUncountAllSql[] =
 constexpr char kUntitledFirstMessage[] = "message_untitled_first_message";
 constexpr char kUntitledFirstMessageSql[] =
     "SELECT (SELECT m.content FROM messages m WHERE m.user_id = c.user_id "
-    "  AND m.conversation_id = c.id AND m.role = 'user' ORDER BY m.seq LIMIT 1) "
+    "  AND m.conversation_id = c.id AND m.role = 'user' ORDER BY m.seq LIMIT "
+    "1) "
     "FROM conversations c WHERE c.user_id = $1::uuid AND c.id = $2::uuid "
     "AND c.untitled FOR NO KEY UPDATE";
 
@@ -127,7 +135,9 @@ MessageRecord FromRow(const pqxx::row& row) {
 absl::Status ConversationNotFound() {
   return absl::NotFoundError("conversation not found");
 }
-absl::Status MessageNotFound() { return absl::NotFoundError("message not found"); }
+absl::Status MessageNotFound() {
+  return absl::NotFoundError("message not found");
+}
 
 // Locks the conversation row; NOT_FOUND when the user has no such one.
 absl::Status LockConversation(pqxx::work& tx, const std::string& user_id,
@@ -157,7 +167,8 @@ std::vector<PreparedStatement> MessageStorage::Statements() {
       {kUntitledFirstMessage, kUntitledFirstMessageSql},
       {kSetTitle, kSetTitleSql},
   };
-  for (const PreparedStatement& s : IdempotencyStatements()) statements.push_back(s);
+  for (const PreparedStatement& s : IdempotencyStatements())
+    statements.push_back(s);
   return statements;
 }
 
@@ -171,16 +182,16 @@ absl::StatusOr<MessageRecord> MessageStorage::Append(
                            ClaimIdempotencyKey(tx, user_id, *key, message.id,
                                                message.created_at));
           if (claim.replay) {
-            pqxx::result rows =
-                tx.exec_prepared(kGet, user_id, message.conversation_id, claim.resource_id);
+            pqxx::result rows = tx.exec_prepared(
+                kGet, user_id, message.conversation_id, claim.resource_id);
             if (rows.empty()) return MessageNotFound();
             return FromRow(rows[0]);
           }
         }
         pqxx::result rows = tx.exec_prepared(
             kAppend, user_id, message.conversation_id, message.id, message.role,
-            message.content, message.status, message.model, PgTime(message.created_at),
-            MetadataToJson(message.metadata));
+            message.content, message.status, message.model,
+            PgTime(message.created_at), MetadataToJson(message.metadata));
         if (rows.empty()) return ConversationNotFound();
         return FromRow(rows[0]);
       });
@@ -191,30 +202,33 @@ absl::StatusOr<MessageRecord> MessageStorage::Append(
   return appended;
 }
 
-absl::StatusOr<MessageRecord> MessageStorage::Get(const std::string& user_id,
-                                                  const std::string& conversation_id,
-                                                  const std::string& id) {
+absl::StatusOr<MessageRecord> MessageStorage::Get(
+    const std::string& user_id, const std::string& conversation_id,
+    const std::string& id) {
   return pool_->Transact<MessageRecord>(
       user_id, [&](pqxx::work& tx) -> absl::StatusOr<MessageRecord> {
-        pqxx::result rows = tx.exec_prepared(kGet, user_id, conversation_id, id);
+        pqxx::result rows =
+            tx.exec_prepared(kGet, user_id, conversation_id, id);
         if (rows.empty()) return MessageNotFound();
         return FromRow(rows[0]);
       });
 }
 
 absl::StatusOr<std::vector<MessageRecord>> MessageStorage::List(
-    const std::string& user_id, const std::string& conversation_id, bool descending,
-    std::optional<int64_t> after, int limit) {
+    const std::string& user_id, const std::string& conversation_id,
+    bool descending, std::optional<int64_t> after, int limit) {
   const int64_t from =
       after.value_or(descending ? std::numeric_limits<int64_t>::max() : 0);
   return pool_->Transact<std::vector<MessageRecord>>(
-      user_id, [&](pqxx::work& tx) -> absl::StatusOr<std::vector<MessageRecord>> {
+      user_id,
+      [&](pqxx::work& tx) -> absl::StatusOr<std::vector<MessageRecord>> {
         pqxx::result rows =
-            tx.exec_prepared(descending ? kListDescending : kListAscending, user_id,
-                             conversation_id, from, limit);
+            tx.exec_prepared(descending ? kListDescending : kListAscending,
+                             user_id, conversation_id, from, limit);
         // An empty page costs one more look: is there a conversation at all?
         if (rows.empty() &&
-            tx.exec_prepared(kConversationExists, user_id, conversation_id).empty()) {
+            tx.exec_prepared(kConversationExists, user_id, conversation_id)
+                .empty()) {
           return ConversationNotFound();
         }
         std::vector<MessageRecord> page;
@@ -224,20 +238,20 @@ absl::StatusOr<std::vector<MessageRecord>> MessageStorage::List(
       });
 }
 
-absl::StatusOr<MessageRecord> MessageStorage::Update(const std::string& user_id,
-                                                     const std::string& conversation_id,
-                                                     const std::string& id,
-                                                     const MessageChange& change,
-                                                     absl::Time now) {
+absl::StatusOr<MessageRecord> MessageStorage::Update(
+    const std::string& user_id, const std::string& conversation_id,
+    const std::string& id, const MessageChange& change, absl::Time now) {
   std::optional<std::string> metadata;
   if (change.metadata) metadata = MetadataToJson(*change.metadata);
   return pool_->Transact<MessageRecord>(
       user_id, [&](pqxx::work& tx) -> absl::StatusOr<MessageRecord> {
         RETURN_IF_ERROR(LockConversation(tx, user_id, conversation_id));
-        pqxx::result rows = tx.exec_prepared(kUpdate, user_id, conversation_id, id,
-                                             change.content, metadata, PgTime(now));
+        pqxx::result rows =
+            tx.exec_prepared(kUpdate, user_id, conversation_id, id,
+                             change.content, metadata, PgTime(now));
         if (rows.empty()) return MessageNotFound();
-        tx.exec_prepared0(kTouchConversation, user_id, conversation_id, PgTime(now));
+        tx.exec_prepared0(kTouchConversation, user_id, conversation_id,
+                          PgTime(now));
         return FromRow(rows[0]);
       });
 }
@@ -247,7 +261,8 @@ absl::Status MessageStorage::Delete(const std::string& user_id,
                                     const std::string& id, absl::Time now) {
   return pool_->Transact(user_id, [&](pqxx::work& tx) -> absl::Status {
     RETURN_IF_ERROR(LockConversation(tx, user_id, conversation_id));
-    if (tx.exec_prepared(kDelete, user_id, conversation_id, id).affected_rows() == 0) {
+    if (tx.exec_prepared(kDelete, user_id, conversation_id, id)
+            .affected_rows() == 0) {
       return MessageNotFound();
     }
     tx.exec_prepared0(kUncount, user_id, conversation_id, PgTime(now));
@@ -256,7 +271,8 @@ absl::Status MessageStorage::Delete(const std::string& user_id,
 }
 
 absl::Status MessageStorage::Clear(const std::string& user_id,
-                                   const std::string& conversation_id, absl::Time now) {
+                                   const std::string& conversation_id,
+                                   absl::Time now) {
   return pool_->Transact(user_id, [&](pqxx::work& tx) -> absl::Status {
     RETURN_IF_ERROR(LockConversation(tx, user_id, conversation_id));
     tx.exec_prepared0(kClear, user_id, conversation_id);
@@ -267,16 +283,21 @@ absl::Status MessageStorage::Clear(const std::string& user_id,
 
 absl::StatusOr<bool> MessageStorage::NameUntitled(
     const std::string& user_id, const std::string& conversation_id,
-    const std::function<std::string(const std::string&)>& title_of_first_message,
+    const std::function<std::string(const std::string&)>&
+        title_of_first_message,
     absl::Time now) {
-  return pool_->Transact<bool>(user_id, [&](pqxx::work& tx) -> absl::StatusOr<bool> {
-    pqxx::result rows = tx.exec_prepared(kUntitledFirstMessage, user_id, conversation_id);
-    if (rows.empty() || rows[0][0].is_null()) return false;
-    const std::string title = title_of_first_message(rows[0][0].as<std::string>());
-    if (title.empty()) return false;
-    tx.exec_prepared0(kSetTitle, user_id, conversation_id, title, PgTime(now));
-    return true;
-  });
+  return pool_->Transact<bool>(
+      user_id, [&](pqxx::work& tx) -> absl::StatusOr<bool> {
+        pqxx::result rows =
+            tx.exec_prepared(kUntitledFirstMessage, user_id, conversation_id);
+        if (rows.empty() || rows[0][0].is_null()) return false;
+        const std::string title =
+            title_of_first_message(rows[0][0].as<std::string>());
+        if (title.empty()) return false;
+        tx.exec_prepared0(kSetTitle, user_id, conversation_id, title,
+                          PgTime(now));
+        return true;
+      });
 }
 
 }  // namespace chat::message

@@ -51,36 +51,36 @@ class MessageStorage {
   // its conversation. NOT_FOUND when the user has no such conversation. With
   // a key, replays the first result when the key was used for the same
   // request.
-  absl::StatusOr<MessageRecord> Append(const std::string& user_id,
-                                       const MessageRecord& message,
-                                       const std::optional<IdempotencyKey>& key);
+  absl::StatusOr<MessageRecord> Append(
+      const std::string& user_id, const MessageRecord& message,
+      const std::optional<IdempotencyKey>& key);
   absl::StatusOr<MessageRecord> Get(const std::string& user_id,
                                     const std::string& conversation_id,
                                     const std::string& id);
   // Up to `limit` messages after position `after` (exclusive), oldest first
   // or, when descending, newest first. NOT_FOUND when the conversation is
   // not the user's.
-  absl::StatusOr<std::vector<MessageRecord>> List(const std::string& user_id,
-                                                  const std::string& conversation_id,
-                                                  bool descending,
-                                                  std::optional<int64_t> after,
-                                                  int limit);
+  absl::StatusOr<std::vector<MessageRecord>> List(
+      const std::string& user_id, const std::string& conversation_id,
+      bool descending, std::optional<int64_t> after, int limit);
   absl::StatusOr<MessageRecord> Update(const std::string& user_id,
                                        const std::string& conversation_id,
                                        const std::string& id,
-                                       const MessageChange& change, absl::Time now);
-  absl::Status Delete(const std::string& user_id, const std::string& conversation_id,
-                      const std::string& id, absl::Time now);
+                                       const MessageChange& change,
+                                       absl::Time now);
+  absl::Status Delete(const std::string& user_id,
+                      const std::string& conversation_id, const std::string& id,
+                      absl::Time now);
   // Deletes every message of the conversation.
-  absl::Status Clear(const std::string& user_id, const std::string& conversation_id,
-                     absl::Time now);
+  absl::Status Clear(const std::string& user_id,
+                     const std::string& conversation_id, absl::Time now);
   // Names a conversation that still has its default title after the first
   // message of role user; false when it has a title of its own already.
-  absl::StatusOr<bool> NameUntitled(const std::string& user_id,
-                                    const std::string& conversation_id,
-                                    const std::function<std::string(const std::string&)>&
-                                        title_of_first_message,
-                                    absl::Time now);
+  absl::StatusOr<bool> NameUntitled(
+      const std::string& user_id, const std::string& conversation_id,
+      const std::function<std::string(const std::string&)>&
+          title_of_first_message,
+      absl::Time now);
 
  private:
   DbPool* pool_;

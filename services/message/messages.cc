@@ -14,9 +14,12 @@ constexpr int kDefaultPageSize = 50;
 constexpr int kMaxPageSize = 200;
 constexpr size_t kMaxContent = 100000;
 
-absl::Status CheckIds(const std::string& conversation_id, const std::string* id) {
-  if (!IsUuid(conversation_id)) return absl::NotFoundError("conversation not found");
-  if (id != nullptr && !IsUuid(*id)) return absl::NotFoundError("message not found");
+absl::Status CheckIds(const std::string& conversation_id,
+                      const std::string* id) {
+  if (!IsUuid(conversation_id))
+    return absl::NotFoundError("conversation not found");
+  if (id != nullptr && !IsUuid(*id))
+    return absl::NotFoundError("message not found");
   return absl::OkStatus();
 }
 
@@ -34,13 +37,13 @@ void ValidateContent(absl::string_view field, const std::string& content,
   }
 }
 
-absl::StatusOr<MessageRecord> Messages::Create(const std::string& user_id,
-                                               const std::string& conversation_id,
-                                               const NewMessage& request,
-                                               const std::string& idempotency_key) {
+absl::StatusOr<MessageRecord> Messages::Create(
+    const std::string& user_id, const std::string& conversation_id,
+    const NewMessage& request, const std::string& idempotency_key) {
   RETURN_IF_ERROR(CheckIds(conversation_id, nullptr));
   FieldViolations violations;
-  if (request.role != "user" && request.role != "assistant" && request.role != "system") {
+  if (request.role != "user" && request.role != "assistant" &&
+      request.role != "system") {
     violations.Add("role", "must be user, assistant or system");
   }
   ValidateContent("content", request.content, violations);
@@ -50,10 +53,11 @@ absl::StatusOr<MessageRecord> Messages::Create(const std::string& user_id,
   std::optional<IdempotencyKey> key;
   if (!idempotency_key.empty()) {
     RETURN_IF_ERROR(ValidateIdempotencyKey(idempotency_key));
-    key = IdempotencyKey{idempotency_key,
-                         RequestHash("CreateMessage",
-                                     {conversation_id, request.role, request.content,
-                                      MetadataToJson(request.metadata)})};
+    key = IdempotencyKey{
+        idempotency_key,
+        RequestHash("CreateMessage",
+                    {conversation_id, request.role, request.content,
+                     MetadataToJson(request.metadata)})};
   }
   const absl::Time now = ToMicroseconds(clock_->Now());
   return storage_->Append(user_id,
@@ -86,7 +90,8 @@ absl::StatusOr<MessagePage> Messages::List(const std::string& user_id,
   if (!query.page_token.empty()) {
     chat::internal::MessageCursor cursor;
     RETURN_IF_ERROR(DecodePageToken(query.page_token, &cursor));
-    if (cursor.conversation_id() != conversation_id || cursor.descending() != descending) {
+    if (cursor.conversation_id() != conversation_id ||
+        cursor.descending() != descending) {
       return ForeignPageToken();
     }
     after = cursor.seq();
@@ -115,14 +120,14 @@ absl::StatusOr<MessageRecord> Messages::Get(const std::string& user_id,
   return storage_->Get(user_id, conversation_id, id);
 }
 
-absl::StatusOr<MessageRecord> Messages::Update(const std::string& user_id,
-                                               const std::string& conversation_id,
-                                               const std::string& id,
-                                               const MessageChange& change) {
+absl::StatusOr<MessageRecord> Messages::Update(
+    const std::string& user_id, const std::string& conversation_id,
+    const std::string& id, const MessageChange& change) {
   RETURN_IF_ERROR(CheckIds(conversation_id, &id));
   FieldViolations violations;
   if (change.content) ValidateContent("content", *change.content, violations);
-  if (change.metadata) ValidateMetadata("metadata", *change.metadata, violations);
+  if (change.metadata)
+    ValidateMetadata("metadata", *change.metadata, violations);
   RETURN_IF_ERROR(violations.ToStatus());
   if (!change.content && !change.metadata) {
     return storage_->Get(user_id, conversation_id, id);  // nothing to change
@@ -132,15 +137,18 @@ absl::StatusOr<MessageRecord> Messages::Update(const std::string& user_id,
 }
 
 absl::Status Messages::Delete(const std::string& user_id,
-                              const std::string& conversation_id, const std::string& id) {
+                              const std::string& conversation_id,
+                              const std::string& id) {
   RETURN_IF_ERROR(CheckIds(conversation_id, &id));
-  return storage_->Delete(user_id, conversation_id, id, ToMicroseconds(clock_->Now()));
+  return storage_->Delete(user_id, conversation_id, id,
+                          ToMicroseconds(clock_->Now()));
 }
 
 absl::Status Messages::Clear(const std::string& user_id,
                              const std::string& conversation_id) {
   RETURN_IF_ERROR(CheckIds(conversation_id, nullptr));
-  return storage_->Clear(user_id, conversation_id, ToMicroseconds(clock_->Now()));
+  return storage_->Clear(user_id, conversation_id,
+                         ToMicroseconds(clock_->Now()));
 }
 
 }  // namespace chat::message

@@ -51,9 +51,11 @@ class Messages {
                                        const std::string& conversation_id,
                                        const std::string& id,
                                        const MessageChange& change);
-  absl::Status Delete(const std::string& user_id, const std::string& conversation_id,
+  absl::Status Delete(const std::string& user_id,
+                      const std::string& conversation_id,
                       const std::string& id);
-  absl::Status Clear(const std::string& user_id, const std::string& conversation_id);
+  absl::Status Clear(const std::string& user_id,
+                     const std::string& conversation_id);
 
  private:
   MessageStorage* storage_;

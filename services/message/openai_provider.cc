@@ -5,8 +5,8 @@
 #include <memory>
 
 #include "absl/strings/match.h"
-#include "absl/strings/str_replace.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -30,9 +30,12 @@ struct Exchange {
   absl::Status failure;  // why a callback stopped the transfer
 };
 
-int64_t NumberField(const google::protobuf::Struct& s, const std::string& name) {
+int64_t NumberField(const google::protobuf::Struct& s,
+                    const std::string& name) {
   auto it = s.fields().find(name);
-  return it == s.fields().end() ? 0 : static_cast<int64_t>(it->second.number_value());
+  return it == s.fields().end()
+             ? 0
+             : static_cast<int64_t>(it->second.number_value());
 }
 
 // Handles one `data:` payload of the event stream; false stops the transfer.
@@ -43,7 +46,8 @@ bool HandleData(Exchange& x, absl::string_view data) {
   }
   absl::StatusOr<google::protobuf::Struct> chunk = ParseJsonObject(data);
   if (!chunk.ok()) {
-    x.failure = absl::UnavailableError("the model provider sent a malformed chunk");
+    x.failure =
+        absl::UnavailableError("the model provider sent a malformed chunk");
     return false;
   }
   const auto& fields = chunk->fields();
@@ -51,8 +55,8 @@ bool HandleData(Exchange& x, absl::string_view data) {
     x.failure = absl::UnavailableError("the model provider reported an error");
     return false;
   }
-  if (auto model = fields.find("model"); model != fields.end() &&
-                                         model->second.has_string_value()) {
+  if (auto model = fields.find("model");
+      model != fields.end() && model->second.has_string_value()) {
     x.reply.model = model->second.string_value();
   }
   if (auto usage = fields.find("usage");
@@ -68,11 +72,13 @@ bool HandleData(Exchange& x, absl::string_view data) {
     if (!choice.has_struct_value()) continue;
     // Servers that never send "[DONE]" still end with a finish_reason.
     if (auto finish = choice.struct_value().fields().find("finish_reason");
-        finish != choice.struct_value().fields().end() && finish->second.has_string_value()) {
+        finish != choice.struct_value().fields().end() &&
+        finish->second.has_string_value()) {
       x.done = true;
     }
     auto delta = choice.struct_value().fields().find("delta");
-    if (delta == choice.struct_value().fields().end() || !delta->second.has_struct_value()) {
+    if (delta == choice.struct_value().fields().end() ||
+        !delta->second.has_struct_value()) {
       continue;
     }
     const auto& delta_fields = delta->second.struct_value().fields();
@@ -95,12 +101,15 @@ size_t OnBody(char* data, size_t size, size_t count, void* user) {
   long status = 0;
   curl_easy_getinfo(x.curl, CURLINFO_RESPONSE_CODE, &status);
   if (status != 200) {
-    x.error_body.append(data, std::min(length, kMaxErrorBody - std::min(kMaxErrorBody, x.error_body.size())));
+    x.error_body.append(
+        data, std::min(length, kMaxErrorBody - std::min(kMaxErrorBody,
+                                                        x.error_body.size())));
     return length;
   }
   x.pending.append(data, length);
   size_t start = 0;
-  for (size_t end; (end = x.pending.find('\n', start)) != std::string::npos; start = end + 1) {
+  for (size_t end; (end = x.pending.find('\n', start)) != std::string::npos;
+       start = end + 1) {
     absl::string_view line(x.pending.data() + start, end - start);
     line = absl::StripSuffix(line, "\r");
     if (absl::ConsumePrefix(&line, "data:")) {
@@ -128,11 +137,13 @@ int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
 
 std::string ChatCompletionsBody(const std::string& model,
                                 const std::vector<ProviderMessage>& messages) {
-  std::string body = absl::StrCat("{\"model\":", JsonQuote(model),
-                                  ",\"stream\":true,\"stream_options\":{\"include_usage\":true},"
-                                  "\"messages\":[");
+  std::string body = absl::StrCat(
+      "{\"model\":", JsonQuote(model),
+      ",\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+      "\"messages\":[");
   for (size_t i = 0; i < messages.size(); ++i) {
-    absl::StrAppend(&body, i == 0 ? "" : ",", "{\"role\":", JsonQuote(messages[i].role),
+    absl::StrAppend(&body, i == 0 ? "" : ",",
+                    "{\"role\":", JsonQuote(messages[i].role),
                     ",\"content\":", JsonQuote(messages[i].content), "}");
   }
   body += "]}";
@@ -146,11 +157,12 @@ absl::StatusOr<ProviderReply> OpenAiProvider::Complete(
   std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(),
                                                            curl_easy_cleanup);
   if (!curl) return absl::InternalError("cannot start an HTTP request");
-  const std::string url =
-      absl::StrCat(absl::StripSuffix(options_.base_url, "/"), "/chat/completions");
+  const std::string url = absl::StrCat(
+      absl::StripSuffix(options_.base_url, "/"), "/chat/completions");
   const std::string body = ChatCompletionsBody(model, messages);
   struct curl_slist* raw_headers = nullptr;
-  raw_headers = curl_slist_append(raw_headers, "Content-Type: application/json");
+  raw_headers =
+      curl_slist_append(raw_headers, "Content-Type: application/json");
   raw_headers = curl_slist_append(raw_headers, "Accept: text/event-stream");
   std::string authorization;
   if (!options_.api_key.empty()) {
@@ -170,17 +182,20 @@ absl::StatusOr<ProviderReply> OpenAiProvider::Complete(
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
   curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
-  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+                   static_cast<curl_off_t>(body.size()));
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
   curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
   curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, OnProgress);
   curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
-                   static_cast<long>(absl::ToInt64Milliseconds(options_.connect_timeout)));
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
-                   static_cast<long>(absl::ToInt64Milliseconds(options_.total_timeout)));
+  curl_easy_setopt(
+      c, CURLOPT_CONNECTTIMEOUT_MS,
+      static_cast<long>(absl::ToInt64Milliseconds(options_.connect_timeout)));
+  curl_easy_setopt(
+      c, CURLOPT_TIMEOUT_MS,
+      static_cast<long>(absl::ToInt64Milliseconds(options_.total_timeout)));
   curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
 
   const CURLcode code = curl_easy_perform(c);
@@ -191,7 +206,8 @@ absl::StatusOr<ProviderReply> OpenAiProvider::Complete(
     return absl::DeadlineExceededError("the model provider timed out");
   }
   if (code != CURLE_OK) {
-    log::Warn("model provider request failed", {{"error", curl_easy_strerror(code)}});
+    log::Warn("model provider request failed",
+              {{"error", curl_easy_strerror(code)}});
     return absl::UnavailableError("the model provider cannot be reached");
   }
   if (status != 200) {
@@ -200,7 +216,8 @@ absl::StatusOr<ProviderReply> OpenAiProvider::Complete(
     const std::string body =
         options_.api_key.empty()
             ? x.error_body
-            : absl::StrReplaceAll(x.error_body, {{options_.api_key, "[redacted]"}});
+            : absl::StrReplaceAll(x.error_body,
+                                  {{options_.api_key, "[redacted]"}});
     log::Warn("model provider refused the request",
               {{"status", absl::StrCat(status)}, {"body", body}});
     return absl::UnavailableError(
@@ -209,7 +226,8 @@ absl::StatusOr<ProviderReply> OpenAiProvider::Complete(
   if (!x.done && !x.pending.empty()) {
     return absl::UnavailableError("the model provider sent a malformed chunk");
   }
-  if (!x.done) return absl::UnavailableError("the model provider ended the reply early");
+  if (!x.done)
+    return absl::UnavailableError("the model provider ended the reply early");
   return x.reply;
 }
 

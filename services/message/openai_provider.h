@@ -15,7 +15,7 @@ namespace chat::message {
 
 struct OpenAiOptions {
   std::string base_url = "https://api.openai.com/v1";  // .../chat/completions
-  std::string api_key;                                  // may be empty (local servers)
+  std::string api_key;  // may be empty (local servers)
   std::string model = "gpt-4o-mini";
   absl::Duration connect_timeout = absl::Seconds(10);
   // The whole reply must arrive within total_timeout, and no gap between
@@ -26,7 +26,8 @@ struct OpenAiOptions {
 
 class OpenAiProvider final : public Provider {
  public:
-  explicit OpenAiProvider(OpenAiOptions options) : options_(std::move(options)) {}
+  explicit OpenAiProvider(OpenAiOptions options)
+      : options_(std::move(options)) {}
 
   const std::string& default_model() const override { return options_.model; }
   absl::StatusOr<ProviderReply> Complete(

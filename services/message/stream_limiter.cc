@@ -2,7 +2,8 @@
 
 namespace chat::message {
 
-std::optional<StreamLimiter::Lease> StreamLimiter::TryAcquire(const std::string& user) {
+std::optional<StreamLimiter::Lease> StreamLimiter::TryAcquire(
+    const std::string& user) {
   std::lock_guard<std::mutex> lock(mutex_);
   int& active = active_[user];
   if (active >= max_per_user_) return std::nullopt;

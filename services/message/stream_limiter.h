@@ -17,8 +17,10 @@ class StreamLimiter {
   // Holds one of a user's stream slots until destroyed.
   class Lease {
    public:
-    Lease(StreamLimiter* limiter, std::string user) : limiter_(limiter), user_(std::move(user)) {}
-    Lease(Lease&& other) noexcept : limiter_(other.limiter_), user_(std::move(other.user_)) {
+    Lease(StreamLimiter* limiter, std::string user)
+        : limiter_(limiter), user_(std::move(user)) {}
+    Lease(Lease&& other) noexcept
+        : limiter_(other.limiter_), user_(std::move(other.user_)) {
       other.limiter_ = nullptr;
     }
     Lease(const Lease&) = delete;

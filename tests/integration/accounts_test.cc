@@ -52,19 +52,20 @@ class AccountsTest : public ::testing::Test {
     static const std::string* pem = new std::string(NewRsaPem());
     signer_ = *JwtSigner::FromPem(*pem);
     keys_.Add(signer_->public_key());
-    accounts_ = std::make_unique<Accounts>(storage_.get(), signer_.get(), &hasher_,
-                                           &clock_, AccountsOptions{});
+    accounts_ = std::make_unique<Accounts>(
+        storage_.get(), signer_.get(), &hasher_, &clock_, AccountsOptions{});
   }
 
   Session MustRegister(const std::string& username) {
-    absl::StatusOr<Session> session = accounts_->Register(
-        {username, username + "@example.com", "Passw0rd"});
+    absl::StatusOr<Session> session =
+        accounts_->Register({username, username + "@example.com", "Passw0rd"});
     EXPECT_THAT(session, IsOk());
     return *session;
   }
 
   AccessClaims ClaimsOf(const Session& session) {
-    JwtVerifier verifier(&keys_, {.issuer = "chat-backend", .audience = "chat-backend"});
+    JwtVerifier verifier(
+        &keys_, {.issuer = "chat-backend", .audience = "chat-backend"});
     absl::StatusOr<AccessClaims> claims =
         verifier.Verify(session.tokens.access_token, clock_.Now());
     EXPECT_THAT(claims, IsOk());
@@ -96,13 +97,16 @@ TEST_F(AccountsTest, RegisterReturnsTheUserAndVerifiableTokens) {
 }
 
 TEST_F(AccountsTest, RegisterListsEveryViolationAndCreatesNothing) {
-  absl::StatusOr<Session> bad = accounts_->Register({"a!", "not-an-email", "short"});
+  absl::StatusOr<Session> bad =
+      accounts_->Register({"a!", "not-an-email", "short"});
   ASSERT_THAT(bad, StatusIs(absl::StatusCode::kInvalidArgument));
   std::vector<std::string> fields;
-  for (const FieldViolation& v : ViolationsOf(bad.status())) fields.push_back(v.field);
+  for (const FieldViolation& v : ViolationsOf(bad.status()))
+    fields.push_back(v.field);
   EXPECT_THAT(fields, ElementsAre("username", "username", "email", "password",
                                   "password", "password"));
-  EXPECT_THAT(storage_->FindUserByLogin("a!"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(storage_->FindUserByLogin("a!"),
+              StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST_F(AccountsTest, TakenUsernameOrEmailIgnoringCaseIs409NamingTheFields) {
@@ -119,7 +123,8 @@ TEST_F(AccountsTest, TakenUsernameOrEmailIgnoringCaseIs409NamingTheFields) {
 
 TEST_F(AccountsTest, LoginByUsernameOrEmailIgnoringCase) {
   Session registered = MustRegister("bob");
-  for (const char* login : {"bob", "BOB", "bob@example.com", "Bob@Example.COM"}) {
+  for (const char* login :
+       {"bob", "BOB", "bob@example.com", "Bob@Example.COM"}) {
     absl::StatusOr<Session> session = accounts_->Login(login, "Passw0rd");
     ASSERT_THAT(session, IsOk()) << login;
     EXPECT_EQ(session->user.id, registered.user.id);
@@ -132,7 +137,8 @@ TEST_F(AccountsTest, WrongPasswordAndUnknownLoginGiveTheSameAnswer) {
   absl::StatusOr<Session> unknown = accounts_->Login("nobody", "Passw0rd");
   ASSERT_THAT(wrong, StatusIs(absl::StatusCode::kUnauthenticated));
   EXPECT_EQ(wrong.status(), unknown.status());
-  EXPECT_THAT(accounts_->Login("", ""), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(accounts_->Login("", ""),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST_F(AccountsTest, TenFailuresThrottleTheAccountUntilTheWindowPasses) {
@@ -166,22 +172,26 @@ TEST_F(AccountsTest, ASuccessResetsTheFailureCount) {
 
 TEST_F(AccountsTest, RefreshRotatesTheToken) {
   Session session = MustRegister("gina");
-  absl::StatusOr<IssuedTokens> next = accounts_->Refresh(session.tokens.refresh_token);
+  absl::StatusOr<IssuedTokens> next =
+      accounts_->Refresh(session.tokens.refresh_token);
   ASSERT_THAT(next, IsOk());
   EXPECT_NE(next->refresh_token, session.tokens.refresh_token);
   EXPECT_NE(next->access_token, session.tokens.access_token);
   EXPECT_THAT(accounts_->Refresh(next->refresh_token), IsOk());
-  EXPECT_THAT(accounts_->Refresh(""), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(accounts_->Refresh(""),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(accounts_->Refresh("not-a-token"),
               StatusIs(absl::StatusCode::kUnauthenticated));
 }
 
 TEST_F(AccountsTest, ReplayWithinGraceGetsAFreshPairAndRevokesNothing) {
   Session session = MustRegister("hank");
-  absl::StatusOr<IssuedTokens> first = accounts_->Refresh(session.tokens.refresh_token);
+  absl::StatusOr<IssuedTokens> first =
+      accounts_->Refresh(session.tokens.refresh_token);
   ASSERT_THAT(first, IsOk());
   clock_.Advance(absl::Seconds(9));
-  absl::StatusOr<IssuedTokens> second = accounts_->Refresh(session.tokens.refresh_token);
+  absl::StatusOr<IssuedTokens> second =
+      accounts_->Refresh(session.tokens.refresh_token);
   ASSERT_THAT(second, IsOk());
   EXPECT_NE(second->refresh_token, first->refresh_token);
   // Both tabs go on.
@@ -192,13 +202,16 @@ TEST_F(AccountsTest, ReplayWithinGraceGetsAFreshPairAndRevokesNothing) {
 TEST_F(AccountsTest, ReplayAfterGraceRevokesTheWholeFamily) {
   Session session = MustRegister("ivan");
   Session other_login = *accounts_->Login("ivan", "Passw0rd");
-  absl::StatusOr<IssuedTokens> first = accounts_->Refresh(session.tokens.refresh_token);
+  absl::StatusOr<IssuedTokens> first =
+      accounts_->Refresh(session.tokens.refresh_token);
   ASSERT_THAT(first, IsOk());
-  absl::StatusOr<IssuedTokens> second = accounts_->Refresh(first->refresh_token);
+  absl::StatusOr<IssuedTokens> second =
+      accounts_->Refresh(first->refresh_token);
   ASSERT_THAT(second, IsOk());
   clock_.Advance(absl::Seconds(11));
-  EXPECT_THAT(accounts_->Refresh(session.tokens.refresh_token),
-              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("revoked")));
+  EXPECT_THAT(
+      accounts_->Refresh(session.tokens.refresh_token),
+      StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("revoked")));
   // Every token descended from that login is dead, even the newest...
   EXPECT_THAT(accounts_->Refresh(second->refresh_token),
               StatusIs(absl::StatusCode::kUnauthenticated));
@@ -211,8 +224,9 @@ TEST_F(AccountsTest, ConcurrentRefreshesOfOneTokenBothSucceed) {
   absl::StatusOr<IssuedTokens> results[2];
   std::thread tabs[2];
   for (int i = 0; i < 2; ++i) {
-    tabs[i] = std::thread(
-        [&, i] { results[i] = accounts_->Refresh(session.tokens.refresh_token); });
+    tabs[i] = std::thread([&, i] {
+      results[i] = accounts_->Refresh(session.tokens.refresh_token);
+    });
   }
   for (std::thread& tab : tabs) tab.join();
   ASSERT_THAT(results[0], IsOk());
@@ -235,21 +249,25 @@ TEST_F(AccountsTest, AnAccessTokenIsNotARefreshToken) {
 
 TEST_F(AccountsTest, LogoutRevokesTheFamily) {
   Session session = MustRegister("mona");
-  absl::StatusOr<IssuedTokens> next = accounts_->Refresh(session.tokens.refresh_token);
+  absl::StatusOr<IssuedTokens> next =
+      accounts_->Refresh(session.tokens.refresh_token);
   ASSERT_THAT(next, IsOk());
   EXPECT_THAT(accounts_->Logout(next->refresh_token), IsOk());
   EXPECT_THAT(accounts_->Refresh(next->refresh_token),
               StatusIs(absl::StatusCode::kUnauthenticated));
   EXPECT_THAT(accounts_->Logout(next->refresh_token), IsOk()) << "idempotent";
-  EXPECT_THAT(accounts_->Logout("unknown"), StatusIs(absl::StatusCode::kUnauthenticated));
-  EXPECT_THAT(accounts_->Logout(""), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(accounts_->Logout("unknown"),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_THAT(accounts_->Logout(""),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST_F(AccountsTest, PasswordChangeRevokesOtherSessionsOnly) {
   Session here = MustRegister("nina");
   Session elsewhere = *accounts_->Login("nina", "Passw0rd");
   absl::StatusOr<UserRecord> updated = accounts_->UpdateProfile(
-      ClaimsOf(here), {.new_password = "N3wPassword", .current_password = "Passw0rd"});
+      ClaimsOf(here),
+      {.new_password = "N3wPassword", .current_password = "Passw0rd"});
   ASSERT_THAT(updated, IsOk());
   EXPECT_THAT(accounts_->Refresh(here.tokens.refresh_token), IsOk());
   EXPECT_THAT(accounts_->Refresh(elsewhere.tokens.refresh_token),
@@ -264,21 +282,25 @@ TEST_F(AccountsTest, UpdateProfileChangesOnlyWhatIsGiven) {
   MustRegister("taken");
   clock_.Advance(absl::Minutes(1));
   absl::StatusOr<UserRecord> updated = accounts_->UpdateProfile(
-      ClaimsOf(session), {.email = "omar@new.example.org", .current_password = "Passw0rd"});
+      ClaimsOf(session),
+      {.email = "omar@new.example.org", .current_password = "Passw0rd"});
   ASSERT_THAT(updated, IsOk());
   EXPECT_EQ(updated->username, "omar");
   EXPECT_EQ(updated->email, "omar@new.example.org");
   EXPECT_EQ(updated->updated_at, clock_.Now());
   EXPECT_EQ(updated->created_at, session.user.created_at);
 
-  EXPECT_THAT(accounts_->UpdateProfile(ClaimsOf(session),
-                                       {.username = "Taken", .current_password = "Passw0rd"}),
+  EXPECT_THAT(accounts_->UpdateProfile(
+                  ClaimsOf(session),
+                  {.username = "Taken", .current_password = "Passw0rd"}),
               StatusIs(absl::StatusCode::kAlreadyExists));
-  EXPECT_THAT(accounts_->UpdateProfile(ClaimsOf(session),
-                                       {.username = "x", .current_password = "Passw0rd"}),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(
+      accounts_->UpdateProfile(
+          ClaimsOf(session), {.username = "x", .current_password = "Passw0rd"}),
+      StatusIs(absl::StatusCode::kInvalidArgument));
   absl::StatusOr<UserRecord> wrong = accounts_->UpdateProfile(
-      ClaimsOf(session), {.username = "omar2", .current_password = "Wr0ngpass"});
+      ClaimsOf(session),
+      {.username = "omar2", .current_password = "Wr0ngpass"});
   EXPECT_THAT(wrong, StatusIs(absl::StatusCode::kPermissionDenied));
   EXPECT_EQ(storage_->FindUserById(session.user.id)->username, "omar");
 }
@@ -289,7 +311,8 @@ TEST_F(AccountsTest, DeleteAccountRemovesEverything) {
   EXPECT_THAT(accounts_->DeleteAccount(claims, "Wr0ngpass"),
               StatusIs(absl::StatusCode::kPermissionDenied));
   ASSERT_THAT(accounts_->DeleteAccount(claims, "Passw0rd"), IsOk());
-  EXPECT_THAT(accounts_->GetProfile(claims), StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_THAT(accounts_->GetProfile(claims),
+              StatusIs(absl::StatusCode::kUnauthenticated));
   EXPECT_THAT(accounts_->Login("pete", "Passw0rd"),
               StatusIs(absl::StatusCode::kUnauthenticated));
   EXPECT_THAT(accounts_->Refresh(session.tokens.refresh_token),
@@ -300,8 +323,10 @@ TEST_F(AccountsTest, DeleteAccountRemovesEverything) {
 
 TEST_F(AccountsTest, WeakerHashesAreUpgradedAtLogin) {
   PasswordHasher weak({.memory_kib = 8192, .iterations = 1, .parallelism = 1});
-  Accounts old_accounts(storage_.get(), signer_.get(), &weak, &clock_, AccountsOptions{});
-  ASSERT_THAT(old_accounts.Register({"quinn", "quinn@example.com", "Passw0rd"}), IsOk());
+  Accounts old_accounts(storage_.get(), signer_.get(), &weak, &clock_,
+                        AccountsOptions{});
+  ASSERT_THAT(old_accounts.Register({"quinn", "quinn@example.com", "Passw0rd"}),
+              IsOk());
   EXPECT_THAT(storage_->FindUserByLogin("quinn")->password_hash,
               StartsWith("$argon2id$v=19$m=8192,t=1,p=1$"));
   ASSERT_THAT(accounts_->Login("quinn", "Passw0rd"), IsOk());

@@ -29,22 +29,30 @@ class RowSecurityTest : public ::testing::Test {
     // seeded as the superuser, whom row-level security does not bind.
     pqxx::connection admin(db_->admin_url());
     pqxx::work tx(admin);
-    for (const auto& [user, chat] : {std::pair{kAlice, kAliceChat}, {kBob, kBobChat}}) {
+    for (const auto& [user, chat] :
+         {std::pair{kAlice, kAliceChat}, {kBob, kBobChat}}) {
       tx.exec_params(
-          "INSERT INTO users (id, username, email, password_hash, created_at, updated_at) "
-          "VALUES ($1::uuid, $1::text, $1::text || '@example.com', 'x', now(), now())",
+          "INSERT INTO users (id, username, email, password_hash, created_at, "
+          "updated_at) "
+          "VALUES ($1::uuid, $1::text, $1::text || '@example.com', 'x', now(), "
+          "now())",
           std::string(user));
       tx.exec_params(
-          "INSERT INTO conversations (user_id, id, title, untitled, created_at, updated_at, "
-          "message_count, last_seq) VALUES ($1::uuid, $2::uuid, 'secret of ' || $1::text, false, now(), now(), 1, 1)",
+          "INSERT INTO conversations (user_id, id, title, untitled, "
+          "created_at, updated_at, "
+          "message_count, last_seq) VALUES ($1::uuid, $2::uuid, 'secret of ' "
+          "|| $1::text, false, now(), now(), 1, 1)",
           std::string(user), std::string(chat));
       tx.exec_params(
-          "INSERT INTO messages (user_id, conversation_id, seq, id, role, content, status, "
-          "created_at, updated_at) VALUES ($1, $2, 1, gen_random_uuid(), 'user', 'hi', "
+          "INSERT INTO messages (user_id, conversation_id, seq, id, role, "
+          "content, status, "
+          "created_at, updated_at) VALUES ($1, $2, 1, gen_random_uuid(), "
+          "'user', 'hi', "
           "'complete', now(), now())",
           std::string(user), std::string(chat));
       tx.exec_params(
-          "INSERT INTO idempotency_keys (user_id, key, request_hash, resource_id, created_at) "
+          "INSERT INTO idempotency_keys (user_id, key, request_hash, "
+          "resource_id, created_at) "
           "VALUES ($1, 'k', 'h', $2, now())",
           std::string(user), std::string(chat));
     }
@@ -53,10 +61,12 @@ class RowSecurityTest : public ::testing::Test {
 
   // Runs `sql` as `role` in a transaction whose app.user_id is `user` (none
   // when empty) and returns the number of rows it saw or changed.
-  int64_t CountAs(const std::string& role, const std::string& user, const std::string& sql) {
+  int64_t CountAs(const std::string& role, const std::string& user,
+                  const std::string& sql) {
     pqxx::connection conn(db_->RoleUrl(role));
     pqxx::work tx(conn);
-    if (!user.empty()) tx.exec_params("SELECT set_config('app.user_id', $1, true)", user);
+    if (!user.empty())
+      tx.exec_params("SELECT set_config('app.user_id', $1, true)", user);
     pqxx::result r = tx.exec(sql);
     return r.columns() > 0 && r.size() == 1 && r.columns() == 1 &&
                    std::string(r.column_name(0)) == "count"
@@ -69,28 +79,38 @@ class RowSecurityTest : public ::testing::Test {
 
 TEST_F(RowSecurityTest, AQueryThatForgetsTheOwnerSeesOnlyTheCallersRows) {
   for (const char* role : {"chat_conversation", "chat_message"}) {
-    EXPECT_EQ(CountAs(role, kAlice, "SELECT count(*) FROM conversations"), 1) << role;
-    EXPECT_EQ(CountAs(role, kAlice,
-                      std::string("SELECT count(*) FROM conversations WHERE id = '") +
-                          kBobChat + "'"),
-              0)
+    EXPECT_EQ(CountAs(role, kAlice, "SELECT count(*) FROM conversations"), 1)
         << role;
-    EXPECT_EQ(CountAs(role, kAlice, "SELECT count(*) FROM idempotency_keys"), 1) << role;
+    EXPECT_EQ(
+        CountAs(role, kAlice,
+                std::string("SELECT count(*) FROM conversations WHERE id = '") +
+                    kBobChat + "'"),
+        0)
+        << role;
+    EXPECT_EQ(CountAs(role, kAlice, "SELECT count(*) FROM idempotency_keys"), 1)
+        << role;
   }
-  EXPECT_EQ(CountAs("chat_message", kAlice, "SELECT count(*) FROM messages"), 1);
+  EXPECT_EQ(CountAs("chat_message", kAlice, "SELECT count(*) FROM messages"),
+            1);
   EXPECT_EQ(CountAs("chat_message", kBob, "SELECT count(*) FROM messages"), 1);
 }
 
 TEST_F(RowSecurityTest, WithoutTheSettingNothingIsVisible) {
-  EXPECT_EQ(CountAs("chat_conversation", "", "SELECT count(*) FROM conversations"), 0);
+  EXPECT_EQ(
+      CountAs("chat_conversation", "", "SELECT count(*) FROM conversations"),
+      0);
   EXPECT_EQ(CountAs("chat_message", "", "SELECT count(*) FROM messages"), 0);
 }
 
 TEST_F(RowSecurityTest, UpdatesAndDeletesCannotReachOtherUsers) {
   // Each statement is rolled back; its row count shows what it could reach.
-  EXPECT_EQ(CountAs("chat_conversation", kAlice, "UPDATE conversations SET title = 'x'"), 1);
-  EXPECT_EQ(CountAs("chat_conversation", kAlice, "DELETE FROM conversations"), 1);
-  EXPECT_EQ(CountAs("chat_message", kAlice, "UPDATE messages SET content = 'x'"), 1);
+  EXPECT_EQ(CountAs("chat_conversation", kAlice,
+                    "UPDATE conversations SET title = 'x'"),
+            1);
+  EXPECT_EQ(CountAs("chat_conversation", kAlice, "DELETE FROM conversations"),
+            1);
+  EXPECT_EQ(
+      CountAs("chat_message", kAlice, "UPDATE messages SET content = 'x'"), 1);
   EXPECT_EQ(CountAs("chat_message", kAlice, "DELETE FROM messages"), 1);
   EXPECT_EQ(CountAs("chat_message", kAlice, "DELETE FROM idempotency_keys"), 1);
   EXPECT_EQ(CountAs("chat_message", "", "DELETE FROM messages"), 0);
@@ -99,21 +119,27 @@ TEST_F(RowSecurityTest, UpdatesAndDeletesCannotReachOtherUsers) {
 TEST_F(RowSecurityTest, RowsCannotBeWrittenForAnotherUser) {
   pqxx::connection conn(db_->RoleUrl("chat_conversation"));
   pqxx::work tx(conn);
-  tx.exec_params("SELECT set_config('app.user_id', $1, true)", std::string(kAlice));
-  EXPECT_THROW(tx.exec_params("INSERT INTO conversations (user_id, id, title, untitled, "
-                              "created_at, updated_at) VALUES ($1, gen_random_uuid(), 't', "
-                              "true, now(), now())",
-                              std::string(kBob)),
-               pqxx::sql_error);
+  tx.exec_params("SELECT set_config('app.user_id', $1, true)",
+                 std::string(kAlice));
+  EXPECT_THROW(
+      tx.exec_params(
+          "INSERT INTO conversations (user_id, id, title, untitled, "
+          "created_at, updated_at) VALUES ($1, gen_random_uuid(), 't', "
+          "true, now(), now())",
+          std::string(kBob)),
+      pqxx::sql_error);
 }
 
 TEST_F(RowSecurityTest, ServiceRolesHaveOnlyTheirTables) {
-  EXPECT_THROW(CountAs("chat_conversation", kAlice, "SELECT count(*) FROM messages"),
-               pqxx::sql_error);
-  EXPECT_THROW(CountAs("chat_conversation", kAlice, "SELECT count(*) FROM users"),
-               pqxx::sql_error);
-  EXPECT_THROW(CountAs("chat_message", kAlice, "SELECT count(*) FROM refresh_tokens"),
-               pqxx::sql_error);
+  EXPECT_THROW(
+      CountAs("chat_conversation", kAlice, "SELECT count(*) FROM messages"),
+      pqxx::sql_error);
+  EXPECT_THROW(
+      CountAs("chat_conversation", kAlice, "SELECT count(*) FROM users"),
+      pqxx::sql_error);
+  EXPECT_THROW(
+      CountAs("chat_message", kAlice, "SELECT count(*) FROM refresh_tokens"),
+      pqxx::sql_error);
   EXPECT_THROW(CountAs("chat_auth", kAlice, "SELECT count(*) FROM messages"),
                pqxx::sql_error);
 }

@@ -17,8 +17,9 @@ constexpr char kRolePassword[] = "chat-test-role-password";
 
 // `url` (a libpq URL or key=value string) with some keywords replaced,
 // as a key=value connection string.
-std::string WithKeywords(const std::string& url,
-                         const std::vector<std::pair<std::string, std::string>>& set) {
+std::string WithKeywords(
+    const std::string& url,
+    const std::vector<std::pair<std::string, std::string>>& set) {
   char* error = nullptr;
   PQconninfoOption* options = PQconninfoParse(url.c_str(), &error);
   if (options == nullptr) {
@@ -28,12 +29,14 @@ std::string WithKeywords(const std::string& url,
   std::string out;
   auto append = [&out](absl::string_view key, absl::string_view value) {
     absl::StrAppend(&out, out.empty() ? "" : " ", key, "='",
-                    absl::StrReplaceAll(value, {{"\\", "\\\\"}, {"'", "\\'"}}), "'");
+                    absl::StrReplaceAll(value, {{"\\", "\\\\"}, {"'", "\\'"}}),
+                    "'");
   };
   for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
     bool overridden = false;
     for (const auto& [key, value] : set) overridden |= key == o->keyword;
-    if (!overridden && o->val != nullptr && *o->val != '\0') append(o->keyword, o->val);
+    if (!overridden && o->val != nullptr && *o->val != '\0')
+      append(o->keyword, o->val);
   }
   for (const auto& [key, value] : set) append(key, value);
   PQconninfoFree(options);
@@ -46,23 +49,25 @@ absl::StatusOr<std::unique_ptr<TestDatabase>> TestDatabase::Create() {
   const char* server_url = std::getenv("TEST_DATABASE_URL");
   if (server_url == nullptr || *server_url == '\0') {
     return absl::FailedPreconditionError(
-        "TEST_DATABASE_URL is unset; `make test` starts a throw-away PostgreSQL");
+        "TEST_DATABASE_URL is unset; `make test` starts a throw-away "
+        "PostgreSQL");
   }
-  std::string name = absl::StrCat(
-      "test_", absl::StrReplaceAll(NewUuidV7(), {{"-", ""}}));
+  std::string name =
+      absl::StrCat("test_", absl::StrReplaceAll(NewUuidV7(), {{"-", ""}}));
   try {
     pqxx::connection admin(server_url);
     pqxx::nontransaction tx(admin);
     tx.exec0(absl::StrCat("CREATE DATABASE ", tx.quote_name(name)));
   } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("cannot create a database: ", e.what()));
+    return absl::UnavailableError(
+        absl::StrCat("cannot create a database: ", e.what()));
   }
   std::unique_ptr<TestDatabase> db(new TestDatabase(server_url, name));
-  absl::Status migrated = migrate::Migrate(
-      db->admin_url_, CHAT_MIGRATIONS_DIR,
-      {{"chat_auth", kRolePassword},
-       {"chat_conversation", kRolePassword},
-       {"chat_message", kRolePassword}});
+  absl::Status migrated =
+      migrate::Migrate(db->admin_url_, CHAT_MIGRATIONS_DIR,
+                       {{"chat_auth", kRolePassword},
+                        {"chat_conversation", kRolePassword},
+                        {"chat_message", kRolePassword}});
   if (!migrated.ok()) return migrated;
   return db;
 }
@@ -84,8 +89,8 @@ TestDatabase::~TestDatabase() {
 }
 
 std::string TestDatabase::RoleUrl(absl::string_view role) const {
-  return WithKeywords(admin_url_,
-                      {{"user", std::string(role)}, {"password", kRolePassword}});
+  return WithKeywords(
+      admin_url_, {{"user", std::string(role)}, {"password", kRolePassword}});
 }
 
 }  // namespace chat::testing
