@@ -16,6 +16,13 @@ bool IsRetryable(const std::exception& error) {
 
 }  // namespace
 
+std::vector<PreparedStatement> WithStatements(
+    std::vector<PreparedStatement> first,
+    const std::vector<PreparedStatement>& second) {
+  first.insert(first.end(), second.begin(), second.end());
+  return first;
+}
+
 std::unique_ptr<DbPool> DbPool::Create(Options options) {
   return std::unique_ptr<DbPool>(new DbPool(std::move(options)));
 }

@@ -42,6 +42,11 @@ struct PreparedStatement {
   const char* sql;
 };
 
+// The statements of two storage classes that share one pool.
+std::vector<PreparedStatement> WithStatements(
+    std::vector<PreparedStatement> first,
+    const std::vector<PreparedStatement>& second);
+
 class DbPool {
  public:
   struct Options {

@@ -287,69 +287,84 @@ absl::StatusOr<std::string> JwtSigner::Sign(const AccessClaims& claims) const {
   return token;
 }
 
-absl::StatusOr<AccessClaims> JwtVerifier::Verify(absl::string_view token,
-                                                 absl::Time now) const {
+absl::StatusOr<ParsedJwt> ParseJwt(absl::string_view token) {
   std::vector<absl::string_view> parts = absl::StrSplit(token, '.');
   if (parts.size() != 3 || parts[0].empty() || parts[1].empty() ||
       parts[2].empty()) {
     return Unauthenticated("malformed access token");
   }
+  ParsedJwt jwt;
   absl::StatusOr<google::protobuf::Struct> header = DecodeJsonPart(parts[0]);
   if (!header.ok()) return header.status();
+  absl::StatusOr<google::protobuf::Struct> payload = DecodeJsonPart(parts[1]);
+  if (!payload.ok()) return payload.status();
+  if (!absl::WebSafeBase64Unescape(parts[2], &jwt.signature)) {
+    return Unauthenticated("malformed access token");
+  }
+  jwt.header = *std::move(header);
+  jwt.payload = *std::move(payload);
+  jwt.signed_part =
+      std::string(token.substr(0, parts[0].size() + 1 + parts[1].size()));
+  return jwt;
+}
+
+absl::StatusOr<AccessClaims> CheckClaims(
+    const google::protobuf::Struct& payload, const VerifyOptions& options,
+    absl::Time now, bool strict) {
+  AccessClaims claims;
+  claims.issuer = StringField(payload, "iss");
+  claims.audience = options.audience;
+  claims.subject = StringField(payload, "sub");
+  claims.jwt_id = StringField(payload, "jti");
+  claims.session_id = StringField(payload, "sid");
+  claims.email = StringField(payload, "email");
+  std::optional<absl::Time> iat = TimeField(payload, "iat");
+  std::optional<absl::Time> nbf = TimeField(payload, "nbf");
+  std::optional<absl::Time> exp = TimeField(payload, "exp");
+  if (claims.issuer != options.issuer) {
+    return Unauthenticated("access token issuer not accepted");
+  }
+  if (!AudienceMatches(payload, options.audience)) {
+    return Unauthenticated("access token audience not accepted");
+  }
+  if (claims.subject.empty() || !exp ||
+      (strict && (claims.jwt_id.empty() || !iat || !nbf))) {
+    return Unauthenticated("access token lacks required claims");
+  }
+  if (*exp + options.clock_skew <= now) {
+    return Unauthenticated("access token has expired");
+  }
+  if ((nbf && *nbf - options.clock_skew > now) ||
+      (iat && *iat - options.clock_skew > now)) {
+    return Unauthenticated("access token is not valid yet");
+  }
+  claims.issued_at = iat.value_or(absl::InfinitePast());
+  claims.not_before = nbf.value_or(absl::InfinitePast());
+  claims.expires_at = *exp;
+  return claims;
+}
+
+absl::StatusOr<AccessClaims> JwtVerifier::Verify(absl::string_view token,
+                                                 absl::Time now) const {
+  absl::StatusOr<ParsedJwt> jwt = ParseJwt(token);
+  if (!jwt.ok()) return jwt.status();
   // The algorithm is pinned: "none", HS256 (with the public key as the
   // secret) and every other value are refused before any key is touched.
-  if (StringField(*header, "alg") != kAlgorithm) {
+  if (StringField(jwt->header, "alg") != kAlgorithm) {
     return Unauthenticated("access token algorithm not accepted");
   }
-  if (StringField(*header, "typ") != kType) {
+  if (StringField(jwt->header, "typ") != kType) {
     return Unauthenticated("not an access token");
   }
   std::shared_ptr<const RsaPublicKey> key =
-      keys_->Find(StringField(*header, "kid"));
-  if (key == nullptr)
+      keys_->Find(StringField(jwt->header, "kid"));
+  if (key == nullptr) {
     return Unauthenticated("access token signed by an unknown key");
-
-  std::string signature;
-  if (!absl::WebSafeBase64Unescape(
-          absl::string_view(parts[2].data(), parts[2].size()), &signature)) {
-    return Unauthenticated("malformed access token");
   }
-  const absl::string_view signed_part =
-      token.substr(0, parts[0].size() + 1 + parts[1].size());
-  if (!key->Verify(signed_part, signature)) {
+  if (!key->Verify(jwt->signed_part, jwt->signature)) {
     return Unauthenticated("access token signature is invalid");
   }
-
-  absl::StatusOr<google::protobuf::Struct> payload = DecodeJsonPart(parts[1]);
-  if (!payload.ok()) return payload.status();
-  AccessClaims claims;
-  claims.issuer = StringField(*payload, "iss");
-  claims.audience = options_.audience;
-  claims.subject = StringField(*payload, "sub");
-  claims.jwt_id = StringField(*payload, "jti");
-  claims.session_id = StringField(*payload, "sid");
-  std::optional<absl::Time> iat = TimeField(*payload, "iat");
-  std::optional<absl::Time> nbf = TimeField(*payload, "nbf");
-  std::optional<absl::Time> exp = TimeField(*payload, "exp");
-  if (claims.issuer != options_.issuer) {
-    return Unauthenticated("access token issuer not accepted");
-  }
-  if (!AudienceMatches(*payload, options_.audience)) {
-    return Unauthenticated("access token audience not accepted");
-  }
-  if (claims.subject.empty() || claims.jwt_id.empty() || !iat || !nbf || !exp) {
-    return Unauthenticated("access token lacks required claims");
-  }
-  if (*exp + options_.clock_skew <= now) {
-    return Unauthenticated("access token has expired");
-  }
-  if (*nbf - options_.clock_skew > now || *iat - options_.clock_skew > now) {
-    return Unauthenticated("access token is not valid yet");
-  }
-  claims.issued_at = *iat;
-  claims.not_before = *nbf;
-  claims.expires_at = *exp;
-  return claims;
+  return CheckClaims(jwt->payload, options_, now, /*strict=*/true);
 }
 
 }  // namespace chat

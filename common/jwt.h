@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "google/protobuf/struct.pb.h"
 
 typedef struct evp_pkey_st EVP_PKEY;
 
@@ -33,6 +34,9 @@ struct AccessClaims {
   std::string jwt_id;
   // "sid": the login (refresh-token family) the token was issued for.
   std::string session_id;
+  // Set for tokens of the configured external identity provider.
+  bool external = false;
+  std::string email;  // "email", when an external token has one
   absl::Time issued_at;
   absl::Time not_before;
   absl::Time expires_at;
@@ -112,14 +116,42 @@ struct VerifyOptions {
   absl::Duration clock_skew = absl::Seconds(60);
 };
 
-// Verifies access tokens. Every failure is UNAUTHENTICATED.
-class JwtVerifier {
+// A compact JWS split into its parts; nothing verified yet.
+struct ParsedJwt {
+  google::protobuf::Struct header;
+  google::protobuf::Struct payload;
+  std::string signed_part;  // "header.payload", the bytes that were signed
+  std::string signature;    // decoded
+};
+
+// UNAUTHENTICATED when `token` is not three base64url parts of which the
+// first two are JSON objects.
+absl::StatusOr<ParsedJwt> ParseJwt(absl::string_view token);
+
+// The claims of a token whose signature was verified, after checking iss,
+// aud, exp and (when present, or always when `strict`) nbf and iat, with the
+// clock skew of `options`. `strict` also requires jti.
+absl::StatusOr<AccessClaims> CheckClaims(
+    const google::protobuf::Struct& payload, const VerifyOptions& options,
+    absl::Time now, bool strict);
+
+// Anything that turns a bearer token into its caller's claims. Every
+// failure is UNAUTHENTICATED.
+class AccessTokenVerifier {
+ public:
+  virtual ~AccessTokenVerifier() = default;
+  virtual absl::StatusOr<AccessClaims> Verify(absl::string_view token,
+                                              absl::Time now) const = 0;
+};
+
+// Verifies our own access tokens.
+class JwtVerifier final : public AccessTokenVerifier {
  public:
   JwtVerifier(KeyLookup* keys, VerifyOptions options)
       : keys_(keys), options_(std::move(options)) {}
 
   absl::StatusOr<AccessClaims> Verify(absl::string_view token,
-                                      absl::Time now) const;
+                                      absl::Time now) const override;
 
  private:
   KeyLookup* keys_;

@@ -19,7 +19,7 @@ std::string RequestIdOf(const grpc::ServerContextBase& context) {
 }
 
 absl::StatusOr<AccessClaims> Authenticate(
-    const grpc::ServerContextBase& context, const JwtVerifier& verifier,
+    const grpc::ServerContextBase& context, const AccessTokenVerifier& verifier,
     absl::Time now) {
   const std::string header = MetadataOf(context, "authorization");
   if (header.empty()) {

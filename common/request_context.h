@@ -23,7 +23,7 @@ std::string MetadataOf(const grpc::ServerContextBase& context,
 // Verifies the call's "authorization: Bearer <token>" and returns its claims.
 // UNAUTHENTICATED when the header is missing, malformed or the token invalid.
 absl::StatusOr<AccessClaims> Authenticate(
-    const grpc::ServerContextBase& context, const JwtVerifier& verifier,
+    const grpc::ServerContextBase& context, const AccessTokenVerifier& verifier,
     absl::Time now);
 
 }  // namespace chat

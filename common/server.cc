@@ -95,7 +95,8 @@ absl::Status Serve(const ServerOptions& options,
   // Clients reconnect every few minutes, so after a scale-out new replicas
   // get their share; calls under way (long streamed replies) may finish.
   builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, 5 * 60 * 1000);
-  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, 10 * 60 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                             10 * 60 * 1000);
   grpc::ResourceQuota quota(options.name);
   quota.SetMaxThreads(options.max_threads);
   builder.SetResourceQuota(quota);

@@ -20,3 +20,15 @@ ABSL_FLAG(std::string, token_audience,
 ABSL_FLAG(
     std::string, auth_addr, chat::EnvOr("AUTH_ADDR", "127.0.0.1:50051"),
     "the auth service, whose JWK Set verifies access tokens (env AUTH_ADDR)");
+ABSL_FLAG(std::string, external_issuer, chat::EnvOr("EXTERNAL_JWT_ISSUER", ""),
+          "iss of an external identity provider whose access tokens are also "
+          "accepted, e.g. https://<project>.supabase.co/auth/v1; its key is "
+          "the secret EXTERNAL_JWT_SECRET (HS256) or "
+          "--external_public_key_file (env EXTERNAL_JWT_ISSUER)");
+ABSL_FLAG(std::string, external_audience,
+          chat::EnvOr("EXTERNAL_JWT_AUDIENCE", "authenticated"),
+          "aud of the external provider's tokens (env EXTERNAL_JWT_AUDIENCE)");
+ABSL_FLAG(std::string, external_public_key_file,
+          chat::EnvOr("EXTERNAL_JWT_PUBLIC_KEY_FILE", ""),
+          "PEM public key (RSA for RS256, Ed25519 for EdDSA) of the external "
+          "provider (env EXTERNAL_JWT_PUBLIC_KEY_FILE)");

@@ -16,5 +16,8 @@ ABSL_DECLARE_FLAG(absl::Duration, drain_timeout);
 ABSL_DECLARE_FLAG(std::string, token_issuer);
 ABSL_DECLARE_FLAG(std::string, token_audience);
 ABSL_DECLARE_FLAG(std::string, auth_addr);
+ABSL_DECLARE_FLAG(std::string, external_issuer);
+ABSL_DECLARE_FLAG(std::string, external_audience);
+ABSL_DECLARE_FLAG(std::string, external_public_key_file);
 
 #endif  // CHAT_COMMON_SERVICE_FLAGS_H_

@@ -63,19 +63,11 @@ absl::StatusOr<ConversationChange> ChangeOf(
 
 }  // namespace
 
-absl::StatusOr<std::string> ConversationServiceImpl::Caller(
-    const grpc::ServerContext& context) const {
-  absl::StatusOr<AccessClaims> claims =
-      Authenticate(context, *verifier_, clock_->Now());
-  if (!claims.ok()) return claims.status();
-  return claims->subject;
-}
-
 Status ConversationServiceImpl::CreateConversation(
     grpc::ServerContext* context,
     const chat::v1::CreateConversationRequest* request,
     chat::v1::Conversation* response) {
-  absl::StatusOr<std::string> user = Caller(*context);
+  absl::StatusOr<std::string> user = callers_->UserId(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
   absl::StatusOr<ConversationRecord> created =
       conversations_->Create(*user,
@@ -91,7 +83,7 @@ Status ConversationServiceImpl::ListConversations(
     grpc::ServerContext* context,
     const chat::v1::ListConversationsRequest* request,
     chat::v1::ListConversationsResponse* response) {
-  absl::StatusOr<std::string> user = Caller(*context);
+  absl::StatusOr<std::string> user = callers_->UserId(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
   absl::StatusOr<ConversationPage> page =
       conversations_->List(*user, {request->page_size(), request->page_token(),
@@ -108,7 +100,7 @@ Status ConversationServiceImpl::GetConversation(
     grpc::ServerContext* context,
     const chat::v1::GetConversationRequest* request,
     chat::v1::Conversation* response) {
-  absl::StatusOr<std::string> user = Caller(*context);
+  absl::StatusOr<std::string> user = callers_->UserId(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
   absl::StatusOr<ConversationRecord> conversation =
       conversations_->Get(*user, request->id());
@@ -121,7 +113,7 @@ Status ConversationServiceImpl::UpdateConversation(
     grpc::ServerContext* context,
     const chat::v1::UpdateConversationRequest* request,
     chat::v1::Conversation* response) {
-  absl::StatusOr<std::string> user = Caller(*context);
+  absl::StatusOr<std::string> user = callers_->UserId(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
   absl::StatusOr<ConversationChange> change = ChangeOf(*request);
   if (!change.ok()) return ToGrpcStatus(change.status());
@@ -136,7 +128,7 @@ Status ConversationServiceImpl::DeleteConversation(
     grpc::ServerContext* context,
     const chat::v1::DeleteConversationRequest* request,
     google::protobuf::Empty* response) {
-  absl::StatusOr<std::string> user = Caller(*context);
+  absl::StatusOr<std::string> user = callers_->UserId(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
   return ToGrpcStatus(conversations_->Delete(*user, request->id()));
 }
@@ -145,7 +137,7 @@ Status ConversationServiceImpl::DeleteAllConversations(
     grpc::ServerContext* context,
     const chat::v1::DeleteAllConversationsRequest* request,
     google::protobuf::Empty* response) {
-  absl::StatusOr<std::string> user = Caller(*context);
+  absl::StatusOr<std::string> user = callers_->UserId(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
   return ToGrpcStatus(conversations_->DeleteAll(*user));
 }

@@ -5,8 +5,7 @@
 // request, calls Conversations, maps the result. No rules live here.
 
 #include "chat/v1/conversation.grpc.pb.h"
-#include "common/clock.h"
-#include "common/jwt.h"
+#include "common/caller.h"
 #include "services/conversation/conversations.h"
 
 namespace chat::conversation {
@@ -15,8 +14,8 @@ class ConversationServiceImpl final
     : public chat::v1::ConversationService::Service {
  public:
   ConversationServiceImpl(Conversations* conversations,
-                          const JwtVerifier* verifier, const Clock* clock)
-      : conversations_(conversations), verifier_(verifier), clock_(clock) {}
+                          const CallerResolver* callers)
+      : conversations_(conversations), callers_(callers) {}
 
   grpc::Status CreateConversation(
       grpc::ServerContext* context,
@@ -43,11 +42,8 @@ class ConversationServiceImpl final
       google::protobuf::Empty* response) override;
 
  private:
-  absl::StatusOr<std::string> Caller(const grpc::ServerContext& context) const;
-
   Conversations* conversations_;
-  const JwtVerifier* verifier_;
-  const Clock* clock_;
+  const CallerResolver* callers_;
 };
 
 }  // namespace chat::conversation

@@ -80,13 +80,16 @@ std::optional<std::string> MetadataParam(
 }  // namespace
 
 std::vector<PreparedStatement> ConversationStorage::Statements() {
-  std::vector<PreparedStatement> statements = {
-      {kInsert, kInsertSql}, {kGet, kGetSql},       {kList, kListSql},
-      {kUpdate, kUpdateSql}, {kDelete, kDeleteSql}, {kDeleteAll, kDeleteAllSql},
-  };
-  for (const PreparedStatement& s : IdempotencyStatements())
-    statements.push_back(s);
-  return statements;
+  return WithStatements(
+      {
+          {kInsert, kInsertSql},
+          {kGet, kGetSql},
+          {kList, kListSql},
+          {kUpdate, kUpdateSql},
+          {kDelete, kDeleteSql},
+          {kDeleteAll, kDeleteAllSql},
+      },
+      IdempotencyStatements());
 }
 
 absl::StatusOr<ConversationRecord> ConversationStorage::Create(

@@ -7,13 +7,12 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/caller.h"
 #include "common/config.h"
 #include "common/db.h"
-#include "common/jwks_client.h"
 #include "common/log.h"
 #include "common/server.h"
 #include "common/service_flags.h"
-#include "grpcpp/create_channel.h"
 #include "services/conversation/conversation_handler.h"
 #include "services/conversation/conversation_storage.h"
 #include "services/conversation/conversations.h"
@@ -39,18 +38,25 @@ int main(int argc, char** argv) {
   std::unique_ptr<chat::DbPool> pool = chat::DbPool::Create({
       .url = *database_url,
       .size = absl::GetFlag(FLAGS_db_pool_size),
-      .statements = chat::conversation::ConversationStorage::Statements(),
+      .statements = chat::WithStatements(
+          chat::conversation::ConversationStorage::Statements(),
+          chat::ExternalUsers::Statements()),
   });
-  chat::JwksClient jwks(grpc::CreateChannel(
-      absl::GetFlag(FLAGS_auth_addr), grpc::InsecureChannelCredentials()));
-  chat::JwtVerifier verifier(&jwks,
-                             {.issuer = absl::GetFlag(FLAGS_token_issuer),
-                              .audience = absl::GetFlag(FLAGS_token_audience)});
+  absl::StatusOr<chat::TokenVerification> tokens =
+      chat::TokenVerification::FromFlags();
+  if (!tokens.ok()) {
+    chat::log::Error("bad token configuration",
+                     {{"error", tokens.status().message()}});
+    return EXIT_FAILURE;
+  }
+  chat::ExternalUsers external_users(pool.get());
   chat::SystemClock clock;
   chat::conversation::ConversationStorage storage(pool.get());
   chat::conversation::Conversations conversations(&storage, &clock);
-  chat::conversation::ConversationServiceImpl service(&conversations, &verifier,
-                                                      &clock);
+  chat::CallerResolver callers(tokens->verifier.get(),
+                               tokens->external ? &external_users : nullptr,
+                               &clock);
+  chat::conversation::ConversationServiceImpl service(&conversations, &callers);
 
   absl::Status served = chat::Serve(
       {

@@ -10,13 +10,12 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/caller.h"
 #include "common/config.h"
 #include "common/db.h"
-#include "common/jwks_client.h"
 #include "common/log.h"
 #include "common/server.h"
 #include "common/service_flags.h"
-#include "grpcpp/create_channel.h"
 #include "services/message/chat.h"
 #include "services/message/echo_provider.h"
 #include "services/message/message_handler.h"
@@ -102,13 +101,18 @@ int main(int argc, char** argv) {
   std::unique_ptr<chat::DbPool> pool = chat::DbPool::Create({
       .url = *database_url,
       .size = absl::GetFlag(FLAGS_db_pool_size),
-      .statements = chat::message::MessageStorage::Statements(),
+      .statements =
+          chat::WithStatements(chat::message::MessageStorage::Statements(),
+                               chat::ExternalUsers::Statements()),
   });
-  chat::JwksClient jwks(grpc::CreateChannel(
-      absl::GetFlag(FLAGS_auth_addr), grpc::InsecureChannelCredentials()));
-  chat::JwtVerifier verifier(&jwks,
-                             {.issuer = absl::GetFlag(FLAGS_token_issuer),
-                              .audience = absl::GetFlag(FLAGS_token_audience)});
+  absl::StatusOr<chat::TokenVerification> tokens =
+      chat::TokenVerification::FromFlags();
+  if (!tokens.ok()) {
+    chat::log::Error("bad token configuration",
+                     {{"error", tokens.status().message()}});
+    return EXIT_FAILURE;
+  }
+  chat::ExternalUsers external_users(pool.get());
   chat::SystemClock clock;
   chat::message::MessageStorage storage(pool.get());
   chat::message::Messages messages(&storage, &clock);
@@ -118,8 +122,10 @@ int main(int argc, char** argv) {
        .context_budget_chars =
            static_cast<size_t>(absl::GetFlag(FLAGS_context_budget_chars)),
        .max_streams_per_user = absl::GetFlag(FLAGS_max_streams_per_user)});
-  chat::message::MessageServiceImpl service(&messages, &chats, &verifier,
-                                            &clock);
+  chat::CallerResolver callers(tokens->verifier.get(),
+                               tokens->external ? &external_users : nullptr,
+                               &clock);
+  chat::message::MessageServiceImpl service(&messages, &chats, &callers);
 
   absl::Status served = chat::Serve(
       {

@@ -114,18 +114,10 @@ class GrpcChatSink final : public ChatSink {
 
 }  // namespace
 
-absl::StatusOr<std::string> MessageServiceImpl::Caller(
-    const grpc::ServerContext& context) const {
-  absl::StatusOr<AccessClaims> claims =
-      Authenticate(context, *verifier_, clock_->Now());
-  if (!claims.ok()) return claims.status();
-  return claims->subject;
-}
-
 Status MessageServiceImpl::CreateMessage(
     grpc::ServerContext* context, const chat::v1::CreateMessageRequest* request,
     chat::v1::Message* response) {
-  absl::StatusOr<std::string> user = Caller(*context);
+  absl::StatusOr<std::string> user = callers_->UserId(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
   const chat::v1::Message& m = request->message();
   absl::StatusOr<MessageRecord> created =
@@ -140,7 +132,7 @@ Status MessageServiceImpl::CreateMessage(
 Status MessageServiceImpl::ListMessages(
     grpc::ServerContext* context, const chat::v1::ListMessagesRequest* request,
     chat::v1::ListMessagesResponse* response) {
-  absl::StatusOr<std::string> user = Caller(*context);
+  absl::StatusOr<std::string> user = callers_->UserId(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
   absl::StatusOr<MessagePage> page = messages_->List(
       *user, request->conversation_id(),
@@ -155,7 +147,7 @@ Status MessageServiceImpl::ListMessages(
 Status MessageServiceImpl::GetMessage(
     grpc::ServerContext* context, const chat::v1::GetMessageRequest* request,
     chat::v1::Message* response) {
-  absl::StatusOr<std::string> user = Caller(*context);
+  absl::StatusOr<std::string> user = callers_->UserId(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
   absl::StatusOr<MessageRecord> message =
       messages_->Get(*user, request->conversation_id(), request->id());
@@ -167,7 +159,7 @@ Status MessageServiceImpl::GetMessage(
 Status MessageServiceImpl::UpdateMessage(
     grpc::ServerContext* context, const chat::v1::UpdateMessageRequest* request,
     chat::v1::Message* response) {
-  absl::StatusOr<std::string> user = Caller(*context);
+  absl::StatusOr<std::string> user = callers_->UserId(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
   absl::StatusOr<MessageChange> change = ChangeOf(*request);
   if (!change.ok()) return ToGrpcStatus(change.status());
@@ -181,7 +173,7 @@ Status MessageServiceImpl::UpdateMessage(
 Status MessageServiceImpl::DeleteMessage(
     grpc::ServerContext* context, const chat::v1::DeleteMessageRequest* request,
     google::protobuf::Empty* response) {
-  absl::StatusOr<std::string> user = Caller(*context);
+  absl::StatusOr<std::string> user = callers_->UserId(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
   return ToGrpcStatus(
       messages_->Delete(*user, request->conversation_id(), request->id()));
@@ -190,7 +182,7 @@ Status MessageServiceImpl::DeleteMessage(
 Status MessageServiceImpl::ClearMessages(
     grpc::ServerContext* context, const chat::v1::ClearMessagesRequest* request,
     google::protobuf::Empty* response) {
-  absl::StatusOr<std::string> user = Caller(*context);
+  absl::StatusOr<std::string> user = callers_->UserId(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
   return ToGrpcStatus(messages_->Clear(*user, request->conversation_id()));
 }
@@ -202,7 +194,7 @@ namespace chat::message {
 Status MessageServiceImpl::Chat(
     grpc::ServerContext* context, const chat::v1::ChatRequest* request,
     grpc::ServerWriter<chat::v1::ChatEvent>* writer) {
-  absl::StatusOr<std::string> user = Caller(*context);
+  absl::StatusOr<std::string> user = callers_->UserId(*context);
   if (!user.ok()) return ToGrpcStatus(user.status());
   GrpcChatSink sink(context, writer);
   return ToGrpcStatus(chats_->Run(*user, request->conversation_id(),

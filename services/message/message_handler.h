@@ -5,8 +5,7 @@
 // request, calls Messages, maps the result. No rules live here.
 
 #include "chat/v1/message.grpc.pb.h"
-#include "common/clock.h"
-#include "common/jwt.h"
+#include "common/caller.h"
 #include "services/message/chat.h"
 #include "services/message/messages.h"
 
@@ -15,11 +14,8 @@ namespace chat::message {
 class MessageServiceImpl final : public chat::v1::MessageService::Service {
  public:
   MessageServiceImpl(Messages* messages, Chats* chats,
-                     const JwtVerifier* verifier, const Clock* clock)
-      : messages_(messages),
-        chats_(chats),
-        verifier_(verifier),
-        clock_(clock) {}
+                     const CallerResolver* callers)
+      : messages_(messages), chats_(chats), callers_(callers) {}
 
   grpc::Status CreateMessage(grpc::ServerContext* context,
                              const chat::v1::CreateMessageRequest* request,
@@ -44,12 +40,9 @@ class MessageServiceImpl final : public chat::v1::MessageService::Service {
                     grpc::ServerWriter<chat::v1::ChatEvent>* writer) override;
 
  private:
-  absl::StatusOr<std::string> Caller(const grpc::ServerContext& context) const;
-
   Messages* messages_;
   Chats* chats_;
-  const JwtVerifier* verifier_;
-  const Clock* clock_;
+  const CallerResolver* callers_;
 };
 
 }  // namespace chat::message

@@ -151,25 +151,24 @@ absl::Status LockConversation(pqxx::work& tx, const std::string& user_id,
 }  // namespace
 
 std::vector<PreparedStatement> MessageStorage::Statements() {
-  std::vector<PreparedStatement> statements = {
-      {kAppend, kAppendSql},
-      {kGet, kGetSql},
-      {kListAscending, kListAscendingSql},
-      {kListDescending, kListDescendingSql},
-      {kConversationExists, kConversationExistsSql},
-      {kLockConversation, kLockConversationSql},
-      {kUpdate, kUpdateSql},
-      {kTouchConversation, kTouchConversationSql},
-      {kDelete, kDeleteSql},
-      {kUncount, kUncountSql},
-      {kClear, kClearSql},
-      {kUncountAll, kUncountAllSql},
-      {kUntitledFirstMessage, kUntitledFirstMessageSql},
-      {kSetTitle, kSetTitleSql},
-  };
-  for (const PreparedStatement& s : IdempotencyStatements())
-    statements.push_back(s);
-  return statements;
+  return WithStatements(
+      {
+          {kAppend, kAppendSql},
+          {kGet, kGetSql},
+          {kListAscending, kListAscendingSql},
+          {kListDescending, kListDescendingSql},
+          {kConversationExists, kConversationExistsSql},
+          {kLockConversation, kLockConversationSql},
+          {kUpdate, kUpdateSql},
+          {kTouchConversation, kTouchConversationSql},
+          {kDelete, kDeleteSql},
+          {kUncount, kUncountSql},
+          {kClear, kClearSql},
+          {kUncountAll, kUncountAllSql},
+          {kUntitledFirstMessage, kUntitledFirstMessageSql},
+          {kSetTitle, kSetTitleSql},
+      },
+      IdempotencyStatements());
 }
 
 absl::StatusOr<MessageRecord> MessageStorage::Append(

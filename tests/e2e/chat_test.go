@@ -23,17 +23,23 @@ var (
 
 // ChatStack is a stack whose message service asks the fake provider, with a
 // small context budget, a system prompt, a 1 s idle timeout and one stream
-// per user.
+// per user; its conversation and message services also accept tokens of an
+// external (Supabase-like) issuer.
 func ChatStack(t *testing.T) (*Stack, *FakeProvider) {
 	t.Helper()
 	chatOnce.Do(func() {
 		chatProvider = NewFakeProvider()
-		chatStack, chatErr = StartStack(map[string][]string{"message": {
-			"PROVIDER=openai", "PROVIDER_BASE_URL=" + chatProvider.URL + "/v1",
-			"PROVIDER_API_KEY=" + providerKey, "PROVIDER_MODEL=fake-model-1",
-			"PROVIDER_IDLE_TIMEOUT=1s", "SYSTEM_PROMPT=You are a test assistant.",
-			"CONTEXT_BUDGET_CHARS=400", "MAX_STREAMS_PER_USER=1",
-		}})
+		external := []string{"EXTERNAL_JWT_ISSUER=" + externalIssuer,
+			"EXTERNAL_JWT_SECRET=" + externalSecret}
+		chatStack, chatErr = StartStack(map[string][]string{
+			"conversation": external,
+			"message": append([]string{
+				"PROVIDER=openai", "PROVIDER_BASE_URL=" + chatProvider.URL + "/v1",
+				"PROVIDER_API_KEY=" + providerKey, "PROVIDER_MODEL=fake-model-1",
+				"PROVIDER_IDLE_TIMEOUT=1s", "SYSTEM_PROMPT=You are a test assistant.",
+				"CONTEXT_BUDGET_CHARS=400", "MAX_STREAMS_PER_USER=1",
+			}, external...),
+		})
 	})
 	if chatErr != nil {
 		t.Fatalf("starting the chat stack: %v", chatErr)

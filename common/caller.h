@@ -1,0 +1,54 @@
+#ifndef CHAT_COMMON_CALLER_H_
+#define CHAT_COMMON_CALLER_H_
+
+// Who is calling a conversation or message service: the user of a verified
+// bearer token, ours or the configured external provider's (whose profile
+// row is created on first sight).
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "common/db.h"
+#include "common/external_jwt.h"
+#include "common/external_users.h"
+#include "common/jwks_client.h"
+#include "common/jwt.h"
+#include "grpcpp/server_context.h"
+
+namespace chat {
+
+class CallerResolver {
+ public:
+  // `external_users` may be null when no external issuer is configured.
+  CallerResolver(const AccessTokenVerifier* verifier,
+                 ExternalUsers* external_users, const Clock* clock)
+      : verifier_(verifier), external_users_(external_users), clock_(clock) {}
+
+  // The caller's user id; UNAUTHENTICATED without a valid token.
+  absl::StatusOr<std::string> UserId(
+      const grpc::ServerContextBase& context) const;
+
+ private:
+  const AccessTokenVerifier* verifier_;
+  ExternalUsers* external_users_;
+  const Clock* clock_;
+};
+
+// The token verification of a service, from its flags and environment: our
+// tokens through the auth service's JWK Set, plus the external issuer when
+// --external_issuer is set (secret EXTERNAL_JWT_SECRET, or
+// --external_public_key_file).
+struct TokenVerification {
+  std::unique_ptr<JwksClient> jwks;
+  std::unique_ptr<JwtVerifier> own;
+  std::unique_ptr<ExternalJwtVerifier> external;  // null when not configured
+  std::unique_ptr<FederatedVerifier> verifier;
+
+  static absl::StatusOr<TokenVerification> FromFlags();
+};
+
+}  // namespace chat
+
+#endif  // CHAT_COMMON_CALLER_H_
