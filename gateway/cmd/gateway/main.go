@@ -58,8 +58,11 @@ func run(cfg config.Config, log *slog.Logger) error {
 	}()
 	dial := func(addr string) (*grpc.ClientConn, error) {
 		// Internal traffic on the same host or cluster network: no TLS.
+		// round_robin spreads calls over every address a (headless,
+		// dns:///) name resolves to, instead of pinning one replica.
 		c, err := grpc.NewClient(addr,
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
 			grpc.WithUserAgent("chat-gateway"),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMsgBytes)))
 		if err == nil {

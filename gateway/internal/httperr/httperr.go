@@ -105,6 +105,35 @@ func Scrub(st *status.Status) *status.Status {
 	return st
 }
 
+// ScrubEvent readies an error that a service wrote into a stream itself (the
+// `error` event of a Chat stream) for a client: the request id is the
+// gateway's, a code name outside the gRPC set becomes UNKNOWN, and INTERNAL,
+// UNKNOWN and DATA_LOSS get the fixed message and no details, as in Scrub.
+// UNAVAILABLE, DEADLINE_EXCEEDED and CANCELLED keep the service's message:
+// they are replaced in statuses only because the gRPC transport makes them
+// too, and it never writes an event. It returns a new Error and whether the
+// message was replaced; e is not changed.
+func ScrubEvent(e *chatv1.Error, requestID string) (*chatv1.Error, bool) {
+	c := codes.Unknown
+	if v, ok := code.Code_value[e.GetCode()]; ok && v != int32(code.Code_OK) {
+		c = codes.Code(v)
+	}
+	out := &chatv1.Error{
+		Code:      CodeName(c),
+		Message:   e.GetMessage(),
+		Details:   e.GetDetails(),
+		RequestId: requestID,
+	}
+	switch c {
+	case codes.Internal, codes.Unknown, codes.DataLoss:
+		out.Message, out.Details = fixedMessages[c], nil
+	}
+	if out.Details == nil {
+		out.Details = []*chatv1.FieldViolation{}
+	}
+	return out, out.Message != e.GetMessage()
+}
+
 // Error is a failed REST answer, ready to write.
 type Error struct {
 	// HTTPStatus is the status line; it matches Envelope.Error.Code.

@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	chatv1 "github.com/chat-backend/gateway/gen/chat/v1"
 )
 
 // Every gRPC code: its HTTP status, its name, and whether its message may
@@ -114,6 +116,46 @@ func TestScrubbedStatusDropsDetails(t *testing.T) {
 	body := decode(t, FromStatus(st, "r").Marshal())
 	if got := compact(t, body["error"]["details"]); got != "[]" {
 		t.Errorf("details = %s, want []", got)
+	}
+}
+
+func TestScrubEvent(t *testing.T) {
+	const secret = "/var/lib/postgresql: corrupt page"
+	violation := []*chatv1.FieldViolation{{Field: "model", Description: "unknown model"}}
+	for _, tc := range []struct {
+		code, message string
+		details       []*chatv1.FieldViolation
+		wantCode      string
+		wantMessage   string
+		wantDetails   int
+	}{
+		// The service's own words, not the transport's: they pass.
+		{"UNAVAILABLE", "the model provider cannot be reached", nil, "UNAVAILABLE", "the model provider cannot be reached", 0},
+		{"DEADLINE_EXCEEDED", "the model provider timed out", nil, "DEADLINE_EXCEEDED", "the model provider timed out", 0},
+		{"INVALID_ARGUMENT", "validation failed", violation, "INVALID_ARGUMENT", "validation failed", 1},
+		// Codes that can carry internals never do.
+		{"INTERNAL", secret, violation, "INTERNAL", "internal error", 0},
+		{"UNKNOWN", secret, nil, "UNKNOWN", "internal error", 0},
+		{"DATA_LOSS", secret, nil, "DATA_LOSS", "internal error", 0},
+		{"OK", secret, nil, "UNKNOWN", "internal error", 0},
+		{"", secret, nil, "UNKNOWN", "internal error", 0},
+		{"invalid_argument", secret, nil, "UNKNOWN", "internal error", 0},
+	} {
+		in := &chatv1.Error{Code: tc.code, Message: tc.message, Details: tc.details, RequestId: "theirs"}
+		got, replaced := ScrubEvent(in, "rid-1")
+		if got.GetCode() != tc.wantCode || got.GetMessage() != tc.wantMessage ||
+			len(got.GetDetails()) != tc.wantDetails || got.GetRequestId() != "rid-1" {
+			t.Errorf("%s %q: got %v", tc.code, tc.message, got)
+		}
+		if replaced != (tc.message != tc.wantMessage) {
+			t.Errorf("%s %q: replaced = %v", tc.code, tc.message, replaced)
+		}
+		if got.Details == nil {
+			t.Errorf("%s: details is nil, want an empty list", tc.code)
+		}
+		if in.GetRequestId() != "theirs" || in.GetMessage() != tc.message {
+			t.Errorf("%s: the input was changed: %v", tc.code, in)
+		}
 	}
 }
 

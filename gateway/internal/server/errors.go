@@ -32,20 +32,33 @@ func (s *server) handleError(ctx context.Context, _ *runtime.ServeMux, _ runtime
 		// The mux's own: a path with a malformed %-escape (400).
 		e = s.routingError(httpErr.HTTPStatus, r, id)
 	default:
-		st := status.Convert(err)
-		e = httperr.FromStatus(st, id)
-		if e.Envelope.GetError().GetMessage() != st.Message() {
-			// Scrubbed: the original is for operators only.
-			method, _ := runtime.RPCMethod(ctx)
-			s.log.LogAttrs(r.Context(), slog.LevelWarn, "upstream error",
-				slog.String("request_id", id),
-				slog.String("rpc", method),
-				slog.String("code", httperr.CodeName(st.Code())),
-				slog.String("error", st.Message()))
-		}
+		e = s.upstreamError(ctx, err, id)
 	}
 	state.grpcCode = e.Envelope.GetError().GetCode()
 	httperr.Write(w, e)
+}
+
+// upstreamError builds the answer for an error of a gRPC call (httperr's
+// mapping and scrubbing) and logs the original of a scrubbed message. The
+// error handler and the Chat stream (chat.go) share it.
+func (s *server) upstreamError(ctx context.Context, err error, requestID string) *httperr.Error {
+	st := status.Convert(err)
+	e := httperr.FromStatus(st, requestID)
+	if e.Envelope.GetError().GetMessage() != st.Message() {
+		// Scrubbed: the original is for operators only.
+		s.logUpstream(ctx, "upstream error", requestID, httperr.CodeName(st.Code()), st.Message())
+	}
+	return e
+}
+
+// logUpstream logs an upstream error that the client does not see as it is.
+func (s *server) logUpstream(ctx context.Context, msg, requestID, code, message string) {
+	method, _ := runtime.RPCMethod(ctx)
+	s.log.LogAttrs(ctx, slog.LevelWarn, msg,
+		slog.String("request_id", requestID),
+		slog.String("rpc", method),
+		slog.String("code", code),
+		slog.String("error", message))
 }
 
 // handleRoutingError answers requests that matched no route: 404 NOT_FOUND,
@@ -72,21 +85,4 @@ func (s *server) routingError(httpStatus int, r *http.Request, id string) *httpe
 	default:
 		return httperr.New(http.StatusInternalServerError, codes.Internal, "internal error", id)
 	}
-}
-
-// handleStreamError shapes an error in the middle of a Chat stream. Until the
-// SSE work replaces grpc-gateway's stream framing, it only makes sure the
-// message follows the same scrubbing rules as every other answer.
-func (s *server) handleStreamError(ctx context.Context, err error) *status.Status {
-	st := status.Convert(err)
-	scrubbed := httperr.Scrub(st)
-	if scrubbed != st {
-		method, _ := runtime.RPCMethod(ctx)
-		s.log.LogAttrs(ctx, slog.LevelWarn, "upstream stream error",
-			slog.String("request_id", requestid.FromContext(ctx)),
-			slog.String("rpc", method),
-			slog.String("code", httperr.CodeName(st.Code())),
-			slog.String("error", st.Message()))
-	}
-	return scrubbed
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -130,5 +131,39 @@ func TestRecorderKeepsFlushing(t *testing.T) {
 	}
 	if got := rec.Unwrap(); got != w {
 		t.Errorf("Unwrap() = %v", got)
+	}
+
+	// A writer that cannot flush says so instead of failing silently.
+	rec = &recorder{ResponseWriter: struct{ http.ResponseWriter }{httptest.NewRecorder()}}
+	if err := http.NewResponseController(rec).Flush(); !errors.Is(err, http.ErrNotSupported) {
+		t.Errorf("Flush of a writer without Flush = %v, want http.ErrNotSupported", err)
+	}
+}
+
+func TestAcceptsEventStream(t *testing.T) {
+	for accept, want := range map[string]bool{
+		"":                                 false,
+		"application/json":                 false,
+		"*/*":                              false,
+		"text/event-stream":                true,
+		"TEXT/Event-Stream; charset=utf-8": true,
+		"application/json, text/event-stream;q=0.5": true,
+		"text/event-stream;q=0":                     false,
+		"text/event-stream;q=0.0, */*":              false,
+		"text/event-streams":                        false,
+		"text/event-stream;q=bad":                   true,
+		",,text/event-stream":                       true,
+	} {
+		h := http.Header{}
+		if accept != "" {
+			h.Set("Accept", accept)
+		}
+		if got := acceptsEventStream(h); got != want {
+			t.Errorf("Accept %q: %v, want %v", accept, got, want)
+		}
+	}
+	h := http.Header{"Accept": {"application/json", "text/event-stream"}}
+	if !acceptsEventStream(h) {
+		t.Error("a second Accept header line is ignored")
 	}
 }

@@ -179,11 +179,15 @@ func (r *recorder) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func (r *recorder) Flush() {
+// FlushError is what http.ResponseController.Flush calls: it reports a flush
+// that failed (a client that went away) instead of hiding it.
+func (r *recorder) FlushError() error {
 	if !r.wroteHeader {
 		r.WriteHeader(http.StatusOK)
 	}
-	_ = http.NewResponseController(r.ResponseWriter).Flush()
+	return http.NewResponseController(r.ResponseWriter).Flush()
 }
+
+func (r *recorder) Flush() { _ = r.FlushError() }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

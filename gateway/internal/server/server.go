@@ -9,7 +9,8 @@
 //	cors        only when origins are configured
 //	bodyLimit   400 for bodies over MaxBodyBytes
 //	putAsPatch  PUT on an update route is served by its PATCH binding
-//	runtime.ServeMux  generated handlers + /healthz /readyz /metrics /openapi.json
+//	runtime.ServeMux  generated handlers, Chat's own (chat.go),
+//	                  /healthz /readyz /metrics /openapi.json
 //
 // The mux answers every failure through one error handler (errors.go), so
 // routing errors, malformed bodies, gateway checks and upstream statuses all
@@ -120,7 +121,6 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, newJSONMarshaler()),
 		runtime.WithErrorHandler(s.handleError),
 		runtime.WithRoutingErrorHandler(s.handleRoutingError),
-		runtime.WithStreamErrorHandler(s.handleStreamError),
 		runtime.WithForwardResponseOption(setSuccessStatus),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
 		runtime.WithOutgoingHeaderMatcher(dropHeader),
@@ -136,7 +136,13 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 	if err := chatv1.RegisterConversationServiceHandlerClient(ctx, mux, chatv1.NewConversationServiceClient(up.Conversation)); err != nil {
 		return nil, err
 	}
-	if err := chatv1.RegisterMessageServiceHandlerClient(ctx, mux, chatv1.NewMessageServiceClient(up.Message)); err != nil {
+	messages := chatv1.NewMessageServiceClient(up.Message)
+	if err := chatv1.RegisterMessageServiceHandlerClient(ctx, mux, messages); err != nil {
+		return nil, err
+	}
+	// Registered after the generated handlers, so it serves the route
+	// (chat.go).
+	if err := mux.HandlePath(http.MethodPost, chatPath, s.chat(mux, messages)); err != nil {
 		return nil, err
 	}
 	for path, h := range map[string]http.HandlerFunc{
@@ -172,11 +178,15 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 	return h, nil
 }
 
-// newJSONMarshaler answers snake_case JSON with every field present (false, 0
-// and "" included) and rejects request bodies with unknown fields.
+// jsonOutput is how every answer is written: snake_case, every field present
+// (false, 0 and "" included).
+var jsonOutput = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
+
+// newJSONMarshaler answers JSON as jsonOutput writes it and rejects request
+// bodies with unknown fields.
 func newJSONMarshaler() runtime.Marshaler {
 	return &jsonMarshaler{JSONPb: &runtime.JSONPb{
-		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+		MarshalOptions:   jsonOutput,
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 	}}
 }
