@@ -29,8 +29,9 @@ absl::StatusOr<TokenVerification> TokenVerification::FromFlags() {
                     .audience = absl::GetFlag(FLAGS_token_audience)});
   if (const std::string issuer = absl::GetFlag(FLAGS_external_issuer);
       !issuer.empty()) {
-    ExternalIssuerOptions options{
-        .issuer = issuer, .audience = absl::GetFlag(FLAGS_external_audience)};
+    ExternalIssuerOptions options;
+    options.issuer = issuer;
+    options.audience = absl::GetFlag(FLAGS_external_audience);
     options.hs256_secret = ReadSecret("EXTERNAL_JWT_SECRET").value_or("");
     if (const std::string path = absl::GetFlag(FLAGS_external_public_key_file);
         !path.empty()) {

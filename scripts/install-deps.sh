@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages that building, `make run` and `make test`
+# need, and only those that are missing: with everything present it prints
+# nothing and changes nothing. Run as root to install; as another user it
+# prints the apt-get command to run and fails. Go is not a Debian package
+# here: it must already be on PATH (or in /usr/local/go/bin).
+set -euo pipefail
+
+readonly PACKAGES=(
+  build-essential cmake ninja-build pkg-config
+  protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
+  libabsl-dev libpqxx-dev libssl-dev libargon2-dev libcurl4-openssl-dev
+  libgtest-dev libgmock-dev
+  postgresql-15 postgresql-contrib
+  openssl clang-format
+  # scripts/run.sh polls /readyz with it, and its banner's examples use it.
+  curl
+)
+
+missing=()
+installed=" $(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PACKAGES[@]}" 2>/dev/null |
+  awk '$2 == "installed" { printf "%s ", $1 }' || true)"
+for package in "${PACKAGES[@]}"; do
+  [[ "$installed" == *" $package "* ]] || missing+=("$package")
+done
+
+if ((${#missing[@]} > 0)); then
+  if ((EUID != 0)); then
+    echo "install-deps: missing Debian packages: ${missing[*]}" >&2
+    echo "install-deps: install them as root with:" >&2
+    echo "  sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+  if [[ -x /usr/local/go/bin/go ]]; then
+    echo "install-deps: go is in /usr/local/go/bin but not on PATH; run: export PATH=\$PATH:/usr/local/go/bin" >&2
+  else
+    echo "install-deps: the Go toolchain (go) is not installed; the gateway and the end-to-end tests need it. Install Go 1.24 or newer from https://go.dev/dl/ and put it on PATH." >&2
+  fi
+  exit 1
+fi
