@@ -55,6 +55,14 @@ std::string RequestHash(absl::string_view method,
       absl::string_view(reinterpret_cast<char*>(digest), length));
 }
 
+absl::StatusOr<std::optional<IdempotencyKey>> IdempotencyKeyFor(
+    absl::string_view key, absl::string_view method,
+    const std::vector<std::string>& fields) {
+  if (key.empty()) return std::nullopt;
+  if (absl::Status s = ValidateIdempotencyKey(key); !s.ok()) return s;
+  return IdempotencyKey{std::string(key), RequestHash(method, fields)};
+}
+
 absl::StatusOr<IdempotencyClaim> ClaimIdempotencyKey(
     pqxx::work& tx, const std::string& user_id, const IdempotencyKey& key,
     const std::string& new_resource_id, absl::Time now) {

@@ -7,6 +7,7 @@
 // inside the caller's transaction, so the key and the resource commit
 // together; a concurrent duplicate waits on the key's row and then replays.
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,12 @@ absl::Status ValidateIdempotencyKey(absl::string_view key);
 // so that different splits of the same bytes differ.
 std::string RequestHash(absl::string_view method,
                         const std::vector<std::string>& fields);
+
+// The key of a create request: nullopt without one; INVALID_ARGUMENT when
+// malformed. The hash covers the method and the request's fields.
+absl::StatusOr<std::optional<IdempotencyKey>> IdempotencyKeyFor(
+    absl::string_view key, absl::string_view method,
+    const std::vector<std::string>& fields);
 
 // Claims key for the user. ALREADY_EXISTS when the key was used within the
 // window for another request.

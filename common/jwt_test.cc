@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/status_matchers.h"
+#include "common/test_keys.h"
 #include "gtest/gtest.h"
 #include "openssl/bio.h"
 #include "openssl/evp.h"
@@ -17,18 +18,6 @@ namespace {
 using ::chat::testing::IsOk;
 using ::chat::testing::StatusIs;
 using ::testing::HasSubstr;
-
-std::string NewRsaPem(int bits = 2048) {
-  EVP_PKEY* key = EVP_RSA_gen(bits);
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
-  char* data = nullptr;
-  long length = BIO_get_mem_data(bio, &data);
-  std::string pem(data, length);
-  BIO_free(bio);
-  EVP_PKEY_free(key);
-  return pem;
-}
 
 std::string PublicPem(const std::string& private_pem) {
   BIO* in = BIO_new_mem_buf(private_pem.data(), private_pem.size());
@@ -50,7 +39,9 @@ std::string B64(absl::string_view s) {
 
 class JwtTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { pem_ = new std::string(NewRsaPem()); }
+  static void SetUpTestSuite() {
+    pem_ = new std::string(::chat::testing::NewRsaPrivateKeyPem());
+  }
 
   void SetUp() override {
     auto signer = JwtSigner::FromPem(*pem_);
@@ -216,7 +207,7 @@ TEST_F(JwtTest, UnknownKidIsRejected) {
 }
 
 TEST_F(JwtTest, TokenOfAnotherKeyIsRejected) {
-  auto other = JwtSigner::FromPem(NewRsaPem());
+  auto other = JwtSigner::FromPem(::chat::testing::NewRsaPrivateKeyPem());
   ASSERT_THAT(other, IsOk());
   auto token = (*other)->Sign(Claims());
   ASSERT_THAT(token, IsOk());
@@ -274,7 +265,7 @@ TEST_F(JwtTest, KidIsTheRfc7638Thumbprint) {
 }
 
 TEST(JwtKeyTest, ShortRsaKeyIsRefused) {
-  EXPECT_THAT(JwtSigner::FromPem(NewRsaPem(1024)),
+  EXPECT_THAT(JwtSigner::FromPem(::chat::testing::NewRsaPrivateKeyPem(1024)),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("2048")));
   EXPECT_THAT(JwtSigner::FromPem("not a key"),
               StatusIs(absl::StatusCode::kInvalidArgument));

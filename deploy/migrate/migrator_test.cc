@@ -20,6 +20,7 @@
 #include "absl/strings/str_replace.h"
 #include "gtest/gtest.h"
 #include "pqxx/pqxx"
+#include "tests/integration/test_database.h"
 
 namespace chat::migrate {
 namespace {
@@ -52,35 +53,6 @@ class TempDir {
   fs::path path_;
 };
 
-// `url` (a libpq URL or key=value string) with some keywords replaced, as a
-// key=value string.
-std::string WithKeywords(
-    const std::string& url,
-    const std::vector<std::pair<std::string, std::string>>& set) {
-  char* error = nullptr;
-  PQconninfoOption* options = PQconninfoParse(url.c_str(), &error);
-  if (options == nullptr) {
-    PQfreemem(error);
-    return url;
-  }
-  std::string out;
-  auto append = [&out](const std::string& key, const std::string& value) {
-    absl::StrAppend(&out, out.empty() ? "" : " ", key, "='",
-                    absl::StrReplaceAll(value, {{"\\", "\\\\"}, {"'", "\\'"}}),
-                    "'");
-  };
-  for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
-    bool overridden = false;
-    for (const auto& [key, value] : set) overridden |= key == o->keyword;
-    if (!overridden && o->val != nullptr && *o->val != '\0') {
-      append(o->keyword, o->val);
-    }
-  }
-  for (const auto& [key, value] : set) append(key, value);
-  PQconninfoFree(options);
-  return out;
-}
-
 std::string RandomSuffix() {
   std::random_device random;
   return absl::StrCat(absl::Hex(random(), absl::kZeroPad8),
@@ -102,7 +74,8 @@ class MigratorTest : public ::testing::Test {
     pqxx::connection admin(server_url_);
     pqxx::nontransaction tx(admin);
     tx.exec0(absl::StrCat("CREATE DATABASE ", tx.quote_name(database_)));
-    url_ = WithKeywords(server_url_, {{"dbname", database_}});
+    url_ = chat::testing::WithConnectionKeywords(server_url_,
+                                                 {{"dbname", database_}});
   }
 
   void TearDown() override {
@@ -341,11 +314,11 @@ TEST_F(MigratorTest, SetsRolePasswordsAsScramSecrets) {
       Query<std::string>(
           "SELECT rolpassword FROM pg_authid WHERE rolname = 'chat_auth'"),
       "SCRAM-SHA-256$"));
-  pqxx::connection as_auth(
-      WithKeywords(url_, {{"user", "chat_auth"}, {"password", kRolePassword}}));
+  pqxx::connection as_auth(chat::testing::WithConnectionKeywords(
+      url_, {{"user", "chat_auth"}, {"password", kRolePassword}}));
   pqxx::nontransaction tx(as_auth);
   EXPECT_EQ(tx.exec1("SELECT current_user")[0].as<std::string>(), "chat_auth");
-  EXPECT_THROW(pqxx::connection(WithKeywords(
+  EXPECT_THROW(pqxx::connection(chat::testing::WithConnectionKeywords(
                    url_, {{"user", "chat_auth"}, {"password", "wrong"}})),
                pqxx::broken_connection);
 }

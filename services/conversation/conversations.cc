@@ -46,14 +46,10 @@ absl::StatusOr<ConversationRecord> Conversations::Create(
   ValidateMetadata("metadata", request.metadata, violations);
   RETURN_IF_ERROR(violations.ToStatus());
 
-  std::optional<IdempotencyKey> key;
-  if (!idempotency_key.empty()) {
-    RETURN_IF_ERROR(ValidateIdempotencyKey(idempotency_key));
-    key = IdempotencyKey{
-        idempotency_key,
-        RequestHash("CreateConversation",
-                    {request.title, MetadataToJson(request.metadata)})};
-  }
+  ASSIGN_OR_RETURN(
+      std::optional<IdempotencyKey> key,
+      IdempotencyKeyFor(idempotency_key, "CreateConversation",
+                        {request.title, MetadataToJson(request.metadata)}));
   const absl::Time now = ToMicroseconds(clock_->Now());
   ConversationRecord conversation{
       .id = NewUuidV7(now),

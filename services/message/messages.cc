@@ -50,15 +50,11 @@ absl::StatusOr<MessageRecord> Messages::Create(
   ValidateMetadata("metadata", request.metadata, violations);
   RETURN_IF_ERROR(violations.ToStatus());
 
-  std::optional<IdempotencyKey> key;
-  if (!idempotency_key.empty()) {
-    RETURN_IF_ERROR(ValidateIdempotencyKey(idempotency_key));
-    key = IdempotencyKey{
-        idempotency_key,
-        RequestHash("CreateMessage",
-                    {conversation_id, request.role, request.content,
-                     MetadataToJson(request.metadata)})};
-  }
+  ASSIGN_OR_RETURN(
+      std::optional<IdempotencyKey> key,
+      IdempotencyKeyFor(idempotency_key, "CreateMessage",
+                        {conversation_id, request.role, request.content,
+                         MetadataToJson(request.metadata)}));
   const absl::Time now = ToMicroseconds(clock_->Now());
   return storage_->Append(user_id,
                           MessageRecord{.id = NewUuidV7(now),

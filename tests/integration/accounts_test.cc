@@ -8,6 +8,7 @@
 #include "common/db.h"
 #include "common/errors.h"
 #include "common/status_matchers.h"
+#include "common/test_keys.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "openssl/evp.h"
@@ -26,18 +27,6 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-std::string NewRsaPem() {
-  EVP_PKEY* key = EVP_RSA_gen(2048);
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
-  char* data = nullptr;
-  long length = BIO_get_mem_data(bio, &data);
-  std::string pem(data, length);
-  BIO_free(bio);
-  EVP_PKEY_free(key);
-  return pem;
-}
-
 class AccountsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -49,7 +38,8 @@ class AccountsTest : public ::testing::Test {
                             .size = 4,
                             .statements = AuthStorage::Statements()});
     storage_ = std::make_unique<AuthStorage>(pool_.get());
-    static const std::string* pem = new std::string(NewRsaPem());
+    static const std::string* pem =
+        new std::string(::chat::testing::NewRsaPrivateKeyPem());
     signer_ = *JwtSigner::FromPem(*pem);
     keys_.Add(signer_->public_key());
     accounts_ = std::make_unique<Accounts>(

@@ -15,9 +15,9 @@ namespace {
 // Every service role gets this password in the throw-away cluster.
 constexpr char kRolePassword[] = "chat-test-role-password";
 
-// `url` (a libpq URL or key=value string) with some keywords replaced,
-// as a key=value connection string.
-std::string WithKeywords(
+}  // namespace
+
+std::string WithConnectionKeywords(
     const std::string& url,
     const std::vector<std::pair<std::string, std::string>>& set) {
   char* error = nullptr;
@@ -42,8 +42,6 @@ std::string WithKeywords(
   PQconninfoFree(options);
   return out;
 }
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<TestDatabase>> TestDatabase::Create() {
   const char* server_url = std::getenv("TEST_DATABASE_URL");
@@ -75,7 +73,7 @@ absl::StatusOr<std::unique_ptr<TestDatabase>> TestDatabase::Create() {
 TestDatabase::TestDatabase(std::string server_url, std::string name)
     : server_url_(std::move(server_url)),
       name_(std::move(name)),
-      admin_url_(WithKeywords(server_url_, {{"dbname", name_}})) {}
+      admin_url_(WithConnectionKeywords(server_url_, {{"dbname", name_}})) {}
 
 TestDatabase::~TestDatabase() {
   try {
@@ -89,7 +87,7 @@ TestDatabase::~TestDatabase() {
 }
 
 std::string TestDatabase::RoleUrl(absl::string_view role) const {
-  return WithKeywords(
+  return WithConnectionKeywords(
       admin_url_, {{"user", std::string(role)}, {"password", kRolePassword}});
 }
 

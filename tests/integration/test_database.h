@@ -7,11 +7,19 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
 namespace chat::testing {
+
+// `url` (a libpq URL or key=value string) with the given keywords replaced,
+// as a key=value connection string: another database, user or password.
+std::string WithConnectionKeywords(
+    const std::string& url,
+    const std::vector<std::pair<std::string, std::string>>& keywords);
 
 class TestDatabase {
  public:
