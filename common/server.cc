@@ -8,6 +8,7 @@
 #include <mutex>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/request_context.h"
@@ -32,6 +33,12 @@ class AccessLogInterceptor final : public grpc::experimental::Interceptor {
     if (methods->QueryInterceptionHookPoint(
             InterceptionHookPoints::PRE_SEND_STATUS)) {
       const grpc::Status status = methods->GetSendStatus();
+      // Probes poll every second or two; only their failures are news.
+      if (status.ok() &&
+          absl::StartsWith(info_->method(), "/grpc.health.v1.Health/")) {
+        methods->Proceed();
+        return;
+      }
       const std::string millis =
           absl::StrCat(absl::ToDoubleMilliseconds(absl::Now() - start_));
       const std::string code = absl::StrCat(status.error_code());
