@@ -4,6 +4,7 @@
 #                gRPC services and the gateway on http://127.0.0.1:8080
 #   make test    build, then every test against a throw-away PostgreSQL
 #   make build   C++ services and tools into build/, the gateway into build/bin/
+#   make bench   load a private stack with ghz, wrk and pgbench; prints a table
 #   make deps    install missing Debian packages (scripts/install-deps.sh)
 #   make fmt     clang-format and gofmt the sources in place
 #   make clean   remove build outputs (never .data/, which holds your data)
@@ -25,7 +26,7 @@ PRUNE       := \( -path ./$(BUILD_DIR) -o -path ./.data -o -path ./.git \
 CXX_SOURCES  = $(shell find . $(PRUNE) -type f \( -name '*.cc' -o -name '*.h' \) -print)
 GO_SOURCES   = $(shell find . $(PRUNE) -type f -name '*.go' -print)
 
-.PHONY: all deps build run test fmt clean
+.PHONY: all deps build run test bench fmt clean
 all: build
 
 deps:
@@ -41,6 +42,9 @@ run: build
 
 test: build
 	@BUILD_DIR=$(abspath $(BUILD_DIR)) scripts/test.sh
+
+bench: build
+	@BUILD_DIR=$(abspath $(BUILD_DIR)) bash bench/run.sh
 
 fmt:
 	clang-format -i $(CXX_SOURCES)

@@ -44,8 +44,9 @@ absl::StatusOr<TokenVerification> TokenVerification::FromFlags() {
     if (!external.ok()) return external.status();
     v.external = *std::move(external);
   }
-  v.verifier =
+  v.federated =
       std::make_unique<FederatedVerifier>(v.own.get(), v.external.get());
+  v.verifier = std::make_unique<CachingVerifier>(v.federated.get());
   return v;
 }
 

@@ -15,6 +15,7 @@
 #include "common/external_users.h"
 #include "common/jwks_client.h"
 #include "common/jwt.h"
+#include "common/token_cache.h"
 #include "grpcpp/server_context.h"
 
 namespace chat {
@@ -44,7 +45,8 @@ struct TokenVerification {
   std::unique_ptr<JwksClient> jwks;
   std::unique_ptr<JwtVerifier> own;
   std::unique_ptr<ExternalJwtVerifier> external;  // null when not configured
-  std::unique_ptr<FederatedVerifier> verifier;
+  std::unique_ptr<FederatedVerifier> federated;
+  std::unique_ptr<CachingVerifier> verifier;  // what callers use
 
   static absl::StatusOr<TokenVerification> FromFlags();
 };

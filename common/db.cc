@@ -8,6 +8,11 @@ namespace {
 
 constexpr int kMaxAttempts = 3;
 
+// Every transaction of a user starts with it, so it is prepared once per
+// connection rather than parsed and planned each time.
+constexpr char kSetUser[] = "db_set_user";
+constexpr char kSetUserSql[] = "SELECT set_config('app.user_id', $1, true)";
+
 bool IsRetryable(const std::exception& error) {
   return dynamic_cast<const pqxx::broken_connection*>(&error) != nullptr ||
          dynamic_cast<const pqxx::serialization_failure*>(&error) != nullptr ||
@@ -34,6 +39,7 @@ DbPool::~DbPool() = default;
 absl::StatusOr<std::unique_ptr<pqxx::connection>> DbPool::Connect() {
   try {
     auto conn = std::make_unique<pqxx::connection>(options_.url);
+    conn->prepare(kSetUser, kSetUserSql);
     for (const PreparedStatement& statement : options_.statements) {
       conn->prepare(statement.name, statement.sql);
     }
@@ -95,8 +101,7 @@ absl::Status DbPool::Transact(absl::string_view user_id, const Body& body) {
     try {
       pqxx::work tx(**conn);
       if (!user_id.empty()) {
-        tx.exec_params("SELECT set_config('app.user_id', $1, true)",
-                       std::string(user_id));
+        tx.exec_prepared(kSetUser, std::string(user_id));
       }
       absl::Status status = body(tx);
       if (status.ok()) {

@@ -47,6 +47,7 @@ std::string MetadataToJson(const Metadata& metadata) {
 }
 
 absl::StatusOr<Metadata> MetadataFromJson(absl::string_view json) {
+  if (json == "{}") return Metadata{};  // most rows: no parse needed
   absl::StatusOr<google::protobuf::Struct> parsed = ParseJsonObject(json);
   if (!parsed.ok()) return parsed.status();
   Metadata metadata;

@@ -1,0 +1,3 @@
+module github.com/chat-backend/bench/tool
+
+go 1.24

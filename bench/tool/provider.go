@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// chunk is one `data:` event of an OpenAI Chat Completions stream.
+func chunk(text string) string {
+	b, _ := json.Marshal(map[string]any{
+		"id": "chatcmpl-bench", "object": "chat.completion.chunk", "model": "bench-model",
+		"choices": []any{map[string]any{"index": 0, "delta": map[string]any{"content": text}}},
+	})
+	return "data: " + string(b) + "\n\n"
+}
+
+const finalChunks = `data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","model":"bench-model","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}
+
+data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","model":"bench-model","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}
+
+data: [DONE]
+
+`
+
+// holdMarker in the last message makes the provider send its first chunk and
+// then wait for POST /release (or for the caller to hang up).
+const holdMarker = "[hold]"
+
+// provider: a fake OpenAI-compatible server on loopback. Every reply: the
+// response headers at once, the first chunk after -first-delay, then
+// -chunks-1 more chunks -interval apart, then finish_reason, usage and
+// [DONE]. GET /stats answers {"active": replies under way, "served": total}.
+// It exits by itself after -lifetime.
+func cmdProvider(args []string) error {
+	fs := flag.NewFlagSet("provider", flag.ExitOnError)
+	listen := fs.String("listen", "127.0.0.1:0", "address")
+	firstDelay := fs.Duration("first-delay", 50*time.Millisecond, "time to the first chunk")
+	interval := fs.Duration("interval", 10*time.Millisecond, "time between chunks")
+	chunks := fs.Int("chunks", 5, "content chunks per reply")
+	lifetime := fs.Duration("lifetime", 15*time.Minute, "exit after this long")
+	fs.Parse(args)
+
+	var active, served atomic.Int64
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Stream   bool `json:"stream"`
+			Messages []struct {
+				Content string `json:"content"`
+			} `json:"messages"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || !body.Stream {
+			http.Error(w, `{"error":{"message":"want a streaming chat completion"}}`, http.StatusBadRequest)
+			return
+		}
+		active.Add(1)
+		defer active.Add(-1)
+		defer served.Add(1)
+		hold := len(body.Messages) > 0 &&
+			strings.Contains(body.Messages[len(body.Messages)-1].Content, holdMarker)
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-cache")
+		flusher := w.(http.Flusher)
+		flusher.Flush()
+		ctx := r.Context()
+		wait := func(d time.Duration) bool {
+			t := time.NewTimer(d)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		send := func(s string) {
+			fmt.Fprint(w, s)
+			flusher.Flush()
+		}
+		if !wait(*firstDelay) {
+			return
+		}
+		send(chunk("Hello"))
+		if hold {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return
+			}
+		}
+		for i := 1; i < *chunks; i++ {
+			if !wait(*interval) {
+				return
+			}
+			send(chunk(fmt.Sprintf(" word%d", i)))
+		}
+		send(finalChunks)
+	})
+	mux.HandleFunc("POST /release", func(w http.ResponseWriter, r *http.Request) {
+		releaseOnce.Do(func() { close(release) })
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"active":%d,"served":%d}`, active.Load(), served.Load())
+	})
+	l, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	log.Printf("fake provider on http://%s/v1 (first chunk after %v, %d chunks %v apart)",
+		l.Addr(), *firstDelay, *chunks, *interval)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	time.AfterFunc(*lifetime, func() {
+		log.Printf("lifetime of %v is over; exiting", *lifetime)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		os.Exit(0)
+	})
+	return srv.Serve(l)
+}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Targets of issues 3 and 4, as ratios within one run.
+const (
+	minGRPCOverPgAppend = 0.60 // gRPC append throughput ≥ 60% of pgbench's
+	minRESTOverGRPC     = 0.50 // REST append throughput ≥ 50% of gRPC's
+	maxDeepOverFirst    = 1.20 // deep page p50 ≤ 1.2x the first page's
+)
+
+// report prints one markdown table: the load rows, the chat rows, the memory
+// rows, the ratios with PASS or MISS, and the machine.
+func cmdReport(args []string) error {
+	fs := flag.NewFlagSet("report", flag.ExitOnError)
+	resultsFile := fs.String("results", "", "results file")
+	fs.Parse(args)
+	r, err := readResults(*resultsFile)
+	if err != nil {
+		return err
+	}
+	num := func(k string) (float64, bool) {
+		v, err := strconv.ParseFloat(r[k], 64)
+		return v, err == nil
+	}
+	get := func(k string) string {
+		if v, ok := r[k]; ok && v != "" {
+			return v
+		}
+		return "n/a"
+	}
+	var b strings.Builder
+	row := func(cells ...string) { fmt.Fprintf(&b, "| %s |\n", strings.Join(cells, " | ")) }
+
+	conc := get("config.concurrency")
+	fmt.Fprintf(&b, "Concurrency %s: requests in flight from each load tool (wrk and pgbench: "+
+		"%s connections; ghz: %s HTTP/2 connection(s)), and the message service's DB_POOL_SIZE. "+
+		"%s s per measurement after a %s s warm-up; listings read pages of 50 from a "+
+		"conversation of %s messages. CPU in %% of one core over the measurement; other = busy "+
+		"time of the machine that none of the listed processes used (other tenants).\n\n",
+		conc, conc, get("config.ghz_connections"), get("config.duration"), get("config.warmup"),
+		thousands(get("config.messages")))
+	row("measurement", "tool", "result", "p50 ms", "p99 ms", "non-OK", "CPU % msg / gw / pg / tool / other")
+	row("---", "---", "---:", "---:", "---:", "---:", "---")
+
+	cpu := func(p string) string {
+		if _, ok := r[p+".cpu_machine"]; !ok {
+			return ""
+		}
+		return fmt.Sprintf("%s / %s / %s / %s / %s", get(p+".cpu_message"), get(p+".cpu_gateway"),
+			get(p+".cpu_postgres"), get(p+".cpu_tool"), get(p+".cpu_other"))
+	}
+	errs := func(p string) string {
+		e := get(p + ".errors")
+		if d, ok := r[p+".error_detail"]; ok && e != "0" {
+			e += " (" + d + ")"
+		}
+		return e
+	}
+	load := func(p, what, tool string) {
+		rate := get(p + ".rate")
+		if v, ok := num(p + ".rate"); ok {
+			rate = thousands(strconv.Itoa(int(v+0.5))) + " /s"
+		}
+		row(what, tool, rate, get(p+".p50_ms"), get(p+".p99_ms"), errs(p), cpu(p))
+	}
+	deep := thousands(get("config.deep_seq"))
+	load("append.grpc", "append a message", "gRPC, ghz")
+	load("append.rest", "append a message", "REST, wrk")
+	load("append.pg", "append a message: the service's SQL", "pgbench")
+	load("list1.grpc", "list, first page", "gRPC, ghz")
+	load("list1.rest", "list, first page", "REST, wrk")
+	load("list1.pg", "list, first page: the service's SQL", "pgbench")
+	load("listdeep.grpc", "list, page after message "+deep, "gRPC, ghz")
+	load("listdeep.rest", "list, page after message "+deep, "REST, wrk")
+	load("listdeep.pg", "list, page after message "+deep+": the service's SQL", "pgbench")
+
+	if stored, ok := r["append.check.stored"]; ok {
+		verdict := "exact"
+		if stored != r["append.check.counted"] {
+			verdict = "**MISMATCH**"
+		}
+		row("appended messages stored vs the conversations' message_count", "SQL after the runs",
+			thousands(stored)+" stored", "", "", "", fmt.Sprintf("message_count sum %s: %s",
+				thousands(get("append.check.counted")), verdict))
+	}
+	n := get("ttfb.n")
+	row("chat reply, first content chunk: provider alone", "Go client, sequential", "n = "+n,
+		get("ttfb.provider.p50_ms"), get("ttfb.provider.p99_ms"), "", "")
+	row("chat reply through the stack, first SSE event (stored user message)", "REST SSE, sequential",
+		"n = "+n, get("ttfb.event.p50_ms"), get("ttfb.event.p99_ms"), "", "")
+	overhead := "n/a"
+	if a, ok1 := num("ttfb.delta.p50_ms"); ok1 {
+		if p, ok2 := num("ttfb.provider.p50_ms"); ok2 {
+			overhead = fmt.Sprintf("+%.1f ms over the provider", a-p)
+		}
+	}
+	row("chat reply through the stack, first delta", "REST SSE, sequential", overhead,
+		get("ttfb.delta.p50_ms"), get("ttfb.delta.p99_ms"), errs("ttfb"), "")
+
+	streams := get("streams.n")
+	for _, name := range []string{"message", "gateway", "auth", "conversation"} {
+		idle, ok1 := num("streams." + name + ".idle_kib")
+		open, ok2 := num("streams." + name + ".open_kib")
+		after, _ := num("streams." + name + ".after_kib")
+		if !ok1 || !ok2 {
+			continue
+		}
+		count, _ := num("streams.n")
+		perStream := ""
+		if count > 0 {
+			perStream = fmt.Sprintf(", %+.0f KiB a stream", (open-idle)/count)
+		}
+		row(fmt.Sprintf("RSS of chat-%s with %s chat streams open", name, thousands(streams)),
+			"/proc VmRSS", fmt.Sprintf("%.1f MiB", open/1024),
+			"", "", "", fmt.Sprintf("idle %.1f MiB, after release %.1f MiB%s; threads %s → %s → %s",
+				idle/1024, after/1024, perStream, get("streams."+name+".idle_threads"),
+				get("streams."+name+".open_threads"), get("streams."+name+".after_threads")))
+	}
+	row(fmt.Sprintf("chat streams opened and held (first delta received)"), "REST SSE, Go client",
+		fmt.Sprintf("%s of %s in %s s", get("streams.opened"), streams, get("streams.open_seconds")),
+		"", "", errs("streams"), "ended with done: "+get("streams.done"))
+
+	ratio := func(what, num1, num2 string, min, max float64, percent bool) {
+		a, ok1 := num(num1)
+		c, ok2 := num(num2)
+		if !ok1 || !ok2 || c == 0 {
+			row("**"+what+"**", "ratio", "n/a", "", "", "", "MISS (not measured)")
+			return
+		}
+		v := a / c
+		verdict := "PASS"
+		if (min > 0 && v < min) || (max > 0 && v > max) {
+			verdict = "MISS"
+		}
+		var value, target string
+		if percent {
+			value = fmt.Sprintf("%.0f%%", v*100)
+			target = fmt.Sprintf("target ≥ %.0f%%", min*100)
+		} else {
+			value = fmt.Sprintf("%.2fx", v)
+			target = fmt.Sprintf("target ≤ %.1fx", max)
+		}
+		row("**"+what+"**", "ratio", value, "", "", "", "**"+verdict+"** ("+target+")")
+	}
+	ratio("gRPC append throughput ÷ pgbench append", "append.grpc.rate", "append.pg.rate",
+		minGRPCOverPgAppend, 0, true)
+	ratio("REST append throughput ÷ gRPC append", "append.rest.rate", "append.grpc.rate",
+		minRESTOverGRPC, 0, true)
+	ratio("deep page p50 ÷ first page p50, gRPC", "listdeep.grpc.p50_ms", "list1.grpc.p50_ms",
+		0, maxDeepOverFirst, false)
+	ratio("deep page p50 ÷ first page p50, REST", "listdeep.rest.p50_ms", "list1.rest.p50_ms",
+		0, maxDeepOverFirst, false)
+	ratio("deep page p50 ÷ first page p50, pgbench", "listdeep.pg.p50_ms", "list1.pg.p50_ms",
+		0, maxDeepOverFirst, false)
+	row("machine", "", fmt.Sprintf("%s CPUs, %s", get("machine.nproc"), get("machine.cpu")),
+		"", "", "", fmt.Sprintf("Linux %s, %s, PostgreSQL %s, load average before: %s",
+			get("machine.kernel"), get("machine.date"), get("machine.postgres"), get("machine.loadavg")))
+	fmt.Print(b.String())
+	return nil
+}
+
+// thousands puts commas in an integer string.
+func thousands(s string) string {
+	if _, err := strconv.Atoi(s); err != nil {
+		return s
+	}
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var out []byte
+	for i := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	if neg {
+		return "-" + string(out)
+	}
+	return string(out)
+}
+
+var _ = os.Stdout
