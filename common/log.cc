@@ -1,6 +1,7 @@
 #include "common/log.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <mutex>
 
 #include "absl/time/clock.h"
@@ -46,6 +47,12 @@ void Write(absl::string_view level, absl::string_view message,
 }
 
 }  // namespace
+
+int Failure(absl::string_view what, const absl::Status& status) {
+  Error(what, {{"code", absl::StatusCodeToString(status.code())},
+               {"error", status.message()}});
+  return EXIT_FAILURE;
+}
 
 void SetServiceName(absl::string_view name) {
   ServiceName() = std::string(name);

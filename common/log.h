@@ -12,6 +12,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
 namespace chat::log {
@@ -21,6 +22,11 @@ using Field = std::pair<absl::string_view, absl::string_view>;
 void Info(absl::string_view message, std::initializer_list<Field> fields = {});
 void Warn(absl::string_view message, std::initializer_list<Field> fields = {});
 void Error(absl::string_view message, std::initializer_list<Field> fields = {});
+
+// Logs why a program cannot go on (its code and message) and returns
+// EXIT_FAILURE, for main:
+//   if (!url.ok()) return chat::log::Failure("no database", url.status());
+int Failure(absl::string_view what, const absl::Status& status);
 
 // Every line also carries "service": name.
 void SetServiceName(absl::string_view name);

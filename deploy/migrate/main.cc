@@ -36,16 +36,6 @@ ABSL_FLAG(absl::Duration, lock_timeout,
           "how long to wait for a concurrent run to finish "
           "(env MIGRATE_LOCK_TIMEOUT)");
 
-namespace {
-
-int Fail(absl::string_view message, const absl::Status& status) {
-  chat::log::Error(message, {{"code", absl::StatusCodeToString(status.code())},
-                             {"error", status.message()}});
-  return EXIT_FAILURE;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "chat-migrate: applies NNNN_name.sql migrations in order, once each, "
@@ -55,14 +45,16 @@ int main(int argc, char** argv) {
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   chat::log::SetServiceName("migrate");
   if (rest.size() > 1) {
-    return Fail("unexpected arguments",
-                absl::InvalidArgumentError(absl::StrCat(
-                    "unexpected argument ", rest[1],
-                    "; secrets come from the environment, never flags")));
+    return chat::log::Failure(
+        "unexpected arguments",
+        absl::InvalidArgumentError(
+            absl::StrCat("unexpected argument ", rest[1],
+                         "; secrets come from the environment, never flags")));
   }
 
   absl::StatusOr<std::string> database_url = chat::ReadSecret("DATABASE_URL");
-  if (!database_url.ok()) return Fail("no database", database_url.status());
+  if (!database_url.ok())
+    return chat::log::Failure("no database", database_url.status());
 
   constexpr std::pair<const char*, const char*> kRoles[] = {
       {"CHAT_AUTH_DB_PASSWORD", "chat_auth"},
@@ -77,14 +69,16 @@ int main(int argc, char** argv) {
     } else if (!absl::IsNotFound(password.status()) ||
                !chat::EnvOr(absl::StrCat(variable, "_FILE").c_str(), "")
                     .empty()) {
-      return Fail("cannot read a role password", password.status());
+      return chat::log::Failure("cannot read a role password",
+                                password.status());
     }
   }
 
   const std::string dir = absl::GetFlag(FLAGS_migrations_dir);
   absl::StatusOr<chat::migrate::Migrator> migrator =
       chat::migrate::Migrator::Create(dir);
-  if (!migrator.ok()) return Fail("bad migrations", migrator.status());
+  if (!migrator.ok())
+    return chat::log::Failure("bad migrations", migrator.status());
 
   chat::migrate::ApplyOptions options;
   options.lock_timeout = absl::GetFlag(FLAGS_lock_timeout);
@@ -100,7 +94,8 @@ int main(int argc, char** argv) {
   };
   absl::StatusOr<chat::migrate::MigrationReport> report =
       migrator->Apply(*database_url, role_passwords, options);
-  if (!report.ok()) return Fail("migration failed", report.status());
+  if (!report.ok())
+    return chat::log::Failure("migration failed", report.status());
 
   std::string roles;
   for (const std::string& role : report->roles) {

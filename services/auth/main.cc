@@ -39,15 +39,6 @@ ABSL_FLAG(std::string, trusted_public_key_files,
           "published in the JWK Set during a rotation "
           "(env AUTH_TRUSTED_PUBLIC_KEY_FILES)");
 
-namespace {
-
-int Fail(absl::string_view what, const absl::Status& status) {
-  chat::log::Error(what, {{"error", status.message()}});
-  return EXIT_FAILURE;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   chat::BlockTerminationSignals();
   absl::SetProgramUsageMessage(
@@ -58,13 +49,16 @@ int main(int argc, char** argv) {
   chat::log::SetServiceName("auth");
 
   absl::StatusOr<std::string> database_url = chat::ReadSecret("DATABASE_URL");
-  if (!database_url.ok()) return Fail("no database", database_url.status());
+  if (!database_url.ok())
+    return chat::log::Failure("no database", database_url.status());
   absl::StatusOr<std::string> signing_key =
       chat::ReadSecret("AUTH_SIGNING_KEY");
-  if (!signing_key.ok()) return Fail("no signing key", signing_key.status());
+  if (!signing_key.ok())
+    return chat::log::Failure("no signing key", signing_key.status());
   absl::StatusOr<std::unique_ptr<chat::JwtSigner>> signer =
       chat::JwtSigner::FromPem(*signing_key);
-  if (!signer.ok()) return Fail("bad signing key", signer.status());
+  if (!signer.ok())
+    return chat::log::Failure("bad signing key", signer.status());
 
   chat::StaticKeySet keys;
   keys.Add((*signer)->public_key());
@@ -72,10 +66,11 @@ int main(int argc, char** argv) {
        absl::StrSplit(absl::GetFlag(FLAGS_trusted_public_key_files), ',',
                       absl::SkipWhitespace())) {
     absl::StatusOr<std::string> pem = chat::ReadFile(std::string(path));
-    if (!pem.ok()) return Fail("bad trusted key file", pem.status());
+    if (!pem.ok())
+      return chat::log::Failure("bad trusted key file", pem.status());
     absl::StatusOr<std::shared_ptr<const chat::RsaPublicKey>> key =
         chat::RsaPublicKey::FromPem(*pem);
-    if (!key.ok()) return Fail("bad trusted key", key.status());
+    if (!key.ok()) return chat::log::Failure("bad trusted key", key.status());
     keys.Add(*key);
   }
 
@@ -109,6 +104,6 @@ int main(int argc, char** argv) {
           .readiness_probe = [&pool] { return pool->Ping(); },
       },
       {&service});
-  if (!served.ok()) return Fail("server failed", served);
+  if (!served.ok()) return chat::log::Failure("server failed", served);
   return EXIT_SUCCESS;
 }

@@ -31,9 +31,7 @@ int main(int argc, char** argv) {
 
   absl::StatusOr<std::string> database_url = chat::ReadSecret("DATABASE_URL");
   if (!database_url.ok()) {
-    chat::log::Error("no database",
-                     {{"error", database_url.status().message()}});
-    return EXIT_FAILURE;
+    return chat::log::Failure("no database", database_url.status());
   }
   std::unique_ptr<chat::DbPool> pool = chat::DbPool::Create({
       .url = *database_url,
@@ -45,9 +43,7 @@ int main(int argc, char** argv) {
   absl::StatusOr<chat::TokenVerification> tokens =
       chat::TokenVerification::FromFlags();
   if (!tokens.ok()) {
-    chat::log::Error("bad token configuration",
-                     {{"error", tokens.status().message()}});
-    return EXIT_FAILURE;
+    return chat::log::Failure("bad token configuration", tokens.status());
   }
   chat::ExternalUsers external_users(pool.get());
   chat::SystemClock clock;
@@ -67,9 +63,6 @@ int main(int argc, char** argv) {
           .readiness_probe = [&pool] { return pool->Ping(); },
       },
       {&service});
-  if (!served.ok()) {
-    chat::log::Error("server failed", {{"error", served.message()}});
-    return EXIT_FAILURE;
-  }
+  if (!served.ok()) return chat::log::Failure("server failed", served);
   return EXIT_SUCCESS;
 }

@@ -55,15 +55,6 @@ ABSL_FLAG(int, max_streams_per_user, chat::EnvOr("MAX_STREAMS_PER_USER", 4),
           "replies one user may stream at once; more answer 429 "
           "(env MAX_STREAMS_PER_USER)");
 
-namespace {
-
-int Fail(absl::string_view what, const absl::Status& status) {
-  chat::log::Error(what, {{"error", status.message()}});
-  return EXIT_FAILURE;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   chat::BlockTerminationSignals();
   absl::SetProgramUsageMessage(
@@ -75,7 +66,8 @@ int main(int argc, char** argv) {
   curl_global_init(CURL_GLOBAL_DEFAULT);
 
   absl::StatusOr<std::string> database_url = chat::ReadSecret("DATABASE_URL");
-  if (!database_url.ok()) return Fail("no database", database_url.status());
+  if (!database_url.ok())
+    return chat::log::Failure("no database", database_url.status());
 
   std::unique_ptr<chat::message::Provider> provider;
   const std::string provider_name = absl::GetFlag(FLAGS_provider);
@@ -92,8 +84,8 @@ int main(int argc, char** argv) {
             .idle_timeout = absl::GetFlag(FLAGS_provider_idle_timeout),
         });
   } else {
-    return Fail("bad --provider",
-                absl::InvalidArgumentError("use echo or openai"));
+    return chat::log::Failure("bad --provider",
+                              absl::InvalidArgumentError("use echo or openai"));
   }
   chat::log::Info("model provider", {{"provider", provider_name},
                                      {"model", provider->default_model()}});
@@ -108,9 +100,7 @@ int main(int argc, char** argv) {
   absl::StatusOr<chat::TokenVerification> tokens =
       chat::TokenVerification::FromFlags();
   if (!tokens.ok()) {
-    chat::log::Error("bad token configuration",
-                     {{"error", tokens.status().message()}});
-    return EXIT_FAILURE;
+    return chat::log::Failure("bad token configuration", tokens.status());
   }
   chat::ExternalUsers external_users(pool.get());
   chat::SystemClock clock;
@@ -137,6 +127,6 @@ int main(int argc, char** argv) {
       },
       {&service});
   curl_global_cleanup();
-  if (!served.ok()) return Fail("server failed", served);
+  if (!served.ok()) return chat::log::Failure("server failed", served);
   return EXIT_SUCCESS;
 }
