@@ -1,6 +1,7 @@
 #include "services/auth/accounts.h"
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_replace.h"
 #include "common/errors.h"
 #include "common/ids.h"
 #include "common/log.h"
@@ -32,20 +33,39 @@ absl::Status GoneToUnauthenticated(const absl::Status& status) {
 
 }  // namespace
 
-std::string NewRefreshToken() {
-  unsigned char bytes[32];
-  RAND_bytes(bytes, sizeof(bytes));
-  return absl::WebSafeBase64Escape(
-      absl::string_view(reinterpret_cast<char*>(bytes), sizeof(bytes)));
-}
+namespace {
 
-std::string HashRefreshToken(absl::string_view token) {
+constexpr size_t kUserIdBytes = 16;
+constexpr size_t kSecretBytes = 32;
+
+std::string Sha256Hex(absl::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
-  EVP_Digest(token.data(), token.size(), digest, &length, EVP_sha256(),
-             nullptr);
+  EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
   return absl::BytesToHexString(
       absl::string_view(reinterpret_cast<char*>(digest), length));
+}
+
+}  // namespace
+
+std::string NewRefreshToken(absl::string_view user_id) {
+  std::string bytes =
+      absl::HexStringToBytes(absl::StrReplaceAll(user_id, {{"-", ""}}));
+  unsigned char secret[kSecretBytes];
+  RAND_bytes(secret, sizeof(secret));
+  bytes.append(reinterpret_cast<char*>(secret), sizeof(secret));
+  return absl::WebSafeBase64Escape(bytes);
+}
+
+std::optional<RefreshTokenRef> ParseRefreshToken(absl::string_view token) {
+  std::string bytes;
+  if (!absl::WebSafeBase64Unescape(token, &bytes) ||
+      bytes.size() != kUserIdBytes + kSecretBytes) {
+    return std::nullopt;
+  }
+  std::string hex = absl::BytesToHexString(bytes.substr(0, kUserIdBytes));
+  for (size_t dash : {8, 13, 18, 23}) hex.insert(dash, "-");
+  return RefreshTokenRef{std::move(hex), Sha256Hex(token)};
 }
 
 Accounts::Accounts(AuthStorage* storage, const JwtSigner* signer,
@@ -56,7 +76,7 @@ Accounts::Accounts(AuthStorage* storage, const JwtSigner* signer,
       hasher_(hasher),
       clock_(clock),
       options_(std::move(options)),
-      dummy_hash_(hasher->Hash(NewRefreshToken()).value_or("")) {}
+      dummy_hash_(hasher->Hash(NewUuidV7()).value_or("")) {}
 
 absl::StatusOr<Session> Accounts::Register(const Registration& registration) {
   FieldViolations violations;
@@ -136,10 +156,10 @@ absl::Status Accounts::CheckPassword(const UserRecord& user,
 absl::StatusOr<IssuedTokens> Accounts::StartSession(const UserRecord& user) {
   const absl::Time now = clock_->Now();
   const std::string family_id = NewUuidV7(now);
-  std::string refresh_token = NewRefreshToken();
+  std::string refresh_token = NewRefreshToken(user.id);
   RETURN_IF_ERROR(storage_->StartFamily(user.id, family_id,
-                                        HashRefreshToken(refresh_token), now,
-                                        now + options_.refresh_token_ttl));
+                                        ParseRefreshToken(refresh_token)->hash,
+                                        now, now + options_.refresh_token_ttl));
   return Issue(user.id, family_id, std::move(refresh_token));
 }
 
@@ -165,13 +185,16 @@ absl::StatusOr<IssuedTokens> Accounts::Issue(absl::string_view user_id,
 absl::StatusOr<IssuedTokens> Accounts::Refresh(
     absl::string_view refresh_token) {
   if (refresh_token.empty()) return Required("refresh_token");
+  const std::optional<RefreshTokenRef> presented =
+      ParseRefreshToken(refresh_token);
+  if (!presented) return absl::UnauthenticatedError(kBadRefreshToken);
   const absl::Time now = clock_->Now();
-  std::string next = NewRefreshToken();
-  ASSIGN_OR_RETURN(
-      Rotation rotation,
-      storage_->Rotate(HashRefreshToken(refresh_token), HashRefreshToken(next),
-                       now, now + options_.refresh_token_ttl,
-                       options_.refresh_reuse_grace));
+  std::string next = NewRefreshToken(presented->user_id);
+  ASSIGN_OR_RETURN(Rotation rotation,
+                   storage_->Rotate(presented->user_id, presented->hash,
+                                    ParseRefreshToken(next)->hash, now,
+                                    now + options_.refresh_token_ttl,
+                                    options_.refresh_reuse_grace));
   switch (rotation.outcome) {
     case RotationOutcome::kRotated:
     case RotationOutcome::kGraceReplay:
@@ -190,8 +213,11 @@ absl::StatusOr<IssuedTokens> Accounts::Refresh(
 
 absl::Status Accounts::Logout(absl::string_view refresh_token) {
   if (refresh_token.empty()) return Required("refresh_token");
-  absl::Status status =
-      storage_->RevokeFamilyOf(HashRefreshToken(refresh_token), clock_->Now());
+  const std::optional<RefreshTokenRef> presented =
+      ParseRefreshToken(refresh_token);
+  if (!presented) return absl::UnauthenticatedError(kBadRefreshToken);
+  absl::Status status = storage_->RevokeFamilyOf(
+      presented->user_id, presented->hash, clock_->Now());
   if (status.code() == absl::StatusCode::kNotFound) {
     return absl::UnauthenticatedError(kBadRefreshToken);
   }

@@ -95,10 +95,19 @@ class Accounts {
   std::string dummy_hash_;  // verified against for unknown logins
 };
 
-// A new refresh token: 256 random bits, base64url.
-std::string NewRefreshToken();
-// What is stored of a refresh token: its SHA-256, hex.
-std::string HashRefreshToken(absl::string_view token);
+// A new refresh token of a user: base64url of the user id's 16 bytes and
+// 256 random bits. The user id in it lets every lookup filter by user_id
+// (the schema can be distributed by it); the random part is the secret.
+std::string NewRefreshToken(absl::string_view user_id);
+
+// What a presented refresh token refers to: its user and the SHA-256 (hex)
+// that is all the database keeps of it.
+struct RefreshTokenRef {
+  std::string user_id;
+  std::string hash;
+};
+// nullopt when `token` is not of our form.
+std::optional<RefreshTokenRef> ParseRefreshToken(absl::string_view token);
 
 }  // namespace chat::auth
 

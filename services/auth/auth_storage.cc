@@ -68,17 +68,18 @@ constexpr char kLockTokenSql[] =
     "       (extract(epoch FROM $2::timestamptz - t.rotated_at) * "
     "1000000)::bigint "
     "FROM refresh_tokens t JOIN refresh_token_families f ON f.id = t.family_id "
-    "WHERE t.token_hash = decode($1, 'hex') FOR UPDATE OF t";
+    "WHERE t.token_hash = decode($1, 'hex') AND t.user_id = $3::uuid "
+    "FOR UPDATE OF t";
 
 constexpr char kMarkRotated[] = "auth_mark_rotated";
 constexpr char kMarkRotatedSql[] =
     "UPDATE refresh_tokens SET rotated_at = $2::timestamptz "
-    "WHERE token_hash = decode($1, 'hex')";
+    "WHERE token_hash = decode($1, 'hex') AND user_id = $3::uuid";
 
 constexpr char kRevokeFamily[] = "auth_revoke_family";
 constexpr char kRevokeFamilySql[] =
     "UPDATE refresh_token_families SET revoked_at = $2::timestamptz "
-    "WHERE id = $1::uuid AND revoked_at IS NULL";
+    "WHERE id = $1::uuid AND user_id = $3::uuid AND revoked_at IS NULL";
 
 constexpr char kRevokeOtherFamilies[] = "auth_revoke_other_families";
 constexpr char kRevokeOtherFamiliesSql[] =
@@ -225,7 +226,8 @@ absl::Status AuthStorage::StartFamily(absl::string_view user_id,
   });
 }
 
-absl::StatusOr<Rotation> AuthStorage::Rotate(absl::string_view old_hash,
+absl::StatusOr<Rotation> AuthStorage::Rotate(absl::string_view user_id,
+                                             absl::string_view old_hash,
                                              absl::string_view new_hash,
                                              absl::Time now,
                                              absl::Time expires_at,
@@ -233,7 +235,8 @@ absl::StatusOr<Rotation> AuthStorage::Rotate(absl::string_view old_hash,
   const std::string old_token(old_hash), new_token(new_hash), at(PgTime(now));
   return pool_->Transact<Rotation>(
       "", [&](pqxx::work& tx) -> absl::StatusOr<Rotation> {
-        pqxx::result rows = tx.exec_prepared(kLockToken, old_token, at);
+        pqxx::result rows =
+            tx.exec_prepared(kLockToken, old_token, at, std::string(user_id));
         if (rows.empty()) return Rotation{RotationOutcome::kInvalid, "", ""};
         const pqxx::row row = rows[0];
         Rotation rotation{RotationOutcome::kRotated, row[0].as<std::string>(),
@@ -248,13 +251,14 @@ absl::StatusOr<Rotation> AuthStorage::Rotate(absl::string_view old_hash,
           const absl::Duration since_rotation =
               absl::Microseconds(row[4].as<int64_t>());
           if (since_rotation > grace) {
-            tx.exec_prepared0(kRevokeFamily, rotation.family_id, at);
+            tx.exec_prepared0(kRevokeFamily, rotation.family_id, at,
+                              rotation.user_id);
             rotation.outcome = RotationOutcome::kReuse;
             return rotation;
           }
           rotation.outcome = RotationOutcome::kGraceReplay;
         } else {
-          tx.exec_prepared0(kMarkRotated, old_token, at);
+          tx.exec_prepared0(kMarkRotated, old_token, at, std::string(user_id));
         }
         tx.exec_prepared0(kInsertToken, new_token, rotation.user_id,
                           rotation.family_id, at, PgTime(expires_at));
@@ -262,14 +266,15 @@ absl::StatusOr<Rotation> AuthStorage::Rotate(absl::string_view old_hash,
       });
 }
 
-absl::Status AuthStorage::RevokeFamilyOf(absl::string_view token_hash,
+absl::Status AuthStorage::RevokeFamilyOf(absl::string_view user_id,
+                                         absl::string_view token_hash,
                                          absl::Time now) {
-  const std::string at(PgTime(now));
+  const std::string at(PgTime(now)), user(user_id);
   return pool_->Transact("", [&](pqxx::work& tx) -> absl::Status {
     pqxx::result rows =
-        tx.exec_prepared(kLockToken, std::string(token_hash), at);
+        tx.exec_prepared(kLockToken, std::string(token_hash), at, user);
     if (rows.empty()) return absl::NotFoundError("unknown refresh token");
-    tx.exec_prepared0(kRevokeFamily, rows[0][1].as<std::string>(), at);
+    tx.exec_prepared0(kRevokeFamily, rows[0][1].as<std::string>(), at, user);
     return absl::OkStatus();
   });
 }

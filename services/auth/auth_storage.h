@@ -73,11 +73,13 @@ class AuthStorage {
                            absl::Time expires_at);
   // Trades the token with old_hash for one with new_hash, under a row lock so
   // that concurrent refreshes of one token are serialized.
-  absl::StatusOr<Rotation> Rotate(absl::string_view old_hash,
+  absl::StatusOr<Rotation> Rotate(absl::string_view user_id,
+                                  absl::string_view old_hash,
                                   absl::string_view new_hash, absl::Time now,
                                   absl::Time expires_at, absl::Duration grace);
   // Revokes the family of the token. NOT_FOUND when the token is unknown.
-  absl::Status RevokeFamilyOf(absl::string_view token_hash, absl::Time now);
+  absl::Status RevokeFamilyOf(absl::string_view user_id,
+                              absl::string_view token_hash, absl::Time now);
   // Revokes every family of the user but keep_family_id.
   absl::Status RevokeOtherFamilies(absl::string_view user_id,
                                    absl::string_view keep_family_id,

@@ -79,7 +79,9 @@ TEST_F(AccountsTest, RegisterReturnsTheUserAndVerifiableTokens) {
   EXPECT_THAT(session.user.password_hash, StartsWith("$argon2id$"));
   EXPECT_EQ(session.user.created_at, clock_.Now());
   EXPECT_EQ(session.tokens.expires_in, absl::Minutes(15));
-  EXPECT_EQ(session.tokens.refresh_token.size(), 43u);  // 256 bits, base64url
+  // The user id and 256 random bits, base64url.
+  EXPECT_EQ(ParseRefreshToken(session.tokens.refresh_token)->user_id,
+            session.user.id);
   AccessClaims claims = ClaimsOf(session);
   EXPECT_EQ(claims.subject, session.user.id);
   EXPECT_EQ(claims.expires_at, clock_.Now() + absl::Minutes(15));
