@@ -20,8 +20,14 @@ func TestRequestIdIsEchoedAndReachesTheServiceLogs(t *testing.T) {
 	if Str(r.JSON, "error", "request_id") != "e2e-request-42" {
 		t.Errorf("envelope request_id %q", Str(r.JSON, "error", "request_id"))
 	}
-	if len(s.logs["auth"].Lines("e2e-request-42")) == 0 {
-		t.Errorf("request id not in the auth service's log:\n%s", s.Logs("auth"))
+	// The service writes its log line as it answers; the pipe to us may
+	// deliver it a moment after the answer.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(s.logs["auth"].Lines("e2e-request-42")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("request id not in the auth service's log:\n%s", s.Logs("auth"))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	a := s.Do(t, "GET", "/healthz", nil)
 	b := s.Do(t, "GET", "/healthz", nil)
