@@ -45,18 +45,19 @@ std::string TitleFromMessage(absl::string_view content) {
 
 absl::StatusOr<std::vector<ProviderMessage>> Chats::Context(
     const std::string& user_id, const MessageRecord& user_message) {
-  ASSIGN_OR_RETURN(std::vector<MessageRecord> earlier,
-                   storage_->List(user_id, user_message.conversation_id,
-                                  /*descending=*/true, user_message.seq,
-                                  options_.context_max_messages));
-  size_t budget = options_.context_budget_chars;
-  budget -= std::min(budget, user_message.content.size());
+  const int64_t budget =
+      static_cast<int64_t>(options_.context_budget_chars) -
+      static_cast<int64_t>(CountCodePoints(user_message.content).value_or(0));
   std::vector<ProviderMessage> context;
-  for (const MessageRecord& m : earlier) {  // newest first
-    if (m.content.empty() || m.status == "failed") continue;
-    if (m.content.size() > budget) break;
-    budget -= m.content.size();
-    context.push_back({m.role, m.content});
+  if (budget > 0) {
+    ASSIGN_OR_RETURN(
+        std::vector<ContextMessage> earlier,
+        storage_->ContextBefore(user_id, user_message.conversation_id,
+                                user_message.seq, options_.context_max_messages,
+                                budget));
+    for (ContextMessage& m : earlier) {  // newest first
+      context.push_back({std::move(m.role), std::move(m.content)});
+    }
   }
   if (!options_.system_prompt.empty())
     context.push_back({"system", options_.system_prompt});

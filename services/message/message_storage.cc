@@ -117,6 +117,19 @@ constexpr char kSetTitleSql[] =
     "updated_at = GREATEST(updated_at, $4::timestamptz) "
     "WHERE user_id = $1::uuid AND id = $2::uuid";
 
+// The newest usable messages before a position, while their characters add
+// up to at most the budget (a running sum, so the result is a prefix).
+constexpr char kContext[] = "message_context";
+constexpr char kContextSql[] =
+    "SELECT role, content FROM ("
+    "  SELECT role, content, seq, "
+    "    sum(length(content)) OVER (ORDER BY seq DESC) AS used FROM ("
+    "    SELECT role, content, seq FROM messages "
+    "    WHERE user_id = $1::uuid AND conversation_id = $2::uuid AND seq < $3 "
+    "      AND status <> 'failed' AND content <> '' "
+    "    ORDER BY seq DESC LIMIT $4) newest) counted "
+    "WHERE used <= $5 ORDER BY seq DESC";
+
 MessageRecord FromRow(const pqxx::row& row) {
   MessageRecord m;
   m.id = row[0].as<std::string>();
@@ -167,6 +180,7 @@ std::vector<PreparedStatement> MessageStorage::Statements() {
           {kUncountAll, kUncountAllSql},
           {kUntitledFirstMessage, kUntitledFirstMessageSql},
           {kSetTitle, kSetTitleSql},
+          {kContext, kContextSql},
       },
       IdempotencyStatements());
 }
@@ -278,6 +292,23 @@ absl::Status MessageStorage::Clear(const std::string& user_id,
     tx.exec_prepared0(kUncountAll, user_id, conversation_id, PgTime(now));
     return absl::OkStatus();
   });
+}
+
+absl::StatusOr<std::vector<ContextMessage>> MessageStorage::ContextBefore(
+    const std::string& user_id, const std::string& conversation_id,
+    int64_t before, int max_messages, int64_t budget_chars) {
+  return pool_->Transact<std::vector<ContextMessage>>(
+      user_id,
+      [&](pqxx::work& tx) -> absl::StatusOr<std::vector<ContextMessage>> {
+        std::vector<ContextMessage> context;
+        for (const pqxx::row& row :
+             tx.exec_prepared(kContext, user_id, conversation_id, before,
+                              max_messages, budget_chars)) {
+          context.push_back(
+              {row[0].as<std::string>(), row[1].as<std::string>()});
+        }
+        return context;
+      });
 }
 
 absl::StatusOr<bool> MessageStorage::NameUntitled(

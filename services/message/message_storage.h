@@ -41,6 +41,12 @@ struct MessageChange {
   std::optional<Metadata> metadata;
 };
 
+// An earlier message as a model's context sees it.
+struct ContextMessage {
+  std::string role;
+  std::string content;
+};
+
 class MessageStorage {
  public:
   explicit MessageStorage(DbPool* pool) : pool_(pool) {}
@@ -74,6 +80,13 @@ class MessageStorage {
   // Deletes every message of the conversation.
   absl::Status Clear(const std::string& user_id,
                      const std::string& conversation_id, absl::Time now);
+  // The newest messages before position `before` that fit `budget_chars`
+  // characters together (at most `max_messages`, none failed or empty),
+  // newest first: the model's context. Counted and cut in the database, so
+  // long conversations are not read out.
+  absl::StatusOr<std::vector<ContextMessage>> ContextBefore(
+      const std::string& user_id, const std::string& conversation_id,
+      int64_t before, int max_messages, int64_t budget_chars);
   // Names a conversation that still has its default title after the first
   // message of role user; false when it has a title of its own already.
   absl::StatusOr<bool> NameUntitled(

@@ -359,7 +359,8 @@ func TestChatContextKeepsTheNewestMessagesWithinTheBudget(t *testing.T) {
 	id := newConversation(t, s, a)
 	var earlier []string
 	for i := 1; i <= 5; i++ {
-		text := fmt.Sprintf("m%d %s", i, strings.Repeat("x", 97))
+		// 100 characters in 197 bytes: the budget counts characters.
+		text := fmt.Sprintf("m%d %s", i, strings.Repeat("\u00e9", 97))
 		earlier = append(earlier, text)
 		r := s.Do(t, "POST", "/v1/conversations/"+id+"/messages",
 			map[string]string{"role": "user", "content": text}, Bearer(a.Access)...)
