@@ -10,14 +10,6 @@
 namespace chat {
 namespace {
 
-std::string StringField(const google::protobuf::Struct& s,
-                        const std::string& name) {
-  auto it = s.fields().find(name);
-  return it != s.fields().end() && it->second.has_string_value()
-             ? it->second.string_value()
-             : "";
-}
-
 bool VerifyHmac(const std::string& secret, const ParsedJwt& jwt) {
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int length = 0;

@@ -25,12 +25,6 @@ constexpr char kLookupSql[] =
     "SELECT request_hash, resource_id::text FROM idempotency_keys "
     "WHERE user_id = $1::uuid AND key = $2";
 
-}  // namespace
-
-std::vector<PreparedStatement> IdempotencyStatements() {
-  return {{kPrune, kPruneSql}, {kClaim, kClaimSql}, {kLookup, kLookupSql}};
-}
-
 absl::Status ValidateIdempotencyKey(absl::string_view key) {
   bool printable = !key.empty() && key.size() <= kMaxKeyLength;
   for (char c : key) printable &= c >= 0x20 && c < 0x7F;
@@ -39,6 +33,12 @@ absl::Status ValidateIdempotencyKey(absl::string_view key) {
   violations.Add("idempotency_key",
                  "must be 1 to 255 printable ASCII characters");
   return violations.ToStatus();
+}
+
+}  // namespace
+
+std::vector<PreparedStatement> IdempotencyStatements() {
+  return {{kPrune, kPruneSql}, {kClaim, kClaimSql}, {kLookup, kLookupSql}};
 }
 
 std::string RequestHash(absl::string_view method,

@@ -34,16 +34,14 @@ struct IdempotencyClaim {
 
 std::vector<PreparedStatement> IdempotencyStatements();
 
-// INVALID_ARGUMENT on field idempotency_key unless 1..255 printable ASCII.
-absl::Status ValidateIdempotencyKey(absl::string_view key);
-
 // A hash of a request: the method name and its fields, each length-prefixed
 // so that different splits of the same bytes differ.
 std::string RequestHash(absl::string_view method,
                         const std::vector<std::string>& fields);
 
-// The key of a create request: nullopt without one; INVALID_ARGUMENT when
-// malformed. The hash covers the method and the request's fields.
+// The key of a create request: nullopt without one; INVALID_ARGUMENT on
+// field idempotency_key unless it is 1..255 printable ASCII characters. The
+// hash covers the method and the request's fields.
 absl::StatusOr<std::optional<IdempotencyKey>> IdempotencyKeyFor(
     absl::string_view key, absl::string_view method,
     const std::vector<std::string>& fields);

@@ -109,12 +109,6 @@ const google::protobuf::Value* FieldOf(const google::protobuf::Struct& s,
   return it == s.fields().end() ? nullptr : &it->second;
 }
 
-std::string StringField(const google::protobuf::Struct& s,
-                        const std::string& name) {
-  const google::protobuf::Value* v = FieldOf(s, name);
-  return v != nullptr && v->has_string_value() ? v->string_value() : "";
-}
-
 // A NumericDate claim (RFC 7519): seconds since the epoch.
 std::optional<absl::Time> TimeField(const google::protobuf::Struct& s,
                                     const std::string& name) {
@@ -142,6 +136,12 @@ bool AudienceMatches(const google::protobuf::Struct& claims,
 }
 
 }  // namespace
+
+std::string StringField(const google::protobuf::Struct& s,
+                        const std::string& name) {
+  const google::protobuf::Value* v = FieldOf(s, name);
+  return v != nullptr && v->has_string_value() ? v->string_value() : "";
+}
 
 RsaPublicKey::RsaPublicKey(EVP_PKEY* key, Jwk jwk)
     : key_(key), kid_(jwk.kid), jwk_(std::move(jwk)) {}

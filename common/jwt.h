@@ -124,6 +124,11 @@ struct ParsedJwt {
   std::string signature;    // decoded
 };
 
+// The string member `name` of a JWT header or payload; "" when absent or
+// not a string.
+std::string StringField(const google::protobuf::Struct& object,
+                        const std::string& name);
+
 // UNAUTHENTICATED when `token` is not three base64url parts of which the
 // first two are JSON objects.
 absl::StatusOr<ParsedJwt> ParseJwt(absl::string_view token);
