@@ -1,6 +1,7 @@
 #include "common/db.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/ids.h"
 #include "common/log.h"
 
 namespace chat {
@@ -9,9 +10,17 @@ namespace {
 constexpr int kMaxAttempts = 3;
 
 // Every transaction of a user starts with it, so it is prepared once per
-// connection rather than parsed and planned each time.
+// connection rather than parsed and planned each time. It also tells whether
+// the account still exists, so that a deleted account's access tokens stop
+// working at once on every route, at no extra round trip.
 constexpr char kSetUser[] = "db_set_user";
-constexpr char kSetUserSql[] = "SELECT set_config('app.user_id', $1, true)";
+constexpr char kSetUserSql[] =
+    "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1::uuid) "
+    "FROM set_config('app.user_id', $1, true)";
+
+absl::Status AccountGone() {
+  return absl::UnauthenticatedError("the account no longer exists");
+}
 
 bool IsRetryable(const std::exception& error) {
   return dynamic_cast<const pqxx::broken_connection*>(&error) != nullptr ||
@@ -39,6 +48,17 @@ DbPool::~DbPool() = default;
 absl::StatusOr<std::unique_ptr<pqxx::connection>> DbPool::Connect() {
   try {
     auto conn = std::make_unique<pqxx::connection>(options_.url);
+    {
+      pqxx::nontransaction session(*conn);
+      for (const auto& [name, value] :
+           {std::pair{"statement_timeout", options_.statement_timeout},
+            std::pair{"idle_in_transaction_session_timeout",
+                      options_.idle_in_transaction_timeout}}) {
+        if (value <= absl::ZeroDuration()) continue;
+        session.exec0(absl::StrCat("SET ", name, " = ",
+                                   absl::ToInt64Milliseconds(value)));
+      }
+    }
     conn->prepare(kSetUser, kSetUserSql);
     for (const PreparedStatement& statement : options_.statements) {
       conn->prepare(statement.name, statement.sql);
@@ -92,34 +112,52 @@ void DbPool::DiscardIdle() {
 }
 
 absl::Status DbPool::Transact(absl::string_view user_id, const Body& body) {
+  // A user id comes from a verified token; anything else is no account.
+  if (!user_id.empty() && !IsUuid(user_id)) return AccountGone();
   absl::Status last =
       absl::UnavailableError("database unavailable, retry later");
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     absl::StatusOr<std::unique_ptr<pqxx::connection>> conn = Acquire();
     if (!conn.ok()) return conn.status();
     bool committing = false;
+    bool rolled_back = false;  // cleanly, after an error the database reported
     try {
-      pqxx::work tx(**conn);
-      if (!user_id.empty()) {
-        tx.exec_prepared(kSetUser, std::string(user_id));
-      }
-      absl::Status status = body(tx);
-      if (status.ok()) {
-        committing = true;
-        tx.commit();
+      absl::Status status;
+      {
+        // The transaction must end (COMMIT or ROLLBACK) while this thread
+        // still holds the connection: only then may it go back to the pool.
+        pqxx::work tx(**conn);
+        try {
+          if (!user_id.empty() &&
+              !tx.exec_prepared1(kSetUser, std::string(user_id))[0]
+                   .as<bool>()) {
+            status = AccountGone();
+          } else {
+            status = body(tx);
+          }
+        } catch (const pqxx::sql_error&) {
+          tx.abort();  // throws, and so loses the connection, if it fails
+          rolled_back = true;
+          throw;
+        }
+        if (status.ok()) {
+          committing = true;
+          tx.commit();
+        } else {
+          tx.abort();
+        }
       }
       Release(*std::move(conn));
       return status;
     } catch (const std::exception& e) {
-      const bool broken =
-          dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr;
-      if (broken) {
-        // A connection that failed is never reused, and the idle ones most
-        // likely died with it (a database restart): start afresh.
-        Release(nullptr);
+      // A connection whose transaction did not end cleanly is closed, never
+      // handed to another call.
+      if (!rolled_back || !(*conn)->is_open()) (*conn).reset();
+      Release(*std::move(conn));
+      if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) {
+        // The idle connections most likely died with it (a database
+        // restart): start afresh.
         DiscardIdle();
-      } else {
-        Release(*std::move(conn));
       }
       last = StatusFromDbError(e);
       if (committing || !IsRetryable(e)) return last;

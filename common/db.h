@@ -54,6 +54,12 @@ class DbPool {
     int size = 8;
     // How long a caller waits for a free connection before UNAVAILABLE.
     absl::Duration acquire_timeout = absl::Seconds(5);
+    // Guard rails set on every connection, so that no bug can hold a
+    // connection or a lock forever: the longest statement, and the longest a
+    // session may sit idle inside a transaction before PostgreSQL ends it.
+    // Zero leaves PostgreSQL's (or the role's) setting.
+    absl::Duration statement_timeout = absl::Seconds(30);
+    absl::Duration idle_in_transaction_timeout = absl::Seconds(60);
     std::vector<PreparedStatement> statements;
   };
 
@@ -66,7 +72,8 @@ class DbPool {
 
   // Runs body in one transaction and commits when it returns OK (rolls back
   // otherwise). When user_id is not empty the transaction-local setting
-  // app.user_id is set to it: the row-level security policies read it.
+  // app.user_id is set to it (the row-level security policies read it), and
+  // the body does not run when no such account exists: UNAUTHENTICATED.
   absl::Status Transact(absl::string_view user_id, const Body& body);
 
   template <typename T>

@@ -5,6 +5,14 @@
 
 ABSL_FLAG(int, db_pool_size, chat::EnvOr("DB_POOL_SIZE", 8),
           "database connections (env DB_POOL_SIZE)");
+ABSL_FLAG(absl::Duration, db_statement_timeout,
+          chat::EnvOr("DB_STATEMENT_TIMEOUT", absl::Seconds(30)),
+          "PostgreSQL cancels a statement that runs longer; 0 keeps the "
+          "role's setting (env DB_STATEMENT_TIMEOUT)");
+ABSL_FLAG(absl::Duration, db_idle_in_transaction_timeout,
+          chat::EnvOr("DB_IDLE_IN_TRANSACTION_TIMEOUT", absl::Seconds(60)),
+          "PostgreSQL ends a session idle inside a transaction for longer; 0 "
+          "keeps the role's setting (env DB_IDLE_IN_TRANSACTION_TIMEOUT)");
 ABSL_FLAG(int, max_threads, chat::EnvOr("MAX_THREADS", 64),
           "gRPC worker threads at most (env MAX_THREADS)");
 ABSL_FLAG(
@@ -32,3 +40,19 @@ ABSL_FLAG(std::string, external_public_key_file,
           chat::EnvOr("EXTERNAL_JWT_PUBLIC_KEY_FILE", ""),
           "PEM public key (RSA for RS256, Ed25519 for EdDSA) of the external "
           "provider (env EXTERNAL_JWT_PUBLIC_KEY_FILE)");
+
+namespace chat {
+
+DbPool::Options DbPoolOptionsFromFlags(
+    std::string url, std::vector<PreparedStatement> statements) {
+  return {
+      .url = std::move(url),
+      .size = absl::GetFlag(FLAGS_db_pool_size),
+      .statement_timeout = absl::GetFlag(FLAGS_db_statement_timeout),
+      .idle_in_transaction_timeout =
+          absl::GetFlag(FLAGS_db_idle_in_transaction_timeout),
+      .statements = std::move(statements),
+  };
+}
+
+}  // namespace chat

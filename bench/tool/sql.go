@@ -116,7 +116,8 @@ func bindParams(sql string, vars map[int]string) (string, error) {
 
 // The statement that opens every transaction of the services
 // (common/db.cc, DbPool::Transact), with $1 as a pgbench variable.
-const setUserSQL = "SELECT set_config('app.user_id', :user, true);"
+// common/db.cc's kSetUserSql: it also checks that the account exists.
+const setUserSQL = "SELECT EXISTS (SELECT 1 FROM users WHERE id = :user::uuid) FROM set_config('app.user_id', :user, true);"
 
 // pgscript writes a pgbench script that runs, as one transaction, exactly
 // what the message service runs for an append or a page of a listing:
@@ -169,7 +170,7 @@ func cmdPgScript(args []string) error {
 		if err != nil {
 			return err
 		}
-		bound, err := bindParams(sql, map[int]string{1: ":user", 2: ":conv", 3: ":after", 4: ":lim"})
+		bound, err := bindParams(sql, map[int]string{1: ":user", 2: ":conv", 3: ":after", 4: ":lim", 5: "4194304"})
 		if err != nil {
 			return err
 		}

@@ -74,11 +74,9 @@ int main(int argc, char** argv) {
     keys.Add(*key);
   }
 
-  std::unique_ptr<chat::DbPool> pool = chat::DbPool::Create({
-      .url = *database_url,
-      .size = absl::GetFlag(FLAGS_db_pool_size),
-      .statements = chat::auth::AuthStorage::Statements(),
-  });
+  std::unique_ptr<chat::DbPool> pool =
+      chat::DbPool::Create(chat::DbPoolOptionsFromFlags(
+          *database_url, chat::auth::AuthStorage::Statements()));
   chat::auth::AuthStorage storage(pool.get());
   chat::SystemClock clock;
   chat::auth::PasswordHasher hasher;

@@ -33,13 +33,12 @@ int main(int argc, char** argv) {
   if (!database_url.ok()) {
     return chat::log::Failure("no database", database_url.status());
   }
-  std::unique_ptr<chat::DbPool> pool = chat::DbPool::Create({
-      .url = *database_url,
-      .size = absl::GetFlag(FLAGS_db_pool_size),
-      .statements = chat::WithStatements(
-          chat::conversation::ConversationStorage::Statements(),
-          chat::ExternalUsers::Statements()),
-  });
+  std::unique_ptr<chat::DbPool> pool =
+      chat::DbPool::Create(chat::DbPoolOptionsFromFlags(
+          *database_url,
+          chat::WithStatements(
+              chat::conversation::ConversationStorage::Statements(),
+              chat::ExternalUsers::Statements())));
   absl::StatusOr<chat::TokenVerification> tokens =
       chat::TokenVerification::FromFlags();
   if (!tokens.ok()) {

@@ -90,13 +90,11 @@ int main(int argc, char** argv) {
   chat::log::Info("model provider", {{"provider", provider_name},
                                      {"model", provider->default_model()}});
 
-  std::unique_ptr<chat::DbPool> pool = chat::DbPool::Create({
-      .url = *database_url,
-      .size = absl::GetFlag(FLAGS_db_pool_size),
-      .statements =
+  std::unique_ptr<chat::DbPool> pool =
+      chat::DbPool::Create(chat::DbPoolOptionsFromFlags(
+          *database_url,
           chat::WithStatements(chat::message::MessageStorage::Statements(),
-                               chat::ExternalUsers::Statements()),
-  });
+                               chat::ExternalUsers::Statements())));
   absl::StatusOr<chat::TokenVerification> tokens =
       chat::TokenVerification::FromFlags();
   if (!tokens.ok()) {

@@ -134,14 +134,79 @@ TEST_F(RowSecurityTest, ServiceRolesHaveOnlyTheirTables) {
   EXPECT_THROW(
       CountAs("chat_conversation", kAlice, "SELECT count(*) FROM messages"),
       pqxx::sql_error);
-  EXPECT_THROW(
-      CountAs("chat_conversation", kAlice, "SELECT count(*) FROM users"),
-      pqxx::sql_error);
+  // Of users, only the id: enough to tell a deleted account from an empty
+  // one, nothing of the account itself.
+  for (const char* role : {"chat_conversation", "chat_message"}) {
+    EXPECT_EQ(CountAs(role, kAlice,
+                      "SELECT count(*) FROM users WHERE id = "
+                      "current_setting('app.user_id')::uuid"),
+              1);
+    for (const char* column : {"password_hash", "email", "username"}) {
+      EXPECT_THROW(CountAs(role, kAlice,
+                           std::string("SELECT ") + column + " FROM users"),
+                   pqxx::sql_error)
+          << role << " reads " << column;
+    }
+  }
   EXPECT_THROW(
       CountAs("chat_message", kAlice, "SELECT count(*) FROM refresh_tokens"),
       pqxx::sql_error);
   EXPECT_THROW(CountAs("chat_auth", kAlice, "SELECT count(*) FROM messages"),
                pqxx::sql_error);
+}
+
+}  // namespace
+}  // namespace chat
+
+namespace chat {
+namespace {
+
+// SPEC.md "Robustness": no service but auth can insert users, and the
+// message service can update only the conversation columns it maintains.
+TEST_F(RowSecurityTest, OnlyAuthInsertsUsers) {
+  for (const char* role : {"chat_conversation", "chat_message"}) {
+    EXPECT_THROW(CountAs(role, "",
+                         "INSERT INTO users (id, username, email, "
+                         "password_hash, created_at, updated_at) VALUES "
+                         "(gen_random_uuid(), 'mallory', 'm@example.com', "
+                         "'x', now(), now())"),
+                 pqxx::sql_error)
+        << role;
+  }
+}
+
+TEST_F(RowSecurityTest, TheMessageRoleUpdatesOnlyTheColumnsItMaintains) {
+  EXPECT_EQ(CountAs("chat_message", kAlice,
+                    "UPDATE conversations SET message_count = message_count, "
+                    "last_seq = last_seq, updated_at = now(), "
+                    "last_message_at = now(), title = title, "
+                    "untitled = untitled"),
+            1);
+  for (const char* change : {"archived = true", "pinned = true",
+                             "metadata = '{}'", "user_id = gen_random_uuid()",
+                             "id = gen_random_uuid()", "created_at = now()"}) {
+    EXPECT_THROW(CountAs("chat_message", kAlice,
+                         std::string("UPDATE conversations SET ") + change),
+                 pqxx::sql_error)
+        << change;
+  }
+}
+
+// External users' rows come only through ensure_external_user, which never
+// takes over a local account.
+TEST_F(RowSecurityTest, ExternalUsersCannotTakeALocalAccountsId) {
+  const std::string call =
+      "SELECT count(*) FROM (SELECT 1 WHERE ensure_external_user("
+      "'%s'::uuid, 'ext_x', 'x@example.com', 'x@external.invalid')) t";
+  auto ensure = [&](const char* id) {
+    std::string sql = call;
+    sql.replace(sql.find("%s"), 2, id);
+    return CountAs("chat_message", "", sql);
+  };
+  EXPECT_EQ(ensure(kAlice), 0) << "a local account's id";
+  constexpr char kNew[] = "0190f3a0-0000-7000-8000-0000000000ee";
+  EXPECT_EQ(ensure(kNew), 1);
+  EXPECT_EQ(ensure(kNew), 1) << "seen again";
 }
 
 }  // namespace
