@@ -1,5 +1,7 @@
 #include "services/auth/accounts.h"
 
+#include <algorithm>
+
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_replace.h"
 #include "common/errors.h"
@@ -58,12 +60,11 @@ std::string NewRefreshToken(absl::string_view user_id) {
 }
 
 std::optional<RefreshTokenRef> ParseRefreshToken(absl::string_view token) {
-  std::string bytes;
-  if (!absl::WebSafeBase64Unescape(token, &bytes) ||
-      bytes.size() != kUserIdBytes + kSecretBytes) {
+  std::optional<std::string> bytes = DecodeBase64UrlStrict(token);
+  if (!bytes || bytes->size() != kUserIdBytes + kSecretBytes) {
     return std::nullopt;
   }
-  std::string hex = absl::BytesToHexString(bytes.substr(0, kUserIdBytes));
+  std::string hex = absl::BytesToHexString(bytes->substr(0, kUserIdBytes));
   for (size_t dash : {8, 13, 18, 23}) hex.insert(dash, "-");
   return RefreshTokenRef{std::move(hex), Sha256Hex(token)};
 }
@@ -134,17 +135,20 @@ absl::Status Accounts::CheckPassword(const UserRecord& user,
                                      absl::string_view password,
                                      absl::string_view field) {
   const absl::Time now = clock_->Now();
-  ASSIGN_OR_RETURN(std::optional<absl::Time> locked_until,
-                   storage_->LockedUntil(user.id, options_.max_failed_logins,
-                                         options_.failed_login_window, now));
-  if (locked_until && *locked_until > now) {
+  absl::StatusOr<std::optional<absl::Time>> locked_until =
+      storage_->ReserveLoginAttempt(user.id, options_.max_failed_logins,
+                                    options_.failed_login_window, now);
+  if (absl::IsNotFound(locked_until.status())) {  // deleted meanwhile
+    return absl::UnauthenticatedError(kBadCredentials);
+  }
+  if (!locked_until.ok()) return locked_until.status();
+  if (*locked_until) {
     return ResourceExhaustedRetryAfter(
         "too many failed attempts for this account; retry later",
-        *locked_until - now);
+        std::max(**locked_until - now, absl::Seconds(1)));
   }
+  // The attempt already counts as a failure; only a match clears it.
   if (!hasher_->Verify(password, user.password_hash)) {
-    RETURN_IF_ERROR(storage_->RecordLoginFailure(user.id, now,
-                                                 options_.failed_login_window));
     if (field == "password") return absl::UnauthenticatedError(kBadCredentials);
     return ErrorWithViolations(absl::StatusCode::kPermissionDenied,
                                "current password is incorrect",
@@ -164,7 +168,7 @@ absl::StatusOr<IssuedTokens> Accounts::StartSession(const UserRecord& user) {
 }
 
 absl::StatusOr<IssuedTokens> Accounts::Issue(absl::string_view user_id,
-                                             absl::string_view family_id,
+                                             absl::string_view session_id,
                                              std::string refresh_token) {
   const absl::Time now = clock_->Now();
   ASSIGN_OR_RETURN(std::string access_token,
@@ -173,7 +177,7 @@ absl::StatusOr<IssuedTokens> Accounts::Issue(absl::string_view user_id,
                        .audience = options_.audience,
                        .subject = std::string(user_id),
                        .jwt_id = NewUuidV7(now),
-                       .session_id = std::string(family_id),
+                       .session_id = std::string(session_id),
                        .issued_at = now,
                        .not_before = now,
                        .expires_at = now + options_.access_token_ttl,
@@ -190,15 +194,16 @@ absl::StatusOr<IssuedTokens> Accounts::Refresh(
   if (!presented) return absl::UnauthenticatedError(kBadRefreshToken);
   const absl::Time now = clock_->Now();
   std::string next = NewRefreshToken(presented->user_id);
-  ASSIGN_OR_RETURN(Rotation rotation,
-                   storage_->Rotate(presented->user_id, presented->hash,
-                                    ParseRefreshToken(next)->hash, now,
-                                    now + options_.refresh_token_ttl,
-                                    options_.refresh_reuse_grace));
+  ASSIGN_OR_RETURN(
+      Rotation rotation,
+      storage_->Rotate(presented->user_id, presented->hash,
+                       ParseRefreshToken(next)->hash, NewUuidV7(now), now,
+                       now + options_.refresh_token_ttl,
+                       options_.refresh_reuse_grace));
   switch (rotation.outcome) {
     case RotationOutcome::kRotated:
     case RotationOutcome::kGraceReplay:
-      return Issue(rotation.user_id, rotation.family_id, std::move(next));
+      return Issue(rotation.user_id, rotation.session_id, std::move(next));
     case RotationOutcome::kReuse:
       log::Warn(
           "refresh token reuse; session family revoked",
@@ -259,7 +264,7 @@ absl::StatusOr<UserRecord> Accounts::UpdateProfile(
   if (update.new_password) {
     // Other sessions end; the one that changed the password goes on.
     RETURN_IF_ERROR(
-        storage_->RevokeOtherFamilies(user->id, caller.session_id, now));
+        storage_->EndOtherSessions(user->id, caller.session_id, now));
   }
   return updated;
 }

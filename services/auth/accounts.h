@@ -81,7 +81,7 @@ class Accounts {
  private:
   absl::StatusOr<IssuedTokens> StartSession(const UserRecord& user);
   absl::StatusOr<IssuedTokens> Issue(absl::string_view user_id,
-                                     absl::string_view family_id,
+                                     absl::string_view session_id,
                                      std::string refresh_token);
   // OK when password is the account's; counts failures toward the throttle.
   absl::Status CheckPassword(const UserRecord& user, absl::string_view password,

@@ -54,9 +54,9 @@ constexpr char kInsertFamilySql[] =
 constexpr char kInsertToken[] = "auth_insert_token";
 constexpr char kInsertTokenSql[] =
     "INSERT INTO refresh_tokens (token_hash, user_id, family_id, created_at, "
-    "expires_at) "
+    "expires_at, session_id) "
     "VALUES (decode($1, 'hex'), $2::uuid, $3::uuid, $4::timestamptz, "
-    "$5::timestamptz)";
+    "$5::timestamptz, NULLIF($6, $3)::uuid)";
 
 // The token, its family's state, and how long ago it was rotated; locks the
 // token row so that concurrent refreshes of one token take turns.
@@ -66,7 +66,8 @@ constexpr char kLockTokenSql[] =
     "$2::timestamptz, "
     "       f.revoked_at IS NOT NULL, "
     "       (extract(epoch FROM $2::timestamptz - t.rotated_at) * "
-    "1000000)::bigint "
+    "1000000)::bigint, "
+    "       COALESCE(t.session_id, t.family_id)::text "
     "FROM refresh_tokens t JOIN refresh_token_families f ON f.id = t.family_id "
     "WHERE t.token_hash = decode($1, 'hex') AND t.user_id = $3::uuid "
     "FOR UPDATE OF t";
@@ -84,7 +85,17 @@ constexpr char kRevokeFamilySql[] =
 constexpr char kRevokeOtherFamilies[] = "auth_revoke_other_families";
 constexpr char kRevokeOtherFamiliesSql[] =
     "UPDATE refresh_token_families SET revoked_at = $3::timestamptz "
-    "WHERE user_id = $1::uuid AND id::text <> $2 AND revoked_at IS NULL";
+    "WHERE user_id = $1::uuid AND revoked_at IS NULL AND id IS DISTINCT FROM "
+    "  (SELECT family_id FROM refresh_tokens WHERE user_id = $1::uuid "
+    "   AND COALESCE(session_id, family_id)::text = $2 LIMIT 1)";
+
+// The twins of the session that stays: other sessions of its family.
+constexpr char kDeleteTwinTokens[] = "auth_delete_twin_tokens";
+constexpr char kDeleteTwinTokensSql[] =
+    "DELETE FROM refresh_tokens WHERE user_id = $1::uuid "
+    "AND COALESCE(session_id, family_id)::text <> $2 AND family_id = "
+    "  (SELECT family_id FROM refresh_tokens WHERE user_id = $1::uuid "
+    "   AND COALESCE(session_id, family_id)::text = $2 LIMIT 1)";
 
 // The max_failures-th most recent failure within the window, if any.
 constexpr char kNthRecentFailure[] = "auth_nth_recent_failure";
@@ -93,6 +104,10 @@ constexpr char kNthRecentFailureSql[] =
     "login_failures "
     "WHERE user_id = $1::uuid AND failed_at > $2::timestamptz "
     "ORDER BY failed_at DESC OFFSET $3 LIMIT 1";
+
+constexpr char kLockUser[] = "auth_lock_user";
+constexpr char kLockUserSql[] =
+    "SELECT 1 FROM users WHERE id = $1::uuid FOR NO KEY UPDATE";
 
 constexpr char kInsertFailure[] = "auth_insert_failure";
 constexpr char kInsertFailureSql[] =
@@ -151,7 +166,9 @@ std::vector<PreparedStatement> AuthStorage::Statements() {
       {kMarkRotated, kMarkRotatedSql},
       {kRevokeFamily, kRevokeFamilySql},
       {kRevokeOtherFamilies, kRevokeOtherFamiliesSql},
+      {kDeleteTwinTokens, kDeleteTwinTokensSql},
       {kNthRecentFailure, kNthRecentFailureSql},
+      {kLockUser, kLockUserSql},
       {kInsertFailure, kInsertFailureSql},
       {kPruneFailures, kPruneFailuresSql},
       {kClearFailures, kClearFailuresSql},
@@ -221,26 +238,24 @@ absl::Status AuthStorage::StartFamily(absl::string_view user_id,
                       std::string(user_id), PgTime(now));
     tx.exec_prepared0(kInsertToken, std::string(token_hash),
                       std::string(user_id), std::string(family_id), PgTime(now),
-                      PgTime(expires_at));
+                      PgTime(expires_at), std::string(family_id));
     return absl::OkStatus();
   });
 }
 
-absl::StatusOr<Rotation> AuthStorage::Rotate(absl::string_view user_id,
-                                             absl::string_view old_hash,
-                                             absl::string_view new_hash,
-                                             absl::Time now,
-                                             absl::Time expires_at,
-                                             absl::Duration grace) {
+absl::StatusOr<Rotation> AuthStorage::Rotate(
+    absl::string_view user_id, absl::string_view old_hash,
+    absl::string_view new_hash, absl::string_view new_session_id,
+    absl::Time now, absl::Time expires_at, absl::Duration grace) {
   const std::string old_token(old_hash), new_token(new_hash), at(PgTime(now));
   return pool_->Transact<Rotation>(
       "", [&](pqxx::work& tx) -> absl::StatusOr<Rotation> {
         pqxx::result rows =
             tx.exec_prepared(kLockToken, old_token, at, std::string(user_id));
-        if (rows.empty()) return Rotation{RotationOutcome::kInvalid, "", ""};
+        if (rows.empty()) return Rotation{RotationOutcome::kInvalid};
         const pqxx::row row = rows[0];
         Rotation rotation{RotationOutcome::kRotated, row[0].as<std::string>(),
-                          row[1].as<std::string>()};
+                          row[1].as<std::string>(), row[5].as<std::string>()};
         const bool expired = row[2].as<bool>();
         const bool revoked = row[3].as<bool>();
         if (expired || revoked) {
@@ -257,11 +272,13 @@ absl::StatusOr<Rotation> AuthStorage::Rotate(absl::string_view user_id,
             return rotation;
           }
           rotation.outcome = RotationOutcome::kGraceReplay;
+          rotation.session_id = std::string(new_session_id);
         } else {
           tx.exec_prepared0(kMarkRotated, old_token, at, std::string(user_id));
         }
         tx.exec_prepared0(kInsertToken, new_token, rotation.user_id,
-                          rotation.family_id, at, PgTime(expires_at));
+                          rotation.family_id, at, PgTime(expires_at),
+                          rotation.session_id);
         return rotation;
       });
 }
@@ -279,38 +296,34 @@ absl::Status AuthStorage::RevokeFamilyOf(absl::string_view user_id,
   });
 }
 
-absl::Status AuthStorage::RevokeOtherFamilies(absl::string_view user_id,
-                                              absl::string_view keep_family_id,
-                                              absl::Time now) {
+absl::Status AuthStorage::EndOtherSessions(absl::string_view user_id,
+                                           absl::string_view keep_session_id,
+                                           absl::Time now) {
+  const std::string user(user_id), keep(keep_session_id);
   return pool_->Transact("", [&](pqxx::work& tx) {
-    tx.exec_prepared0(kRevokeOtherFamilies, std::string(user_id),
-                      std::string(keep_family_id), PgTime(now));
+    tx.exec_prepared0(kRevokeOtherFamilies, user, keep, PgTime(now));
+    tx.exec_prepared0(kDeleteTwinTokens, user, keep);
     return absl::OkStatus();
   });
 }
 
-absl::StatusOr<std::optional<absl::Time>> AuthStorage::LockedUntil(
+absl::StatusOr<std::optional<absl::Time>> AuthStorage::ReserveLoginAttempt(
     absl::string_view user_id, int max_failures, absl::Duration window,
     absl::Time now) {
+  const std::string user(user_id), since(PgTime(now - window));
   return pool_->Transact<std::optional<absl::Time>>(
       "", [&](pqxx::work& tx) -> absl::StatusOr<std::optional<absl::Time>> {
+        // Serialises the account's attempts: count and take in one step.
+        if (tx.exec_prepared(kLockUser, user).empty()) return NotFound();
         pqxx::result rows =
-            tx.exec_prepared(kNthRecentFailure, std::string(user_id),
-                             PgTime(now - window), max_failures - 1);
-        if (rows.empty()) return std::nullopt;
-        return FromPgMicros(rows[0][0].as<int64_t>()) + window;
+            tx.exec_prepared(kNthRecentFailure, user, since, max_failures - 1);
+        if (!rows.empty()) {
+          return FromPgMicros(rows[0][0].as<int64_t>()) + window;
+        }
+        tx.exec_prepared0(kPruneFailures, user, since);
+        tx.exec_prepared0(kInsertFailure, user, PgTime(now));
+        return std::nullopt;
       });
-}
-
-absl::Status AuthStorage::RecordLoginFailure(absl::string_view user_id,
-                                             absl::Time now,
-                                             absl::Duration window) {
-  return pool_->Transact("", [&](pqxx::work& tx) {
-    tx.exec_prepared0(kPruneFailures, std::string(user_id),
-                      PgTime(now - window));
-    tx.exec_prepared0(kInsertFailure, std::string(user_id), PgTime(now));
-    return absl::OkStatus();
-  });
 }
 
 absl::Status AuthStorage::ClearLoginFailures(absl::string_view user_id) {

@@ -45,6 +45,9 @@ struct Rotation {
   RotationOutcome outcome;
   std::string user_id;
   std::string family_id;
+  // The session the new token belongs to (the access token's `sid`): the
+  // presented token's, or a new one for a grace replay's twin.
+  std::string session_id;
 };
 
 class AuthStorage {
@@ -73,25 +76,31 @@ class AuthStorage {
                            absl::Time expires_at);
   // Trades the token with old_hash for one with new_hash, under a row lock so
   // that concurrent refreshes of one token are serialized.
+  // A grace replay's new token starts a session of its own, new_session_id.
   absl::StatusOr<Rotation> Rotate(absl::string_view user_id,
                                   absl::string_view old_hash,
-                                  absl::string_view new_hash, absl::Time now,
-                                  absl::Time expires_at, absl::Duration grace);
+                                  absl::string_view new_hash,
+                                  absl::string_view new_session_id,
+                                  absl::Time now, absl::Time expires_at,
+                                  absl::Duration grace);
   // Revokes the family of the token. NOT_FOUND when the token is unknown.
   absl::Status RevokeFamilyOf(absl::string_view user_id,
                               absl::string_view token_hash, absl::Time now);
-  // Revokes every family of the user but keep_family_id.
-  absl::Status RevokeOtherFamilies(absl::string_view user_id,
-                                   absl::string_view keep_family_id,
-                                   absl::Time now);
+  // Ends every session of the user but keep_session_id: revokes every
+  // other family, and drops the tokens of that family's other sessions
+  // (twins made by grace replays).
+  absl::Status EndOtherSessions(absl::string_view user_id,
+                                absl::string_view keep_session_id,
+                                absl::Time now);
 
-  // When the account has had max_failures failed logins within window
-  // before now: the time the oldest of them leaves the window.
-  absl::StatusOr<std::optional<absl::Time>> LockedUntil(
+  // Takes one of the max_failures password checks an account may have
+  // within window before now, counted as a failure until
+  // ClearLoginFailures: checks in parallel each take their own, so no more
+  // than max_failures are ever evaluated. When none is left: the time the
+  // oldest failure leaves the window, and nothing is taken.
+  absl::StatusOr<std::optional<absl::Time>> ReserveLoginAttempt(
       absl::string_view user_id, int max_failures, absl::Duration window,
       absl::Time now);
-  absl::Status RecordLoginFailure(absl::string_view user_id, absl::Time now,
-                                  absl::Duration window);
   absl::Status ClearLoginFailures(absl::string_view user_id);
 
  private:

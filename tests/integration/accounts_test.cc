@@ -4,6 +4,7 @@
 #include "services/auth/accounts.h"
 
 #include <thread>
+#include <vector>
 
 #include "common/db.h"
 #include "common/errors.h"
@@ -54,10 +55,14 @@ class AccountsTest : public ::testing::Test {
   }
 
   AccessClaims ClaimsOf(const Session& session) {
+    return ClaimsOf(session.tokens);
+  }
+
+  AccessClaims ClaimsOf(const IssuedTokens& tokens) {
     JwtVerifier verifier(
         &keys_, {.issuer = "chat-backend", .audience = "chat-backend"});
     absl::StatusOr<AccessClaims> claims =
-        verifier.Verify(session.tokens.access_token, clock_.Now());
+        verifier.Verify(tokens.access_token, clock_.Now());
     EXPECT_THAT(claims, IsOk());
     return *claims;
   }
@@ -154,6 +159,30 @@ TEST_F(AccountsTest, TenFailuresThrottleTheAccountUntilTheWindowPasses) {
   EXPECT_THAT(accounts_->Login("dave", "Passw0rd"), IsOk());
 }
 
+// The check, the password test and the count are one step per attempt: no
+// more than ten wrong passwords are ever tried, however many arrive at once.
+TEST_F(AccountsTest, ParallelWrongPasswordsAreEvaluatedAtMostTenTimes) {
+  MustRegister("dora");
+  constexpr int kAttempts = 40;
+  std::vector<absl::Status> results(kAttempts);
+  std::vector<std::thread> attackers;
+  for (int i = 0; i < kAttempts; ++i) {
+    attackers.emplace_back([&, i] {
+      results[i] = accounts_->Login("dora", "Wr0ngpass").status();
+    });
+  }
+  for (std::thread& attacker : attackers) attacker.join();
+  int unauthenticated = 0, throttled = 0;
+  for (const absl::Status& status : results) {
+    unauthenticated += absl::IsUnauthenticated(status);
+    throttled += absl::IsResourceExhausted(status);
+  }
+  EXPECT_EQ(unauthenticated, 10);
+  EXPECT_EQ(throttled, kAttempts - 10);
+  EXPECT_THAT(accounts_->Login("dora", "Passw0rd"),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+}
+
 TEST_F(AccountsTest, ASuccessResetsTheFailureCount) {
   MustRegister("frank");
   for (int i = 0; i < 9; ++i) (void)accounts_->Login("frank", "Wr0ngpass");
@@ -224,6 +253,59 @@ TEST_F(AccountsTest, ConcurrentRefreshesOfOneTokenBothSucceed) {
   ASSERT_THAT(results[0], IsOk());
   ASSERT_THAT(results[1], IsOk());
   EXPECT_NE(results[0]->refresh_token, results[1]->refresh_token);
+}
+
+// A replay within the grace makes a twin session; whatever ends the family,
+// or the other sessions, ends the twin too.
+TEST_F(AccountsTest, GraceTwinsDieWithTheirFamily) {
+  Session session = MustRegister("jack");
+  absl::StatusOr<IssuedTokens> tab =
+      accounts_->Refresh(session.tokens.refresh_token);
+  absl::StatusOr<IssuedTokens> twin =
+      accounts_->Refresh(session.tokens.refresh_token);
+  ASSERT_THAT(tab, IsOk());
+  ASSERT_THAT(twin, IsOk());
+  EXPECT_NE(ClaimsOf(*tab).session_id, ClaimsOf(*twin).session_id);
+  ASSERT_THAT(accounts_->Logout(tab->refresh_token), IsOk());
+  EXPECT_THAT(accounts_->Refresh(twin->refresh_token),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+}
+
+TEST_F(AccountsTest, PasswordChangeEndsTheTwinOfTheChangingSession) {
+  Session session = MustRegister("jill");
+  absl::StatusOr<IssuedTokens> mine =
+      accounts_->Refresh(session.tokens.refresh_token);
+  absl::StatusOr<IssuedTokens> twin =
+      accounts_->Refresh(session.tokens.refresh_token);
+  ASSERT_THAT(mine, IsOk());
+  ASSERT_THAT(twin, IsOk());
+  // The twin's descendants are the twin's session as well.
+  absl::StatusOr<IssuedTokens> twin_next =
+      accounts_->Refresh(twin->refresh_token);
+  ASSERT_THAT(twin_next, IsOk());
+  ASSERT_THAT(accounts_->UpdateProfile(ClaimsOf(*mine),
+                                       {.new_password = "N3wPassword",
+                                        .current_password = "Passw0rd"}),
+              IsOk());
+  EXPECT_THAT(accounts_->Refresh(twin_next->refresh_token),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_THAT(accounts_->Refresh(mine->refresh_token), IsOk());
+
+  // And from the twin's side: the original session is the one that ends.
+  Session other = *accounts_->Login("jill", "N3wPassword");
+  absl::StatusOr<IssuedTokens> first =
+      accounts_->Refresh(other.tokens.refresh_token);
+  absl::StatusOr<IssuedTokens> second =
+      accounts_->Refresh(other.tokens.refresh_token);
+  ASSERT_THAT(first, IsOk());
+  ASSERT_THAT(second, IsOk());
+  ASSERT_THAT(accounts_->UpdateProfile(ClaimsOf(*second),
+                                       {.new_password = "Th1rdPassword",
+                                        .current_password = "N3wPassword"}),
+              IsOk());
+  EXPECT_THAT(accounts_->Refresh(first->refresh_token),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_THAT(accounts_->Refresh(second->refresh_token), IsOk());
 }
 
 TEST_F(AccountsTest, ExpiredRefreshTokenIsRefused) {
