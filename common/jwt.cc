@@ -49,6 +49,21 @@ std::string Base64Url(absl::string_view bytes) {
       absl::string_view(bytes.data(), bytes.size()));
 }
 
+}  // namespace
+
+std::optional<std::string> DecodeBase64UrlStrict(absl::string_view text) {
+  std::string bytes;
+  // Whatever absl's decoder tolerates (padding, whitespace, stray bits),
+  // the one canonical encoding of the bytes must be the text itself.
+  if (!absl::WebSafeBase64Unescape(text, &bytes) ||
+      absl::WebSafeBase64Escape(bytes) != text) {
+    return std::nullopt;
+  }
+  return bytes;
+}
+
+namespace {
+
 absl::StatusOr<std::string> BignumParam(const EVP_PKEY* key, const char* name) {
   BIGNUM* raw = nullptr;
   if (EVP_PKEY_get_bn_param(key, name, &raw) != 1) {
@@ -93,12 +108,9 @@ absl::Status CheckRsaKey(const EVP_PKEY* key) {
 
 absl::StatusOr<google::protobuf::Struct> DecodeJsonPart(
     absl::string_view part) {
-  std::string json;
-  if (!absl::WebSafeBase64Unescape(absl::string_view(part.data(), part.size()),
-                                   &json)) {
-    return Unauthenticated("malformed access token");
-  }
-  absl::StatusOr<google::protobuf::Struct> parsed = ParseJsonObject(json);
+  std::optional<std::string> json = DecodeBase64UrlStrict(part);
+  if (!json) return Unauthenticated("malformed access token");
+  absl::StatusOr<google::protobuf::Struct> parsed = ParseJsonObject(*json);
   if (!parsed.ok()) return Unauthenticated("malformed access token");
   return parsed;
 }
@@ -298,9 +310,9 @@ absl::StatusOr<ParsedJwt> ParseJwt(absl::string_view token) {
   if (!header.ok()) return header.status();
   absl::StatusOr<google::protobuf::Struct> payload = DecodeJsonPart(parts[1]);
   if (!payload.ok()) return payload.status();
-  if (!absl::WebSafeBase64Unescape(parts[2], &jwt.signature)) {
-    return Unauthenticated("malformed access token");
-  }
+  std::optional<std::string> signature = DecodeBase64UrlStrict(parts[2]);
+  if (!signature) return Unauthenticated("malformed access token");
+  jwt.signature = *std::move(signature);
   jwt.header = *std::move(header);
   jwt.payload = *std::move(payload);
   jwt.signed_part =

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,7 +33,9 @@ struct AccessClaims {
   std::string audience;
   std::string subject;  // the user id
   std::string jwt_id;
-  // "sid": the login (refresh-token family) the token was issued for.
+  // "sid": the session the token was issued for: the login (its refresh-
+  // token family's id), or a twin of it made by a refresh replayed within
+  // the grace window.
   std::string session_id;
   // Set for tokens of the configured external identity provider.
   bool external = false;
@@ -123,6 +126,11 @@ struct ParsedJwt {
   std::string signed_part;  // "header.payload", the bytes that were signed
   std::string signature;    // decoded
 };
+
+// Decodes base64url strictly (SPEC.md "Robustness"): the unpadded alphabet
+// only, no whitespace, and canonical trailing bits, so that each value has
+// exactly one encoding. nullopt otherwise.
+std::optional<std::string> DecodeBase64UrlStrict(absl::string_view text);
 
 // The string member `name` of a JWT header or payload; "" when absent or
 // not a string.

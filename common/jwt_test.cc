@@ -236,6 +236,39 @@ TEST_F(JwtTest, MissingClaimsAreRejected) {
                        HasSubstr("required claims")));
 }
 
+// Each alternative spelling of a valid token's bytes is another token: none
+// may verify (padding, whitespace, stray trailing bits).
+TEST_F(JwtTest, NonCanonicalBase64UrlIsRejected) {
+  const std::string token = Sign(Claims());
+  ASSERT_THAT(Verifier().Verify(token, now_), IsOk());
+  std::vector<std::string> parts = absl::StrSplit(token, '.');
+  const std::string signed_part = absl::StrCat(parts[0], ".", parts[1], ".");
+  // An RSA-2048 signature is 256 bytes: 342 characters, whose last carries
+  // 4 unused bits; flipping one keeps absl's decoder happy.
+  std::string stray_bits = parts[2];
+  stray_bits.back() = stray_bits.back() == 'A' ? 'B' : 'A';
+  std::string spaced = token;
+  spaced.insert(token.size() / 2, " ");
+  for (const std::string& forged :
+       {token + "==", token + "=", signed_part + parts[2] + "\n", spaced,
+        signed_part + stray_bits, parts[0] + "=." + parts[1] + "." + parts[2],
+        parts[0] + "." + parts[1] + "==." + parts[2]}) {
+    EXPECT_THAT(Verifier().Verify(forged, now_),
+                StatusIs(absl::StatusCode::kUnauthenticated))
+        << forged;
+  }
+}
+
+TEST(DecodeBase64UrlStrictTest, AcceptsOnlyTheCanonicalForm) {
+  EXPECT_EQ(DecodeBase64UrlStrict("aGk"), "hi");
+  EXPECT_EQ(DecodeBase64UrlStrict(""), "");
+  EXPECT_EQ(DecodeBase64UrlStrict("_-8"), "\xff\xef");
+  for (const char* text :
+       {"aGk=", "aGl", "aG k", "aGk\n", "a", "+/8", "aGk."}) {
+    EXPECT_EQ(DecodeBase64UrlStrict(text), std::nullopt) << text;
+  }
+}
+
 TEST_F(JwtTest, GarbageIsRejected) {
   for (const char* token :
        {"", "abc", "a.b", "a.b.c.d", "!!.??.**", "e30.e30.e30"}) {
