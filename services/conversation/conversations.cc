@@ -13,6 +13,8 @@ namespace {
 constexpr int kDefaultPageSize = 20;
 constexpr int kMaxPageSize = 100;
 constexpr size_t kMaxTitle = 255;
+// 9999-12-31T23:59:59.999999Z, the last time a page token may hold.
+constexpr int64_t kLatestCursorMicros = 253402300799999999;
 
 void ValidateTitle(const std::string& title, FieldViolations& violations) {
   const std::optional<size_t> length = CountCodePoints(title);
@@ -71,8 +73,10 @@ absl::StatusOr<ConversationPage> Conversations::List(const std::string& user_id,
   if (!query.page_token.empty()) {
     chat::internal::ConversationCursor cursor;
     RETURN_IF_ERROR(DecodePageToken(query.page_token, &cursor));
+    // A time PostgreSQL could not take is a tampered token, not a 500.
     if (cursor.archived() != query.archived || cursor.query() != query.q ||
-        !IsUuid(cursor.id())) {
+        !IsUuid(cursor.id()) || cursor.updated_at_micros() < 0 ||
+        cursor.updated_at_micros() > kLatestCursorMicros) {
       return ForeignPageToken();
     }
     after =

@@ -38,19 +38,26 @@ constexpr char kGetSql[] =
     " FROM messages "
     "WHERE user_id = $1::uuid AND conversation_id = $2::uuid AND id = $3::uuid";
 
+// A page also ends once the content before a row reaches $5 bytes: the
+// running sum reads only the stored sizes (octet_length does not detoast),
+// and the limit stops the index scan, so a deep page costs a first page's.
 constexpr char kListAscending[] = "message_list_asc";
 constexpr char kListAscendingSql[] =
-    "SELECT " MESSAGE_COLUMNS
-    " FROM messages "
+    "SELECT * FROM (SELECT " MESSAGE_COLUMNS
+    ", sum(octet_length(content)) OVER (ORDER BY seq ASC) "
+    "- octet_length(content) AS content_before FROM messages "
     "WHERE user_id = $1::uuid AND conversation_id = $2::uuid AND seq > $3 "
-    "ORDER BY seq ASC LIMIT $4";
+    "ORDER BY seq ASC LIMIT $4) page "
+    "WHERE content_before < $5 ORDER BY seq ASC";
 
 constexpr char kListDescending[] = "message_list_desc";
 constexpr char kListDescendingSql[] =
-    "SELECT " MESSAGE_COLUMNS
-    " FROM messages "
+    "SELECT * FROM (SELECT " MESSAGE_COLUMNS
+    ", sum(octet_length(content)) OVER (ORDER BY seq DESC) "
+    "- octet_length(content) AS content_before FROM messages "
     "WHERE user_id = $1::uuid AND conversation_id = $2::uuid AND seq < $3 "
-    "ORDER BY seq DESC LIMIT $4";
+    "ORDER BY seq DESC LIMIT $4) page "
+    "WHERE content_before < $5 ORDER BY seq DESC";
 
 constexpr char kConversationExists[] = "message_conversation_exists";
 constexpr char kConversationExistsSql[] =
@@ -229,15 +236,16 @@ absl::StatusOr<MessageRecord> MessageStorage::Get(
 
 absl::StatusOr<std::vector<MessageRecord>> MessageStorage::List(
     const std::string& user_id, const std::string& conversation_id,
-    bool descending, std::optional<int64_t> after, int limit) {
+    bool descending, std::optional<int64_t> after, int limit,
+    int64_t content_budget) {
   const int64_t from =
       after.value_or(descending ? std::numeric_limits<int64_t>::max() : 0);
   return pool_->Transact<std::vector<MessageRecord>>(
       user_id,
       [&](pqxx::work& tx) -> absl::StatusOr<std::vector<MessageRecord>> {
-        pqxx::result rows =
-            tx.exec_prepared(descending ? kListDescending : kListAscending,
-                             user_id, conversation_id, from, limit);
+        pqxx::result rows = tx.exec_prepared(
+            descending ? kListDescending : kListAscending, user_id,
+            conversation_id, from, limit, content_budget);
         // An empty page costs one more look: is there a conversation at all?
         if (rows.empty() &&
             tx.exec_prepared(kConversationExists, user_id, conversation_id)

@@ -64,11 +64,13 @@ class MessageStorage {
                                     const std::string& conversation_id,
                                     const std::string& id);
   // Up to `limit` messages after position `after` (exclusive), oldest first
-  // or, when descending, newest first. NOT_FOUND when the conversation is
-  // not the user's.
+  // or, when descending, newest first, ending with the first message at
+  // which the content of those before it reaches content_budget bytes.
+  // NOT_FOUND when the conversation is not the user's.
   absl::StatusOr<std::vector<MessageRecord>> List(
       const std::string& user_id, const std::string& conversation_id,
-      bool descending, std::optional<int64_t> after, int limit);
+      bool descending, std::optional<int64_t> after, int limit,
+      int64_t content_budget);
   absl::StatusOr<MessageRecord> Update(const std::string& user_id,
                                        const std::string& conversation_id,
                                        const std::string& id,

@@ -12,6 +12,8 @@ namespace {
 
 constexpr int kDefaultPageSize = 50;
 constexpr int kMaxPageSize = 200;
+// SPEC.md "Messages": a page ends early once it holds 4 MiB of content.
+constexpr int64_t kMaxPageContentBytes = 4 << 20;
 constexpr size_t kMaxContent = 100000;
 
 absl::Status CheckIds(const std::string& conversation_id,
@@ -95,10 +97,20 @@ absl::StatusOr<MessagePage> Messages::List(const std::string& user_id,
   // One extra row tells whether another page follows.
   ASSIGN_OR_RETURN(std::vector<MessageRecord> rows,
                    storage_->List(user_id, conversation_id, descending, after,
-                                  *page_size + 1));
+                                  *page_size + 1, kMaxPageContentBytes));
+  // The page: up to page_size messages while their content fits the budget
+  // (the first always does: one message is far smaller).
+  size_t kept = 0;
+  int64_t content_bytes = 0;
+  while (kept < rows.size() && static_cast<int>(kept) < *page_size) {
+    const int64_t size = static_cast<int64_t>(rows[kept].content.size());
+    if (kept > 0 && content_bytes + size > kMaxPageContentBytes) break;
+    content_bytes += size;
+    ++kept;
+  }
   MessagePage page;
-  if (static_cast<int>(rows.size()) > *page_size) {
-    rows.resize(*page_size);
+  if (kept < rows.size()) {
+    rows.resize(kept);
     chat::internal::MessageCursor cursor;
     cursor.set_conversation_id(conversation_id);
     cursor.set_descending(descending);
