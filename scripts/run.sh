@@ -116,10 +116,13 @@ start() {
   local log=$LOGS/$name.log
   # One run per file; the previous run's stays as NAME.log.1.
   [[ -s "$log" ]] && mv "$log" "$log.1"
-  : >"$log"
+  (umask 077 && : >"$log")
   display_log "$name" "$log"
-  env -u DATABASE_URL_FILE -u AUTH_SIGNING_KEY -u CHAT_AUTH_DB_PASSWORD \
-    -u CHAT_CONVERSATION_DB_PASSWORD -u CHAT_MESSAGE_DB_PASSWORD "$@" \
+  # Secrets reach a service as files named in its environment, never as
+  # values on a command line (which `ps` shows to every user).
+  env -u DATABASE_URL -u DATABASE_URL_FILE -u AUTH_SIGNING_KEY \
+    -u CHAT_AUTH_DB_PASSWORD -u CHAT_CONVERSATION_DB_PASSWORD \
+    -u CHAT_MESSAGE_DB_PASSWORD "$@" \
     setsid "$binary" </dev/null >>"$log" 2>&1 &
   PIDS[$name]=$!
   NAMES+=("$name")
@@ -205,7 +208,10 @@ main() {
   trap 'on_signal TERM' TERM
   trap 'on_signal HUP' HUP
 
-  mkdir -p "$LOGS"
+  # Logs may hold user ids and request details: readable by the owner only.
+  (umask 077 && mkdir -p "$LOGS")
+  chmod 0700 "$LOGS"
+  chmod 0600 "$LOGS"/* 2>/dev/null || true
   ensure_secrets
 
   local admin_url
@@ -224,6 +230,7 @@ main() {
   message_pw=$(<"$SECRETS/chat_message_db_password")
 
   say "applying migrations"
+  (umask 077 && : >>"$LOGS/migrate.log")
   DATABASE_URL=$admin_url CHAT_AUTH_DB_PASSWORD=$auth_pw \
     CHAT_CONVERSATION_DB_PASSWORD=$conversation_pw \
     CHAT_MESSAGE_DB_PASSWORD=$message_pw \
@@ -231,18 +238,27 @@ main() {
     2>&1 | tee -a "$LOGS/migrate.log" | sed -u "s/^/$(printf '%-12s' migrate)| /" ||
     die "chat-migrate failed (see above)"
 
+  # Each service's URL, with its role's password, goes to a file of its own.
+  local role
+  for role in chat_auth chat_conversation chat_message; do
+    local password_var=${role}_pw
+    password_var=${password_var#chat_}
+    (umask 077 && role_url "$admin_url" "$role" "${!password_var}" \
+      >"$SECRETS/${role}_database_url")
+  done
+
   start auth "$BUILD/services/auth/chat-auth" \
-    DATABASE_URL="$(role_url "$admin_url" chat_auth "$auth_pw")" \
+    DATABASE_URL_FILE="$SECRETS/chat_auth_database_url" \
     GRPC_LISTEN="$AUTH_ADDR" \
     AUTH_SIGNING_KEY_FILE="$SECRETS/jwt_signing_key.pem"
   start conversation "$BUILD/services/conversation/chat-conversation" \
-    DATABASE_URL="$(role_url "$admin_url" chat_conversation "$conversation_pw")" \
+    DATABASE_URL_FILE="$SECRETS/chat_conversation_database_url" \
     GRPC_LISTEN="$CONVERSATION_ADDR" AUTH_ADDR="$AUTH_ADDR"
   start message "$BUILD/services/message/chat-message" \
-    DATABASE_URL="$(role_url "$admin_url" chat_message "$message_pw")" \
+    DATABASE_URL_FILE="$SECRETS/chat_message_database_url" \
     GRPC_LISTEN="$MESSAGE_ADDR" AUTH_ADDR="$AUTH_ADDR"
   start gateway "$BUILD/bin/chat-gateway" \
-    -u DATABASE_URL GATEWAY_LISTEN="$GATEWAY_ADDR" AUTH_ADDR="$AUTH_ADDR" \
+    GATEWAY_LISTEN="$GATEWAY_ADDR" AUTH_ADDR="$AUTH_ADDR" \
     CONVERSATION_ADDR="$CONVERSATION_ADDR" MESSAGE_ADDR="$MESSAGE_ADDR"
 
   local deadline=$((SECONDS + READY_TIMEOUT)) code=

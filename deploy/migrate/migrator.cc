@@ -213,10 +213,30 @@ absl::StatusOr<Migrator> Migrator::Create(absl::string_view migrations_dir) {
   return Migrator(std::move(migrations));
 }
 
+absl::Status CheckRolePassword(const RolePassword& password) {
+  constexpr size_t kMinLength = 16;
+  constexpr absl::string_view kPlaceholders[] = {
+      "change_me", "change-me", "changeme", "placeholder", "example"};
+  const std::string lower = absl::AsciiStrToLower(password.password);
+  bool placeholder = false;
+  for (absl::string_view word : kPlaceholders) {
+    placeholder |= absl::StrContains(lower, word);
+  }
+  if (password.password.size() < kMinLength || placeholder) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the password for role ", password.role,
+        " is a placeholder or shorter than 16 characters; set a real one"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<MigrationReport> Migrator::Apply(
     absl::string_view database_url,
     const std::vector<RolePassword>& role_passwords,
     const ApplyOptions& options) const {
+  for (const RolePassword& password : role_passwords) {
+    if (absl::Status ok = CheckRolePassword(password); !ok.ok()) return ok;
+  }
   MigrationReport report;
   std::unique_ptr<pqxx::connection> conn;
   try {

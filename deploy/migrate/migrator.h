@@ -56,6 +56,12 @@ struct RolePassword {
   std::string password;
 };
 
+// OK when `password` may be set on a role: at least 16 characters and no
+// placeholder of our examples ("CHANGE_ME", "placeholder", ...), so that a
+// template's value is never set for real. INVALID_ARGUMENT naming the role
+// (never the password) otherwise.
+absl::Status CheckRolePassword(const RolePassword& password);
+
 // What a successful run did.
 struct MigrationReport {
   std::vector<int> applied;        // versions applied by this run, in order
@@ -97,7 +103,8 @@ class Migrator {
   // failure or deadlock (retry), FAILED_PRECONDITION otherwise.
   //
   // Passwords are sent to the server only as SCRAM-SHA-256 secrets, never
-  // in clear text, and appear in no error message.
+  // in clear text, and appear in no error message. A password that fails
+  // CheckRolePassword is INVALID_ARGUMENT before anything is changed.
   absl::StatusOr<MigrationReport> Apply(
       absl::string_view database_url,
       const std::vector<RolePassword>& role_passwords = {},

@@ -324,11 +324,32 @@ TEST_F(MigratorTest, SetsRolePasswordsAsScramSecrets) {
 }
 
 TEST_F(MigratorTest, UnknownRoleIsAnError) {
-  absl::Status status =
-      Migrate(url_, CHAT_MIGRATIONS_DIR, {{"no_such_role", "secret-value"}});
+  absl::Status status = Migrate(url_, CHAT_MIGRATIONS_DIR,
+                                {{"no_such_role", "secret-value-0123456789"}});
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(absl::StrContains(status.message(), "no_such_role")) << status;
   EXPECT_FALSE(absl::StrContains(status.message(), "secret-value")) << status;
+}
+
+// The prod overlay's example secrets must never become real passwords.
+TEST_F(MigratorTest, PlaceholderPasswordsAreRefusedBeforeAnythingChanges) {
+  for (const char* password : {"CHANGE_ME", "CHANGE_ME_CHANGE_ME_CHANGE_ME",
+                               "my-placeholder-secret", "short-secret"}) {
+    absl::Status status =
+        Migrate(url_, CHAT_MIGRATIONS_DIR, {{"chat_auth", password}});
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << password;
+    EXPECT_TRUE(absl::StrContains(status.message(), "chat_auth")) << status;
+    EXPECT_FALSE(absl::StrContains(status.message(), password)) << status;
+  }
+  EXPECT_EQ(Query<int64_t>("SELECT count(*) FROM pg_tables "
+                           "WHERE tablename = 'schema_migrations'"),
+            0);
+}
+
+TEST(CheckRolePasswordTest, AcceptsGeneratedPasswords) {
+  EXPECT_TRUE(
+      CheckRolePassword({"chat_auth", "3f9a0c2be4d17a5566e0b9f3c21d8a7e"})
+          .ok());
 }
 
 }  // namespace
