@@ -10,9 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/clock.h"
-#include "common/db.h"
 #include "common/external_jwt.h"
-#include "common/external_users.h"
 #include "common/jwks_client.h"
 #include "common/jwt.h"
 #include "common/token_cache.h"
@@ -20,11 +18,21 @@
 
 namespace chat {
 
+// Gives a user of the external issuer the profile row that owns their data,
+// on first sight (common/external_users.h keeps it in PostgreSQL).
+class ExternalUserRegistry {
+ public:
+  virtual ~ExternalUserRegistry() = default;
+  // UNAUTHENTICATED when the token's subject may not act here (the id of a
+  // local account).
+  virtual absl::Status Ensure(const AccessClaims& claims) = 0;
+};
+
 class CallerResolver {
  public:
   // `external_users` may be null when no external issuer is configured.
   CallerResolver(const AccessTokenVerifier* verifier,
-                 ExternalUsers* external_users, const Clock* clock)
+                 ExternalUserRegistry* external_users, const Clock* clock)
       : verifier_(verifier), external_users_(external_users), clock_(clock) {}
 
   // The caller's user id; UNAUTHENTICATED without a valid token.
@@ -33,7 +41,7 @@ class CallerResolver {
 
  private:
   const AccessTokenVerifier* verifier_;
-  ExternalUsers* external_users_;
+  ExternalUserRegistry* external_users_;
   const Clock* clock_;
 };
 

@@ -12,12 +12,13 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/caller.h"
 #include "common/db.h"
 #include "common/jwt.h"
 
 namespace chat {
 
-class ExternalUsers {
+class ExternalUsers final : public ExternalUserRegistry {
  public:
   explicit ExternalUsers(DbPool* pool) : pool_(pool) {}
 
@@ -25,7 +26,7 @@ class ExternalUsers {
 
   // Creates the profile row of claims.subject unless it exists; remembers
   // the users it has seen, so later calls cost nothing.
-  absl::Status Ensure(const AccessClaims& claims);
+  absl::Status Ensure(const AccessClaims& claims) override;
 
  private:
   DbPool* pool_;

@@ -3,9 +3,8 @@
 
 // Idempotency keys for creates (SPEC.md "Messages"): a create sent again
 // with a key this user sent within 24 hours returns the first result and
-// creates nothing; the same key with another request is a conflict. Runs
-// inside the caller's transaction, so the key and the resource commit
-// together; a concurrent duplicate waits on the key's row and then replays.
+// creates nothing; the same key with another request is a conflict. The
+// storage side is common/idempotency_storage.h.
 
 #include <optional>
 #include <string>
@@ -14,7 +13,6 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "common/db.h"
 
 namespace chat {
 
@@ -32,8 +30,6 @@ struct IdempotencyClaim {
   std::string resource_id;
 };
 
-std::vector<PreparedStatement> IdempotencyStatements();
-
 // A hash of a request: the method name and its fields, each length-prefixed
 // so that different splits of the same bytes differ.
 std::string RequestHash(absl::string_view method,
@@ -45,12 +41,6 @@ std::string RequestHash(absl::string_view method,
 absl::StatusOr<std::optional<IdempotencyKey>> IdempotencyKeyFor(
     absl::string_view key, absl::string_view method,
     const std::vector<std::string>& fields);
-
-// Claims key for the user. ALREADY_EXISTS when the key was used within the
-// window for another request.
-absl::StatusOr<IdempotencyClaim> ClaimIdempotencyKey(
-    pqxx::work& tx, const std::string& user_id, const IdempotencyKey& key,
-    const std::string& new_resource_id, absl::Time now);
 
 }  // namespace chat
 

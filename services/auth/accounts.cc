@@ -69,7 +69,7 @@ std::optional<RefreshTokenRef> ParseRefreshToken(absl::string_view token) {
   return RefreshTokenRef{std::move(hex), Sha256Hex(token)};
 }
 
-Accounts::Accounts(AuthStorage* storage, const JwtSigner* signer,
+Accounts::Accounts(AccountStore* storage, const JwtSigner* signer,
                    const PasswordHasher* hasher, const Clock* clock,
                    AccountsOptions options)
     : storage_(storage),

@@ -14,10 +14,97 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/jwt.h"
-#include "services/auth/auth_storage.h"
 #include "services/auth/password.h"
 
 namespace chat::auth {
+
+struct UserRecord {
+  std::string id;
+  std::string username;
+  std::string email;
+  std::string password_hash;
+  absl::Time created_at;
+  absl::Time updated_at;
+};
+
+// Fields of an account to change; unset ones stay.
+struct AccountChange {
+  std::optional<std::string> username;
+  std::optional<std::string> email;
+  std::optional<std::string> password_hash;
+};
+
+enum class RotationOutcome {
+  kRotated,      // a new token replaced the presented one
+  kGraceReplay,  // retired token replayed within the grace: new token, no
+                 // revocation
+  kReuse,        // retired token replayed after the grace: family revoked
+  kInvalid,      // unknown, expired, or its family revoked
+};
+
+struct Rotation {
+  RotationOutcome outcome;
+  std::string user_id;
+  std::string family_id;
+  // The session the new token belongs to (the access token's `sid`): the
+  // presented token's, or a new one for a grace replay's twin.
+  std::string session_id;
+};
+
+// What the auth domain needs of storage (services/auth/auth_storage.h keeps
+// it in PostgreSQL). Every method is one transaction.
+class AccountStore {
+ public:
+  virtual ~AccountStore() = default;
+
+  // ALREADY_EXISTS, naming the taken fields, when the username or the email
+  // is taken (ignoring case).
+  virtual absl::StatusOr<UserRecord> CreateUser(const UserRecord& user) = 0;
+  // By username or email, ignoring case. NOT_FOUND when there is none.
+  virtual absl::StatusOr<UserRecord> FindUserByLogin(
+      absl::string_view login) = 0;
+  virtual absl::StatusOr<UserRecord> FindUserById(absl::string_view id) = 0;
+  virtual absl::StatusOr<UserRecord> UpdateUser(absl::string_view id,
+                                                const AccountChange& change,
+                                                absl::Time now) = 0;
+  // Removes the account; everything that references it goes with it.
+  virtual absl::Status DeleteUser(absl::string_view id) = 0;
+
+  // Starts a refresh-token family (a login) with its first token.
+  virtual absl::Status StartFamily(absl::string_view user_id,
+                                   absl::string_view family_id,
+                                   absl::string_view token_hash, absl::Time now,
+                                   absl::Time expires_at) = 0;
+  // Trades the token with old_hash for one with new_hash, under a row lock so
+  // that concurrent refreshes of one token are serialized.
+  // A grace replay's new token starts a session of its own, new_session_id.
+  virtual absl::StatusOr<Rotation> Rotate(absl::string_view user_id,
+                                          absl::string_view old_hash,
+                                          absl::string_view new_hash,
+                                          absl::string_view new_session_id,
+                                          absl::Time now, absl::Time expires_at,
+                                          absl::Duration grace) = 0;
+  // Revokes the family of the token. NOT_FOUND when the token is unknown.
+  virtual absl::Status RevokeFamilyOf(absl::string_view user_id,
+                                      absl::string_view token_hash,
+                                      absl::Time now) = 0;
+  // Ends every session of the user but keep_session_id: revokes every
+  // other family, and drops the tokens of that family's other sessions
+  // (twins made by grace replays).
+  virtual absl::Status EndOtherSessions(absl::string_view user_id,
+                                        absl::string_view keep_session_id,
+                                        absl::Time now) = 0;
+
+  // Takes one of the max_failures password checks an account may have
+  // within window before now, counted as a failure until
+  // ClearLoginFailures: checks in parallel each take their own, so no more
+  // than max_failures are ever evaluated. When none is left: the time the
+  // oldest failure leaves the window, and nothing is taken.
+  virtual absl::StatusOr<std::optional<absl::Time>> ReserveLoginAttempt(
+      absl::string_view user_id, int max_failures, absl::Duration window,
+      absl::Time now) = 0;
+  virtual absl::Status ClearLoginFailures(absl::string_view user_id) = 0;
+};
 
 struct AccountsOptions {
   std::string issuer = "chat-backend";
@@ -57,7 +144,7 @@ struct ProfileUpdate {
 
 class Accounts {
  public:
-  Accounts(AuthStorage* storage, const JwtSigner* signer,
+  Accounts(AccountStore* storage, const JwtSigner* signer,
            const PasswordHasher* hasher, const Clock* clock,
            AccountsOptions options);
 
@@ -87,7 +174,7 @@ class Accounts {
   absl::Status CheckPassword(const UserRecord& user, absl::string_view password,
                              absl::string_view field);
 
-  AuthStorage* storage_;
+  AccountStore* storage_;
   const JwtSigner* signer_;
   const PasswordHasher* hasher_;
   const Clock* clock_;

@@ -10,11 +10,11 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
 #include "common/config.h"
-#include "common/db.h"
 #include "common/jwt.h"
 #include "common/log.h"
 #include "common/server.h"
 #include "common/service_flags.h"
+#include "common/service_runtime.h"
 #include "services/auth/accounts.h"
 #include "services/auth/auth_handler.h"
 #include "services/auth/auth_storage.h"
@@ -48,9 +48,6 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   chat::log::SetServiceName("auth");
 
-  absl::StatusOr<std::string> database_url = chat::ReadSecret("DATABASE_URL");
-  if (!database_url.ok())
-    return chat::log::Failure("no database", database_url.status());
   absl::StatusOr<std::string> signing_key =
       chat::ReadSecret("AUTH_SIGNING_KEY");
   if (!signing_key.ok())
@@ -74,11 +71,13 @@ int main(int argc, char** argv) {
     keys.Add(*key);
   }
 
-  std::unique_ptr<chat::DbPool> pool =
-      chat::DbPool::Create(chat::DbPoolOptionsFromFlags(
-          *database_url, chat::auth::AuthStorage::Statements()));
-  chat::auth::AuthStorage storage(pool.get());
-  chat::SystemClock clock;
+  absl::StatusOr<std::unique_ptr<chat::ServiceRuntime>> runtime =
+      chat::ServiceRuntime::FromFlags(chat::auth::AuthStorage::Statements(),
+                                      {});
+  if (!runtime.ok())
+    return chat::log::Failure("cannot start", runtime.status());
+  chat::auth::AuthStorage storage((*runtime)->pool());
+  const chat::Clock* clock = (*runtime)->clock();
   chat::auth::PasswordHasher hasher;
   chat::auth::AccountsOptions options{
       .issuer = absl::GetFlag(FLAGS_token_issuer),
@@ -89,19 +88,13 @@ int main(int argc, char** argv) {
   };
   chat::JwtVerifier verifier(
       &keys, {.issuer = options.issuer, .audience = options.audience});
-  chat::auth::Accounts accounts(&storage, signer->get(), &hasher, &clock,
+  chat::auth::Accounts accounts(&storage, signer->get(), &hasher, clock,
                                 options);
-  chat::auth::AuthServiceImpl service(&accounts, &verifier, &keys, &clock);
+  chat::auth::AuthServiceImpl service(&accounts, &verifier, &keys, clock);
 
-  absl::Status served = chat::Serve(
-      {
-          .name = "auth",
-          .listen_address = absl::GetFlag(FLAGS_grpc_listen),
-          .max_threads = absl::GetFlag(FLAGS_max_threads),
-          .drain_timeout = absl::GetFlag(FLAGS_drain_timeout),
-          .readiness_probe = [&pool] { return pool->Ping(); },
-      },
-      {&service});
+  absl::Status served =
+      (*runtime)->Serve("auth", absl::GetFlag(FLAGS_grpc_listen),
+                        absl::GetFlag(FLAGS_max_threads), {&service});
   if (!served.ok()) return chat::log::Failure("server failed", served);
   return EXIT_SUCCESS;
 }

@@ -1,5 +1,6 @@
 #include "services/conversation/conversation_storage.h"
 
+#include "common/idempotency_storage.h"
 #include "common/status_macros.h"
 
 namespace chat::conversation {

@@ -11,10 +11,68 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/clock.h"
-#include "services/conversation/conversation_storage.h"
+#include "common/idempotency.h"
+#include "common/metadata.h"
 
 namespace chat::conversation {
+
+struct ConversationRecord {
+  std::string id;
+  std::string title;
+  bool untitled = false;
+  Metadata metadata;
+  bool archived = false;
+  bool pinned = false;
+  int64_t message_count = 0;
+  std::optional<absl::Time> last_message_at;
+  absl::Time created_at;
+  absl::Time updated_at;
+};
+
+// Fields to change; unset ones stay.
+struct ConversationChange {
+  std::optional<std::string> title;
+  std::optional<Metadata> metadata;
+  std::optional<bool> archived;
+  std::optional<bool> pinned;
+};
+
+// A position in the listing order (pinned, updated_at, id), all descending.
+struct ListPosition {
+  bool pinned = false;
+  int64_t updated_at_micros = 0;
+  std::string id;
+};
+
+// What the domain needs of storage (services/conversation/
+// conversation_storage.h keeps it in PostgreSQL). Every call acts for one
+// user and sees only that user's conversations.
+class ConversationStore {
+ public:
+  virtual ~ConversationStore() = default;
+
+  // Inserts `conversation`; with a key, replays the first result instead
+  // when the key was already used for the same request.
+  virtual absl::StatusOr<ConversationRecord> Create(
+      const std::string& user_id, const ConversationRecord& conversation,
+      const std::optional<IdempotencyKey>& key) = 0;
+  // NOT_FOUND when the user has no such conversation.
+  virtual absl::StatusOr<ConversationRecord> Get(const std::string& user_id,
+                                                 const std::string& id) = 0;
+  // Up to `limit` conversations after `after`, in listing order.
+  virtual absl::StatusOr<std::vector<ConversationRecord>> List(
+      const std::string& user_id, bool archived, const std::string& query,
+      const std::optional<ListPosition>& after, int limit) = 0;
+  virtual absl::StatusOr<ConversationRecord> Update(
+      const std::string& user_id, const std::string& id,
+      const ConversationChange& change, absl::Time now) = 0;
+  // Deletes the conversation and, by cascade, its messages.
+  virtual absl::Status Delete(const std::string& user_id,
+                              const std::string& id) = 0;
+  virtual absl::Status DeleteAll(const std::string& user_id) = 0;
+};
 
 struct NewConversation {
   std::string title;  // empty: the default title
@@ -35,7 +93,7 @@ struct ConversationPage {
 
 class Conversations {
  public:
-  Conversations(ConversationStorage* storage, const Clock* clock)
+  Conversations(ConversationStore* storage, const Clock* clock)
       : storage_(storage), clock_(clock) {}
 
   absl::StatusOr<ConversationRecord> Create(const std::string& user_id,
@@ -52,7 +110,7 @@ class Conversations {
   absl::Status DeleteAll(const std::string& user_id);
 
  private:
-  ConversationStorage* storage_;
+  ConversationStore* storage_;
   const Clock* clock_;
 };
 

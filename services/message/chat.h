@@ -11,7 +11,7 @@
 
 #include "absl/status/status.h"
 #include "common/clock.h"
-#include "services/message/message_storage.h"
+#include "services/message/messages.h"
 #include "services/message/provider.h"
 #include "services/message/stream_limiter.h"
 
@@ -48,7 +48,7 @@ struct ChatInput {
 
 class Chats {
  public:
-  Chats(MessageStorage* storage, Provider* provider, const Clock* clock,
+  Chats(MessageStore* storage, Provider* provider, const Clock* clock,
         ChatOptions options)
       : storage_(storage),
         provider_(provider),
@@ -67,7 +67,7 @@ class Chats {
   absl::StatusOr<std::vector<ProviderMessage>> Context(
       const std::string& user_id, const MessageRecord& user_message);
 
-  MessageStorage* storage_;
+  MessageStore* storage_;
   Provider* provider_;
   const Clock* clock_;
   ChatOptions options_;

@@ -10,12 +10,11 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "common/caller.h"
 #include "common/config.h"
-#include "common/db.h"
 #include "common/log.h"
 #include "common/server.h"
 #include "common/service_flags.h"
+#include "common/service_runtime.h"
 #include "services/message/chat.h"
 #include "services/message/echo_provider.h"
 #include "services/message/message_handler.h"
@@ -65,10 +64,6 @@ int main(int argc, char** argv) {
   chat::log::SetServiceName("message");
   curl_global_init(CURL_GLOBAL_DEFAULT);
 
-  absl::StatusOr<std::string> database_url = chat::ReadSecret("DATABASE_URL");
-  if (!database_url.ok())
-    return chat::log::Failure("no database", database_url.status());
-
   std::unique_ptr<chat::message::Provider> provider;
   const std::string provider_name = absl::GetFlag(FLAGS_provider);
   if (provider_name == "echo") {
@@ -90,40 +85,24 @@ int main(int argc, char** argv) {
   chat::log::Info("model provider", {{"provider", provider_name},
                                      {"model", provider->default_model()}});
 
-  std::unique_ptr<chat::DbPool> pool =
-      chat::DbPool::Create(chat::DbPoolOptionsFromFlags(
-          *database_url,
-          chat::WithStatements(chat::message::MessageStorage::Statements(),
-                               chat::ExternalUsers::Statements())));
-  absl::StatusOr<chat::TokenVerification> tokens =
-      chat::TokenVerification::FromFlags();
-  if (!tokens.ok()) {
-    return chat::log::Failure("bad token configuration", tokens.status());
-  }
-  chat::ExternalUsers external_users(pool.get());
-  chat::SystemClock clock;
-  chat::message::MessageStorage storage(pool.get());
-  chat::message::Messages messages(&storage, &clock);
+  absl::StatusOr<std::unique_ptr<chat::ServiceRuntime>> runtime =
+      chat::ServiceRuntime::FromFlags(
+          chat::message::MessageStorage::Statements(), {.callers = true});
+  if (!runtime.ok())
+    return chat::log::Failure("cannot start", runtime.status());
+  chat::message::MessageStorage storage((*runtime)->pool());
+  chat::message::Messages messages(&storage, (*runtime)->clock());
   chat::message::Chats chats(
-      &storage, provider.get(), &clock,
+      &storage, provider.get(), (*runtime)->clock(),
       {.system_prompt = absl::GetFlag(FLAGS_system_prompt),
        .context_budget_chars =
            static_cast<size_t>(absl::GetFlag(FLAGS_context_budget_chars)),
        .max_streams_per_user = absl::GetFlag(FLAGS_max_streams_per_user)});
-  chat::CallerResolver callers(tokens->verifier.get(),
-                               tokens->external ? &external_users : nullptr,
-                               &clock);
-  chat::message::MessageServiceImpl service(&messages, &chats, &callers);
-
-  absl::Status served = chat::Serve(
-      {
-          .name = "message",
-          .listen_address = absl::GetFlag(FLAGS_grpc_listen),
-          .max_threads = absl::GetFlag(FLAGS_stream_threads),
-          .drain_timeout = absl::GetFlag(FLAGS_drain_timeout),
-          .readiness_probe = [&pool] { return pool->Ping(); },
-      },
-      {&service});
+  chat::message::MessageServiceImpl service(&messages, &chats,
+                                            (*runtime)->callers());
+  absl::Status served =
+      (*runtime)->Serve("message", absl::GetFlag(FLAGS_grpc_listen),
+                        absl::GetFlag(FLAGS_stream_threads), {&service});
   curl_global_cleanup();
   if (!served.ok()) return chat::log::Failure("server failed", served);
   return EXIT_SUCCESS;

@@ -2,6 +2,7 @@
 
 #include <limits>
 
+#include "common/idempotency_storage.h"
 #include "common/status_macros.h"
 
 namespace chat::message {

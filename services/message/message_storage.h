@@ -18,84 +18,46 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/db.h"
-#include "common/idempotency.h"
-#include "common/metadata.h"
+#include "services/message/messages.h"
 
 namespace chat::message {
 
-struct MessageRecord {
-  std::string id;
-  std::string conversation_id;
-  int64_t seq = 0;
-  std::string role;
-  std::string content;
-  std::string status;
-  std::string model;
-  Metadata metadata;
-  absl::Time created_at;
-  absl::Time updated_at;
-};
-
-struct MessageChange {
-  std::optional<std::string> content;
-  std::optional<Metadata> metadata;
-};
-
-// An earlier message as a model's context sees it.
-struct ContextMessage {
-  std::string role;
-  std::string content;
-};
-
-class MessageStorage {
+// MessageStore in PostgreSQL.
+class MessageStorage final : public MessageStore {
  public:
   explicit MessageStorage(DbPool* pool) : pool_(pool) {}
 
   static std::vector<PreparedStatement> Statements();
 
-  // Appends `message` (its seq is assigned here) and counts it as activity of
-  // its conversation. NOT_FOUND when the user has no such conversation. With
-  // a key, replays the first result when the key was used for the same
-  // request.
   absl::StatusOr<MessageRecord> Append(
       const std::string& user_id, const MessageRecord& message,
-      const std::optional<IdempotencyKey>& key);
+      const std::optional<IdempotencyKey>& key) override;
   absl::StatusOr<MessageRecord> Get(const std::string& user_id,
                                     const std::string& conversation_id,
-                                    const std::string& id);
-  // Up to `limit` messages after position `after` (exclusive), oldest first
-  // or, when descending, newest first, ending with the first message at
-  // which the content of those before it reaches content_budget bytes.
-  // NOT_FOUND when the conversation is not the user's.
+                                    const std::string& id) override;
   absl::StatusOr<std::vector<MessageRecord>> List(
       const std::string& user_id, const std::string& conversation_id,
       bool descending, std::optional<int64_t> after, int limit,
-      int64_t content_budget);
+      int64_t content_budget) override;
   absl::StatusOr<MessageRecord> Update(const std::string& user_id,
                                        const std::string& conversation_id,
                                        const std::string& id,
                                        const MessageChange& change,
-                                       absl::Time now);
+                                       absl::Time now) override;
   absl::Status Delete(const std::string& user_id,
                       const std::string& conversation_id, const std::string& id,
-                      absl::Time now);
-  // Deletes every message of the conversation.
+                      absl::Time now) override;
   absl::Status Clear(const std::string& user_id,
-                     const std::string& conversation_id, absl::Time now);
-  // The newest messages before position `before` that fit `budget_chars`
-  // characters together (at most `max_messages`, none failed or empty),
-  // newest first: the model's context. Counted and cut in the database, so
-  // long conversations are not read out.
+                     const std::string& conversation_id,
+                     absl::Time now) override;
   absl::StatusOr<std::vector<ContextMessage>> ContextBefore(
       const std::string& user_id, const std::string& conversation_id,
-      int64_t before, int max_messages, int64_t budget_chars);
-  // Names a conversation that still has its default title after the first
-  // message of role user; false when it has a title of its own already.
+      int64_t before, int max_messages, int64_t budget_chars) override;
   absl::StatusOr<bool> NameUntitled(
       const std::string& user_id, const std::string& conversation_id,
       const std::function<std::string(const std::string&)>&
           title_of_first_message,
-      absl::Time now);
+      absl::Time now) override;
 
  private:
   DbPool* pool_;

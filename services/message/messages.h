@@ -6,14 +6,94 @@
 // for one caller and sees only that user's conversations; another user's
 // ids are NOT_FOUND, like missing ones.
 
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/clock.h"
-#include "services/message/message_storage.h"
+#include "common/errors.h"
+#include "common/idempotency.h"
+#include "common/metadata.h"
 
 namespace chat::message {
+
+struct MessageRecord {
+  std::string id;
+  std::string conversation_id;
+  int64_t seq = 0;
+  std::string role;
+  std::string content;
+  std::string status;
+  std::string model;
+  Metadata metadata;
+  absl::Time created_at;
+  absl::Time updated_at;
+};
+
+struct MessageChange {
+  std::optional<std::string> content;
+  std::optional<Metadata> metadata;
+};
+
+// An earlier message as a model's context sees it.
+struct ContextMessage {
+  std::string role;
+  std::string content;
+};
+
+// What the message domain needs of storage (services/message/
+// message_storage.h keeps it in PostgreSQL). Every call acts for one user
+// and sees only that user's conversations.
+class MessageStore {
+ public:
+  virtual ~MessageStore() = default;
+
+  // Appends `message` (its seq is assigned here) and counts it as activity of
+  // its conversation. NOT_FOUND when the user has no such conversation. With
+  // a key, replays the first result when the key was used for the same
+  // request.
+  virtual absl::StatusOr<MessageRecord> Append(
+      const std::string& user_id, const MessageRecord& message,
+      const std::optional<IdempotencyKey>& key) = 0;
+  virtual absl::StatusOr<MessageRecord> Get(const std::string& user_id,
+                                            const std::string& conversation_id,
+                                            const std::string& id) = 0;
+  // Up to `limit` messages after position `after` (exclusive), oldest first
+  // or, when descending, newest first, ending with the first message at
+  // which the content of those before it reaches content_budget bytes.
+  // NOT_FOUND when the conversation is not the user's.
+  virtual absl::StatusOr<std::vector<MessageRecord>> List(
+      const std::string& user_id, const std::string& conversation_id,
+      bool descending, std::optional<int64_t> after, int limit,
+      int64_t content_budget) = 0;
+  virtual absl::StatusOr<MessageRecord> Update(
+      const std::string& user_id, const std::string& conversation_id,
+      const std::string& id, const MessageChange& change, absl::Time now) = 0;
+  virtual absl::Status Delete(const std::string& user_id,
+                              const std::string& conversation_id,
+                              const std::string& id, absl::Time now) = 0;
+  // Deletes every message of the conversation.
+  virtual absl::Status Clear(const std::string& user_id,
+                             const std::string& conversation_id,
+                             absl::Time now) = 0;
+  // The newest messages before position `before` that fit `budget_chars`
+  // characters together (at most `max_messages`, none failed or empty),
+  // newest first: the model's context. Counted and cut in the database, so
+  // long conversations are not read out.
+  virtual absl::StatusOr<std::vector<ContextMessage>> ContextBefore(
+      const std::string& user_id, const std::string& conversation_id,
+      int64_t before, int max_messages, int64_t budget_chars) = 0;
+  // Names a conversation that still has its default title after the first
+  // message of role user; false when it has a title of its own already.
+  virtual absl::StatusOr<bool> NameUntitled(
+      const std::string& user_id, const std::string& conversation_id,
+      const std::function<std::string(const std::string&)>&
+          title_of_first_message,
+      absl::Time now) = 0;
+};
 
 struct NewMessage {
   std::string role;
@@ -34,7 +114,7 @@ struct MessagePage {
 
 class Messages {
  public:
-  Messages(MessageStorage* storage, const Clock* clock)
+  Messages(MessageStore* storage, const Clock* clock)
       : storage_(storage), clock_(clock) {}
 
   absl::StatusOr<MessageRecord> Create(const std::string& user_id,
@@ -58,7 +138,7 @@ class Messages {
                      const std::string& conversation_id);
 
  private:
-  MessageStorage* storage_;
+  MessageStore* storage_;
   const Clock* clock_;
 };
 
