@@ -10,7 +10,10 @@
 //	bodyLimit   400 for bodies over MaxBodyBytes
 //	putAsPatch  PUT on an update route is served by its PATCH binding
 //	runtime.ServeMux  generated handlers, Chat's own (chat.go),
-//	                  /healthz /readyz /metrics /openapi.json
+//	                  /healthz /readyz /metrics /openapi.json; inside it,
+//	                  around each matched route:
+//	  recordRoute     the route template for metrics and logs
+//	  checkParams     400 for malformed path and query values (params.go)
 //
 // The mux answers every failure through one error handler (errors.go), so
 // routing errors, malformed bodies, gateway checks and upstream statuses all
@@ -126,7 +129,7 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 		runtime.WithOutgoingHeaderMatcher(dropHeader),
 		runtime.WithOutgoingTrailerMatcher(dropHeader),
 		runtime.WithMetadata(requestIDMetadata),
-		runtime.WithMiddlewares(recordRoute),
+		runtime.WithMiddlewares(recordRoute, s.checkParams),
 		runtime.WithDisableHTTPMethodOverride(),
 		runtime.WithDisablePathLengthFallback(),
 	)

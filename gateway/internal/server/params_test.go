@@ -1,0 +1,95 @@
+package server_test
+
+import (
+	"testing"
+
+	"github.com/chat-backend/gateway/internal/server"
+)
+
+// SPEC.md "Robustness": malformed path or query values are a 400 in the
+// envelope, with a detail naming the parameter; never a 500, never a call.
+func TestMalformedParams(t *testing.T) {
+	g, b := newGateway(t, server.Options{})
+	const text = "must be valid UTF-8 without NUL characters"
+	type detail struct{ field, description string }
+	for _, tc := range []struct {
+		method, path string
+		want         []detail
+	}{
+		{"GET", "/v1/conversations/%FF", []detail{{"id", text}}},
+		{"GET", "/v1/conversations/%C3%28", []detail{{"id", text}}},
+		{"GET", "/v1/conversations/%00", []detail{{"id", text}}},
+		{"DELETE", "/v1/conversations/%FF", []detail{{"id", text}}},
+		{"PATCH", "/v1/conversations/%FF", []detail{{"id", text}}},
+		{"GET", "/v1/conversations/%FF/messages/%FE", []detail{{"conversation_id", text}, {"id", text}}},
+		{"POST", "/v1/conversations/%FF/messages", []detail{{"conversation_id", text}}},
+		{"POST", "/v1/conversations/%FF/chat", []detail{{"conversation_id", text}}},
+		{"GET", "/v1/conversations?q=%FF", []detail{{"q", text}}},
+		{"GET", "/v1/conversations?page_token=%FF", []detail{{"page_token", text}}},
+		{"GET", "/v1/conversations?q=a%00b", []detail{{"q", text}}},
+		{"GET", "/v1/conversations/c1/messages?order=%FF", []detail{{"order", text}}},
+		{"GET", "/v1/conversations?%FF=1", []detail{{"\uFFFD", text}}},
+		{"POST", "/v1/auth/login?x=%FF", []detail{{"x", text}}},
+		{"GET", "/v1/conversations?page_size=99999999999999999999",
+			[]detail{{"page_size", "must be an integer from -2147483648 to 2147483647"}}},
+		{"GET", "/v1/conversations?pageSize=1.5",
+			[]detail{{"pageSize", "must be an integer from -2147483648 to 2147483647"}}},
+		{"GET", "/v1/conversations/c1/messages?page_size=ten",
+			[]detail{{"page_size", "must be an integer from -2147483648 to 2147483647"}}},
+		{"GET", "/v1/conversations?archived=", []detail{{"archived", "must be true or false"}}},
+		{"GET", "/v1/conversations?archived=maybe", []detail{{"archived", "must be true or false"}}},
+		{"GET", "/v1/conversations?q=a&q=b", []detail{{"q", "must be given once"}}},
+		// Every offending parameter, not just the first.
+		{"GET", "/v1/conversations?archived=x&page_size=x&q=%FF", []detail{
+			{"archived", "must be true or false"},
+			{"page_size", "must be an integer from -2147483648 to 2147483647"},
+			{"q", text},
+		}},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			body := ""
+			if tc.method == "POST" || tc.method == "PATCH" {
+				body = `{}`
+			}
+			r := g.do(tc.method, tc.path, body)
+			e := envelopeOf(t, r, 400, "INVALID_ARGUMENT")
+			if e.Error.Message != "validation failed" {
+				t.Errorf("message = %q", e.Error.Message)
+			}
+			var got []detail
+			for _, d := range e.Error.Details {
+				got = append(got, detail{d.Field, d.Description})
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("details = %q, want %q", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Errorf("details = %q, want %q", got, tc.want)
+				}
+			}
+		})
+	}
+
+	e := envelopeOf(t, g.do("GET", "/v1/conversations?q=%ZZ", ""), 400, "INVALID_ARGUMENT")
+	if e.Error.Message != `malformed query string: invalid URL escape "%ZZ"` {
+		t.Errorf("message = %q", e.Error.Message)
+	}
+	if n := b.callCount(); n != 0 {
+		t.Errorf("the backend was called %d times", n)
+	}
+
+	// Well-formed values, and parameters a route does not read, pass.
+	for _, path := range []string{
+		"/v1/conversations?page_size=-1&archived=TRUE&q=%C3%A9t%C3%A9&unknown=%C3%A9",
+		"/v1/conversations/%C3%A9",
+		"/v1/conversations/c1/messages?page_size=0&order=desc",
+	} {
+		if r := g.do("GET", path, ""); r.status != 200 {
+			t.Errorf("GET %s: status %d: %s", path, r.status, r.body)
+		}
+	}
+	if got := b.lastCall(t).method; got != "ListMessages" {
+		t.Errorf("last call %q", got)
+	}
+}
