@@ -27,10 +27,17 @@ import (
 //     UTF-8 or holds a NUL character. grpc-go refuses to marshal such a string
 //     into the request (an INTERNAL error, 500), and PostgreSQL cannot store
 //     NUL in text;
+//
 //   - a query parameter the route reads does not parse as its field's type
 //     (page_size=99999999999999999999, archived=maybe) or is given twice. The
 //     check is grpc-gateway's own parser, one parameter at a time, so the
 //     details name every bad parameter, not just the first.
+//
+//   - an Idempotency-Key header is not 1 to 255 printable ASCII characters
+//     (0x20..0x7E, the services' own rule), or is given twice. grpc-gateway
+//     drops a header value that is not valid gRPC metadata and only logs it,
+//     so the create would run without its key, and a retry would create
+//     twice.
 //
 // A query string that does not decode at all (a bad %-escape) is 400 with no
 // details.
@@ -46,7 +53,9 @@ func (s *server) checkParams(next runtime.HandlerFunc) runtime.HandlerFunc {
 		if p, ok := runtime.HTTPPattern(r.Context()); ok {
 			op, _ = s.routes.operation(r.Method, templateOf(p.String()))
 		}
-		if v := paramViolations(params, query, op); len(v) > 0 {
+		v := paramViolations(params, query, op)
+		v = append(v, headerViolations(r.Header)...)
+		if len(v) > 0 {
 			s.handleError(r.Context(), nil, nil, w, r, validationError(v))
 			return
 		}
@@ -92,6 +101,38 @@ func paramViolations(params map[string]string, query url.Values, op operation) [
 		}
 	}
 	return out
+}
+
+// idempotencyKeyField is the field name the services use for the
+// Idempotency-Key header in their own violations.
+const idempotencyKeyField = "idempotency_key"
+
+func headerViolations(h http.Header) []*errdetails.BadRequest_FieldViolation {
+	keys := h.Values("Idempotency-Key")
+	var description string
+	switch {
+	case len(keys) == 0:
+		return nil
+	case len(keys) > 1:
+		description = "must be given once"
+	case !validIdempotencyKey(keys[0]):
+		description = "must be 1 to 255 printable ASCII characters"
+	default:
+		return nil
+	}
+	return []*errdetails.BadRequest_FieldViolation{{Field: idempotencyKeyField, Description: description}}
+}
+
+func validIdempotencyKey(k string) bool {
+	if len(k) < 1 || len(k) > 255 {
+		return false
+	}
+	for i := range len(k) {
+		if k[i] < 0x20 || k[i] > 0x7E {
+			return false
+		}
+	}
+	return true
 }
 
 // typeProblem describes the values a query parameter of field fd accepts.

@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/chat-backend/gateway/internal/server"
@@ -91,5 +93,53 @@ func TestMalformedParams(t *testing.T) {
 	}
 	if got := b.lastCall(t).method; got != "ListMessages" {
 		t.Errorf("last call %q", got)
+	}
+}
+
+// SPEC.md "Robustness": a non-ASCII Idempotency-Key is 400. grpc-gateway
+// would drop it from the metadata, and the create would run without it.
+func TestMalformedIdempotencyKey(t *testing.T) {
+	g, b := newGateway(t, server.Options{})
+	for _, key := range []string{
+		"ключ",
+		"caf\xe9",
+		"tab\there",
+		strings.Repeat("k", 256),
+	} {
+		for _, path := range []string{"/v1/conversations", "/v1/conversations/c1/messages"} {
+			r := g.do("POST", path, `{}`, "Idempotency-Key", key)
+			e := envelopeOf(t, r, 400, "INVALID_ARGUMENT")
+			if len(e.Error.Details) != 1 || e.Error.Details[0].Field != "idempotency_key" ||
+				e.Error.Details[0].Description != "must be 1 to 255 printable ASCII characters" {
+				t.Errorf("key %q: %s", key, r.body)
+			}
+		}
+	}
+	// Given twice.
+	req, err := http.NewRequest("POST", g.url+"/v1/conversations", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Add("Idempotency-Key", "a")
+	req.Header.Add("Idempotency-Key", "b")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Errorf("two keys: status %d", resp.StatusCode)
+	}
+	if n := b.callCount(); n != 0 {
+		t.Errorf("the backend was called %d times", n)
+	}
+
+	// The longest valid key, spaces and symbols included, is forwarded.
+	key := "k ~!" + strings.Repeat("x", 251)
+	if r := g.do("POST", "/v1/conversations", `{}`, "Idempotency-Key", key); r.status != 201 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	if got := b.lastCall(t).md.Get("idempotency-key"); len(got) != 1 || got[0] != key {
+		t.Errorf("metadata idempotency-key = %q", got)
 	}
 }

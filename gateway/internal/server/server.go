@@ -13,7 +13,8 @@
 //	                  /healthz /readyz /metrics /openapi.json; inside it,
 //	                  around each matched route:
 //	  recordRoute     the route template for metrics and logs
-//	  checkParams     400 for malformed path and query values (params.go)
+//	  checkParams     400 for malformed path and query values and
+//	                  Idempotency-Key headers (params.go)
 //
 // The mux answers every failure through one error handler (errors.go), so
 // routing errors, malformed bodies, gateway checks and upstream statuses all
@@ -196,7 +197,9 @@ func newJSONMarshaler() runtime.Marshaler {
 
 // incomingHeader picks the request headers that become gRPC metadata.
 // Authorization is forwarded as "authorization" by grpc-gateway itself; the
-// request id goes through requestIDMetadata (validated), never raw.
+// request id goes through requestIDMetadata (validated), never raw. An
+// Idempotency-Key that is not valid metadata never gets here: checkParams
+// answers 400 first (grpc-gateway would drop it silently).
 func incomingHeader(key string) (string, bool) {
 	switch textproto.CanonicalMIMEHeaderKey(key) {
 	case "Idempotency-Key":
