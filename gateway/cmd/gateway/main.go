@@ -9,11 +9,9 @@ import (
 	"flag"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -86,11 +84,13 @@ func run(cfg config.Config, log *slog.Logger) error {
 		*d.conn = c
 	}
 
-	handler, err := server.New(ctx, up, server.Options{
+	opts := server.Options{
 		MaxBodyBytes:       cfg.MaxBodyBytes,
 		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
 		Logger:             log,
-	})
+		ReadTimeout:        cfg.ReadTimeout,
+	}
+	handler, err := server.New(ctx, up, opts)
 	if err != nil {
 		return err
 	}
@@ -99,18 +99,13 @@ func run(cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		// No WriteTimeout: Chat streams for as long as the model writes.
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := server.HTTPServer(handler, opts)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("gateway listening", "addr", ln.Addr().String(),
 		"auth", cfg.AuthAddr, "conversation", cfg.ConversationAddr, "message", cfg.MessageAddr,
-		"cors_origins", cfg.CORSAllowedOrigins, "max_body_bytes", cfg.MaxBodyBytes)
+		"cors_origins", cfg.CORSAllowedOrigins, "max_body_bytes", cfg.MaxBodyBytes,
+		"read_timeout", cfg.ReadTimeout.String())
 
 	select {
 	case err := <-served:

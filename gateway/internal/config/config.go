@@ -23,6 +23,9 @@ type Config struct {
 	CORSAllowedOrigins []string
 	MaxBodyBytes       int64
 	DrainTimeout       time.Duration
+	// ReadTimeout bounds the arrival of a request's headers, and again of
+	// its body (SPEC.md "Robustness": 30 s).
+	ReadTimeout time.Duration
 }
 
 // Load parses args (without the program name) with getenv as the environment.
@@ -42,6 +45,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 		origins      string
 		maxBody      string
 		drainTimeout string
+		readTimeout  string
 	)
 	fs.StringVar(&c.Listen, "listen", env("GATEWAY_LISTEN", "127.0.0.1:8080"),
 		"HTTP listen address (env GATEWAY_LISTEN)")
@@ -57,6 +61,8 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 		"largest request body in bytes (env MAX_BODY_BYTES)")
 	fs.StringVar(&drainTimeout, "drain_timeout", env("DRAIN_TIMEOUT", "30s"),
 		"how long requests under way may finish after SIGTERM/SIGINT (env DRAIN_TIMEOUT)")
+	fs.StringVar(&readTimeout, "read_timeout", env("READ_TIMEOUT", "30s"),
+		"time a client has to send a request's headers, and again its body; answers never time out (env READ_TIMEOUT)")
 
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -90,6 +96,11 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 		errs = append(errs, fmt.Errorf("--drain_timeout: want a positive duration such as 30s, got %q", drainTimeout))
 	} else {
 		c.DrainTimeout = d
+	}
+	if d, err := time.ParseDuration(readTimeout); err != nil || d <= 0 {
+		errs = append(errs, fmt.Errorf("--read_timeout: want a positive duration such as 30s, got %q", readTimeout))
+	} else {
+		c.ReadTimeout = d
 	}
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, err

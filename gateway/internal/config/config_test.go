@@ -26,6 +26,7 @@ func TestDefaults(t *testing.T) {
 		MessageAddr:      "127.0.0.1:50053",
 		MaxBodyBytes:     1 << 20,
 		DrainTimeout:     30 * time.Second,
+		ReadTimeout:      30 * time.Second,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load() = %+v, want %+v", got, want)
@@ -41,6 +42,7 @@ func TestEnvironmentFallback(t *testing.T) {
 		"CORS_ALLOWED_ORIGINS": " https://a.example , ,https://b.example",
 		"MAX_BODY_BYTES":       "2048",
 		"DRAIN_TIMEOUT":        "5s",
+		"READ_TIMEOUT":         "7s",
 	}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +55,7 @@ func TestEnvironmentFallback(t *testing.T) {
 		CORSAllowedOrigins: []string{"https://a.example", "https://b.example"},
 		MaxBodyBytes:       2048,
 		DrainTimeout:       5 * time.Second,
+		ReadTimeout:        7 * time.Second,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load() = %+v, want %+v", got, want)
@@ -63,9 +66,11 @@ func TestFlagsWinOverEnvironment(t *testing.T) {
 	got, err := Load([]string{
 		"--listen=:1", "--auth_addr=a:1", "--conversation_addr", "c:1", "--message_addr=m:1",
 		"--cors_allowed_origins=https://x.example", "--max_body_bytes=10", "--drain_timeout=1m",
+		"--read_timeout=3s",
 	}, envOf(map[string]string{
 		"GATEWAY_LISTEN": ":2", "AUTH_ADDR": "a:2", "CONVERSATION_ADDR": "c:2", "MESSAGE_ADDR": "m:2",
 		"CORS_ALLOWED_ORIGINS": "https://y.example", "MAX_BODY_BYTES": "20", "DRAIN_TIMEOUT": "2m",
+		"READ_TIMEOUT": "4s",
 	}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -73,6 +78,7 @@ func TestFlagsWinOverEnvironment(t *testing.T) {
 	want := Config{
 		Listen: ":1", AuthAddr: "a:1", ConversationAddr: "c:1", MessageAddr: "m:1",
 		CORSAllowedOrigins: []string{"https://x.example"}, MaxBodyBytes: 10, DrainTimeout: time.Minute,
+		ReadTimeout: 3 * time.Second,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load() = %+v, want %+v", got, want)
@@ -80,12 +86,12 @@ func TestFlagsWinOverEnvironment(t *testing.T) {
 }
 
 func TestInvalidValuesAreAllReported(t *testing.T) {
-	_, err := Load([]string{"--max_body_bytes=-1", "--drain_timeout=soon", "--auth_addr="},
+	_, err := Load([]string{"--max_body_bytes=-1", "--drain_timeout=soon", "--auth_addr=", "--read_timeout=0"},
 		envOf(nil), io.Discard)
 	if err == nil {
 		t.Fatal("Load() succeeded, want an error")
 	}
-	for _, want := range []string{"--max_body_bytes", "--drain_timeout", "--auth_addr"} {
+	for _, want := range []string{"--max_body_bytes", "--drain_timeout", "--auth_addr", "--read_timeout"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -30,6 +31,7 @@ type backend struct {
 	fail   error                                                                         // answered by every RPC when set
 	chatFn func(*chatv1.ChatRequest, grpc.ServerStreamingServer[chatv1.ChatEvent]) error // Chat's behaviour
 	block  bool                                                                          // unary RPCs wait for their context to end
+	delay  time.Duration                                                                 // unary RPCs answer after this long
 }
 
 type call struct {
@@ -67,6 +69,12 @@ func (b *backend) setBlock() {
 	b.block = true
 }
 
+func (b *backend) setDelay(d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.delay = d
+}
+
 func (b *backend) setChat(fn func(*chatv1.ChatRequest, grpc.ServerStreamingServer[chatv1.ChatEvent]) error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -78,11 +86,18 @@ func (b *backend) record(ctx context.Context, method string, req proto.Message) 
 	md, _ := metadata.FromIncomingContext(ctx)
 	b.mu.Lock()
 	b.calls = append(b.calls, call{method: method, req: proto.Clone(req), md: md})
-	fail, block := b.fail, b.block
+	fail, block, delay := b.fail, b.block, b.delay
 	b.mu.Unlock()
 	if block {
 		<-ctx.Done()
 		return ctx.Err()
+	}
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	return fail
 }

@@ -7,6 +7,7 @@
 //	requestid   X-Request-Id on every response, in the context and metadata
 //	observe     Prometheus metrics and one JSON access-log line
 //	cors        only when origins are configured
+//	readDeadline  408 for bodies that do not arrive within ReadTimeout
 //	bodyLimit   400 for bodies over MaxBodyBytes
 //	putAsPatch  PUT on an update route is served by its PATCH binding
 //	runtime.ServeMux  generated handlers, Chat's own (chat.go),
@@ -61,12 +62,49 @@ type Options struct {
 	Registry *prometheus.Registry
 	// ReadyTimeout bounds each upstream health check of /readyz; default 1 s.
 	ReadyTimeout time.Duration
+	// ReadTimeout is how long a client may take to send a request's
+	// headers (HTTPServer) and, from then on, its body; default 30 s.
+	ReadTimeout time.Duration
 }
 
 const (
 	defaultMaxBodyBytes = 1 << 20
 	defaultReadyTimeout = time.Second
+	defaultReadTimeout  = 30 * time.Second
 )
+
+func (o *Options) setDefaults() {
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = defaultMaxBodyBytes
+	}
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = defaultReadyTimeout
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = defaultReadTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+}
+
+// HTTPServer returns the http.Server that serves h (from New with the same
+// opts): the headers of a request must arrive within opts.ReadTimeout (else
+// net/http closes the connection without an answer), the body within as long
+// again (readDeadline). There is no write timeout, so that a Chat stream
+// lasts as long as the model writes.
+func HTTPServer(h http.Handler, opts Options) *http.Server {
+	opts.setDefaults()
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: opts.ReadTimeout,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+	}
+}
 
 // gatewayRoutes are served by the gateway itself; all are GET.
 var gatewayRoutes = []string{"/healthz", "/readyz", "/metrics", "/openapi.json"}
@@ -84,18 +122,7 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 	if up.Auth == nil || up.Conversation == nil || up.Message == nil {
 		return nil, fmt.Errorf("server.New: all three upstreams are required")
 	}
-	if opts.MaxBodyBytes <= 0 {
-		opts.MaxBodyBytes = defaultMaxBodyBytes
-	}
-	if opts.ReadyTimeout <= 0 {
-		opts.ReadyTimeout = defaultReadyTimeout
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.Registry == nil {
-		opts.Registry = prometheus.NewRegistry()
-	}
+	opts.setDefaults()
 
 	extra := make(map[string][]string, len(gatewayRoutes))
 	for _, p := range gatewayRoutes {
@@ -165,6 +192,7 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 	var h http.Handler = mux
 	h = putAsPatch(routes, h)
 	h = bodyLimit(opts.MaxBodyBytes, h)
+	h = readDeadline(opts.ReadTimeout, h)
 	if len(opts.CORSAllowedOrigins) > 0 {
 		h = cors.New(cors.Options{
 			AllowedOrigins: opts.CORSAllowedOrigins,
