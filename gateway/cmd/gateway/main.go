@@ -89,6 +89,8 @@ func run(cfg config.Config, log *slog.Logger) error {
 		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
 		Logger:             log,
 		ReadTimeout:        cfg.ReadTimeout,
+		AuthRateLimit:      server.RateLimit{PerMinute: cfg.AuthRateLimit, Burst: cfg.AuthRateBurst},
+		TrustedProxyHeader: cfg.TrustedProxyHeader,
 	}
 	handler, err := server.New(ctx, up, opts)
 	if err != nil {
@@ -105,7 +107,8 @@ func run(cfg config.Config, log *slog.Logger) error {
 	log.Info("gateway listening", "addr", ln.Addr().String(),
 		"auth", cfg.AuthAddr, "conversation", cfg.ConversationAddr, "message", cfg.MessageAddr,
 		"cors_origins", cfg.CORSAllowedOrigins, "max_body_bytes", cfg.MaxBodyBytes,
-		"read_timeout", cfg.ReadTimeout.String())
+		"read_timeout", cfg.ReadTimeout.String(), "auth_rate_limit", cfg.AuthRateLimit,
+		"auth_rate_burst", cfg.AuthRateBurst, "trusted_proxy_header", cfg.TrustedProxyHeader)
 
 	select {
 	case err := <-served:

@@ -14,6 +14,7 @@
 //	                  /healthz /readyz /metrics /openapi.json; inside it,
 //	                  around each matched route:
 //	  recordRoute     the route template for metrics and logs
+//	  limitAuth       429 for too many register/login/refresh (ratelimit.go)
 //	  checkParams     400 for malformed path and query values and
 //	                  Idempotency-Key headers (params.go)
 //
@@ -39,6 +40,7 @@ import (
 
 	"github.com/chat-backend/gateway"
 	chatv1 "github.com/chat-backend/gateway/gen/chat/v1"
+	"github.com/chat-backend/gateway/internal/ratelimit"
 	"github.com/chat-backend/gateway/internal/requestid"
 )
 
@@ -65,6 +67,13 @@ type Options struct {
 	// ReadTimeout is how long a client may take to send a request's
 	// headers (HTTPServer) and, from then on, its body; default 30 s.
 	ReadTimeout time.Duration
+	// AuthRateLimit limits POST /v1/auth/register, /login and /refresh
+	// together, per client (ratelimit.go). The zero value is no limit.
+	AuthRateLimit RateLimit
+	// TrustedProxyHeader names the header in which a trusted reverse proxy
+	// puts the client's address (X-Forwarded-For); empty: the TCP peer is
+	// the client.
+	TrustedProxyHeader string
 }
 
 const (
@@ -110,11 +119,12 @@ func HTTPServer(h http.Handler, opts Options) *http.Server {
 var gatewayRoutes = []string{"/healthz", "/readyz", "/metrics", "/openapi.json"}
 
 type server struct {
-	opts     Options
-	log      *slog.Logger
-	routes   *routeTable
-	metrics  *metrics
-	upstream []upstream
+	opts      Options
+	log       *slog.Logger
+	routes    *routeTable
+	metrics   *metrics
+	authLimit *ratelimit.Limiter // nil: no limit
+	upstream  []upstream
 }
 
 // New returns the gateway handler.
@@ -141,6 +151,8 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 		log:     opts.Logger,
 		routes:  routes,
 		metrics: m,
+		authLimit: ratelimit.New(opts.AuthRateLimit.PerMinute, opts.AuthRateLimit.Burst,
+			maxRateLimitClients),
 		upstream: []upstream{
 			{name: "auth", conn: up.Auth},
 			{name: "conversation", conn: up.Conversation},
@@ -157,7 +169,7 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 		runtime.WithOutgoingHeaderMatcher(dropHeader),
 		runtime.WithOutgoingTrailerMatcher(dropHeader),
 		runtime.WithMetadata(requestIDMetadata),
-		runtime.WithMiddlewares(recordRoute, s.checkParams),
+		runtime.WithMiddlewares(recordRoute, s.limitAuth, s.checkParams),
 		runtime.WithDisableHTTPMethodOverride(),
 		runtime.WithDisablePathLengthFallback(),
 	)
