@@ -14,18 +14,12 @@ import (
 	"syscall"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/grpclog"
 
 	"github.com/chat-backend/gateway/internal/config"
 	"github.com/chat-backend/gateway/internal/logging"
 	"github.com/chat-backend/gateway/internal/server"
 )
-
-// maxRecvMsgBytes lets a full page of the largest messages through
-// (200 messages of 100,000 characters of up to 4 bytes each is 80 MB);
-// gRPC's default of 4 MiB would fail such a ListMessages.
-const maxRecvMsgBytes = 96 << 20
 
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -55,14 +49,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 		}
 	}()
 	dial := func(addr string) (*grpc.ClientConn, error) {
-		// Internal traffic on the same host or cluster network: no TLS.
-		// round_robin spreads calls over every address a (headless,
-		// dns:///) name resolves to, instead of pinning one replica.
-		c, err := grpc.NewClient(addr,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
-			grpc.WithUserAgent("chat-gateway"),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMsgBytes)))
+		c, err := grpc.NewClient(addr, server.DialOptions()...)
 		if err == nil {
 			conns = append(conns, c)
 		}

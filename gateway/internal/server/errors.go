@@ -50,6 +50,11 @@ func (s *server) handleError(ctx context.Context, _ *runtime.ServeMux, _ runtime
 // error handler and the Chat stream (chat.go) share it.
 func (s *server) upstreamError(ctx context.Context, err error, requestID string) *httperr.Error {
 	st := status.Convert(err)
+	if st.Code() == codes.ResourceExhausted && strings.HasPrefix(st.Message(), "grpc: received message") {
+		// grpc-go's own: an answer over MaxRecvMsgBytes. Not the client's
+		// doing, and retrying cannot help, so not a 429 with Retry-After.
+		st = status.New(codes.Internal, st.Message())
+	}
 	e := httperr.FromStatus(st, requestID)
 	if e.Envelope.GetError().GetMessage() != st.Message() {
 		// Scrubbed: the original is for operators only.

@@ -32,6 +32,7 @@ type backend struct {
 	chatFn func(*chatv1.ChatRequest, grpc.ServerStreamingServer[chatv1.ChatEvent]) error // Chat's behaviour
 	block  bool                                                                          // unary RPCs wait for their context to end
 	delay  time.Duration                                                                 // unary RPCs answer after this long
+	page   *chatv1.ListMessagesResponse                                                  // ListMessages' answer when set
 }
 
 type call struct {
@@ -73,6 +74,12 @@ func (b *backend) setDelay(d time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.delay = d
+}
+
+func (b *backend) setMessagePage(p *chatv1.ListMessagesResponse) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.page = p
 }
 
 func (b *backend) setChat(fn func(*chatv1.ChatRequest, grpc.ServerStreamingServer[chatv1.ChatEvent]) error) {
@@ -209,7 +216,13 @@ func (f *fakeMessages) CreateMessage(ctx context.Context, r *chatv1.CreateMessag
 }
 
 func (f *fakeMessages) ListMessages(ctx context.Context, r *chatv1.ListMessagesRequest) (*chatv1.ListMessagesResponse, error) {
-	return answer(f.b, ctx, "ListMessages", r, &chatv1.ListMessagesResponse{})
+	f.b.mu.Lock()
+	page := f.b.page
+	f.b.mu.Unlock()
+	if page == nil {
+		page = &chatv1.ListMessagesResponse{}
+	}
+	return answer(f.b, ctx, "ListMessages", r, page)
 }
 
 func (f *fakeMessages) GetMessage(ctx context.Context, r *chatv1.GetMessageRequest) (*chatv1.Message, error) {

@@ -35,6 +35,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/cors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -220,6 +221,27 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 	h = s.observe(h)
 	h = requestid.Middleware(h)
 	return h, nil
+}
+
+// MaxRecvMsgBytes is the largest answer the gateway takes from a service.
+// gRPC's default of 4 MiB is too small for a page of messages: the services
+// end a page once it holds 4 MiB of content (SPEC.md "Messages"), plus the
+// message that crosses that line and the other fields. Before that cap, a
+// full page of the largest messages (200 of 100,000 characters of up to 4
+// bytes) is 80 MB, which this still lets through.
+const MaxRecvMsgBytes = 96 << 20
+
+// DialOptions are the options of the gateway's connections to the services.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		// Internal traffic on the same host or cluster network: no TLS.
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// round_robin spreads calls over every address a (headless,
+		// dns:///) name resolves to, instead of pinning one replica.
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
+		grpc.WithUserAgent("chat-gateway"),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxRecvMsgBytes)),
+	}
 }
 
 // jsonOutput is how every answer is written: snake_case, every field present
