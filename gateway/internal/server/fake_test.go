@@ -41,14 +41,14 @@ type call struct {
 	md     metadata.MD
 }
 
-func startBackend(t *testing.T) *backend {
+func startBackend(t *testing.T, opts ...grpc.ServerOption) *backend {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := &backend{addr: ln.Addr().String(), health: health.NewServer()}
-	s := grpc.NewServer()
+	s := grpc.NewServer(opts...)
 	chatv1.RegisterAuthServiceServer(s, &fakeAuth{b: b})
 	chatv1.RegisterConversationServiceServer(s, &fakeConversations{b: b})
 	chatv1.RegisterMessageServiceServer(s, &fakeMessages{b: b})

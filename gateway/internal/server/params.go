@@ -3,6 +3,7 @@ package server
 import (
 	"maps"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"slices"
 	"strings"
@@ -39,6 +40,11 @@ import (
 //     so the create would run without its key, and a retry would create
 //     twice.
 //
+//   - the headers that become gRPC metadata (Authorization, Idempotency-Key,
+//     User-Agent and the other grpcgateway-* copies, X-Forwarded-*, Host)
+//     are too large for a service to take. gRPC C++ refuses metadata over
+//     8 KiB, and grpc-go, told so, does not send the call: a 500.
+//
 // A query string that does not decode at all (a bad %-escape) is 400 with no
 // details.
 func (s *server) checkParams(next runtime.HandlerFunc) runtime.HandlerFunc {
@@ -57,6 +63,11 @@ func (s *server) checkParams(next runtime.HandlerFunc) runtime.HandlerFunc {
 		v = append(v, headerViolations(r.Header)...)
 		if len(v) > 0 {
 			s.handleError(r.Context(), nil, nil, w, r, validationError(v))
+			return
+		}
+		if forwardedHeaderBytes(r) > maxForwardedHeaderBytes {
+			s.handleError(r.Context(), nil, nil, w, r, status.Errorf(codes.InvalidArgument,
+				"request headers too large: at most %d bytes of them are passed to the services", maxForwardedHeaderBytes))
 			return
 		}
 		next(w, r, params)
@@ -133,6 +144,37 @@ func validIdempotencyKey(k string) bool {
 		}
 	}
 	return true
+}
+
+// maxForwardedHeaderBytes bounds the client's part of the metadata of a
+// call, counted as HTTP/2 does (name + value + 32 a field). gRPC C++ (1.51)
+// takes 8 KiB of metadata in all; the rest is left for the call's own
+// (:path, content-type, user-agent, grpc-timeout, x-request-id, ...).
+const maxForwardedHeaderBytes = 6 << 10
+
+// forwardedHeaderBytes is the size of the metadata grpc-gateway makes from
+// r's headers (runtime.AnnotateContext with incomingHeader), or a little more.
+func forwardedHeaderBytes(r *http.Request) int {
+	const perField = 32
+	n := 0
+	for key, values := range r.Header {
+		name := ""
+		switch key = textproto.CanonicalMIMEHeaderKey(key); key {
+		case "Authorization", "X-Forwarded-For", "X-Forwarded-Host":
+			name = key
+		default:
+			h, ok := incomingHeader(key)
+			if !ok {
+				continue
+			}
+			name = h
+		}
+		for _, v := range values {
+			n += len(name) + len(v) + perField
+		}
+	}
+	// x-forwarded-host from Host, and the peer appended to x-forwarded-for.
+	return n + len("x-forwarded-host") + len(r.Host) + perField + len(r.RemoteAddr) + 2
 }
 
 // typeProblem describes the values a query parameter of field fd accepts.

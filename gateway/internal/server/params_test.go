@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc"
+
 	"github.com/chat-backend/gateway/internal/server"
 )
 
@@ -141,5 +143,38 @@ func TestMalformedIdempotencyKey(t *testing.T) {
 	}
 	if got := b.lastCall(t).md.Get("idempotency-key"); len(got) != 1 || got[0] != key {
 		t.Errorf("metadata idempotency-key = %q", got)
+	}
+}
+
+// Headers that grpc-gateway passes on as metadata can be too large for a
+// service (gRPC C++ takes 8 KiB, and tells grpc-go so): a 400, not the 500
+// of a call grpc-go refuses to send.
+func TestForwardedHeadersTooLarge(t *testing.T) {
+	b := startBackend(t, grpc.MaxHeaderListSize(8<<10)) // As gRPC C++ does.
+	g := newGatewayTo(t, b.addr, b.addr, b.addr, server.Options{})
+	big := strings.Repeat("a", 9000)
+	for _, h := range []string{"Authorization", "User-Agent", "Accept-Language", "X-Forwarded-For", "Referer"} {
+		value := big
+		if h == "Authorization" {
+			value = "Bearer " + big
+		}
+		e := envelopeOf(t, g.do("GET", "/v1/conversations/c1", "", h, value), 400, "INVALID_ARGUMENT")
+		if e.Error.Message != "request headers too large: at most 6144 bytes of them are passed to the services" {
+			t.Errorf("%s: message = %q", h, e.Error.Message)
+		}
+	}
+	if n := b.callCount(); n != 0 {
+		t.Errorf("the backend was called %d times", n)
+	}
+	// Large headers that are not passed on, and passed-on ones up to the
+	// limit, are fine.
+	for _, h := range [][]string{
+		{"Cookie", big},
+		{"X-Custom", big},
+		{"Authorization", "Bearer " + strings.Repeat("a", 5000), "User-Agent", strings.Repeat("u", 500)},
+	} {
+		if r := g.do("GET", "/v1/conversations/c1", "", h...); r.status != 200 {
+			t.Errorf("%s: status %d: %s", h[0], r.status, r.body)
+		}
 	}
 }
