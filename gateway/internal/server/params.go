@@ -102,13 +102,23 @@ func paramViolations(params map[string]string, query url.Values, op operation) [
 			add(key, textProblem)
 			continue
 		}
-		fd, ok := op.query[key]
+		// "q", or "q.x" and "q[x]", which grpc-gateway reads as a field of
+		// q or a key of q.
+		root := key
+		if i := strings.IndexAny(key, ".["); i >= 0 {
+			root = key[:i]
+		}
+		fd, ok := op.query[root]
 		if !ok {
 			continue // Not read by this route: grpc-gateway ignores it too.
 		}
 		msg := op.input.New().Interface()
 		if err := (&runtime.DefaultQueryParser{}).Parse(msg, url.Values{key: values}, utilities.NewDoubleArray(nil)); err != nil {
-			add(key, typeProblem(fd, len(values)))
+			if root != key {
+				add(key, "is not a parameter of this route")
+			} else {
+				add(key, typeProblem(fd, len(values)))
+			}
 		}
 	}
 	return out

@@ -43,6 +43,10 @@ func TestMalformedParams(t *testing.T) {
 		{"GET", "/v1/conversations?archived=", []detail{{"archived", "must be true or false"}}},
 		{"GET", "/v1/conversations?archived=maybe", []detail{{"archived", "must be true or false"}}},
 		{"GET", "/v1/conversations?q=a&q=b", []detail{{"q", "must be given once"}}},
+		{"GET", "/v1/conversations?q.x=1&page_size[a]=2", []detail{
+			{"page_size[a]", "is not a parameter of this route"},
+			{"q.x", "is not a parameter of this route"},
+		}},
 		// Every offending parameter, not just the first.
 		{"GET", "/v1/conversations?archived=x&page_size=x&q=%FF", []detail{
 			{"archived", "must be true or false"},
