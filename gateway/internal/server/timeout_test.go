@@ -115,6 +115,7 @@ func TestSlowBodyTimesOut(t *testing.T) {
 func TestSlowHeadersTimeOut(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	_, b, addr := newServedGateway(t, server.Options{ReadTimeout: timeout})
+	start := time.Now() // Before the server can start its clock.
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +123,6 @@ func TestSlowHeadersTimeOut(t *testing.T) {
 	defer c.Close()
 	go trickle(c, "GET /v1/conversations HTTP/1.1\r\nHost: x\r\nX-Long: "+strings.Repeat("a", 60)+"\r\n\r\n",
 		50*time.Millisecond)
-	start := time.Now()
 	if !closedWithin(c, c, 3*time.Second) {
 		t.Fatal("the connection is still open")
 	}
