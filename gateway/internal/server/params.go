@@ -40,13 +40,12 @@ import (
 //     so the create would run without its key, and a retry would create
 //     twice.
 //
-//   - the headers that become gRPC metadata (Authorization, Idempotency-Key,
-//     User-Agent and the other grpcgateway-* copies, X-Forwarded-*, Host)
-//     are too large for a service to take. gRPC C++ refuses metadata over
-//     8 KiB, and grpc-go, told so, does not send the call: a 500.
-//
-// A query string that does not decode at all (a bad %-escape) is 400 with no
-// details.
+// Two more answers are 400 INVALID_ARGUMENT with no details: a query string
+// that does not decode at all (a bad %-escape), and headers that become gRPC
+// metadata (Authorization, Idempotency-Key, User-Agent and the other
+// grpcgateway-* copies, X-Forwarded-*, Host) too large for a service to take
+// ("request headers too large"). gRPC C++ refuses metadata over 8 KiB, and
+// grpc-go, told so, does not send the call: a 500.
 func (s *server) checkParams(next runtime.HandlerFunc) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
 		query, err := url.ParseQuery(r.URL.RawQuery)
