@@ -13,23 +13,27 @@ import (
 	"github.com/chat-backend/gateway/internal/server"
 )
 
-// pageOf returns a page of n messages of size bytes of content each.
-func pageOf(n, size int) *chatv1.ListMessagesResponse {
+// pageOf returns a page of n messages of size bytes of content each, and
+// with metadata bytes of metadata each (at most 16 keys of 64 four-byte
+// characters and values of 512).
+func pageOf(n, size int, metadata bool) *chatv1.ListMessagesResponse {
 	p := &chatv1.ListMessagesResponse{}
 	for i := range n {
-		p.Messages = append(p.Messages, &chatv1.Message{
-			Id: fmt.Sprintf("m%d", i), Content: strings.Repeat("é", size/2),
-		})
+		m := &chatv1.Message{Id: fmt.Sprintf("m%d", i), Content: strings.Repeat("é", size/2)}
+		if metadata {
+			m.Metadata = map[string]string{}
+			for k := range 16 {
+				m.Metadata[fmt.Sprintf("%s%02d", strings.Repeat("😀", 62), k)] = strings.Repeat("😀", 512)
+			}
+		}
+		p.Messages = append(p.Messages, m)
 	}
 	return p
 }
 
-// A page of 4 MiB of content and more gets through: the services end a page
-// once it holds 4 MiB, after the message that crosses the line.
-func TestLargePagesGetThrough(t *testing.T) {
-	if server.MaxRecvMsgBytes < 16<<20 {
-		t.Errorf("MaxRecvMsgBytes = %d, want at least 16 MiB", server.MaxRecvMsgBytes)
-	}
+// The largest page the message service answers gets through: 4 MiB of
+// content, and 200 messages with the largest metadata (about 11.6 MB).
+func TestLargestPageGetsThrough(t *testing.T) {
 	b := startBackend(t)
 	c, err := grpc.NewClient(b.addr, server.DialOptions()...)
 	if err != nil {
@@ -44,12 +48,17 @@ func TestLargePagesGetThrough(t *testing.T) {
 	t.Cleanup(ts.Close)
 	g := &gw{t: t, url: ts.URL, logs: &syncBuffer{}}
 
-	const size = 200_000 // 100,000 two-byte characters, the largest message
-	for _, total := range []int{5 << 20, 17 << 20} {
-		b.setMessagePage(pageOf(total/size+1, size))
+	for _, tc := range []struct {
+		name string
+		page *chatv1.ListMessagesResponse
+	}{
+		{"4 MiB of content in the largest messages", pageOf(21, 200_000, false)},
+		{"4 MiB of content and the largest metadata", pageOf(200, (4<<20)/200, true)},
+	} {
+		b.setMessagePage(tc.page)
 		r := g.do("GET", "/v1/conversations/c1/messages", "")
-		if r.status != 200 || len(r.body) < total {
-			t.Errorf("%d MiB page: status %d, %d bytes", total>>20, r.status, len(r.body))
+		if r.status != 200 || len(r.body) < 4<<20 {
+			t.Errorf("%s: status %d, %d bytes: %.300s", tc.name, r.status, len(r.body), r.body)
 		}
 	}
 }
@@ -59,7 +68,7 @@ func TestLargePagesGetThrough(t *testing.T) {
 func TestOversizedAnswerIsInternal(t *testing.T) {
 	// The harness dials with gRPC's default limit of 4 MiB.
 	g, b := newGateway(t, server.Options{})
-	b.setMessagePage(pageOf(30, 200_000)) // 6 MB
+	b.setMessagePage(pageOf(30, 200_000, false)) // 6 MB
 	r := g.do("GET", "/v1/conversations/c1/messages", "")
 	e := envelopeOf(t, r, 500, "INTERNAL")
 	if e.Error.Message != "internal error" || r.header.Get("Retry-After") != "" {
