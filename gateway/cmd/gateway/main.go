@@ -9,25 +9,17 @@ import (
 	"flag"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/grpclog"
 
 	"github.com/chat-backend/gateway/internal/config"
 	"github.com/chat-backend/gateway/internal/logging"
 	"github.com/chat-backend/gateway/internal/server"
 )
-
-// maxRecvMsgBytes lets a full page of the largest messages through
-// (200 messages of 100,000 characters of up to 4 bytes each is 80 MB);
-// gRPC's default of 4 MiB would fail such a ListMessages.
-const maxRecvMsgBytes = 96 << 20
 
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -57,14 +49,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 		}
 	}()
 	dial := func(addr string) (*grpc.ClientConn, error) {
-		// Internal traffic on the same host or cluster network: no TLS.
-		// round_robin spreads calls over every address a (headless,
-		// dns:///) name resolves to, instead of pinning one replica.
-		c, err := grpc.NewClient(addr,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
-			grpc.WithUserAgent("chat-gateway"),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMsgBytes)))
+		c, err := grpc.NewClient(addr, server.DialOptions()...)
 		if err == nil {
 			conns = append(conns, c)
 		}
@@ -86,11 +71,15 @@ func run(cfg config.Config, log *slog.Logger) error {
 		*d.conn = c
 	}
 
-	handler, err := server.New(ctx, up, server.Options{
+	opts := server.Options{
 		MaxBodyBytes:       cfg.MaxBodyBytes,
 		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
 		Logger:             log,
-	})
+		ReadTimeout:        cfg.ReadTimeout,
+		AuthRateLimit:      server.RateLimit{PerMinute: cfg.AuthRateLimit, Burst: cfg.AuthRateBurst},
+		TrustedProxyHeader: cfg.TrustedProxyHeader,
+	}
+	handler, err := server.New(ctx, up, opts)
 	if err != nil {
 		return err
 	}
@@ -99,18 +88,14 @@ func run(cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		// No WriteTimeout: Chat streams for as long as the model writes.
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := server.HTTPServer(handler, opts)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("gateway listening", "addr", ln.Addr().String(),
 		"auth", cfg.AuthAddr, "conversation", cfg.ConversationAddr, "message", cfg.MessageAddr,
-		"cors_origins", cfg.CORSAllowedOrigins, "max_body_bytes", cfg.MaxBodyBytes)
+		"cors_origins", cfg.CORSAllowedOrigins, "max_body_bytes", cfg.MaxBodyBytes,
+		"read_timeout", cfg.ReadTimeout.String(), "auth_rate_limit", cfg.AuthRateLimit,
+		"auth_rate_burst", cfg.AuthRateBurst, "trusted_proxy_header", cfg.TrustedProxyHeader)
 
 	select {
 	case err := <-served:

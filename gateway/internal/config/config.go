@@ -23,6 +23,17 @@ type Config struct {
 	CORSAllowedOrigins []string
 	MaxBodyBytes       int64
 	DrainTimeout       time.Duration
+	// ReadTimeout bounds the arrival of a request's headers, and again of
+	// its body (SPEC.md "Robustness": 30 s).
+	ReadTimeout time.Duration
+	// AuthRateLimit is the requests a minute each client may make to
+	// register, login and refresh together; 0 disables the limit.
+	AuthRateLimit int
+	// AuthRateBurst is how many of those may come at once.
+	AuthRateBurst int
+	// TrustedProxyHeader names the header that holds the client address
+	// put there by a trusted reverse proxy; empty: the TCP peer.
+	TrustedProxyHeader string
 }
 
 // Load parses args (without the program name) with getenv as the environment.
@@ -42,6 +53,9 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 		origins      string
 		maxBody      string
 		drainTimeout string
+		readTimeout  string
+		authRate     string
+		authBurst    string
 	)
 	fs.StringVar(&c.Listen, "listen", env("GATEWAY_LISTEN", "127.0.0.1:8080"),
 		"HTTP listen address (env GATEWAY_LISTEN)")
@@ -57,6 +71,14 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 		"largest request body in bytes (env MAX_BODY_BYTES)")
 	fs.StringVar(&drainTimeout, "drain_timeout", env("DRAIN_TIMEOUT", "30s"),
 		"how long requests under way may finish after SIGTERM/SIGINT (env DRAIN_TIMEOUT)")
+	fs.StringVar(&readTimeout, "read_timeout", env("READ_TIMEOUT", "30s"),
+		"time a client has to send a request's headers, and again its body; answers never time out (env READ_TIMEOUT)")
+	fs.StringVar(&authRate, "auth_rate_limit", env("AUTH_RATE_LIMIT", "30"),
+		"requests a minute per client to register, login and refresh together; 0 disables (env AUTH_RATE_LIMIT)")
+	fs.StringVar(&authBurst, "auth_rate_burst", env("AUTH_RATE_BURST", "10"),
+		"how many of those a client may send at once (env AUTH_RATE_BURST)")
+	fs.StringVar(&c.TrustedProxyHeader, "trusted_proxy_header", env("TRUSTED_PROXY_HEADER", ""),
+		"header holding the client address set by a trusted reverse proxy, e.g. X-Forwarded-For (right-most entry); empty: the TCP peer (env TRUSTED_PROXY_HEADER)")
 
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -91,8 +113,39 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	} else {
 		c.DrainTimeout = d
 	}
+	if d, err := time.ParseDuration(readTimeout); err != nil || d <= 0 {
+		errs = append(errs, fmt.Errorf("--read_timeout: want a positive duration such as 30s, got %q", readTimeout))
+	} else {
+		c.ReadTimeout = d
+	}
+	if n, err := strconv.Atoi(authRate); err != nil || n < 0 {
+		errs = append(errs, fmt.Errorf("--auth_rate_limit: want a number of requests a minute, 0 for none, got %q", authRate))
+	} else {
+		c.AuthRateLimit = n
+	}
+	if n, err := strconv.Atoi(authBurst); err != nil || n < 1 {
+		errs = append(errs, fmt.Errorf("--auth_rate_burst: want a positive number of requests, got %q", authBurst))
+	} else {
+		c.AuthRateBurst = n
+	}
+	c.TrustedProxyHeader = strings.TrimSpace(c.TrustedProxyHeader)
+	if !validHeaderName(c.TrustedProxyHeader) {
+		errs = append(errs, fmt.Errorf("--trusted_proxy_header: want a header name such as X-Forwarded-For, got %q", c.TrustedProxyHeader))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// validHeaderName reports whether s is empty or an HTTP field name (an RFC
+// 9110 token).
+func validHeaderName(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
+			strings.ContainsRune("!#$%&'*+-.^_`|~", r)) {
+			return false
+		}
+	}
+	return true
 }

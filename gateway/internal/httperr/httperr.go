@@ -15,6 +15,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -147,21 +148,30 @@ type Error struct {
 }
 
 // New builds an Error that the gateway itself decides on (routing, body
-// limit, readiness). The message is used as given.
+// limit, readiness). The message is used as given, except that bytes that
+// are not UTF-8 (an echo of what a client or service sent) become U+FFFD in
+// it and in the details: JSON strings are UTF-8, and an envelope that does
+// not marshal would answer "internal error".
 func New(httpStatus int, c codes.Code, message, requestID string, details ...*chatv1.FieldViolation) *Error {
-	if details == nil {
-		details = []*chatv1.FieldViolation{}
+	out := make([]*chatv1.FieldViolation, 0, len(details))
+	for _, d := range details {
+		out = append(out, &chatv1.FieldViolation{
+			Field:       validUTF8(d.GetField()),
+			Description: validUTF8(d.GetDescription()),
+		})
 	}
 	return &Error{
 		HTTPStatus: httpStatus,
 		Envelope: &chatv1.ErrorEnvelope{Error: &chatv1.Error{
 			Code:      CodeName(c),
-			Message:   message,
-			Details:   details,
-			RequestId: requestID,
+			Message:   validUTF8(message),
+			Details:   out,
+			RequestId: validUTF8(requestID),
 		}},
 	}
 }
+
+func validUTF8(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
 
 // FromStatus builds the answer for a gRPC status: the HTTP status of its code,
 // the code's name, the scrubbed message, the field violations of every

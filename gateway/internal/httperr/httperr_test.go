@@ -243,3 +243,37 @@ func compact(t *testing.T, raw json.RawMessage) string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+// A message or detail that echoes bytes that are not UTF-8 (a service quoting
+// a bad value) still gives the envelope of its own code, not the fallback.
+func TestInvalidUTF8IsReplaced(t *testing.T) {
+	type envelope struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+			Details []struct {
+				Field       string `json:"field"`
+				Description string `json:"description"`
+			} `json:"details"`
+		} `json:"error"`
+	}
+	var got envelope
+	st := status.New(codes.InvalidArgument, "bad value \"\xff\"")
+	if err := json.Unmarshal(FromStatus(st, "rid").Marshal(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Error.Code != "INVALID_ARGUMENT" || got.Error.Message != "bad value \"\uFFFD\"" {
+		t.Errorf("envelope = %+v", got)
+	}
+
+	got = envelope{}
+	e := New(http.StatusBadRequest, codes.InvalidArgument, "validation failed", "rid",
+		&chatv1.FieldViolation{Field: "q\xfe", Description: "not \xc3("})
+	if err := json.Unmarshal(e.Marshal(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Error.Code != "INVALID_ARGUMENT" || len(got.Error.Details) != 1 ||
+		got.Error.Details[0].Field != "q\uFFFD" || got.Error.Details[0].Description != "not \uFFFD(" {
+		t.Errorf("envelope = %+v", got)
+	}
+}

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -17,7 +18,7 @@ import (
 
 // handleError is the mux's one error handler (runtime.WithErrorHandler): an
 // upstream status, a body that does not decode, a bad query parameter, a body
-// over the limit. It answers the envelope of package httperr.
+// over the limit or too slow to arrive. It answers the envelope of package httperr.
 func (s *server) handleError(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	id := requestid.FromContext(r.Context())
 	state := stateFrom(r.Context())
@@ -28,6 +29,12 @@ func (s *server) handleError(ctx context.Context, _ *runtime.ServeMux, _ runtime
 	case state.bodyTooLarge:
 		// The generated handler reports the cut-off body as a decode error.
 		e = bodyTooLargeError(s.opts.MaxBodyBytes, id)
+	case state.bodyTimedOut:
+		// Likewise for a body that did not arrive in time (readDeadline).
+		// 408: the client was too slow, not a service; the code names
+		// what happened.
+		e = httperr.New(http.StatusRequestTimeout, codes.DeadlineExceeded,
+			fmt.Sprintf("request body not received within %s", s.opts.ReadTimeout), id)
 	case errors.As(err, &httpErr):
 		// The mux's own: a path with a malformed %-escape (400).
 		e = s.routingError(httpErr.HTTPStatus, r, id)
@@ -43,6 +50,11 @@ func (s *server) handleError(ctx context.Context, _ *runtime.ServeMux, _ runtime
 // error handler and the Chat stream (chat.go) share it.
 func (s *server) upstreamError(ctx context.Context, err error, requestID string) *httperr.Error {
 	st := status.Convert(err)
+	if st.Code() == codes.ResourceExhausted && strings.HasPrefix(st.Message(), "grpc: received message") {
+		// grpc-go's own: an answer over MaxRecvMsgBytes. Not the client's
+		// doing, and retrying cannot help, so not a 429 with Retry-After.
+		st = status.New(codes.Internal, st.Message())
+	}
 	e := httperr.FromStatus(st, requestID)
 	if e.Envelope.GetError().GetMessage() != st.Message() {
 		// Scrubbed: the original is for operators only.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -30,6 +31,8 @@ type backend struct {
 	fail   error                                                                         // answered by every RPC when set
 	chatFn func(*chatv1.ChatRequest, grpc.ServerStreamingServer[chatv1.ChatEvent]) error // Chat's behaviour
 	block  bool                                                                          // unary RPCs wait for their context to end
+	delay  time.Duration                                                                 // unary RPCs answer after this long
+	page   *chatv1.ListMessagesResponse                                                  // ListMessages' answer when set
 }
 
 type call struct {
@@ -38,14 +41,14 @@ type call struct {
 	md     metadata.MD
 }
 
-func startBackend(t *testing.T) *backend {
+func startBackend(t *testing.T, opts ...grpc.ServerOption) *backend {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := &backend{addr: ln.Addr().String(), health: health.NewServer()}
-	s := grpc.NewServer()
+	s := grpc.NewServer(opts...)
 	chatv1.RegisterAuthServiceServer(s, &fakeAuth{b: b})
 	chatv1.RegisterConversationServiceServer(s, &fakeConversations{b: b})
 	chatv1.RegisterMessageServiceServer(s, &fakeMessages{b: b})
@@ -67,6 +70,18 @@ func (b *backend) setBlock() {
 	b.block = true
 }
 
+func (b *backend) setDelay(d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.delay = d
+}
+
+func (b *backend) setMessagePage(p *chatv1.ListMessagesResponse) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.page = p
+}
+
 func (b *backend) setChat(fn func(*chatv1.ChatRequest, grpc.ServerStreamingServer[chatv1.ChatEvent]) error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -78,11 +93,18 @@ func (b *backend) record(ctx context.Context, method string, req proto.Message) 
 	md, _ := metadata.FromIncomingContext(ctx)
 	b.mu.Lock()
 	b.calls = append(b.calls, call{method: method, req: proto.Clone(req), md: md})
-	fail, block := b.fail, b.block
+	fail, block, delay := b.fail, b.block, b.delay
 	b.mu.Unlock()
 	if block {
 		<-ctx.Done()
 		return ctx.Err()
+	}
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	return fail
 }
@@ -194,7 +216,13 @@ func (f *fakeMessages) CreateMessage(ctx context.Context, r *chatv1.CreateMessag
 }
 
 func (f *fakeMessages) ListMessages(ctx context.Context, r *chatv1.ListMessagesRequest) (*chatv1.ListMessagesResponse, error) {
-	return answer(f.b, ctx, "ListMessages", r, &chatv1.ListMessagesResponse{})
+	f.b.mu.Lock()
+	page := f.b.page
+	f.b.mu.Unlock()
+	if page == nil {
+		page = &chatv1.ListMessagesResponse{}
+	}
+	return answer(f.b, ctx, "ListMessages", r, page)
 }
 
 func (f *fakeMessages) GetMessage(ctx context.Context, r *chatv1.GetMessageRequest) (*chatv1.Message, error) {

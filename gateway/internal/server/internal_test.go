@@ -167,3 +167,38 @@ func TestAcceptsEventStream(t *testing.T) {
 		t.Error("a second Accept header line is ignored")
 	}
 }
+
+func TestClientKey(t *testing.T) {
+	for _, tc := range []struct {
+		remote, header string
+		values         []string
+		want           string
+	}{
+		{"192.0.2.1:5555", "", nil, "192.0.2.1"},
+		{"192.0.2.1:5555", "", []string{"198.51.100.1"}, "192.0.2.1"}, // Not trusted.
+		{"[::ffff:192.0.2.1]:5555", "", nil, "192.0.2.1"},
+		{"[2001:db8:a:b:1:2:3:4]:5555", "", nil, "2001:db8:a:b::/64"},
+		{"192.0.2.1:5555", "X-Forwarded-For", []string{"1.1.1.1, 198.51.100.1"}, "198.51.100.1"},
+		{"192.0.2.1:5555", "X-Forwarded-For", []string{"1.1.1.1", "198.51.100.2 "}, "198.51.100.2"},
+		{"192.0.2.1:5555", "X-Forwarded-For", []string{"198.51.100.3:80"}, "198.51.100.3"},
+		{"192.0.2.1:5555", "X-Forwarded-For", []string{"[2001:db8::1]"}, "2001:db8::/64"},
+		{"192.0.2.1:5555", "X-Forwarded-For", []string{"fe80::1%eth0"}, "fe80::/64"},
+		{"192.0.2.1:5555", "X-Forwarded-For", []string{"198.51.100.1, "}, "192.0.2.1"},
+		{"192.0.2.1:5555", "X-Forwarded-For", []string{"unknown"}, "192.0.2.1"},
+		{"192.0.2.1:5555", "X-Real-IP", []string{"198.51.100.4"}, "198.51.100.4"},
+		{"192.0.2.1:5555", "X-Real-IP", nil, "192.0.2.1"},
+		{"pipe", "", nil, "pipe"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = tc.remote
+		for _, v := range tc.values {
+			r.Header.Add(tc.header, v)
+			if tc.header == "" {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+		}
+		if got := clientKey(r, tc.header); got != tc.want {
+			t.Errorf("clientKey(%s, %s: %q) = %q, want %q", tc.remote, tc.header, tc.values, got, tc.want)
+		}
+	}
+}

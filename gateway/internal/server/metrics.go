@@ -14,8 +14,9 @@ import (
 // is the template ("/v1/conversations/{id}"), never the path, so ids cannot
 // grow the series; requests that match no route share "unmatched".
 type metrics struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	requests    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	rateLimited *prometheus.CounterVec
 }
 
 var labels = []string{"method", "route", "code"}
@@ -31,10 +32,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time to answer an HTTP request (a Chat stream: until it ends), by method, route template and status code.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, labels),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_rate_limited_requests_total",
+			Help: "Requests refused by the gateway's per-client rate limit (429), by route template.",
+		}, []string{"route"}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.requests,
 		m.duration,
+		m.rateLimited,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ type reqState struct {
 	route        string // path template, "" when no route matched
 	grpcCode     string // code name of a failed answer
 	bodyTooLarge bool
+	bodyTimedOut bool // the body did not arrive within the read timeout
 }
 
 type stateKey struct{}
@@ -92,6 +94,62 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	if errors.As(err, &tooLarge) {
 		b.state.bodyTooLarge = true
 	}
+	return n, err
+}
+
+// readDeadline gives a request body timeout to arrive, counted from the
+// moment the handler starts (after the headers, which http.Server's
+// ReadHeaderTimeout bounds, see HTTPServer). A body trickled slower than
+// that fails its Read; the handler then answers 408 DEADLINE_EXCEEDED and
+// closes the connection (handleError).
+//
+// The deadline is on the connection, and once a request's body has been
+// read to its end net/http reads the connection in the background to notice
+// a client that hangs up; a deadline that fires under that read cancels the
+// request, and with it a long answer (a Chat stream). So a request without a
+// body (whose background read is already under way) gets no deadline, and
+// the deadline is lifted as soon as the body ends (net/http lifts it too
+// when it starts that read). Writes are never limited.
+func readDeadline(timeout time.Duration, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rc := http.NewResponseController(w)
+		if err := rc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+			// Not a net/http connection (a unit test's recorder).
+			next.ServeHTTP(w, r)
+			return
+		}
+		r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, w: w, state: stateFrom(r.Context())}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type deadlineBody struct {
+	io.ReadCloser
+	rc    *http.ResponseController
+	w     http.ResponseWriter
+	state *reqState
+	done  bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == nil || b.done {
+		return n, err
+	}
+	b.done = true
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		b.state.bodyTimedOut = true
+		// net/http would not reuse the connection after a failed read
+		// either; say so.
+		b.w.Header().Set("Connection", "close")
+		return n, err
+	}
+	_ = b.rc.SetReadDeadline(time.Time{}) // EOF (or a broken connection): lift it.
 	return n, err
 }
 

@@ -4,18 +4,35 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	chatv1 "github.com/chat-backend/gateway/gen/chat/v1"
 )
 
 // routeTable knows which methods each path template has. It is read from the
 // embedded OpenAPI document, which protoc-gen-openapiv2 builds from the same
 // api/chat_v1.yaml as the handlers, so it cannot drift from the mux. The mux
-// keeps its routes private; this table answers the two questions the mux
-// cannot: the Allow header of a 405, and which PUT routes are updates that
-// also have a PATCH binding.
+// keeps its routes private; this table answers the questions the mux
+// cannot: the Allow header of a 405, which PUT routes are updates that also
+// have a PATCH binding, and which query parameters a route reads into which
+// fields of its request message (checked up front, params.go).
 type routeTable struct {
 	routes []route
+	ops    map[string]operation // "METHOD /template"
+}
+
+// operation is one route of the OpenAPI document.
+type operation struct {
+	// query maps each query parameter the handler reads, by its proto name
+	// and its JSON name (grpc-gateway accepts both), to its field.
+	query map[string]protoreflect.FieldDescriptor
+	// input is the request message of the RPC.
+	input protoreflect.MessageType
 }
 
 type route struct {
@@ -25,7 +42,13 @@ type route struct {
 
 func newRouteTable(openAPI []byte, extra map[string][]string) (*routeTable, error) {
 	var doc struct {
-		Paths map[string]map[string]json.RawMessage `json:"paths"`
+		Paths map[string]map[string]struct {
+			OperationID string `json:"operationId"`
+			Parameters  []struct {
+				Name string `json:"name"`
+				In   string `json:"in"`
+			} `json:"parameters"`
+		} `json:"paths"`
 	}
 	if err := json.Unmarshal(openAPI, &doc); err != nil {
 		return nil, fmt.Errorf("reading the embedded OpenAPI document: %w", err)
@@ -34,15 +57,34 @@ func newRouteTable(openAPI []byte, extra map[string][]string) (*routeTable, erro
 		return nil, fmt.Errorf("the embedded OpenAPI document has no paths")
 	}
 	all := make(map[string][]string, len(doc.Paths)+len(extra))
+	t := &routeTable{ops: map[string]operation{}}
 	for path, ops := range doc.Paths {
-		for method := range ops {
-			all[path] = append(all[path], strings.ToUpper(method))
+		for method, op := range ops {
+			method = strings.ToUpper(method)
+			all[path] = append(all[path], method)
+			input, err := inputOf(op.OperationID)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: %w", method, path, err)
+			}
+			o := operation{input: input, query: map[string]protoreflect.FieldDescriptor{}}
+			for _, p := range op.Parameters {
+				if p.In != "query" {
+					continue
+				}
+				fd := input.Descriptor().Fields().ByName(protoreflect.Name(p.Name))
+				if fd == nil {
+					return nil, fmt.Errorf("%s %s: query parameter %q is not a field of %s",
+						method, path, p.Name, input.Descriptor().FullName())
+				}
+				o.query[p.Name] = fd
+				o.query[fd.JSONName()] = fd
+			}
+			t.ops[method+" "+path] = o
 		}
 	}
 	for path, methods := range extra {
 		all[path] = append(all[path], methods...)
 	}
-	t := &routeTable{}
 	for path, methods := range all {
 		slices.Sort(methods)
 		t.routes = append(t.routes, route{
@@ -51,6 +93,36 @@ func newRouteTable(openAPI []byte, extra map[string][]string) (*routeTable, erro
 		})
 	}
 	return t, nil
+}
+
+// operationSuffix is protoc-gen-openapiv2's mark on the operationId of an
+// additional binding ("AuthService_UpdateProfile2").
+var operationSuffix = regexp.MustCompile(`[0-9]+$`)
+
+// inputOf finds the request message of an OpenAPI operation
+// ("ConversationService_ListConversations") in the generated chat.v1 types.
+func inputOf(operationID string) (protoreflect.MessageType, error) {
+	svc, method, ok := strings.Cut(operationSuffix.ReplaceAllString(operationID, ""), "_")
+	if !ok {
+		return nil, fmt.Errorf("operationId %q is not Service_Method", operationID)
+	}
+	pkg := chatv1.File_chat_v1_message_proto.Package()
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(pkg.Append(protoreflect.Name(svc)).Append(protoreflect.Name(method)))
+	if err != nil {
+		return nil, fmt.Errorf("operationId %q: %w", operationID, err)
+	}
+	md, ok := d.(protoreflect.MethodDescriptor)
+	if !ok {
+		return nil, fmt.Errorf("operationId %q does not name an RPC", operationID)
+	}
+	return protoregistry.GlobalTypes.FindMessageByName(md.Input().FullName())
+}
+
+// operation returns the OpenAPI operation of a matched route template, if
+// it has one (the gateway's own routes have none).
+func (t *routeTable) operation(method, template string) (operation, bool) {
+	op, ok := t.ops[method+" "+template]
+	return op, ok
 }
 
 func (r route) matches(segments []string) bool {

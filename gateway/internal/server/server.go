@@ -7,10 +7,16 @@
 //	requestid   X-Request-Id on every response, in the context and metadata
 //	observe     Prometheus metrics and one JSON access-log line
 //	cors        only when origins are configured
+//	readDeadline  408 for bodies that do not arrive within ReadTimeout
 //	bodyLimit   400 for bodies over MaxBodyBytes
 //	putAsPatch  PUT on an update route is served by its PATCH binding
 //	runtime.ServeMux  generated handlers, Chat's own (chat.go),
-//	                  /healthz /readyz /metrics /openapi.json
+//	                  /healthz /readyz /metrics /openapi.json; inside it,
+//	                  around each matched route:
+//	  recordRoute     the route template for metrics and logs
+//	  limitAuth       429 for too many register/login/refresh (ratelimit.go)
+//	  checkParams     400 for malformed path and query values and
+//	                  Idempotency-Key headers (params.go)
 //
 // The mux answers every failure through one error handler (errors.go), so
 // routing errors, malformed bodies, gateway checks and upstream statuses all
@@ -29,11 +35,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/cors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/chat-backend/gateway"
 	chatv1 "github.com/chat-backend/gateway/gen/chat/v1"
+	"github.com/chat-backend/gateway/internal/ratelimit"
 	"github.com/chat-backend/gateway/internal/requestid"
 )
 
@@ -57,22 +65,67 @@ type Options struct {
 	Registry *prometheus.Registry
 	// ReadyTimeout bounds each upstream health check of /readyz; default 1 s.
 	ReadyTimeout time.Duration
+	// ReadTimeout is how long a client may take to send a request's
+	// headers (HTTPServer) and, from then on, its body; default 30 s.
+	ReadTimeout time.Duration
+	// AuthRateLimit limits POST /v1/auth/register, /login and /refresh
+	// together, per client (ratelimit.go). The zero value is no limit.
+	AuthRateLimit RateLimit
+	// TrustedProxyHeader names the header in which a trusted reverse proxy
+	// puts the client's address (X-Forwarded-For); empty: the TCP peer is
+	// the client.
+	TrustedProxyHeader string
 }
 
 const (
 	defaultMaxBodyBytes = 1 << 20
 	defaultReadyTimeout = time.Second
+	defaultReadTimeout  = 30 * time.Second
 )
+
+func (o *Options) setDefaults() {
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = defaultMaxBodyBytes
+	}
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = defaultReadyTimeout
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = defaultReadTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+}
+
+// HTTPServer returns the http.Server that serves h (from New with the same
+// opts): the headers of a request must arrive within opts.ReadTimeout (else
+// net/http closes the connection without an answer), the body within as long
+// again (readDeadline). There is no write timeout, so that a Chat stream
+// lasts as long as the model writes.
+func HTTPServer(h http.Handler, opts Options) *http.Server {
+	opts.setDefaults()
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: opts.ReadTimeout,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+	}
+}
 
 // gatewayRoutes are served by the gateway itself; all are GET.
 var gatewayRoutes = []string{"/healthz", "/readyz", "/metrics", "/openapi.json"}
 
 type server struct {
-	opts     Options
-	log      *slog.Logger
-	routes   *routeTable
-	metrics  *metrics
-	upstream []upstream
+	opts      Options
+	log       *slog.Logger
+	routes    *routeTable
+	metrics   *metrics
+	authLimit *ratelimit.Limiter // nil: no limit
+	upstream  []upstream
 }
 
 // New returns the gateway handler.
@@ -80,18 +133,7 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 	if up.Auth == nil || up.Conversation == nil || up.Message == nil {
 		return nil, fmt.Errorf("server.New: all three upstreams are required")
 	}
-	if opts.MaxBodyBytes <= 0 {
-		opts.MaxBodyBytes = defaultMaxBodyBytes
-	}
-	if opts.ReadyTimeout <= 0 {
-		opts.ReadyTimeout = defaultReadyTimeout
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.Registry == nil {
-		opts.Registry = prometheus.NewRegistry()
-	}
+	opts.setDefaults()
 
 	extra := make(map[string][]string, len(gatewayRoutes))
 	for _, p := range gatewayRoutes {
@@ -110,6 +152,8 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 		log:     opts.Logger,
 		routes:  routes,
 		metrics: m,
+		authLimit: ratelimit.New(opts.AuthRateLimit.PerMinute, opts.AuthRateLimit.Burst,
+			maxRateLimitClients),
 		upstream: []upstream{
 			{name: "auth", conn: up.Auth},
 			{name: "conversation", conn: up.Conversation},
@@ -126,7 +170,7 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 		runtime.WithOutgoingHeaderMatcher(dropHeader),
 		runtime.WithOutgoingTrailerMatcher(dropHeader),
 		runtime.WithMetadata(requestIDMetadata),
-		runtime.WithMiddlewares(recordRoute),
+		runtime.WithMiddlewares(recordRoute, s.limitAuth, s.checkParams),
 		runtime.WithDisableHTTPMethodOverride(),
 		runtime.WithDisablePathLengthFallback(),
 	)
@@ -161,6 +205,7 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 	var h http.Handler = mux
 	h = putAsPatch(routes, h)
 	h = bodyLimit(opts.MaxBodyBytes, h)
+	h = readDeadline(opts.ReadTimeout, h)
 	if len(opts.CORSAllowedOrigins) > 0 {
 		h = cors.New(cors.Options{
 			AllowedOrigins: opts.CORSAllowedOrigins,
@@ -178,6 +223,27 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 	return h, nil
 }
 
+// MaxRecvMsgBytes is the largest answer the gateway takes from a service.
+// gRPC's default of 4 MiB is too small for a page of messages: the message
+// service ends a page at 4 MiB of content (SPEC.md "Messages"), and the
+// metadata of its up to 200 messages is not counted in that (16 keys of 64
+// and values of 512 characters, up to 4 bytes each: 7.4 MB at most). 16 MiB
+// holds both with room for ids, timestamps and framing.
+const MaxRecvMsgBytes = 16 << 20
+
+// DialOptions are the options of the gateway's connections to the services.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		// Internal traffic on the same host or cluster network: no TLS.
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// round_robin spreads calls over every address a (headless,
+		// dns:///) name resolves to, instead of pinning one replica.
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
+		grpc.WithUserAgent("chat-gateway"),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxRecvMsgBytes)),
+	}
+}
+
 // jsonOutput is how every answer is written: snake_case, every field present
 // (false, 0 and "" included).
 var jsonOutput = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
@@ -193,7 +259,9 @@ func newJSONMarshaler() runtime.Marshaler {
 
 // incomingHeader picks the request headers that become gRPC metadata.
 // Authorization is forwarded as "authorization" by grpc-gateway itself; the
-// request id goes through requestIDMetadata (validated), never raw.
+// request id goes through requestIDMetadata (validated), never raw. An
+// Idempotency-Key that is not valid metadata never gets here: checkParams
+// answers 400 first (grpc-gateway would drop it silently).
 func incomingHeader(key string) (string, bool) {
 	switch textproto.CanonicalMIMEHeaderKey(key) {
 	case "Idempotency-Key":
