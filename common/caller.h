@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "common/external_jwt.h"
+#include "common/grpc_status.h"
 #include "common/jwks_client.h"
 #include "common/jwt.h"
 #include "common/token_cache.h"
@@ -44,6 +45,23 @@ class CallerResolver {
   ExternalUserRegistry* external_users_;
   const Clock* clock_;
 };
+
+// The one way a handler of a caller's call starts and ends: resolves the
+// caller, runs body(user_id) (an absl::Status-returning lambda that fills
+// the response), and maps its status to the answer.
+//
+//   return ForCaller(*callers_, *context, [&](const std::string& user) {
+//     ASSIGN_OR_RETURN(ConversationRecord c, conversations_->Get(user, id));
+//     ToProto(c, response);
+//     return absl::OkStatus();
+//   });
+template <typename Body>
+grpc::Status ForCaller(const CallerResolver& callers,
+                       const grpc::ServerContextBase& context, Body&& body) {
+  absl::StatusOr<std::string> user = callers.UserId(context);
+  if (!user.ok()) return ToGrpcStatus(user.status());
+  return ToGrpcStatus(body(*user));
+}
 
 // The token verification of a service, from its flags and environment: our
 // tokens through the auth service's JWK Set, plus the external issuer when

@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "openssl/rand.h"
 
@@ -77,6 +78,11 @@ bool IsUuid(absl::string_view text) {
     }
   }
   return true;
+}
+
+absl::Status CheckResourceId(absl::string_view kind, absl::string_view id) {
+  if (IsUuid(id)) return absl::OkStatus();
+  return absl::NotFoundError(absl::StrCat(kind, " not found"));
 }
 
 }  // namespace chat

@@ -8,6 +8,7 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
@@ -19,6 +20,11 @@ std::string NewUuidV7(absl::Time now);
 
 // Whether `text` is a UUID in canonical form (any version, either case).
 bool IsUuid(absl::string_view text);
+
+// A path id that cannot name anything is answered like a missing resource
+// (never probeable, never a database error): NOT_FOUND "<kind> not found"
+// unless `id` is a UUID.
+absl::Status CheckResourceId(absl::string_view kind, absl::string_view id);
 
 }  // namespace chat
 

@@ -28,11 +28,6 @@ void ValidateTitle(const std::string& title, FieldViolations& violations) {
 }
 
 // Malformed ids cannot exist, and answer like missing ones.
-absl::Status CheckId(const std::string& id) {
-  if (IsUuid(id)) return absl::OkStatus();
-  return absl::NotFoundError("conversation not found");
-}
-
 }  // namespace
 
 std::string DefaultTitle(absl::Time created_at) {
@@ -104,14 +99,14 @@ absl::StatusOr<ConversationPage> Conversations::List(const std::string& user_id,
 
 absl::StatusOr<ConversationRecord> Conversations::Get(
     const std::string& user_id, const std::string& id) {
-  RETURN_IF_ERROR(CheckId(id));
+  RETURN_IF_ERROR(CheckResourceId("conversation", id));
   return storage_->Get(user_id, id);
 }
 
 absl::StatusOr<ConversationRecord> Conversations::Update(
     const std::string& user_id, const std::string& id,
     const ConversationChange& change) {
-  RETURN_IF_ERROR(CheckId(id));
+  RETURN_IF_ERROR(CheckResourceId("conversation", id));
   FieldViolations violations;
   if (change.title) ValidateTitle(*change.title, violations);
   if (change.metadata)
@@ -125,7 +120,7 @@ absl::StatusOr<ConversationRecord> Conversations::Update(
 
 absl::Status Conversations::Delete(const std::string& user_id,
                                    const std::string& id) {
-  RETURN_IF_ERROR(CheckId(id));
+  RETURN_IF_ERROR(CheckResourceId("conversation", id));
   return storage_->Delete(user_id, id);
 }
 

@@ -69,8 +69,7 @@ absl::StatusOr<std::vector<ProviderMessage>> Chats::Context(
 absl::Status Chats::Run(const std::string& user_id,
                         const std::string& conversation_id,
                         const ChatInput& input, ChatSink& sink) {
-  if (!IsUuid(conversation_id))
-    return absl::NotFoundError("conversation not found");
+  RETURN_IF_ERROR(CheckResourceId("conversation", conversation_id));
   FieldViolations violations;
   ValidateContent("content", input.content, violations);
   if (input.model.size() > kMaxModelName) {

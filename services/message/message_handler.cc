@@ -2,8 +2,11 @@
 
 #include "common/errors.h"
 #include "common/grpc_status.h"
+#include "common/proto_metadata.h"
 #include "common/proto_time.h"
 #include "common/request_context.h"
+#include "common/status_macros.h"
+#include "common/update_mask.h"
 
 namespace chat::message {
 namespace {
@@ -17,42 +20,24 @@ void ToProto(const MessageRecord& m, chat::v1::Message* out) {
   out->set_content(m.content);
   out->set_status(m.status);
   out->set_model(m.model);
-  out->mutable_metadata()->insert(m.metadata.begin(), m.metadata.end());
+  MetadataToProto(m.metadata, out->mutable_metadata());
   SetTimestamp(m.created_at, out->mutable_created_at());
   SetTimestamp(m.updated_at, out->mutable_updated_at());
 }
 
-Metadata FromProto(
-    const google::protobuf::Map<std::string, std::string>& metadata) {
-  return Metadata(metadata.begin(), metadata.end());
-}
-
-// The fields update_mask names (AIP-134); without a mask, the fields set to
-// a non-default value. Output-only fields are ignored, unknown ones refused.
 absl::StatusOr<MessageChange> ChangeOf(
     const chat::v1::UpdateMessageRequest& r) {
   const chat::v1::Message& m = r.message();
   MessageChange change;
-  if (!r.has_update_mask()) {
-    if (!m.content().empty()) change.content = m.content();
-    if (!m.metadata().empty()) change.metadata = FromProto(m.metadata());
-    return change;
-  }
-  FieldViolations violations;
-  for (const std::string& path : r.update_mask().paths()) {
-    if (path == "content") {
-      change.content = m.content();
-    } else if (path == "metadata") {
-      change.metadata = FromProto(m.metadata());
-    } else if (path == "role") {
-      violations.Add("role", "cannot change");
-    } else if (path != "id" && path != "conversation_id" && path != "status" &&
-               path != "model" && path != "created_at" &&
-               path != "updated_at") {
-      violations.Add("update_mask", "names an unknown field: " + path);
-    }
-  }
-  if (!violations.empty()) return violations.ToStatus();
+  RETURN_IF_ERROR(ApplyUpdateMask(
+      r.has_update_mask() ? &r.update_mask() : nullptr,
+      {{"content", !m.content().empty(), [&] { change.content = m.content(); }},
+       {"metadata", !m.metadata().empty(),
+        [&] { change.metadata = MetadataFromProto(m.metadata()); }}},
+      /*immutable=*/{"role"},
+      /*output_only=*/
+      {"id", "conversation_id", "status", "model", "created_at",
+       "updated_at"}));
   return change;
 }
 
@@ -117,89 +102,89 @@ class GrpcChatSink final : public ChatSink {
 Status MessageServiceImpl::CreateMessage(
     grpc::ServerContext* context, const chat::v1::CreateMessageRequest* request,
     chat::v1::Message* response) {
-  absl::StatusOr<std::string> user = callers_->UserId(*context);
-  if (!user.ok()) return ToGrpcStatus(user.status());
-  const chat::v1::Message& m = request->message();
-  absl::StatusOr<MessageRecord> created =
-      messages_->Create(*user, request->conversation_id(),
-                        {m.role(), m.content(), FromProto(m.metadata())},
-                        MetadataOf(*context, "idempotency-key"));
-  if (!created.ok()) return ToGrpcStatus(created.status());
-  ToProto(*created, response);
-  return Status::OK;
+  return ForCaller(
+      *callers_, *context, [&](const std::string& user) -> absl::Status {
+        const chat::v1::Message& m = request->message();
+        ASSIGN_OR_RETURN(
+            MessageRecord created,
+            messages_->Create(
+                user, request->conversation_id(),
+                {m.role(), m.content(), MetadataFromProto(m.metadata())},
+                MetadataOf(*context, "idempotency-key")));
+        ToProto(created, response);
+        return absl::OkStatus();
+      });
 }
 
 Status MessageServiceImpl::ListMessages(
     grpc::ServerContext* context, const chat::v1::ListMessagesRequest* request,
     chat::v1::ListMessagesResponse* response) {
-  absl::StatusOr<std::string> user = callers_->UserId(*context);
-  if (!user.ok()) return ToGrpcStatus(user.status());
-  absl::StatusOr<MessagePage> page = messages_->List(
-      *user, request->conversation_id(),
-      {request->page_size(), request->page_token(), request->order()});
-  if (!page.ok()) return ToGrpcStatus(page.status());
-  for (const MessageRecord& m : page->messages)
-    ToProto(m, response->add_messages());
-  response->set_next_page_token(page->next_page_token);
-  return Status::OK;
+  return ForCaller(
+      *callers_, *context, [&](const std::string& user) -> absl::Status {
+        ASSIGN_OR_RETURN(
+            MessagePage page,
+            messages_->List(user, request->conversation_id(),
+                            {request->page_size(), request->page_token(),
+                             request->order()}));
+        for (const MessageRecord& m : page.messages) {
+          ToProto(m, response->add_messages());
+        }
+        response->set_next_page_token(page.next_page_token);
+        return absl::OkStatus();
+      });
 }
 
 Status MessageServiceImpl::GetMessage(
     grpc::ServerContext* context, const chat::v1::GetMessageRequest* request,
     chat::v1::Message* response) {
-  absl::StatusOr<std::string> user = callers_->UserId(*context);
-  if (!user.ok()) return ToGrpcStatus(user.status());
-  absl::StatusOr<MessageRecord> message =
-      messages_->Get(*user, request->conversation_id(), request->id());
-  if (!message.ok()) return ToGrpcStatus(message.status());
-  ToProto(*message, response);
-  return Status::OK;
+  return ForCaller(
+      *callers_, *context, [&](const std::string& user) -> absl::Status {
+        ASSIGN_OR_RETURN(
+            MessageRecord message,
+            messages_->Get(user, request->conversation_id(), request->id()));
+        ToProto(message, response);
+        return absl::OkStatus();
+      });
 }
 
 Status MessageServiceImpl::UpdateMessage(
     grpc::ServerContext* context, const chat::v1::UpdateMessageRequest* request,
     chat::v1::Message* response) {
-  absl::StatusOr<std::string> user = callers_->UserId(*context);
-  if (!user.ok()) return ToGrpcStatus(user.status());
-  absl::StatusOr<MessageChange> change = ChangeOf(*request);
-  if (!change.ok()) return ToGrpcStatus(change.status());
-  absl::StatusOr<MessageRecord> updated = messages_->Update(
-      *user, request->conversation_id(), request->id(), *change);
-  if (!updated.ok()) return ToGrpcStatus(updated.status());
-  ToProto(*updated, response);
-  return Status::OK;
+  return ForCaller(
+      *callers_, *context, [&](const std::string& user) -> absl::Status {
+        ASSIGN_OR_RETURN(MessageChange change, ChangeOf(*request));
+        ASSIGN_OR_RETURN(MessageRecord updated,
+                         messages_->Update(user, request->conversation_id(),
+                                           request->id(), change));
+        ToProto(updated, response);
+        return absl::OkStatus();
+      });
 }
 
 Status MessageServiceImpl::DeleteMessage(
     grpc::ServerContext* context, const chat::v1::DeleteMessageRequest* request,
     google::protobuf::Empty* response) {
-  absl::StatusOr<std::string> user = callers_->UserId(*context);
-  if (!user.ok()) return ToGrpcStatus(user.status());
-  return ToGrpcStatus(
-      messages_->Delete(*user, request->conversation_id(), request->id()));
+  return ForCaller(*callers_, *context, [&](const std::string& user) {
+    return messages_->Delete(user, request->conversation_id(), request->id());
+  });
 }
 
 Status MessageServiceImpl::ClearMessages(
     grpc::ServerContext* context, const chat::v1::ClearMessagesRequest* request,
     google::protobuf::Empty* response) {
-  absl::StatusOr<std::string> user = callers_->UserId(*context);
-  if (!user.ok()) return ToGrpcStatus(user.status());
-  return ToGrpcStatus(messages_->Clear(*user, request->conversation_id()));
+  return ForCaller(*callers_, *context, [&](const std::string& user) {
+    return messages_->Clear(user, request->conversation_id());
+  });
 }
-
-}  // namespace chat::message
-
-namespace chat::message {
 
 Status MessageServiceImpl::Chat(
     grpc::ServerContext* context, const chat::v1::ChatRequest* request,
     grpc::ServerWriter<chat::v1::ChatEvent>* writer) {
-  absl::StatusOr<std::string> user = callers_->UserId(*context);
-  if (!user.ok()) return ToGrpcStatus(user.status());
-  GrpcChatSink sink(context, writer);
-  return ToGrpcStatus(chats_->Run(*user, request->conversation_id(),
-                                  {request->content(), request->model()},
-                                  sink));
+  return ForCaller(*callers_, *context, [&](const std::string& user) {
+    GrpcChatSink sink(context, writer);
+    return chats_->Run(user, request->conversation_id(),
+                       {request->content(), request->model()}, sink);
+  });
 }
 
 }  // namespace chat::message

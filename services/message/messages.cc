@@ -16,13 +16,11 @@ constexpr int kMaxPageSize = 200;
 constexpr int64_t kMaxPageContentBytes = 4 << 20;
 constexpr size_t kMaxContent = 100000;
 
+// The conversation's id, then the message's when there is one.
 absl::Status CheckIds(const std::string& conversation_id,
                       const std::string* id) {
-  if (!IsUuid(conversation_id))
-    return absl::NotFoundError("conversation not found");
-  if (id != nullptr && !IsUuid(*id))
-    return absl::NotFoundError("message not found");
-  return absl::OkStatus();
+  RETURN_IF_ERROR(CheckResourceId("conversation", conversation_id));
+  return id == nullptr ? absl::OkStatus() : CheckResourceId("message", *id);
 }
 
 }  // namespace

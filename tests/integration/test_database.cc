@@ -15,6 +15,9 @@ namespace {
 // Every service role gets this password in the throw-away cluster.
 constexpr char kRolePassword[] = "chat-test-role-password";
 
+// The advisory lock that serialises test databases' migrations.
+constexpr int64_t kClusterLockKey = 7215330001;
+
 }  // namespace
 
 std::string WithConnectionKeywords(
@@ -52,9 +55,15 @@ absl::StatusOr<std::unique_ptr<TestDatabase>> TestDatabase::Create() {
   }
   std::string name =
       absl::StrCat("test_", absl::StrReplaceAll(NewUuidV7(), {{"-", ""}}));
+  // Roles are the cluster's, not a database's: test processes that migrate
+  // their databases at once would alter the same roles concurrently ("tuple
+  // concurrently updated"). One lock in the server's database, held until
+  // this migration ends, makes them take turns.
+  std::unique_ptr<pqxx::connection> lock;
   try {
-    pqxx::connection admin(server_url);
-    pqxx::nontransaction tx(admin);
+    lock = std::make_unique<pqxx::connection>(server_url);
+    pqxx::nontransaction tx(*lock);
+    tx.exec(absl::StrCat("SELECT pg_advisory_lock(", kClusterLockKey, ")"));
     tx.exec0(absl::StrCat("CREATE DATABASE ", tx.quote_name(name)));
   } catch (const std::exception& e) {
     return absl::UnavailableError(
