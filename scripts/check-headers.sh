@@ -16,7 +16,8 @@ domain=(
   services/auth/accounts.h services/auth/password.h services/auth/validation.h
   services/conversation/conversations.h
   services/message/chat.h services/message/echo_provider.h
-  services/message/messages.h services/message/openai_provider.h
+  services/message/message_values.h services/message/messages.h
+  services/message/openai_provider.h
   services/message/provider.h services/message/stream_limiter.h
 )
 handlers=(

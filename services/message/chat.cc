@@ -56,13 +56,13 @@ absl::StatusOr<std::vector<ProviderMessage>> Chats::Context(
                                 user_message.seq, options_.context_max_messages,
                                 budget));
     for (ContextMessage& m : earlier) {  // newest first
-      context.push_back({std::move(m.role), std::move(m.content)});
+      context.push_back({m.role, std::move(m.content)});
     }
   }
   if (!options_.system_prompt.empty())
-    context.push_back({"system", options_.system_prompt});
+    context.push_back({Role::kSystem, options_.system_prompt});
   std::reverse(context.begin(), context.end());
-  context.push_back({"user", user_message.content});
+  context.push_back({Role::kUser, user_message.content});
   return context;
 }
 
@@ -87,9 +87,9 @@ absl::Status Chats::Run(const std::string& user_id,
                    storage_->Append(user_id,
                                     {.id = NewUuidV7(now),
                                      .conversation_id = conversation_id,
-                                     .role = "user",
+                                     .role = Role::kUser,
                                      .content = input.content,
-                                     .status = "complete",
+                                     .status = MessageStatus::kComplete,
                                      .created_at = now,
                                      .updated_at = now},
                                     std::nullopt));
@@ -112,20 +112,21 @@ absl::Status Chats::Run(const std::string& user_id,
       },
       [&] { return sink.Cancelled(); });
 
-  std::string status = "complete";
+  MessageStatus status = MessageStatus::kComplete;
   if (!reply.ok()) {
     status = reply.status().code() == absl::StatusCode::kCancelled
-                 ? "incomplete"
-                 : "failed";
+                 ? MessageStatus::kIncomplete
+                 : MessageStatus::kFailed;
     log::Warn("reply not complete",
-              {{"status", status}, {"error", reply.status().message()}});
+              {{"status", std::string(StatusName(status))},
+               {"error", reply.status().message()}});
   }
   const absl::Time done_at = ToMicroseconds(clock_->Now());
   absl::StatusOr<MessageRecord> stored =
       storage_->Append(user_id,
                        {.id = NewUuidV7(done_at),
                         .conversation_id = conversation_id,
-                        .role = "assistant",
+                        .role = Role::kAssistant,
                         .content = text,
                         .status = status,
                         .model = reply.ok() ? reply->model : model,
@@ -137,7 +138,7 @@ absl::Status Chats::Run(const std::string& user_id,
     return absl::OkStatus();
   }
   if (!reply.ok()) {
-    if (status == "failed") sink.SendError(reply.status());
+    if (status == MessageStatus::kFailed) sink.SendError(reply.status());
     return absl::OkStatus();
   }
   absl::StatusOr<bool> named = storage_->NameUntitled(

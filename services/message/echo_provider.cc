@@ -30,7 +30,7 @@ absl::StatusOr<ProviderReply> EchoProvider::Complete(
   int prompt_words = 0;
   for (const ProviderMessage& m : messages) {
     prompt_words += CountWords(m.content);
-    if (m.role == "user") last_user = m.content;
+    if (m.role == Role::kUser) last_user = m.content;
   }
   const std::string reply = ReplyTo(last_user);
   // One piece per word, spaces kept, so the pieces concatenate to the reply.

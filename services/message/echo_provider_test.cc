@@ -10,10 +10,10 @@ TEST(EchoProviderTest, StreamsADeterministicReplyPieceByPiece) {
   std::vector<std::string> pieces;
   absl::StatusOr<ProviderReply> reply = echo.Complete(
       "echo",
-      {{"system", "be brief"},
-       {"user", "first"},
-       {"assistant", "x"},
-       {"user", "hello there"}},
+      {{Role::kSystem, "be brief"},
+       {Role::kUser, "first"},
+       {Role::kAssistant, "x"},
+       {Role::kUser, "hello there"}},
       [&](absl::string_view piece) {
         pieces.emplace_back(piece);
         return true;
@@ -35,7 +35,7 @@ TEST(EchoProviderTest, StopsWhenTheClientGoesAway) {
   EchoProvider echo;
   int pieces = 0;
   absl::StatusOr<ProviderReply> reply = echo.Complete(
-      "echo", {{"user", "hello there"}},
+      "echo", {{Role::kUser, "hello there"}},
       [&](absl::string_view) { return ++pieces < 3; }, [] { return false; });
   EXPECT_EQ(reply.status().code(), absl::StatusCode::kCancelled);
   EXPECT_EQ(pieces, 3);

@@ -16,9 +16,9 @@ using grpc::Status;
 void ToProto(const MessageRecord& m, chat::v1::Message* out) {
   out->set_id(m.id);
   out->set_conversation_id(m.conversation_id);
-  out->set_role(m.role);
+  out->set_role(std::string(RoleName(m.role)));
   out->set_content(m.content);
-  out->set_status(m.status);
+  out->set_status(std::string(StatusName(m.status)));
   out->set_model(m.model);
   MetadataToProto(m.metadata, out->mutable_metadata());
   SetTimestamp(m.created_at, out->mutable_created_at());
@@ -107,10 +107,10 @@ Status MessageServiceImpl::CreateMessage(
         const chat::v1::Message& m = request->message();
         ASSIGN_OR_RETURN(
             MessageRecord created,
-            messages_->Create(
-                user, request->conversation_id(),
-                {m.role(), m.content(), MetadataFromProto(m.metadata())},
-                MetadataOf(*context, "idempotency-key")));
+            messages_->Create(user, request->conversation_id(),
+                              {ParseRole(m.role()), m.content(),
+                               MetadataFromProto(m.metadata())},
+                              MetadataOf(*context, "idempotency-key")));
         ToProto(created, response);
         return absl::OkStatus();
       });
@@ -125,7 +125,7 @@ Status MessageServiceImpl::ListMessages(
             MessagePage page,
             messages_->List(user, request->conversation_id(),
                             {request->page_size(), request->page_token(),
-                             request->order()}));
+                             ParseOrder(request->order())}));
         for (const MessageRecord& m : page.messages) {
           ToProto(m, response->add_messages());
         }

@@ -143,9 +143,11 @@ MessageRecord FromRow(const pqxx::row& row) {
   m.id = row[0].as<std::string>();
   m.conversation_id = row[1].as<std::string>();
   m.seq = row[2].as<int64_t>();
-  m.role = row[3].as<std::string>();
+  // The table's CHECK constraints allow only the values the enums name.
+  m.role = ParseRole(row[3].as<std::string>()).value_or(Role::kUser);
   m.content = row[4].as<std::string>();
-  m.status = row[5].as<std::string>();
+  m.status =
+      ParseStatus(row[5].as<std::string>()).value_or(MessageStatus::kComplete);
   m.model = row[6].as<std::string>();
   m.metadata = MetadataFromJson(row[7].as<std::string>()).value_or(Metadata{});
   m.created_at = FromPgMicros(row[8].as<int64_t>());
@@ -210,8 +212,9 @@ absl::StatusOr<MessageRecord> MessageStorage::Append(
           }
         }
         pqxx::result rows = tx.exec_prepared(
-            kAppend, user_id, message.conversation_id, message.id, message.role,
-            message.content, message.status, message.model,
+            kAppend, user_id, message.conversation_id, message.id,
+            std::string(RoleName(message.role)), message.content,
+            std::string(StatusName(message.status)), message.model,
             PgTime(message.created_at), MetadataToJson(message.metadata));
         if (rows.empty()) return ConversationNotFound();
         return FromRow(rows[0]);
@@ -314,7 +317,8 @@ absl::StatusOr<std::vector<ContextMessage>> MessageStorage::ContextBefore(
              tx.exec_prepared(kContext, user_id, conversation_id, before,
                               max_messages, budget_chars)) {
           context.push_back(
-              {row[0].as<std::string>(), row[1].as<std::string>()});
+              {ParseRole(row[0].as<std::string>()).value_or(Role::kUser),
+               row[1].as<std::string>()});
         }
         return context;
       });

@@ -42,10 +42,8 @@ absl::StatusOr<MessageRecord> Messages::Create(
     const NewMessage& request, const std::string& idempotency_key) {
   RETURN_IF_ERROR(CheckIds(conversation_id, nullptr));
   FieldViolations violations;
-  if (request.role != "user" && request.role != "assistant" &&
-      request.role != "system") {
+  if (!request.role)
     violations.Add("role", "must be user, assistant or system");
-  }
   ValidateContent("content", request.content, violations);
   ValidateMetadata("metadata", request.metadata, violations);
   RETURN_IF_ERROR(violations.ToStatus());
@@ -53,15 +51,15 @@ absl::StatusOr<MessageRecord> Messages::Create(
   ASSIGN_OR_RETURN(
       std::optional<IdempotencyKey> key,
       IdempotencyKeyFor(idempotency_key, "CreateMessage",
-                        {conversation_id, request.role, request.content,
-                         MetadataToJson(request.metadata)}));
+                        {conversation_id, std::string(RoleName(*request.role)),
+                         request.content, MetadataToJson(request.metadata)}));
   const absl::Time now = ToMicroseconds(clock_->Now());
   return storage_->Append(user_id,
                           MessageRecord{.id = NewUuidV7(now),
                                         .conversation_id = conversation_id,
-                                        .role = request.role,
+                                        .role = *request.role,
                                         .content = request.content,
-                                        .status = "complete",
+                                        .status = MessageStatus::kComplete,
                                         .metadata = request.metadata,
                                         .created_at = now,
                                         .updated_at = now},
@@ -73,14 +71,12 @@ absl::StatusOr<MessagePage> Messages::List(const std::string& user_id,
                                            const ListQuery& query) {
   RETURN_IF_ERROR(CheckIds(conversation_id, nullptr));
   FieldViolations violations;
-  if (!query.order.empty() && query.order != "asc" && query.order != "desc") {
-    violations.Add("order", "must be asc or desc");
-  }
+  if (!query.order) violations.Add("order", "must be asc or desc");
   absl::StatusOr<int> page_size =
       ResolvePageSize(query.page_size, kDefaultPageSize, kMaxPageSize);
   if (!page_size.ok()) violations.Add("page_size", "must not be negative");
   RETURN_IF_ERROR(violations.ToStatus());
-  const bool descending = query.order == "desc";
+  const bool descending = *query.order == Order::kDescending;
 
   std::optional<int64_t> after;
   if (!query.page_token.empty()) {

@@ -17,6 +17,7 @@
 #include "common/errors.h"
 #include "common/idempotency.h"
 #include "common/metadata.h"
+#include "services/message/message_values.h"
 
 namespace chat::message {
 
@@ -24,9 +25,9 @@ struct MessageRecord {
   std::string id;
   std::string conversation_id;
   int64_t seq = 0;
-  std::string role;
+  Role role = Role::kUser;
   std::string content;
-  std::string status;
+  MessageStatus status = MessageStatus::kComplete;
   std::string model;
   Metadata metadata;
   absl::Time created_at;
@@ -40,7 +41,7 @@ struct MessageChange {
 
 // An earlier message as a model's context sees it.
 struct ContextMessage {
-  std::string role;
+  Role role;
   std::string content;
 };
 
@@ -96,7 +97,7 @@ class MessageStore {
 };
 
 struct NewMessage {
-  std::string role;
+  std::optional<Role> role;  // nullopt: what the client sent is none
   std::string content;
   Metadata metadata;
 };
@@ -104,7 +105,8 @@ struct NewMessage {
 struct ListQuery {
   int page_size = 0;
   std::string page_token;
-  std::string order;  // "", "asc" or "desc"
+  // nullopt: what the client sent names no order.
+  std::optional<Order> order = Order::kAscending;
 };
 
 struct MessagePage {

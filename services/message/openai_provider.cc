@@ -143,7 +143,7 @@ std::string ChatCompletionsBody(const std::string& model,
       "\"messages\":[");
   for (size_t i = 0; i < messages.size(); ++i) {
     absl::StrAppend(&body, i == 0 ? "" : ",",
-                    "{\"role\":", JsonQuote(messages[i].role),
+                    "{\"role\":", JsonQuote(RoleName(messages[i].role)),
                     ",\"content\":", JsonQuote(messages[i].content), "}");
   }
   body += "]}";

@@ -9,11 +9,12 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "services/message/message_values.h"
 
 namespace chat::message {
 
 struct ProviderMessage {
-  std::string role;  // "system", "user" or "assistant"
+  Role role;
   std::string content;
 };
 
