@@ -22,10 +22,11 @@ absl::Status AccountGone() {
   return absl::UnauthenticatedError("the account no longer exists");
 }
 
+// A broken connection before COMMIT committed nothing; ABORTED asks for the
+// whole transaction again.
 bool IsRetryable(const std::exception& error) {
   return dynamic_cast<const pqxx::broken_connection*>(&error) != nullptr ||
-         dynamic_cast<const pqxx::serialization_failure*>(&error) != nullptr ||
-         dynamic_cast<const pqxx::deadlock_detected*>(&error) != nullptr;
+         DbErrorCode(error) == absl::StatusCode::kAborted;
 }
 
 }  // namespace
@@ -171,35 +172,6 @@ absl::Status DbPool::Ping() {
     tx.exec("SELECT 1");
     return absl::OkStatus();
   });
-}
-
-absl::Status StatusFromDbError(const std::exception& error) {
-  if (dynamic_cast<const pqxx::unique_violation*>(&error) != nullptr) {
-    return absl::AlreadyExistsError("already exists");
-  }
-  if (dynamic_cast<const pqxx::foreign_key_violation*>(&error) != nullptr) {
-    return absl::FailedPreconditionError("a referenced record does not exist");
-  }
-  if (dynamic_cast<const pqxx::serialization_failure*>(&error) != nullptr ||
-      dynamic_cast<const pqxx::deadlock_detected*>(&error) != nullptr) {
-    return absl::AbortedError("concurrent update, retry");
-  }
-  if (dynamic_cast<const pqxx::in_doubt_error*>(&error) != nullptr) {
-    log::Error("database connection lost during commit",
-               {{"error", error.what()}});
-    return absl::UnavailableError("database unavailable, retry later");
-  }
-  if (dynamic_cast<const pqxx::broken_connection*>(&error) != nullptr) {
-    log::Warn("database connection failed", {{"error", error.what()}});
-    return absl::UnavailableError("database unavailable, retry later");
-  }
-  if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&error)) {
-    log::Error("database error",
-               {{"sqlstate", sql->sqlstate()}, {"error", error.what()}});
-  } else {
-    log::Error("database error", {{"error", error.what()}});
-  }
-  return absl::InternalError("internal error");
 }
 
 std::string PgTime(absl::Time time) {

@@ -32,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/db_errors.h"
 #include "pqxx/pqxx"
 
 namespace chat {
@@ -106,12 +107,6 @@ class DbPool {
   int open_ = 0;  // idle plus leased connections
 };
 
-// Maps a pqxx exception to a status: unique violation ALREADY_EXISTS,
-// foreign-key violation FAILED_PRECONDITION, serialization failure and
-// deadlock ABORTED, a broken connection UNAVAILABLE, anything else INTERNAL.
-// The database's own message is logged, never returned: it may hold SQL or
-// data.
-absl::Status StatusFromDbError(const std::exception& error);
 
 // A timestamptz literal for a statement parameter ($n::timestamptz).
 std::string PgTime(absl::Time time);

@@ -42,6 +42,26 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(code, message, details.SerializeAsString());
 }
 
+void ToErrorEvent(const absl::Status& status, const std::string& request_id,
+                  chat::v1::Error* out) {
+  const grpc::Status wire = ToGrpcStatus(status);
+  out->set_code(absl::StatusCodeToString(
+      static_cast<absl::StatusCode>(wire.error_code())));
+  out->set_message(wire.error_message());
+  out->set_request_id(request_id);
+  google::rpc::Status details;
+  if (!details.ParseFromString(wire.error_details())) return;
+  for (const google::protobuf::Any& any : details.details()) {
+    google::rpc::BadRequest bad_request;
+    if (!any.UnpackTo(&bad_request)) continue;
+    for (const auto& v : bad_request.field_violations()) {
+      chat::v1::FieldViolation* detail = out->add_details();
+      detail->set_field(v.field());
+      detail->set_description(v.description());
+    }
+  }
+}
+
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()),

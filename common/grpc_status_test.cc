@@ -81,3 +81,31 @@ TEST(GrpcStatusTest, RetryAfterBecomesRetryInfo) {
 
 }  // namespace
 }  // namespace chat
+
+namespace chat {
+namespace {
+
+// A stream's error event says what the same status says at a call's end.
+TEST(GrpcStatusTest, AnErrorEventCarriesWhatTheStatusCarries) {
+  FieldViolations violations;
+  violations.Add("content", "is required");
+  violations.Add("model", "is too long");
+  chat::v1::Error event;
+  ToErrorEvent(violations.ToStatus(), "req-1", &event);
+  EXPECT_EQ(event.code(), "INVALID_ARGUMENT");
+  EXPECT_EQ(event.message(), "validation failed");
+  EXPECT_EQ(event.request_id(), "req-1");
+  ASSERT_EQ(event.details_size(), 2);
+  EXPECT_EQ(event.details(0).field(), "content");
+  EXPECT_EQ(event.details(1).description(), "is too long");
+
+  chat::v1::Error unavailable;
+  ToErrorEvent(absl::UnavailableError("the model provider failed"), "req-2",
+               &unavailable);
+  EXPECT_EQ(unavailable.code(), "UNAVAILABLE");
+  EXPECT_EQ(unavailable.message(), "the model provider failed");
+  EXPECT_EQ(unavailable.details_size(), 0);
+}
+
+}  // namespace
+}  // namespace chat

@@ -20,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "common/db_errors.h"
 #include "pqxx/pqxx"
 
 namespace chat::migrate {
@@ -84,37 +85,39 @@ std::string Trimmed(absl::string_view what) {
   return std::string(absl::StripLeadingAsciiWhitespace(text));
 }
 
-// Maps a libpqxx exception thrown while doing `what` to a status.
+// A libpqxx exception thrown while doing `what`, as a status for the
+// operator: the code is common/db_errors.h's, except that a statement the
+// database refuses (a migration that cannot apply as written) is
+// FAILED_PRECONDITION with its SQLSTATE, since someone must change something.
 absl::Status StatusFromException(absl::string_view what,
                                  std::exception_ptr exception,
                                  bool whole_message) {
-  auto describe = [whole_message](const std::exception& e) {
-    return whole_message ? Trimmed(e.what()) : FirstLine(e.what());
-  };
   try {
     std::rethrow_exception(exception);
-  } catch (const pqxx::broken_connection& e) {
-    return absl::UnavailableError(absl::StrCat(what, ": ", describe(e)));
-  } catch (const pqxx::in_doubt_error& e) {
-    return absl::UnknownError(
-        absl::StrCat(what,
-                     ": the connection broke during COMMIT, so the outcome is "
-                     "unknown; run again to find out: ",
-                     describe(e)));
-  } catch (const pqxx::transaction_rollback& e) {
-    return absl::AbortedError(absl::StrCat(what, ": ", describe(e)));
-  } catch (const pqxx::sql_error& e) {
-    if (e.sqlstate() == "55P03") {  // lock_not_available: lock_timeout
-      return absl::DeadlineExceededError(
-          absl::StrCat(what, ": timed out waiting for a lock"));
-    }
-    if (absl::StartsWith(e.sqlstate(), "08")) {  // connection_exception
-      return absl::UnavailableError(absl::StrCat(what, ": ", describe(e)));
-    }
-    return absl::FailedPreconditionError(absl::StrCat(
-        what, ": ", describe(e), " (SQLSTATE ", e.sqlstate(), ")"));
   } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat(what, ": ", describe(e)));
+    const std::string described =
+        whole_message ? Trimmed(e.what()) : FirstLine(e.what());
+    if (dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr) {
+      return absl::UnavailableError(
+          absl::StrCat(what,
+                       ": the connection broke during COMMIT, so the outcome "
+                       "is unknown; run again to find out: ",
+                       described));
+    }
+    const absl::StatusCode code = DbErrorCode(e);
+    const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e);
+    switch (code) {
+      case absl::StatusCode::kUnavailable:
+      case absl::StatusCode::kAborted:
+      case absl::StatusCode::kDeadlineExceeded:
+        return absl::Status(code, absl::StrCat(what, ": ", described));
+      default:
+        if (sql == nullptr) {
+          return absl::InternalError(absl::StrCat(what, ": ", described));
+        }
+        return absl::FailedPreconditionError(absl::StrCat(
+            what, ": ", described, " (SQLSTATE ", sql->sqlstate(), ")"));
+    }
   }
 }
 

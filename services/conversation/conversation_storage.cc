@@ -96,31 +96,25 @@ std::vector<PreparedStatement> ConversationStorage::Statements() {
 absl::StatusOr<ConversationRecord> ConversationStorage::Create(
     const std::string& user_id, const ConversationRecord& conversation,
     const std::optional<IdempotencyKey>& key) {
-  absl::StatusOr<ConversationRecord> created =
-      pool_->Transact<ConversationRecord>(
-          user_id, [&](pqxx::work& tx) -> absl::StatusOr<ConversationRecord> {
-            if (key) {
-              ASSIGN_OR_RETURN(
-                  IdempotencyClaim claim,
-                  ClaimIdempotencyKey(tx, user_id, *key, conversation.id,
-                                      conversation.created_at));
-              if (claim.replay) {
-                pqxx::result rows =
-                    tx.exec_prepared(kGet, user_id, claim.resource_id);
-                if (rows.empty()) return NotFound();
-                return FromRow(rows[0]);
-              }
-            }
-            return FromRow(tx.exec_prepared1(
-                kInsert, user_id, conversation.id, conversation.title,
-                conversation.untitled, MetadataToJson(conversation.metadata),
-                PgTime(conversation.created_at)));
-          });
-  // The only row a conversation references is its user's.
-  if (created.status().code() == absl::StatusCode::kFailedPrecondition) {
-    return absl::UnauthenticatedError("the account no longer exists");
-  }
-  return created;
+  return pool_->Transact<ConversationRecord>(
+      user_id, [&](pqxx::work& tx) -> absl::StatusOr<ConversationRecord> {
+        if (key) {
+          ASSIGN_OR_RETURN(
+              IdempotencyClaim claim,
+              ClaimIdempotencyKey(tx, user_id, *key, conversation.id,
+                                  conversation.created_at));
+          if (claim.replay) {
+            pqxx::result rows =
+                tx.exec_prepared(kGet, user_id, claim.resource_id);
+            if (rows.empty()) return NotFound();
+            return FromRow(rows[0]);
+          }
+        }
+        return FromRow(tx.exec_prepared1(
+            kInsert, user_id, conversation.id, conversation.title,
+            conversation.untitled, MetadataToJson(conversation.metadata),
+            PgTime(conversation.created_at)));
+      });
 }
 
 absl::StatusOr<ConversationRecord> ConversationStorage::Get(

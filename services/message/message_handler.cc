@@ -72,17 +72,7 @@ class GrpcChatSink final : public ChatSink {
   }
   void SendError(const absl::Status& error) override {
     chat::v1::ChatEvent event;
-    chat::v1::Error* out = event.mutable_error();
-    out->set_code(absl::StatusCodeToString(error.code()));
-    out->set_message(error.code() == absl::StatusCode::kInternal
-                         ? "internal error"
-                         : std::string(error.message()));
-    for (const FieldViolation& v : ViolationsOf(error)) {
-      chat::v1::FieldViolation* detail = out->add_details();
-      detail->set_field(v.field);
-      detail->set_description(v.description);
-    }
-    out->set_request_id(request_id_);
+    ToErrorEvent(error, request_id_, event.mutable_error());
     Write(event);
   }
   bool Cancelled() override { return context_->IsCancelled(); }

@@ -198,7 +198,7 @@ std::vector<PreparedStatement> MessageStorage::Statements() {
 absl::StatusOr<MessageRecord> MessageStorage::Append(
     const std::string& user_id, const MessageRecord& message,
     const std::optional<IdempotencyKey>& key) {
-  absl::StatusOr<MessageRecord> appended = pool_->Transact<MessageRecord>(
+  return pool_->Transact<MessageRecord>(
       user_id, [&](pqxx::work& tx) -> absl::StatusOr<MessageRecord> {
         if (key) {
           ASSIGN_OR_RETURN(IdempotencyClaim claim,
@@ -219,11 +219,6 @@ absl::StatusOr<MessageRecord> MessageStorage::Append(
         if (rows.empty()) return ConversationNotFound();
         return FromRow(rows[0]);
       });
-  // An idempotency key references its user: the account is gone.
-  if (appended.status().code() == absl::StatusCode::kFailedPrecondition) {
-    return absl::UnauthenticatedError("the account no longer exists");
-  }
-  return appended;
 }
 
 absl::StatusOr<MessageRecord> MessageStorage::Get(
