@@ -1,4 +1,4 @@
-# Entry points (SPEC.md "Running it"); each installs what is missing first.
+# Entry points (README.md); each installs what is missing first.
 #
 #   make run     build, then PostgreSQL (.data/postgres), migrations, the three
 #                gRPC services and the gateway on http://127.0.0.1:8080

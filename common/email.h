@@ -1,7 +1,7 @@
 #ifndef CHAT_COMMON_EMAIL_H_
 #define CHAT_COMMON_EMAIL_H_
 
-// The one definition of a valid email address (SPEC.md "Auth"): at most 254
+// The one definition of a valid email address (docs/api.md "Auth"): at most 254
 // characters, an unquoted RFC 5322 local part of at most 64, and a domain of
 // dot-separated labels with an alphabetic top-level label. Used for
 // registration and for the `email` claim of external tokens alike.

@@ -1,7 +1,7 @@
 #ifndef CHAT_COMMON_ERRORS_H_
 #define CHAT_COMMON_ERRORS_H_
 
-// Errors that carry the details SPEC.md's envelope shows: every offending
+// Errors that carry the details docs/api.md's envelope shows: every offending
 // field of a request, and how long to wait before a retry. They travel as
 // absl::Status payloads and become google.rpc.BadRequest / RetryInfo details
 // at the gRPC edge (grpc_status.h).

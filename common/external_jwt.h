@@ -2,7 +2,7 @@
 #define CHAT_COMMON_EXTERNAL_JWT_H_
 
 // Access tokens of one configured external identity provider (the Supabase
-// case, SPEC.md "Auth"): HS256 with a shared secret, or RS256 / EdDSA with a
+// case, docs/api.md "Auth"): HS256 with a shared secret, or RS256 / EdDSA with a
 // public key. The algorithm follows from the configured key and is pinned:
 // a token naming any other is refused. Subjects must be UUIDs, since they
 // become user ids.

@@ -1,7 +1,7 @@
 #ifndef CHAT_COMMON_IDEMPOTENCY_H_
 #define CHAT_COMMON_IDEMPOTENCY_H_
 
-// Idempotency keys for creates (SPEC.md "Messages"): a create sent again
+// Idempotency keys for creates (docs/api.md "Messages"): a create sent again
 // with a key this user sent within 24 hours returns the first result and
 // creates nothing; the same key with another request is a conflict. The
 // storage side is common/idempotency_storage.h.

@@ -127,7 +127,7 @@ struct ParsedJwt {
   std::string signature;    // decoded
 };
 
-// Decodes base64url strictly (SPEC.md "Robustness"): the unpadded alphabet
+// Decodes base64url strictly (docs/api.md "Access tokens"): the unpadded alphabet
 // only, no whitespace, and canonical trailing bits, so that each value has
 // exactly one encoding. nullopt otherwise.
 std::optional<std::string> DecodeBase64UrlStrict(absl::string_view text);

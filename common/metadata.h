@@ -2,7 +2,7 @@
 #define CHAT_COMMON_METADATA_H_
 
 // The metadata of conversations and messages: string to string, at most 16
-// keys, keys 1..64 characters, values up to 512 (SPEC.md). Stored as a
+// keys, keys 1..64 characters, values up to 512 (docs/api.md). Stored as a
 // jsonb object.
 
 #include <map>

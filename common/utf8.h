@@ -1,7 +1,7 @@
 #ifndef CHAT_COMMON_UTF8_H_
 #define CHAT_COMMON_UTF8_H_
 
-// Limits in SPEC.md count characters (Unicode code points), not bytes.
+// Limits in docs/api.md count characters (Unicode code points), not bytes.
 
 #include <cstddef>
 #include <optional>

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make run` (SPEC.md "Running it"): the whole product on this machine.
+# `make run` (README.md): the whole product on this machine.
 #
 # Without DATABASE_URL, a private PostgreSQL 15 in .data/postgres (port
 # $PGPORT_DEV, default 54329, kept between runs) with database `chat`. With

@@ -1,4 +1,4 @@
--- Least privilege and guard rails (SPEC.md "Robustness"):
+-- Least privilege and guard rails (docs/architecture.md "Roles: least privilege"):
 -- * no service but auth can insert users: the profile rows of the external
 --   identity provider's users are made by one function, which refuses an id
 --   that belongs to a local account;

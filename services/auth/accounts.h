@@ -1,7 +1,7 @@
 #ifndef CHAT_SERVICES_AUTH_ACCOUNTS_H_
 #define CHAT_SERVICES_AUTH_ACCOUNTS_H_
 
-// The auth domain of SPEC.md "Auth": registration, login by username or
+// The auth domain of docs/api.md "Auth": registration, login by username or
 // email with a per-account failed-login throttle, single-use refresh tokens
 // in families with reuse detection, logout, profile changes and account
 // deletion. No gRPC, no SQL: a test builds it with a storage and a clock.

@@ -1,7 +1,7 @@
 #ifndef CHAT_SERVICES_AUTH_VALIDATION_H_
 #define CHAT_SERVICES_AUTH_VALIDATION_H_
 
-// The account rules of SPEC.md "Auth". Each check adds every violation it
+// The account rules of docs/api.md "Auth". Each check adds every violation it
 // finds to `violations`, so that one answer lists them all.
 
 #include "absl/strings/string_view.h"

@@ -1,7 +1,7 @@
 #ifndef CHAT_SERVICES_CONVERSATION_CONVERSATIONS_H_
 #define CHAT_SERVICES_CONVERSATION_CONVERSATIONS_H_
 
-// The conversation domain of SPEC.md "Conversations": the rules for titles,
+// The conversation domain of docs/api.md "Conversations": the rules for titles,
 // metadata, listing and paging. Every call acts for one caller (a user id
 // from a verified access token) and sees only that user's conversations;
 // another user's id is NOT_FOUND, like a missing one.

@@ -1,7 +1,7 @@
 #ifndef CHAT_SERVICES_MESSAGE_CHAT_H_
 #define CHAT_SERVICES_MESSAGE_CHAT_H_
 
-// Assistant replies (SPEC.md "Assistant replies"): store the user's message,
+// Assistant replies (docs/api.md "Assistant replies (Chat)"): store the user's message,
 // build the context, ask the provider, stream the reply while it is
 // produced, and store it with what came: `complete`, `incomplete` when the
 // client went away, `failed` when the provider failed. The user's message is

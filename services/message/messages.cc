@@ -12,7 +12,7 @@ namespace {
 
 constexpr int kDefaultPageSize = 50;
 constexpr int kMaxPageSize = 200;
-// SPEC.md "Messages": a page ends early once it holds 4 MiB of content.
+// docs/api.md "Messages": a page ends early once it holds 4 MiB of content.
 constexpr int64_t kMaxPageContentBytes = 4 << 20;
 constexpr size_t kMaxContent = 100000;
 

@@ -1,7 +1,7 @@
 #ifndef CHAT_SERVICES_MESSAGE_MESSAGES_H_
 #define CHAT_SERVICES_MESSAGE_MESSAGES_H_
 
-// The message domain of SPEC.md "Messages": roles, content limits counted
+// The message domain of docs/api.md "Messages": roles, content limits counted
 // in characters, verbatim storage, metadata, keyset paging. Every call acts
 // for one caller and sees only that user's conversations; another user's
 // ids are NOT_FOUND, like missing ones.

@@ -1,6 +1,6 @@
 package e2e
 
-// ConversationService through the gateway: SPEC.md "Conversations" and the
+// ConversationService through the gateway: docs/api.md "Conversations" and the
 // decisions taken where it is silent (404 for malformed ids, archived
 // listing, page_size rules, partial PUT, idempotency keys).
 

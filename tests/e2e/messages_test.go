@@ -1,6 +1,6 @@
 package e2e
 
-// MessageService through the gateway: SPEC.md "Messages" and the decisions
+// MessageService through the gateway: docs/api.md "Messages" and the decisions
 // taken where it is silent (content counted in code points, verbatim storage,
 // exact counts, keyset pagination with tokens bound to their listing,
 // idempotency keys).

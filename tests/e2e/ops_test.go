@@ -66,7 +66,7 @@ func TestHealthReadinessMetricsAndOpenAPI(t *testing.T) {
 		t.Fatalf("openapi %d", r.Status)
 	}
 	paths, _ := Get(r.JSON, "paths").(map[string]any)
-	// Every route of SPEC.md, with its methods.
+	// Every route of docs/api.md, with its methods.
 	want := map[string][]string{
 		"/v1/auth/register":                                {"post"},
 		"/v1/auth/login":                                   {"post"},

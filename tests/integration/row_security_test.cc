@@ -161,7 +161,7 @@ TEST_F(RowSecurityTest, ServiceRolesHaveOnlyTheirTables) {
 namespace chat {
 namespace {
 
-// SPEC.md "Robustness": no service but auth can insert users, and the
+// docs/architecture.md "Roles: least privilege": no service but auth can insert users, and the
 // message service can update only the conversation columns it maintains.
 TEST_F(RowSecurityTest, OnlyAuthInsertsUsers) {
   for (const char* role : {"chat_conversation", "chat_message"}) {

@@ -1,4 +1,4 @@
-// Command chat-gateway serves the REST API of SPEC.md and translates it to the
+// Command chat-gateway serves the REST API of docs/api.md and translates it to the
 // three gRPC services. Flags (each with an environment fallback) are listed
 // by --help; the behaviour lives in internal/server.
 package main

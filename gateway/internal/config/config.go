@@ -1,5 +1,5 @@
 // Package config reads the gateway's settings from flags with environment
-// fallbacks (SPEC.md "Health and operations"): a flag given on the command
+// fallbacks (docs/api.md "Health and operations"): a flag given on the command
 // line wins, else its environment variable, else the default. The gateway
 // holds no secrets, so every setting may be a flag.
 package config
@@ -24,7 +24,7 @@ type Config struct {
 	MaxBodyBytes       int64
 	DrainTimeout       time.Duration
 	// ReadTimeout bounds the arrival of a request's headers, and again of
-	// its body (SPEC.md "Robustness": 30 s).
+	// its body (docs/api.md "Limits at the gateway": 30 s).
 	ReadTimeout time.Duration
 	// AuthRateLimit is the requests a minute each client may make to
 	// register, login and refresh together; 0 disables the limit.

@@ -1,4 +1,4 @@
-// Package httperr turns gRPC statuses into the REST error answer of SPEC.md
+// Package httperr turns gRPC statuses into the REST error answer of docs/api.md
 // ("Conventions (REST)"):
 //
 //	{"error": {"code": "INVALID_ARGUMENT", "message": "validation failed",
@@ -33,7 +33,7 @@ const StatusClientClosedRequest = 499
 // HTTPStatus returns the HTTP status that answers a gRPC code. Codes outside
 // the gRPC set answer 500.
 //
-// FAILED_PRECONDITION answers 412 (SPEC.md), unlike grpc-gateway's default 400.
+// FAILED_PRECONDITION answers 412 (docs/api.md), unlike grpc-gateway's default 400.
 func HTTPStatus(c codes.Code) int {
 	switch c {
 	case codes.OK:

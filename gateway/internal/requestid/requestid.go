@@ -1,4 +1,4 @@
-// Package requestid gives every request an id (SPEC.md: "Every response
+// Package requestid gives every request an id (docs/api.md: "Every response
 // carries X-Request-Id (taken from the request when given, else made); the
 // same id is passed to the gRPC services as metadata").
 package requestid

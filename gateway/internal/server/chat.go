@@ -24,7 +24,7 @@ import (
 // chatPath is the route of MessageService.Chat in api/chat_v1.yaml.
 const chatPath = "/v1/conversations/{conversation_id}/chat"
 
-// Content types of a Chat stream (SPEC.md "Assistant replies").
+// Content types of a Chat stream (docs/api.md "Assistant replies (Chat)").
 const (
 	contentTypeSSE    = "text/event-stream"
 	contentTypeNDJSON = "application/x-ndjson"

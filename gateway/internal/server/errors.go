@@ -81,7 +81,7 @@ func (s *server) handleRoutingError(_ context.Context, _ *runtime.ServeMux, _ ru
 	httperr.Write(w, e)
 }
 
-// routingError chooses the envelope of a routing failure. SPEC.md names no
+// routingError chooses the envelope of a routing failure. docs/api.md names no
 // code for a wrong method; UNIMPLEMENTED is what gRPC answers for a method a
 // service does not have, and it is grpc-gateway's choice too.
 func (s *server) routingError(httpStatus int, r *http.Request, id string) *httperr.Error {

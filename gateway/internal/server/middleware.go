@@ -155,7 +155,7 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 
 // putAsPatch serves PUT on an update route (one that also has PATCH) by its
 // PATCH binding. grpc-gateway fills update_mask from the body only for PATCH;
-// SPEC.md wants PUT to change only the fields sent, too. The PUT bindings stay
+// docs/api.md wants PUT to change only the fields sent, too. The PUT bindings stay
 // in api/chat_v1.yaml so that the OpenAPI document lists them.
 func putAsPatch(routes *routeTable, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

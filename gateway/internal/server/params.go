@@ -19,7 +19,7 @@ import (
 
 // checkParams is a runtime.Middleware: every matched route passes through it
 // before its handler, so the path and query values a client sends are checked
-// once, here, for every route (SPEC.md "Robustness": malformed path or query
+// once, here, for every route (docs/api.md "Checks at the gateway": malformed path or query
 // values are a 4xx, never a 5xx). It answers 400 INVALID_ARGUMENT "validation
 // failed" with one detail per offending parameter, through the mux's one
 // error handler, when:

@@ -10,7 +10,7 @@ import (
 	"github.com/chat-backend/gateway/internal/server"
 )
 
-// SPEC.md "Robustness": malformed path or query values are a 400 in the
+// docs/api.md "Checks at the gateway": malformed path or query values are a 400 in the
 // envelope, with a detail naming the parameter; never a 500, never a call.
 func TestMalformedParams(t *testing.T) {
 	g, b := newGateway(t, server.Options{})
@@ -102,7 +102,7 @@ func TestMalformedParams(t *testing.T) {
 	}
 }
 
-// SPEC.md "Robustness": a non-ASCII Idempotency-Key is 400. grpc-gateway
+// docs/api.md "Checks at the gateway": a non-ASCII Idempotency-Key is 400. grpc-gateway
 // would drop it from the metadata, and the create would run without it.
 func TestMalformedIdempotencyKey(t *testing.T) {
 	g, b := newGateway(t, server.Options{})

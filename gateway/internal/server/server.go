@@ -1,6 +1,6 @@
 // Package server is the REST gateway as one http.Handler: the grpc-gateway
 // handlers generated from api/chat_v1.yaml, wrapped in the conventions of
-// SPEC.md ("Conventions (REST)", "Health and operations").
+// docs/api.md ("Conventions (REST)", "Health and operations").
 //
 // Request path, outermost first:
 //
@@ -225,7 +225,7 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 
 // MaxRecvMsgBytes is the largest answer the gateway takes from a service.
 // gRPC's default of 4 MiB is too small for a page of messages: the message
-// service ends a page at 4 MiB of content (SPEC.md "Messages"), and the
+// service ends a page at 4 MiB of content (docs/api.md "Messages"), and the
 // metadata of its up to 200 messages is not counted in that (16 keys of 64
 // and values of 512 characters, up to 4 bytes each: 7.4 MB at most). 16 MiB
 // holds both with room for ids, timestamps and framing.

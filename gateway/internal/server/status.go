@@ -10,7 +10,7 @@ import (
 	chatv1 "github.com/chat-backend/gateway/gen/chat/v1"
 )
 
-// SPEC.md: "Creates answer 201, deletes answer 204 with no body, everything
+// docs/api.md: "Creates answer 201, deletes answer 204 with no body, everything
 // else 200." Keyed on the RPC, so the services need not say anything.
 var (
 	createdRPCs = map[string]bool{

@@ -59,7 +59,7 @@ func closedWithin(c net.Conn, r io.Reader, d time.Duration) bool {
 	return !(errors.As(err, &ne) && ne.Timeout())
 }
 
-// SPEC.md "Robustness": a body sent too slowly is answered 408 in the
+// docs/api.md "Limits at the gateway": a body sent too slowly is answered 408 in the
 // envelope, and the connection is closed.
 func TestSlowBodyTimesOut(t *testing.T) {
 	const timeout = 300 * time.Millisecond
