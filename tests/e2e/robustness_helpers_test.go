@@ -21,7 +21,7 @@ import (
 // robustClient is an HTTP client with a bound on every call and enough idle
 // connections for the parallel tests.
 var robustClient = &http.Client{
-	Timeout: 60 * time.Second,
+	Timeout: 20 * time.Second,
 	Transport: &http.Transport{
 		MaxIdleConns:        128,
 		MaxIdleConnsPerHost: 128,
