@@ -232,6 +232,37 @@ func TestRobustParallelMixOfGoodAndFailingCallsLeavesEveryServiceServing(t *test
 			expectServing(t, s, u)
 		}
 	})
+	t.Run("missing ids and lists only, 64 parallel", func(t *testing.T) {
+		// The mix that once crashed chat-message and wedged
+		// chat-conversation within a second.
+		var fails failures
+		deadline := time.Now().Add(30 * time.Second)
+		parallel(64, 64, func(g int) {
+			u := users[g%len(users)]
+			for k := 0; k < 10 && time.Now().Before(deadline); k++ {
+				var path string
+				want := http.StatusNotFound
+				switch (g + k) % 4 {
+				case 0:
+					path = "/v1/conversations/" + randomUUIDv7()
+				case 1:
+					path = "/v1/conversations/" + u.conv + "/messages/" + randomUUIDv7()
+				case 2:
+					path, want = "/v1/conversations", http.StatusOK
+				case 3:
+					path, want = "/v1/conversations/"+u.conv+"/messages", http.StatusOK
+				}
+				r, err := s.Call("GET", path, nil, Bearer(u.Access)...)
+				if err != nil || r.Status != want {
+					fails.add("GET %s: status %d (%v), want %d; body %.200s", path, r.Status, err, want, r.Body)
+				}
+			}
+		})
+		fails.report(t, "64 parallel GETs of missing ids mixed with lists")
+		for _, u := range users {
+			expectServing(t, s, u)
+		}
+	})
 	// Counts stay exact whatever ran in parallel.
 	for _, u := range users {
 		listed := len(allMessages(t, s, u.Account, u.conv, nil))

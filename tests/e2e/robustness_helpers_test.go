@@ -226,14 +226,19 @@ func (f *failures) add(format string, args ...any) {
 // report fails the test with the first few failures and their count.
 func (f *failures) report(t *testing.T, what string) {
 	t.Helper()
+	f.reportUpTo(t, what, 12)
+}
+
+func (f *failures) reportUpTo(t *testing.T, what string, limit int) {
+	t.Helper()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.list) == 0 {
 		return
 	}
 	shown := f.list
-	if len(shown) > 12 {
-		shown = shown[:12]
+	if len(shown) > limit {
+		shown = shown[:limit]
 	}
 	t.Errorf("%s: %d failures; the first:\n  %s", what, len(f.list), strings.Join(shown, "\n  "))
 }

@@ -87,6 +87,15 @@ func buildDir() string {
 	return abs
 }
 
+// migrationsDir is the checkout's deploy/migrations, or MIGRATIONS_DIR when
+// the binaries of BUILD_DIR come from another checkout.
+func migrationsDir() string {
+	if dir := os.Getenv("MIGRATIONS_DIR"); dir != "" {
+		return dir
+	}
+	return filepath.Join("..", "..", "deploy", "migrations")
+}
+
 // freePort asks the kernel for a free loopback port.
 func freePort() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -153,7 +162,7 @@ func StartStackOn(serverURL string, extraEnv map[string][]string) (*Stack, error
 		return nil, err
 	}
 	migrate := exec.Command(filepath.Join(buildDir(), "deploy/migrate/chat-migrate"),
-		"--migrations_dir", filepath.Join("..", "..", "deploy", "migrations"))
+		"--migrations_dir", migrationsDir())
 	migrate.Env = append(os.Environ(), "DATABASE_URL="+s.AdminURL,
 		"CHAT_AUTH_DB_PASSWORD="+rolePassword,
 		"CHAT_CONVERSATION_DB_PASSWORD="+rolePassword,
