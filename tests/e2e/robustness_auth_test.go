@@ -243,38 +243,33 @@ func TestRobustGatewayLimitsAuthCallsPerClient(t *testing.T) {
 		{"login", "/v1/auth/login", map[string]any{"login": "nobody_" + a.Username, "password": "Wr0ngpass"}},
 		{"refresh", "/v1/auth/refresh", map[string]any{"refresh_token": "not-a-refresh-token"}},
 	}
-	expect429 := func(t *testing.T, g *Stack, what string, headers ...string) {
+	// Each auth call type: a burst of 3 from one client, then a 4th that must
+	// be 429 (whether the client has one bucket or one per call type).
+	exhaust := func(t *testing.T, g *Stack, what string, spend, last []string) {
 		t.Helper()
 		for _, c := range calls {
-			r, err := g.Call("POST", c.path, c.body, headers...)
+			for i := 0; i < 3; i++ {
+				if _, err := g.Call("POST", c.path, c.body, spend...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r, err := g.Call("POST", c.path, c.body, last...)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if r.Status != http.StatusTooManyRequests || Str(r.JSON, "error", "code") != "RESOURCE_EXHAUSTED" {
-				t.Errorf("%s, %s past the burst: status %d, want 429 RESOURCE_EXHAUSTED; body %.200s", what, c.name, r.Status, r.Body)
+				t.Errorf("%s, %s: the 4th call past a burst of 3: status %d, want 429 RESOURCE_EXHAUSTED; body %.200s", what, c.name, r.Status, r.Body)
 			} else if secs, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || secs <= 0 {
 				t.Errorf("%s, %s: 429 with Retry-After %q, want a positive number of seconds", what, c.name, r.Header.Get("Retry-After"))
-			}
-		}
-	}
-	spend := func(t *testing.T, g *Stack, what string, headers ...string) {
-		t.Helper()
-		for i := 0; i < 3; i++ {
-			r, err := g.Call("POST", "/v1/auth/login", map[string]any{"login": "nobody_" + a.Username, "password": "Wr0ngpass"}, headers...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if r.Status == http.StatusTooManyRequests {
-				t.Fatalf("%s: call %d of the burst of 3 already answered 429", what, i+1)
 			}
 		}
 	}
 
 	t.Run("by connection address", func(t *testing.T) {
 		g := s.StartGateway(t, "AUTH_RATE_LIMIT=1", "AUTH_RATE_BURST=3")
-		spend(t, g, "127.0.0.1", "X-Forwarded-For", "192.0.2.1")
 		// Without TRUSTED_PROXY_HEADER a forwarded address changes nothing.
-		expect429(t, g, "127.0.0.1 with a spoofed X-Forwarded-For", "X-Forwarded-For", "192.0.2.2")
+		exhaust(t, g, "127.0.0.1 with a spoofed X-Forwarded-For",
+			[]string{"X-Forwarded-For", "192.0.2.1"}, []string{"X-Forwarded-For", "192.0.2.2"})
 		// Authenticated routes are not auth calls.
 		if r, _ := g.Call("GET", "/v1/auth/profile", nil, Bearer(a.Access)...); r.Status != http.StatusOK {
 			t.Errorf("profile through the limited gateway: %d, want 200 (only register/login/refresh are limited)", r.Status)
@@ -282,11 +277,10 @@ func TestRobustGatewayLimitsAuthCallsPerClient(t *testing.T) {
 	})
 	t.Run("by trusted forwarded address", func(t *testing.T) {
 		g := s.StartGateway(t, "AUTH_RATE_LIMIT=1", "AUTH_RATE_BURST=3", "TRUSTED_PROXY_HEADER=X-Forwarded-For")
-		spend(t, g, "client 198.51.100.7", "X-Forwarded-For", "198.51.100.7")
-		expect429(t, g, "client 198.51.100.7", "X-Forwarded-For", "198.51.100.7")
 		// The right-most entry is the one the proxy saw; what the client
 		// put in front of it does not matter.
-		expect429(t, g, "client 198.51.100.7 behind a forged left entry", "X-Forwarded-For", "203.0.113.9, 198.51.100.7")
+		exhaust(t, g, "client 198.51.100.7 (the 4th call behind a forged left entry)",
+			[]string{"X-Forwarded-For", "198.51.100.7"}, []string{"X-Forwarded-For", "203.0.113.9, 198.51.100.7"})
 		r, err := g.Call("POST", "/v1/auth/login", map[string]any{"login": a.Username, "password": a.Password}, "X-Forwarded-For", "198.51.100.8")
 		if err != nil || r.Status != http.StatusOK {
 			t.Errorf("another forwarded client (198.51.100.8): status %d (%v), want 200: clients are limited separately; body %.200s",
