@@ -39,6 +39,7 @@ func TestRobustDatabaseRestartDuringParallelAppendsLosesNoAcknowledgedMessage(t 
 		restarted atomic.Int64 // unix nanos of the restart, 0 before
 		firstOK   atomic.Int64 // unix nanos of the first 201 after the restart
 		ackCount  atomic.Int64
+		failCount atomic.Int64
 	)
 	const workers = 4
 	var wg sync.WaitGroup
@@ -66,6 +67,7 @@ func TestRobustDatabaseRestartDuringParallelAppendsLosesNoAcknowledgedMessage(t 
 				}
 				mu.Unlock()
 				if err != nil || r.Status >= 500 {
+					failCount.Add(1)
 					time.Sleep(20 * time.Millisecond) // no busy loop against a down database
 				}
 			}
@@ -89,8 +91,9 @@ func TestRobustDatabaseRestartDuringParallelAppendsLosesNoAcknowledgedMessage(t 
 		t.Fatalf("pg_ctl stop -m immediate: %v %s", err, out)
 	}
 	down := ackCount.Load()
-	// Appends meet the dead database for a moment.
-	time.Sleep(300 * time.Millisecond)
+	// Appends meet the dead database before it comes back.
+	failedBefore := failCount.Load()
+	waitFor("appends to meet the stopped database", 10*time.Second, func() bool { return failCount.Load() >= failedBefore+8 })
 	script, _ := filepath.Abs("../../scripts/postgres.sh")
 	if out, err := runCommand(script, "start", dir, port); err != nil {
 		stop.Store(true)
@@ -271,8 +274,10 @@ func TestRobustSigtermFinishesEveryCallStartedBeforeIt(t *testing.T) {
 				s.procs[name].Process.Kill()
 				<-exited
 			}
-			// A moment of load after the exit, for the "after" calls.
-			time.Sleep(200 * time.Millisecond)
+			// Some load after the exit, for the "after" calls.
+			for target, limit := count.Load()+12, time.Now().Add(5*time.Second); count.Load() < target && time.Now().Before(limit); {
+				time.Sleep(10 * time.Millisecond)
+			}
 			stop.Store(true)
 			wg.Wait()
 			exitedAt := time.Now()
