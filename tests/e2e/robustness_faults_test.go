@@ -27,7 +27,7 @@ func TestRobustDatabaseRestartDuringParallelAppendsLosesNoAcknowledgedMessage(t 
 	if err != nil {
 		t.Fatalf("a stack on the test's own PostgreSQL: %v", err)
 	}
-	t.Cleanup(s.Stop) // before the cluster's own cleanup (LIFO)
+	t.Cleanup(func() { stopFast(s) }) // before the cluster's own cleanup (LIFO)
 	a := s.NewAccount(t)
 	conv := Str(createTitled(t, s, a, "restart"), "id")
 

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -29,12 +30,21 @@ var robustClient = &http.Client{
 	},
 }
 
+// quickClient bounds each call at 5 s: for tests that must end soon even
+// when a service wedges.
+var quickClient = &http.Client{Timeout: 5 * time.Second, Transport: robustClient.Transport}
+
 // Call is Stack.Try with robustClient and raw bodies allowed ([]byte).
 func (s *Stack) Call(method, path string, body any, headers ...string) (Response, error) {
-	return callURL(s.BaseURL, method, path, body, headers...)
+	return callURL(robustClient, s.BaseURL, method, path, body, headers...)
 }
 
-func callURL(base, method, path string, body any, headers ...string) (Response, error) {
+// Quick is Call bounded at 5 s.
+func (s *Stack) Quick(method, path string, body any, headers ...string) (Response, error) {
+	return callURL(quickClient, s.BaseURL, method, path, body, headers...)
+}
+
+func callURL(client *http.Client, base, method, path string, body any, headers ...string) (Response, error) {
 	var reader io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -59,7 +69,7 @@ func callURL(base, method, path string, body any, headers ...string) (Response, 
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := robustClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return Response{}, err
 	}
@@ -81,8 +91,34 @@ func startRobustStack(t *testing.T, extraEnv map[string][]string) *Stack {
 	if err != nil {
 		t.Fatalf("starting a stack of the test's own: %v", err)
 	}
-	t.Cleanup(s.Stop)
+	t.Cleanup(func() { stopFast(s) })
 	return s
+}
+
+// stopFast is Stack.Stop with 5 s in all for the processes to end after
+// SIGTERM before they get SIGKILL: a wedged stack must not hold the suite.
+func stopFast(s *Stack) {
+	var wg sync.WaitGroup
+	for _, cmd := range s.procs {
+		if cmd.ProcessState != nil {
+			continue
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			done := make(chan struct{})
+			go func() { cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				cmd.Process.Kill()
+				<-done
+			}
+		}()
+	}
+	wg.Wait()
+	s.Stop()
 }
 
 // StartGateway starts one more gateway in front of s's services, with extra
