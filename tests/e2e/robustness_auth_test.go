@@ -222,7 +222,8 @@ func TestRobustExternalTokenWithAnInvalidEmailIsRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		if r.Status != http.StatusUnauthorized {
-			t.Errorf("external token with email %.40q: status %d, want 401; body %.200s", email, r.Status, r.Body)
+			t.Errorf("external token whose email claim %.40q is not a valid address: status %d, want 401 (a claim that fails the SPEC's email rules is refused, not replaced or stored); body %.200s",
+				email, r.Status, r.Body)
 		}
 		if out := sqlOne(t, s, "SELECT count(*) FROM users WHERE email = '"+strings.ReplaceAll(strings.ReplaceAll(email, "'", "''"), "\x00", "")+"'"); out != "0" {
 			t.Errorf("external token with email %.40q: the invalid address was stored as a user's email", email)
