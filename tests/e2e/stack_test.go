@@ -40,6 +40,9 @@ type Stack struct {
 	logs       map[string]*logBuffer
 	serverURL  string
 	database   string
+	addrs      map[string]string   // listen address per process name
+	env        map[string][]string // environment per process name, for Restart
+	binaries   map[string]string   // binary per process name, for Restart
 }
 
 var (
@@ -84,6 +87,15 @@ func buildDir() string {
 	return abs
 }
 
+// migrationsDir is the checkout's deploy/migrations, or MIGRATIONS_DIR when
+// the binaries of BUILD_DIR come from another checkout.
+func migrationsDir() string {
+	if dir := os.Getenv("MIGRATIONS_DIR"); dir != "" {
+		return dir
+	}
+	return filepath.Join("..", "..", "deploy", "migrations")
+}
+
 // freePort asks the kernel for a free loopback port.
 func freePort() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -122,9 +134,20 @@ func Psql(dbURL, sql string) (string, error) {
 
 // StartStack starts everything; extraEnv adds variables per process name
 // ("auth", "conversation", "message", "gateway").
+//
+// Every gateway starts with AUTH_RATE_LIMIT=0 (the per-client auth rate limit
+// disabled) unless extraEnv["gateway"] says otherwise: the tests register
+// many users from 127.0.0.1.
 func StartStack(extraEnv map[string][]string) (*Stack, error) {
+	return StartStackOn(os.Getenv("TEST_DATABASE_URL"), extraEnv)
+}
+
+// StartStackOn is StartStack against another PostgreSQL cluster, given by the
+// superuser URL of its `postgres` database (a test that stops and restarts
+// PostgreSQL runs a cluster of its own).
+func StartStackOn(serverURL string, extraEnv map[string][]string) (*Stack, error) {
 	s := &Stack{procs: map[string]*exec.Cmd{}, logs: map[string]*logBuffer{},
-		serverURL: os.Getenv("TEST_DATABASE_URL")}
+		serverURL: serverURL, env: map[string][]string{}, binaries: map[string]string{}}
 	var err error
 	if s.dir, err = os.MkdirTemp("", "chat-e2e-"); err != nil {
 		return nil, err
@@ -139,7 +162,7 @@ func StartStack(extraEnv map[string][]string) (*Stack, error) {
 		return nil, err
 	}
 	migrate := exec.Command(filepath.Join(buildDir(), "deploy/migrate/chat-migrate"),
-		"--migrations_dir", filepath.Join("..", "..", "deploy", "migrations"))
+		"--migrations_dir", migrationsDir())
 	migrate.Env = append(os.Environ(), "DATABASE_URL="+s.AdminURL,
 		"CHAT_AUTH_DB_PASSWORD="+rolePassword,
 		"CHAT_CONVERSATION_DB_PASSWORD="+rolePassword,
@@ -186,9 +209,12 @@ func StartStack(extraEnv map[string][]string) (*Stack, error) {
 			// limit has tests of its own.
 			"AUTH_RATE_LIMIT=0"}},
 	}
+	s.addrs = addrs
 	for _, svc := range services {
 		env := append(append(append(os.Environ(), common...), svc.env...), extraEnv[svc.name]...)
-		if err := s.start(svc.name, filepath.Join(buildDir(), svc.binary), env); err != nil {
+		s.env[svc.name] = env
+		s.binaries[svc.name] = filepath.Join(buildDir(), svc.binary)
+		if err := s.start(svc.name, s.binaries[svc.name], env); err != nil {
 			s.Stop()
 			return nil, err
 		}
