@@ -4,6 +4,7 @@
 #include "services/message/messages.h"
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -800,6 +801,25 @@ TEST_F(MessagesTest, TimesNeverGoBackwards) {
   ASSERT_OK(second);
   EXPECT_GE(second->created_at, first->created_at);
   EXPECT_GT(second->seq, first->seq);
+}
+
+TEST_F(MessagesTest, ConcurrentCreatesGetDistinctPositionsAndAnExactCount) {
+  constexpr int kThreads = 4;
+  constexpr int kEach = 25;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kEach; ++i) EXPECT_OK(Create("concurrent"));
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  const std::vector<MessageRecord> stored =
+      store_.StoredMessages(kUser, kConversation);
+  ASSERT_EQ(stored.size(), static_cast<size_t>(kThreads * kEach));
+  for (size_t i = 0; i < stored.size(); ++i) {
+    EXPECT_EQ(stored[i].seq, static_cast<int64_t>(i + 1));
+  }
+  EXPECT_EQ(MessageCount(), kThreads * kEach);
 }
 
 }  // namespace
