@@ -1,0 +1,356 @@
+#include "services/message/in_memory_message_store.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "absl/strings/ascii.h"
+#include "common/errors.h"
+#include "common/utf8.h"
+
+namespace chat::message {
+namespace {
+
+absl::Status ConversationNotFound() {
+  return absl::NotFoundError("conversation not found");
+}
+absl::Status MessageNotFound() {
+  return absl::NotFoundError("message not found");
+}
+
+// PostgreSQL reads a uuid in either case and prints it in lower case.
+std::string Canonical(const std::string& id) {
+  return absl::AsciiStrToLower(id);
+}
+
+// GREATEST(a, b), where a NULL `a` is ignored as PostgreSQL ignores it.
+absl::Time Greatest(std::optional<absl::Time> a, absl::Time b) {
+  return a ? std::max(*a, b) : b;
+}
+
+MessageRecord* FindMessage(std::map<int64_t, MessageRecord>& messages,
+                           const std::string& id) {
+  const std::string wanted = Canonical(id);
+  for (auto& [seq, message] : messages) {
+    if (message.id == wanted) return &message;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+void InMemoryMessageStore::AddConversation(const std::string& user_id,
+                                           const std::string& conversation_id,
+                                           bool untitled, std::string title) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  StoredConversation& conversation =
+      conversations_[{Canonical(user_id), Canonical(conversation_id)}];
+  conversation = StoredConversation{};
+  conversation.state.untitled = untitled;
+  conversation.state.title = std::move(title);
+}
+
+std::optional<InMemoryMessageStore::ConversationState>
+InMemoryMessageStore::Conversation(const std::string& user_id,
+                                   const std::string& conversation_id) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const StoredConversation* conversation = Find(user_id, conversation_id);
+  if (conversation == nullptr) return std::nullopt;
+  return conversation->state;
+}
+
+std::string InMemoryMessageStore::Title(
+    const std::string& user_id, const std::string& conversation_id) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const StoredConversation* conversation = Find(user_id, conversation_id);
+  return conversation == nullptr ? "" : conversation->state.title;
+}
+
+std::vector<MessageRecord> InMemoryMessageStore::StoredMessages(
+    const std::string& user_id, const std::string& conversation_id) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<MessageRecord> messages;
+  const StoredConversation* conversation = Find(user_id, conversation_id);
+  if (conversation == nullptr) return messages;
+  for (const auto& [seq, message] : conversation->messages) {
+    messages.push_back(message);
+  }
+  return messages;
+}
+
+size_t InMemoryMessageStore::IdempotencyKeyCount(
+    const std::string& user_id) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const std::string user = Canonical(user_id);
+  return std::count_if(
+      idempotency_keys_.begin(), idempotency_keys_.end(),
+      [&](const auto& entry) { return entry.first.first == user; });
+}
+
+void InMemoryMessageStore::InjectError(Method method, absl::Status error) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  injected_errors_[method] = std::move(error);
+}
+
+absl::Status InMemoryMessageStore::TakeInjectedError(Method method) {
+  auto it = injected_errors_.find(method);
+  if (it == injected_errors_.end()) return absl::OkStatus();
+  absl::Status error = std::move(it->second);
+  injected_errors_.erase(it);
+  return error;
+}
+
+InMemoryMessageStore::StoredConversation* InMemoryMessageStore::Find(
+    const std::string& user_id, const std::string& conversation_id) {
+  auto it =
+      conversations_.find({Canonical(user_id), Canonical(conversation_id)});
+  return it == conversations_.end() ? nullptr : &it->second;
+}
+
+const InMemoryMessageStore::StoredConversation* InMemoryMessageStore::Find(
+    const std::string& user_id, const std::string& conversation_id) const {
+  auto it =
+      conversations_.find({Canonical(user_id), Canonical(conversation_id)});
+  return it == conversations_.end() ? nullptr : &it->second;
+}
+
+absl::StatusOr<MessageRecord> InMemoryMessageStore::Append(
+    const std::string& user_id, const MessageRecord& message,
+    const std::optional<IdempotencyKey>& key) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (absl::Status error = TakeInjectedError(Method::kAppend); !error.ok()) {
+    return error;
+  }
+  const std::string user = Canonical(user_id);
+  StoredConversation* conversation = Find(user_id, message.conversation_id);
+  if (key) {
+    // As ClaimIdempotencyKey: drop the user's keys older than the window,
+    // then the first request that used the key decides.
+    const absl::Time horizon = message.created_at - kIdempotencyWindow;
+    for (auto it = idempotency_keys_.begin(); it != idempotency_keys_.end();) {
+      const bool expired =
+          it->first.first == user && it->second.created_at <= horizon;
+      it = expired ? idempotency_keys_.erase(it) : std::next(it);
+    }
+    auto first = idempotency_keys_.find({user, key->key});
+    if (first != idempotency_keys_.end()) {
+      if (first->second.request_hash != key->request_hash) {
+        return ErrorWithViolations(
+            absl::StatusCode::kAlreadyExists,
+            "this Idempotency-Key was already used for another request",
+            {{"idempotency_key", "was already used for another request"}});
+      }
+      // The replay answers the message as it is now.
+      MessageRecord* replayed =
+          conversation == nullptr
+              ? nullptr
+              : FindMessage(conversation->messages, first->second.resource_id);
+      if (replayed == nullptr) return MessageNotFound();
+      return *replayed;
+    }
+  }
+  // Without the conversation the transaction rolls back: no key is kept.
+  if (conversation == nullptr) return ConversationNotFound();
+
+  ConversationState& state = conversation->state;
+  state.message_count += 1;
+  state.last_seq += 1;
+  state.last_message_at = Greatest(state.last_message_at, message.created_at);
+  state.updated_at = Greatest(state.updated_at, message.created_at);
+
+  MessageRecord stored = message;
+  stored.id = Canonical(message.id);
+  stored.conversation_id = Canonical(message.conversation_id);
+  stored.seq = state.last_seq;
+  // Never earlier than the previous message's time.
+  stored.created_at = *state.last_message_at;
+  stored.updated_at = *state.last_message_at;
+  conversation->messages[stored.seq] = stored;
+  if (key) {
+    idempotency_keys_[{user, key->key}] = StoredKey{
+        .request_hash = key->request_hash,
+        .resource_id = stored.id,
+        .created_at = message.created_at,
+    };
+  }
+  return stored;
+}
+
+absl::StatusOr<MessageRecord> InMemoryMessageStore::Get(
+    const std::string& user_id, const std::string& conversation_id,
+    const std::string& id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (absl::Status error = TakeInjectedError(Method::kGet); !error.ok()) {
+    return error;
+  }
+  // One query by (user, conversation, id): a missing conversation is a
+  // missing message.
+  StoredConversation* conversation = Find(user_id, conversation_id);
+  MessageRecord* message = conversation == nullptr
+                               ? nullptr
+                               : FindMessage(conversation->messages, id);
+  if (message == nullptr) return MessageNotFound();
+  return *message;
+}
+
+absl::StatusOr<std::vector<MessageRecord>> InMemoryMessageStore::List(
+    const std::string& user_id, const std::string& conversation_id,
+    bool descending, std::optional<int64_t> after, int limit,
+    int64_t content_budget) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (absl::Status error = TakeInjectedError(Method::kList); !error.ok()) {
+    return error;
+  }
+  const StoredConversation* conversation = Find(user_id, conversation_id);
+  if (conversation == nullptr) return ConversationNotFound();
+  const int64_t from =
+      after.value_or(descending ? std::numeric_limits<int64_t>::max() : 0);
+
+  std::vector<MessageRecord> page;
+  int64_t content_before = 0;
+  // The SQL: up to `limit` rows past the cursor, of which those whose
+  // preceding content is still under the budget.
+  auto take = [&](const MessageRecord& message) {
+    if (static_cast<int>(page.size()) >= limit) return false;
+    if (content_before >= content_budget) return false;
+    page.push_back(message);
+    content_before += static_cast<int64_t>(message.content.size());
+    return true;
+  };
+  const std::map<int64_t, MessageRecord>& messages = conversation->messages;
+  if (descending) {
+    for (auto it = std::make_reverse_iterator(messages.lower_bound(from));
+         it != messages.rend() && take(it->second); ++it) {
+    }
+  } else {
+    for (auto it = messages.upper_bound(from);
+         it != messages.end() && take(it->second); ++it) {
+    }
+  }
+  return page;
+}
+
+absl::StatusOr<MessageRecord> InMemoryMessageStore::Update(
+    const std::string& user_id, const std::string& conversation_id,
+    const std::string& id, const MessageChange& change, absl::Time now) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (absl::Status error = TakeInjectedError(Method::kUpdate); !error.ok()) {
+    return error;
+  }
+  StoredConversation* conversation = Find(user_id, conversation_id);
+  if (conversation == nullptr) return ConversationNotFound();
+  MessageRecord* message = FindMessage(conversation->messages, id);
+  if (message == nullptr) return MessageNotFound();
+  if (change.content) message->content = *change.content;
+  if (change.metadata) message->metadata = *change.metadata;
+  message->updated_at = now;
+  conversation->state.updated_at =
+      Greatest(conversation->state.updated_at, now);
+  return *message;
+}
+
+absl::Status InMemoryMessageStore::Delete(const std::string& user_id,
+                                          const std::string& conversation_id,
+                                          const std::string& id,
+                                          absl::Time now) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (absl::Status error = TakeInjectedError(Method::kDelete); !error.ok()) {
+    return error;
+  }
+  StoredConversation* conversation = Find(user_id, conversation_id);
+  if (conversation == nullptr) return ConversationNotFound();
+  MessageRecord* message = FindMessage(conversation->messages, id);
+  if (message == nullptr) return MessageNotFound();
+  conversation->messages.erase(message->seq);
+  ConversationState& state = conversation->state;
+  state.message_count -= 1;
+  state.updated_at = Greatest(state.updated_at, now);
+  // The newest remaining message's time, by position; positions are not
+  // handed out again.
+  state.last_message_at =
+      conversation->messages.empty()
+          ? std::nullopt
+          : std::optional<absl::Time>(
+                conversation->messages.rbegin()->second.created_at);
+  return absl::OkStatus();
+}
+
+absl::Status InMemoryMessageStore::Clear(const std::string& user_id,
+                                         const std::string& conversation_id,
+                                         absl::Time now) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (absl::Status error = TakeInjectedError(Method::kClear); !error.ok()) {
+    return error;
+  }
+  StoredConversation* conversation = Find(user_id, conversation_id);
+  if (conversation == nullptr) return ConversationNotFound();
+  conversation->messages.clear();
+  ConversationState& state = conversation->state;
+  state.message_count = 0;
+  state.last_message_at = std::nullopt;
+  state.updated_at = Greatest(state.updated_at, now);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ContextMessage>> InMemoryMessageStore::ContextBefore(
+    const std::string& user_id, const std::string& conversation_id,
+    int64_t before, int max_messages, int64_t budget_chars) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (absl::Status error = TakeInjectedError(Method::kContextBefore);
+      !error.ok()) {
+    return error;
+  }
+  std::vector<ContextMessage> context;
+  // The SQL checks no conversation: another user's reads as empty.
+  const StoredConversation* conversation = Find(user_id, conversation_id);
+  if (conversation == nullptr) return context;
+  int usable = 0;
+  int64_t used = 0;
+  const std::map<int64_t, MessageRecord>& messages = conversation->messages;
+  for (auto it = std::make_reverse_iterator(messages.lower_bound(before));
+       it != messages.rend() && usable < max_messages; ++it) {
+    const MessageRecord& message = it->second;
+    if (message.status == MessageStatus::kFailed || message.content.empty()) {
+      continue;
+    }
+    ++usable;
+    // length(content): characters, as the database counts them.
+    used += static_cast<int64_t>(
+        CountCodePoints(message.content).value_or(message.content.size()));
+    if (used > budget_chars) break;  // a running sum: the rest is older
+    context.push_back({message.role, message.content});
+  }
+  return context;
+}
+
+absl::StatusOr<bool> InMemoryMessageStore::NameUntitled(
+    const std::string& user_id, const std::string& conversation_id,
+    const std::function<std::string(const std::string&)>&
+        title_of_first_message,
+    absl::Time now) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (absl::Status error = TakeInjectedError(Method::kNameUntitled);
+      !error.ok()) {
+    return error;
+  }
+  StoredConversation* conversation = Find(user_id, conversation_id);
+  if (conversation == nullptr || !conversation->state.untitled) return false;
+  const MessageRecord* first_user_message = nullptr;
+  for (const auto& [seq, message] : conversation->messages) {
+    if (message.role == Role::kUser) {
+      first_user_message = &message;
+      break;
+    }
+  }
+  if (first_user_message == nullptr) return false;
+  // Called under the lock, as the SQL calls it inside its transaction: it
+  // must not call back into the store.
+  std::string title = title_of_first_message(first_user_message->content);
+  if (title.empty()) return false;
+  conversation->state.title = std::move(title);
+  conversation->state.untitled = false;
+  conversation->state.updated_at =
+      Greatest(conversation->state.updated_at, now);
+  return true;
+}
+
+}  // namespace chat::message
