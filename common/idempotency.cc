@@ -3,6 +3,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/errors.h"
+#include "common/status_macros.h"
 #include "openssl/evp.h"
 
 namespace chat {
@@ -10,17 +11,18 @@ namespace {
 
 constexpr size_t kMaxKeyLength = 255;
 
-absl::Status ValidateIdempotencyKey(absl::string_view key) {
-  bool printable = !key.empty() && key.size() <= kMaxKeyLength;
-  for (char c : key) printable &= c >= 0x20 && c < 0x7F;
-  if (printable) return absl::OkStatus();
-  FieldViolations violations;
-  violations.Add("idempotency_key",
-                 "must be 1 to 255 printable ASCII characters");
-  return violations.ToStatus();
-}
-
 }  // namespace
+
+void ValidateIdempotencyKey(absl::string_view key,
+                            FieldViolations& violations) {
+  if (key.empty()) return;
+  bool printable = key.size() <= kMaxKeyLength;
+  for (char c : key) printable &= c >= 0x20 && c < 0x7F;
+  if (!printable) {
+    violations.Add("idempotency_key",
+                   "must be 1 to 255 printable ASCII characters");
+  }
+}
 
 std::string RequestHash(absl::string_view method,
                         const std::vector<std::string>& fields) {
@@ -40,7 +42,9 @@ absl::StatusOr<std::optional<IdempotencyKey>> IdempotencyKeyFor(
     absl::string_view key, absl::string_view method,
     const std::vector<std::string>& fields) {
   if (key.empty()) return std::nullopt;
-  if (absl::Status s = ValidateIdempotencyKey(key); !s.ok()) return s;
+  FieldViolations violations;
+  ValidateIdempotencyKey(key, violations);
+  RETURN_IF_ERROR(violations.ToStatus());
   return IdempotencyKey{std::string(key), RequestHash(method, fields)};
 }
 

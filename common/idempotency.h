@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/errors.h"
 
 namespace chat {
 
@@ -34,6 +35,11 @@ struct IdempotencyClaim {
 // so that different splits of the same bytes differ.
 std::string RequestHash(absl::string_view method,
                         const std::vector<std::string>& fields);
+
+// Adds a violation on field idempotency_key unless `key` is empty or 1..255
+// printable ASCII characters, so that a create lists it with its other
+// offending fields.
+void ValidateIdempotencyKey(absl::string_view key, FieldViolations& violations);
 
 // The key of a create request: nullopt without one; INVALID_ARGUMENT on
 // field idempotency_key unless it is 1..255 printable ASCII characters. The

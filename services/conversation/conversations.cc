@@ -41,6 +41,7 @@ absl::StatusOr<ConversationRecord> Conversations::Create(
   FieldViolations violations;
   if (!request.title.empty()) ValidateTitle(request.title, violations);
   ValidateMetadata("metadata", request.metadata, violations);
+  ValidateIdempotencyKey(idempotency_key, violations);
   RETURN_IF_ERROR(violations.ToStatus());
 
   ASSIGN_OR_RETURN(

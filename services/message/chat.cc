@@ -73,7 +73,7 @@ absl::Status Chats::Run(const std::string& user_id,
   FieldViolations violations;
   ValidateContent("content", input.content, violations);
   if (input.model.size() > kMaxModelName) {
-    violations.Add("model", "must be at most 128 characters long");
+    violations.Add("model", "must be at most 128 bytes long");
   }
   RETURN_IF_ERROR(violations.ToStatus());
   std::optional<StreamLimiter::Lease> lease = limiter_.TryAcquire(user_id);

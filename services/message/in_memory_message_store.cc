@@ -208,10 +208,10 @@ absl::StatusOr<std::vector<MessageRecord>> InMemoryMessageStore::List(
   std::vector<MessageRecord> page;
   int64_t content_before = 0;
   // The SQL: up to `limit` rows past the cursor, of which those whose
-  // preceding content is still under the budget.
+  // preceding content has not passed the budget.
   auto take = [&](const MessageRecord& message) {
     if (static_cast<int>(page.size()) >= limit) return false;
-    if (content_before >= content_budget) return false;
+    if (content_before > content_budget) return false;
     page.push_back(message);
     content_before += static_cast<int64_t>(message.content.size());
     return true;

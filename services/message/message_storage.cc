@@ -49,7 +49,7 @@ constexpr char kListAscendingSql[] =
     "- octet_length(content) AS content_before FROM messages "
     "WHERE user_id = $1::uuid AND conversation_id = $2::uuid AND seq > $3 "
     "ORDER BY seq ASC LIMIT $4) page "
-    "WHERE content_before < $5 ORDER BY seq ASC";
+    "WHERE content_before <= $5 ORDER BY seq ASC";
 
 constexpr char kListDescending[] = "message_list_desc";
 constexpr char kListDescendingSql[] =
@@ -58,7 +58,7 @@ constexpr char kListDescendingSql[] =
     "- octet_length(content) AS content_before FROM messages "
     "WHERE user_id = $1::uuid AND conversation_id = $2::uuid AND seq < $3 "
     "ORDER BY seq DESC LIMIT $4) page "
-    "WHERE content_before < $5 ORDER BY seq DESC";
+    "WHERE content_before <= $5 ORDER BY seq DESC";
 
 constexpr char kConversationExists[] = "message_conversation_exists";
 constexpr char kConversationExistsSql[] =

@@ -46,6 +46,7 @@ absl::StatusOr<MessageRecord> Messages::Create(
     violations.Add("role", "must be user, assistant or system");
   ValidateContent("content", request.content, violations);
   ValidateMetadata("metadata", request.metadata, violations);
+  ValidateIdempotencyKey(idempotency_key, violations);
   RETURN_IF_ERROR(violations.ToStatus());
 
   ASSIGN_OR_RETURN(

@@ -263,15 +263,9 @@ TEST_F(MessagesTest, EveryViolationIsListedAtOnce) {
   EXPECT_EQ(MessageCount(), 0);
 }
 
-// BUG (services/message/messages.cc:49-55): the Idempotency-Key is checked
-// only after the other violations have been returned, so a request with a
-// bad body and a malformed key names the body's fields but not
-// idempotency_key, against SPEC.md "A validation error lists every offending
-// field" and docs/api.md ("`idempotency_key` malformed. All listed at
-// once"). Over REST the gateway catches the key first; over gRPC it does
-// not. Enable when fixed.
-TEST_F(MessagesTest,
-       DISABLED_BUG_MalformedIdempotencyKeyIsListedWithTheOtherViolations) {
+// A validation error lists every offending field, the Idempotency-Key's
+// too (it was checked only after the others had been returned).
+TEST_F(MessagesTest, MalformedIdempotencyKeyIsListedWithTheOtherViolations) {
   absl::StatusOr<MessageRecord> created =
       Create("", std::string(1, '\x01'), kConversation, std::nullopt);
   EXPECT_THAT(created, StatusIs(absl::StatusCode::kInvalidArgument));
@@ -641,17 +635,9 @@ TEST_F(MessagesTest, APageEndsAt4MiBOfContentAndTheRestFollows) {
   }
 }
 
-// BUG (services/message/messages.cc:106, with the `content_before < $5` of
-// services/message/message_storage.cc:52 and :61): when the messages of a
-// page add up to exactly 4 MiB, storage leaves out the next message (the
-// content before it is not under the budget), Messages::List keeps every
-// row it got, sees no extra row and answers no next_page_token: the
-// listing ends early and the messages after the page are never listed.
-// MessageStore::List's own comment ("ending with the first message at which
-// the content of those before it reaches content_budget") promises that
-// message. InMemoryMessageStore follows the SQL, so this reproduces it.
-// Enable when fixed.
-TEST_F(MessagesTest, DISABLED_BUG_APageOfExactly4MiBStillHasANextPageToken) {
+// A page whose messages add up to exactly 4 MiB still says that more
+// follow (storage once left out the message that tells).
+TEST_F(MessagesTest, APageOfExactly4MiBStillHasANextPageToken) {
   // 10 x 400,000 + 194,304 = 4,194,304 bytes, then one more message.
   for (int i = 0; i < 10; ++i) ASSERT_OK(Create(Repeat(kEmoji, 100000)));
   ASSERT_OK(Create(Repeat(kEmoji, 194304 / 4)));
