@@ -50,6 +50,12 @@ func (s *server) handleError(ctx context.Context, _ *runtime.ServeMux, _ runtime
 // error handler and the Chat stream (chat.go) share it.
 func (s *server) upstreamError(ctx context.Context, err error, requestID string) *httperr.Error {
 	st := status.Convert(err)
+	if st.Code() == codes.Canceled && ctx.Err() == nil {
+		// The client still waits: the service cancelled the call itself
+		// (it was shutting down). Another try reaches a replica that
+		// serves, so 503, not the 499 of a client that left.
+		st = status.New(codes.Unavailable, st.Message())
+	}
 	if st.Code() == codes.ResourceExhausted && strings.HasPrefix(st.Message(), "grpc: received message") {
 		// grpc-go's own: an answer over MaxRecvMsgBytes. Not the client's
 		// doing, and retrying cannot help, so not a 429 with Retry-After.

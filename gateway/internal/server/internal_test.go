@@ -106,12 +106,19 @@ func TestBodyErrors(t *testing.T) {
 	if err := m.NewDecoder(strings.NewReader("")).Decode(&req); err != io.EOF {
 		t.Errorf("empty body: %v, want io.EOF", err)
 	}
+	if err := m.NewDecoder(strings.NewReader(" {\"login\":\"x\"}\n ")).Decode(&req); err != nil {
+		t.Errorf("one value with spaces around it: %v", err)
+	}
 	for body, want := range map[string]string{
 		`{"login":`:     "malformed JSON body: unexpected end of input",
 		`[1,2`:          "malformed JSON body: unexpected end of input",
 		`{"login" "x"}`: "malformed JSON body: invalid character '\"' after object key (at byte 10)",
 		`{"nope":1}`:    `invalid JSON body: (line 1:2): unknown field "nope"`,
 		`{"login":1}`:   "invalid JSON body: (line 1:10): invalid value for string field login: 1",
+		// The body is one JSON value, not a prefix of one.
+		`{"login":"x"}}`:     "malformed JSON body: data after the JSON value",
+		`{"login":"x"} {}`:   "malformed JSON body: data after the JSON value",
+		`{"login":"x"} junk`: "malformed JSON body: data after the JSON value",
 	} {
 		err := m.NewDecoder(strings.NewReader(body)).Decode(&req)
 		if err == nil || err.Error() != want {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,13 +19,27 @@ type jsonMarshaler struct {
 }
 
 func (m *jsonMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
-	d := m.JSONPb.NewDecoder(r)
 	return runtime.DecoderFunc(func(v any) error {
-		err := d.Decode(v)
-		if err == nil || err == io.EOF { // An empty body is an empty request.
-			return err
+		// Bodies are small (MAX_BODY_BYTES), so the body is read whole: the
+		// JSON value must be all of it, not a prefix followed by anything.
+		data, err := io.ReadAll(r)
+		if err != nil {
+			return bodyError(err)
 		}
-		return bodyError(err)
+		if len(bytes.TrimSpace(data)) == 0 {
+			return io.EOF // An empty body is an empty request.
+		}
+		if err := m.JSONPb.NewDecoder(bytes.NewReader(data)).Decode(v); err != nil {
+			return bodyError(err)
+		}
+		rest := json.NewDecoder(bytes.NewReader(data))
+		var value json.RawMessage
+		if err := rest.Decode(&value); err == nil {
+			if _, err := rest.Token(); err != io.EOF {
+				return errors.New("malformed JSON body: data after the JSON value")
+			}
+		}
+		return nil
 	})
 }
 

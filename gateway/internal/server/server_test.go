@@ -203,7 +203,6 @@ func TestErrorEnvelopeForEveryCode(t *testing.T) {
 		name       string
 		message    string // "" = the service's message passes through
 	}{
-		{codes.Canceled, 499, "CANCELLED", "request cancelled"},
 		{codes.Unknown, 500, "UNKNOWN", "internal error"},
 		{codes.InvalidArgument, 400, "INVALID_ARGUMENT", ""},
 		{codes.DeadlineExceeded, 504, "DEADLINE_EXCEEDED", "the service did not answer in time"},
@@ -241,6 +240,18 @@ func TestErrorEnvelopeForEveryCode(t *testing.T) {
 	}
 	if !strings.Contains(g.logs.String(), "db.cc:88") {
 		t.Error("the scrubbed original message is not in the log")
+	}
+}
+
+// A service that cancels a call (it is shutting down) while the client
+// still waits has not been refused by the client: 503, retry, never 499.
+func TestUpstreamCancelWhileTheClientWaitsIsUnavailable(t *testing.T) {
+	g, b := newGateway(t, server.Options{})
+	b.setFail(status.Error(codes.Canceled, "context canceled"))
+	r := g.do("GET", "/v1/conversations/c1", "")
+	e := envelopeOf(t, r, 503, "UNAVAILABLE")
+	if e.Error.Message != "service unavailable, retry later" {
+		t.Errorf("message = %q", e.Error.Message)
 	}
 }
 
