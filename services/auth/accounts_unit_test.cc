@@ -82,7 +82,7 @@ std::vector<std::string> FieldsOf(const absl::Status& status) {
   return fields;
 }
 
-class AccountsTest : public ::testing::Test {
+class AccountsUnitTest : public ::testing::Test {
  protected:
   void SetUp() override { keys_.Add(Signer().public_key()); }
 
@@ -131,7 +131,7 @@ class AccountsTest : public ::testing::Test {
 
 // Registration.
 
-TEST_F(AccountsTest, RegisterReturnsTheUserAndVerifiableTokens) {
+TEST_F(AccountsUnitTest, RegisterReturnsTheUserAndVerifiableTokens) {
   Session session = MustRegister("alice");
   EXPECT_EQ(session.user.username, "alice");
   EXPECT_EQ(session.user.email, "alice@example.com");
@@ -153,7 +153,7 @@ TEST_F(AccountsTest, RegisterReturnsTheUserAndVerifiableTokens) {
   EXPECT_EQ(store_.TokenCount(session.user.id), 1u);
 }
 
-TEST_F(AccountsTest, RegisterListsEveryViolationAndCreatesNothing) {
+TEST_F(AccountsUnitTest, RegisterListsEveryViolationAndCreatesNothing) {
   absl::StatusOr<Session> bad =
       accounts_.Register({"a!", "not-an-email", "short"});
   ASSERT_THAT(bad, StatusIs(absl::StatusCode::kInvalidArgument));
@@ -166,7 +166,7 @@ TEST_F(AccountsTest, RegisterListsEveryViolationAndCreatesNothing) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
-TEST_F(AccountsTest, TakenUsernameOrEmailIgnoringCaseIs409NamingTheFields) {
+TEST_F(AccountsUnitTest, TakenUsernameOrEmailIgnoringCaseIs409NamingTheFields) {
   MustRegister("alice");
   absl::StatusOr<Session> same_name =
       accounts_.Register({"ALICE", "other@example.com", "Passw0rd"});
@@ -189,9 +189,32 @@ TEST_F(AccountsTest, TakenUsernameOrEmailIgnoringCaseIs409NamingTheFields) {
               IsOk());
 }
 
+TEST_F(AccountsUnitTest, ParallelRegistrationsOfOneNameMakeOneAccount) {
+  constexpr int kClients = 8;
+  std::vector<absl::Status> results(kClients);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.emplace_back([&, i] {
+      results[i] = accounts_
+                       .Register({i % 2 ? "Race" : "race",
+                                  "race" + std::to_string(i) + "@example.com",
+                                  "Passw0rd"})
+                       .status();
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  int created = 0, taken = 0;
+  for (const absl::Status& status : results) {
+    created += status.ok();
+    taken += absl::IsAlreadyExists(status);
+  }
+  EXPECT_EQ(created, 1);
+  EXPECT_EQ(taken, kClients - 1);
+}
+
 // Login and its throttle.
 
-TEST_F(AccountsTest, LoginByUsernameOrEmailIgnoringCase) {
+TEST_F(AccountsUnitTest, LoginByUsernameOrEmailIgnoringCase) {
   Session registered = MustRegister("bob");
   for (const char* login :
        {"bob", "BOB", "bob@example.com", "Bob@Example.COM"}) {
@@ -205,7 +228,7 @@ TEST_F(AccountsTest, LoginByUsernameOrEmailIgnoringCase) {
   EXPECT_EQ(store_.FamilyCount(registered.user.id), 5u);
 }
 
-TEST_F(AccountsTest, WrongPasswordAndUnknownLoginGiveTheSameAnswer) {
+TEST_F(AccountsUnitTest, WrongPasswordAndUnknownLoginGiveTheSameAnswer) {
   MustRegister("carol");
   absl::StatusOr<Session> wrong = accounts_.Login("carol", "Wr0ngpass");
   absl::StatusOr<Session> unknown = accounts_.Login("nobody", "Passw0rd");
@@ -219,7 +242,7 @@ TEST_F(AccountsTest, WrongPasswordAndUnknownLoginGiveTheSameAnswer) {
   EXPECT_THAT(FieldsOf(empty.status()), ElementsAre("login", "password"));
 }
 
-TEST_F(AccountsTest, TenFailuresThrottleTheAccountUntilTheWindowPasses) {
+TEST_F(AccountsUnitTest, TenFailuresThrottleTheAccountUntilTheWindowPasses) {
   MustRegister("dave");
   for (int i = 0; i < 10; ++i) {
     EXPECT_THAT(accounts_.Login("dave", "Wr0ngpass"),
@@ -249,7 +272,7 @@ TEST_F(AccountsTest, TenFailuresThrottleTheAccountUntilTheWindowPasses) {
   EXPECT_THAT(accounts_.Login("dave", "Passw0rd"), IsOk());
 }
 
-TEST_F(AccountsTest, RetryAfterIsAtLeastOneSecond) {
+TEST_F(AccountsUnitTest, RetryAfterIsAtLeastOneSecond) {
   MustRegister("dina");
   for (int i = 0; i < 10; ++i) (void)accounts_.Login("dina", "Wr0ngpass");
   clock_.Advance(absl::Minutes(15) - absl::Milliseconds(300));
@@ -260,7 +283,7 @@ TEST_F(AccountsTest, RetryAfterIsAtLeastOneSecond) {
 
 // The check, the password test and the count are one step per attempt: no
 // more than ten wrong passwords are ever tried, however many arrive at once.
-TEST_F(AccountsTest, ParallelWrongPasswordsAreEvaluatedAtMostTenTimes) {
+TEST_F(AccountsUnitTest, ParallelWrongPasswordsAreEvaluatedAtMostTenTimes) {
   Session session = MustRegister("dora");
   constexpr int kAttempts = 40;
   std::vector<absl::Status> results(kAttempts);
@@ -282,7 +305,7 @@ TEST_F(AccountsTest, ParallelWrongPasswordsAreEvaluatedAtMostTenTimes) {
               StatusIs(absl::StatusCode::kResourceExhausted));
 }
 
-TEST_F(AccountsTest, ASuccessResetsTheFailureCount) {
+TEST_F(AccountsUnitTest, ASuccessResetsTheFailureCount) {
   MustRegister("frank");
   for (int i = 0; i < 9; ++i) (void)accounts_.Login("frank", "Wr0ngpass");
   ASSERT_THAT(accounts_.Login("frank", "Passw0rd"), IsOk());
@@ -296,7 +319,7 @@ TEST_F(AccountsTest, ASuccessResetsTheFailureCount) {
               StatusIs(absl::StatusCode::kResourceExhausted));
 }
 
-TEST_F(AccountsTest, WrongCurrentPasswordsCountTowardTheThrottle) {
+TEST_F(AccountsUnitTest, WrongCurrentPasswordsCountTowardTheThrottle) {
   Session session = MustRegister("fred");
   for (int i = 0; i < 10; ++i) {
     EXPECT_THAT(accounts_.UpdateProfile(
@@ -313,7 +336,7 @@ TEST_F(AccountsTest, WrongCurrentPasswordsCountTowardTheThrottle) {
 
 // Refresh tokens.
 
-TEST_F(AccountsTest, RefreshRotatesTheTokenWithinTheSession) {
+TEST_F(AccountsUnitTest, RefreshRotatesTheTokenWithinTheSession) {
   Session session = MustRegister("gina");
   clock_.Advance(absl::Minutes(1));
   absl::StatusOr<IssuedTokens> next =
@@ -337,7 +360,7 @@ TEST_F(AccountsTest, RefreshRotatesTheTokenWithinTheSession) {
               StatusIs(absl::StatusCode::kUnauthenticated));
 }
 
-TEST_F(AccountsTest, AWellFormedButUnknownTokenIsRefused) {
+TEST_F(AccountsUnitTest, AWellFormedButUnknownTokenIsRefused) {
   Session session = MustRegister("gwen");
   EXPECT_THAT(accounts_.Refresh(NewRefreshToken(session.user.id)),
               StatusIs(absl::StatusCode::kUnauthenticated,
@@ -351,7 +374,7 @@ TEST_F(AccountsTest, AWellFormedButUnknownTokenIsRefused) {
   EXPECT_THAT(accounts_.Refresh(session.tokens.refresh_token), IsOk());
 }
 
-TEST_F(AccountsTest, ReplayWithinGraceGetsAFreshPairAndRevokesNothing) {
+TEST_F(AccountsUnitTest, ReplayWithinGraceGetsAFreshPairAndRevokesNothing) {
   Session session = MustRegister("hank");
   IssuedTokens first = MustRefresh(session.tokens.refresh_token);
   clock_.Advance(absl::Seconds(10));  // the grace includes its end
@@ -365,7 +388,7 @@ TEST_F(AccountsTest, ReplayWithinGraceGetsAFreshPairAndRevokesNothing) {
   EXPECT_THAT(accounts_.Refresh(second->refresh_token), IsOk());
 }
 
-TEST_F(AccountsTest, ReplayAfterGraceRevokesTheWholeFamily) {
+TEST_F(AccountsUnitTest, ReplayAfterGraceRevokesTheWholeFamily) {
   Session session = MustRegister("ivan");
   Session other_login = MustLogin("ivan", "Passw0rd");
   IssuedTokens first = MustRefresh(session.tokens.refresh_token);
@@ -383,7 +406,7 @@ TEST_F(AccountsTest, ReplayAfterGraceRevokesTheWholeFamily) {
   EXPECT_THAT(accounts_.Refresh(other_login.tokens.refresh_token), IsOk());
 }
 
-TEST_F(AccountsTest, ConcurrentRefreshesOfOneTokenBothSucceed) {
+TEST_F(AccountsUnitTest, ConcurrentRefreshesOfOneTokenBothSucceed) {
   Session session = MustRegister("judy");
   absl::StatusOr<IssuedTokens> results[2];
   std::thread tabs[2];
@@ -401,7 +424,7 @@ TEST_F(AccountsTest, ConcurrentRefreshesOfOneTokenBothSucceed) {
 
 // A replay within the grace makes a twin session; whatever ends the family,
 // or the other sessions, ends the twin too.
-TEST_F(AccountsTest, LogoutOfOneTwinEndsTheOther) {
+TEST_F(AccountsUnitTest, LogoutOfOneTwinEndsTheOther) {
   Session session = MustRegister("jack");
   IssuedTokens tab = MustRefresh(session.tokens.refresh_token);
   IssuedTokens twin = MustRefresh(session.tokens.refresh_token);
@@ -413,7 +436,7 @@ TEST_F(AccountsTest, LogoutOfOneTwinEndsTheOther) {
               StatusIs(absl::StatusCode::kUnauthenticated));
 }
 
-TEST_F(AccountsTest, LogoutOfTheTwinEndsTheOriginal) {
+TEST_F(AccountsUnitTest, LogoutOfTheTwinEndsTheOriginal) {
   Session session = MustRegister("jake");
   IssuedTokens tab = MustRefresh(session.tokens.refresh_token);
   IssuedTokens twin = MustRefresh(session.tokens.refresh_token);
@@ -423,7 +446,7 @@ TEST_F(AccountsTest, LogoutOfTheTwinEndsTheOriginal) {
               StatusIs(absl::StatusCode::kUnauthenticated));
 }
 
-TEST_F(AccountsTest, ReuseAfterTheGraceEndsEveryTwin) {
+TEST_F(AccountsUnitTest, ReuseAfterTheGraceEndsEveryTwin) {
   Session session = MustRegister("jane");
   Session elsewhere = MustLogin("jane", "Passw0rd");
   IssuedTokens tab = MustRefresh(session.tokens.refresh_token);
@@ -442,7 +465,7 @@ TEST_F(AccountsTest, ReuseAfterTheGraceEndsEveryTwin) {
   EXPECT_THAT(accounts_.Refresh(elsewhere.tokens.refresh_token), IsOk());
 }
 
-TEST_F(AccountsTest, PasswordChangeEndsTheTwinOfTheChangingSession) {
+TEST_F(AccountsUnitTest, PasswordChangeEndsTheTwinOfTheChangingSession) {
   Session session = MustRegister("jill");
   IssuedTokens mine = MustRefresh(session.tokens.refresh_token);
   IssuedTokens twin = MustRefresh(session.tokens.refresh_token);
@@ -472,7 +495,7 @@ TEST_F(AccountsTest, PasswordChangeEndsTheTwinOfTheChangingSession) {
               StatusIs(absl::StatusCode::kUnauthenticated));
 }
 
-TEST_F(AccountsTest, ExpiredRefreshTokenIsRefused) {
+TEST_F(AccountsUnitTest, ExpiredRefreshTokenIsRefused) {
   Session session = MustRegister("kate");
   Session later = MustLogin("kate", "Passw0rd");
   clock_.Advance(absl::Hours(24 * 30) - absl::Microseconds(1));
@@ -485,7 +508,7 @@ TEST_F(AccountsTest, ExpiredRefreshTokenIsRefused) {
   EXPECT_THAT(accounts_.Refresh(fresh.refresh_token), IsOk());
 }
 
-TEST_F(AccountsTest, AnAccessTokenIsNotARefreshToken) {
+TEST_F(AccountsUnitTest, AnAccessTokenIsNotARefreshToken) {
   Session session = MustRegister("liam");
   EXPECT_THAT(accounts_.Refresh(session.tokens.access_token),
               StatusIs(absl::StatusCode::kUnauthenticated));
@@ -494,7 +517,7 @@ TEST_F(AccountsTest, AnAccessTokenIsNotARefreshToken) {
   EXPECT_THAT(accounts_.Refresh(session.tokens.refresh_token), IsOk());
 }
 
-TEST_F(AccountsTest, LogoutRevokesTheFamilyAndIsIdempotent) {
+TEST_F(AccountsUnitTest, LogoutRevokesTheFamilyAndIsIdempotent) {
   Session session = MustRegister("mona");
   Session elsewhere = MustLogin("mona", "Passw0rd");
   IssuedTokens next = MustRefresh(session.tokens.refresh_token);
@@ -515,7 +538,7 @@ TEST_F(AccountsTest, LogoutRevokesTheFamilyAndIsIdempotent) {
 
 // Profile.
 
-TEST_F(AccountsTest, PasswordChangeRevokesOtherSessionsOnly) {
+TEST_F(AccountsUnitTest, PasswordChangeRevokesOtherSessionsOnly) {
   Session here = MustRegister("nina");
   Session elsewhere = MustLogin("nina", "Passw0rd");
   Session third = MustLogin("nina", "Passw0rd");
@@ -534,7 +557,7 @@ TEST_F(AccountsTest, PasswordChangeRevokesOtherSessionsOnly) {
   EXPECT_THAT(accounts_.Login("nina", "N3wPassword"), IsOk());
 }
 
-TEST_F(AccountsTest, ChangingOnlyTheEmailEndsNoSession) {
+TEST_F(AccountsUnitTest, ChangingOnlyTheEmailEndsNoSession) {
   Session here = MustRegister("nora");
   Session elsewhere = MustLogin("nora", "Passw0rd");
   ASSERT_THAT(
@@ -544,7 +567,7 @@ TEST_F(AccountsTest, ChangingOnlyTheEmailEndsNoSession) {
   EXPECT_THAT(accounts_.Refresh(elsewhere.tokens.refresh_token), IsOk());
 }
 
-TEST_F(AccountsTest, UpdateProfileChangesOnlyWhatIsGiven) {
+TEST_F(AccountsUnitTest, UpdateProfileChangesOnlyWhatIsGiven) {
   Session session = MustRegister("omar");
   MustRegister("taken");
   clock_.Advance(absl::Minutes(1));
@@ -602,7 +625,7 @@ TEST_F(AccountsTest, UpdateProfileChangesOnlyWhatIsGiven) {
   EXPECT_EQ(stored->email, "omar@new.example.org");
 }
 
-TEST_F(AccountsTest, GetProfileReturnsTheCaller) {
+TEST_F(AccountsUnitTest, GetProfileReturnsTheCaller) {
   Session session = MustRegister("pam");
   MustRegister("paul");
   absl::StatusOr<UserRecord> profile = accounts_.GetProfile(ClaimsOf(session));
@@ -611,7 +634,7 @@ TEST_F(AccountsTest, GetProfileReturnsTheCaller) {
   EXPECT_EQ(profile->username, "pam");
 }
 
-TEST_F(AccountsTest, DeleteAccountRemovesEverything) {
+TEST_F(AccountsUnitTest, DeleteAccountRemovesEverything) {
   Session session = MustRegister("pete");
   Session elsewhere = MustLogin("pete", "Passw0rd");
   Session other = MustRegister("other");
@@ -644,7 +667,7 @@ TEST_F(AccountsTest, DeleteAccountRemovesEverything) {
   EXPECT_NE(again.user.id, session.user.id);
 }
 
-TEST_F(AccountsTest, WeakerHashesAreUpgradedAtLogin) {
+TEST_F(AccountsUnitTest, WeakerHashesAreUpgradedAtLogin) {
   PasswordHasher weak(kWeaker);
   Accounts old_accounts(&store_, &Signer(), &weak, &clock_, AccountsOptions{});
   ASSERT_THAT(old_accounts.Register({"quinn", "quinn@example.com", "Passw0rd"}),

@@ -7,6 +7,7 @@
 #include <limits>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -270,6 +271,25 @@ TEST_F(ConversationsTest, SameKeyWithAnotherBodyIs409) {
         conversations_.Create(kAlice, other, "key-1");
     EXPECT_THAT(created, StatusIs(absl::StatusCode::kAlreadyExists));
     EXPECT_THAT(FieldsOf(created.status()), ElementsAre("idempotency_key"));
+  }
+  EXPECT_EQ(store_.size(), 1u);
+}
+
+// Concurrent duplicates wait for the first and then replay it.
+TEST_F(ConversationsTest, ConcurrentCreatesWithOneKeyMakeOneConversation) {
+  constexpr int kClients = 8;
+  std::vector<absl::StatusOr<ConversationRecord>> results(kClients);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.emplace_back([&, i] {
+      results[i] = conversations_.Create(kAlice, {.title = "Once"}, "key-1");
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  ASSERT_THAT(results[0], IsOk());
+  for (const absl::StatusOr<ConversationRecord>& result : results) {
+    ASSERT_THAT(result, IsOk());
+    EXPECT_EQ(result->id, results[0]->id);
   }
   EXPECT_EQ(store_.size(), 1u);
 }
