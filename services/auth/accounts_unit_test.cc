@@ -242,6 +242,24 @@ TEST_F(AccountsUnitTest, WrongPasswordAndUnknownLoginGiveTheSameAnswer) {
   EXPECT_THAT(FieldsOf(empty.status()), ElementsAre("login", "password"));
 }
 
+// BUG, disabled until fixed: services/auth/accounts.cc:109 (Accounts::Login)
+// hands `login` to storage unchecked. libpq sends text parameters as C
+// strings and drops everything after a NUL (checked with libpqxx 7 and
+// PostgreSQL 15; InMemoryAccountStore does the same), so the login
+// "carl\0anything" finds the account "carl" and, with carl's password,
+// signs in. The gateway checks only paths, queries and headers for NUL, so
+// a JSON body {"login": "carl\u0000x"} gets there. SPEC.md: login is the
+// username or the email; this is neither. Expected: the usual 401 (or a
+// 400 on field login), never a session.
+TEST_F(AccountsUnitTest, DISABLED_BugLoginWithNulIsNotTheUsername) {
+  MustRegister("carl");
+  EXPECT_THAT(accounts_.Login(std::string("carl\0anything", 13), "Passw0rd"),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_THAT(
+      accounts_.Login(std::string("carl@example.com\0x", 18), "Passw0rd"),
+      StatusIs(absl::StatusCode::kUnauthenticated));
+}
+
 TEST_F(AccountsUnitTest, TenFailuresThrottleTheAccountUntilTheWindowPasses) {
   MustRegister("dave");
   for (int i = 0; i < 10; ++i) {

@@ -15,9 +15,16 @@ absl::Status NotFound() { return absl::NotFoundError("user not found"); }
 // A uuid column matches ids whatever their case.
 std::string Id(absl::string_view id) { return absl::AsciiStrToLower(id); }
 
+// What PostgreSQL receives of a text parameter: libpq sends text parameters
+// as C strings, so anything after a NUL is silently dropped (checked with
+// libpqxx 7 and PostgreSQL 15).
+std::string PgText(absl::string_view text) {
+  return std::string(text.substr(0, text.find('\0')));
+}
+
 // lower() of a username or an email, both ASCII by the account rules.
 std::string Folded(absl::string_view text) {
-  return absl::AsciiStrToLower(text);
+  return absl::AsciiStrToLower(PgText(text));
 }
 
 }  // namespace
@@ -45,6 +52,9 @@ absl::StatusOr<UserRecord> InMemoryAccountStore::CreateUser(
   std::lock_guard<std::mutex> lock(mutex_);
   UserRecord stored = user;
   stored.id = Id(user.id);
+  stored.username = PgText(user.username);
+  stored.email = PgText(user.email);
+  stored.password_hash = PgText(user.password_hash);
   if (absl::Status s = CheckConflicts(stored.id, user.username, user.email);
       !s.ok()) {
     return s;
@@ -88,9 +98,9 @@ absl::StatusOr<UserRecord> InMemoryAccountStore::UpdateUser(
   auto it = users_.find(user_id);
   if (it == users_.end()) return NotFound();
   UserRecord& user = it->second;
-  if (change.username) user.username = *change.username;
-  if (change.email) user.email = *change.email;
-  if (change.password_hash) user.password_hash = *change.password_hash;
+  if (change.username) user.username = PgText(*change.username);
+  if (change.email) user.email = PgText(*change.email);
+  if (change.password_hash) user.password_hash = PgText(*change.password_hash);
   user.updated_at = ToMicroseconds(now);
   return user;
 }

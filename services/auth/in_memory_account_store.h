@@ -8,7 +8,8 @@
 // tokens in families, retired by rotated_at, with the reuse grace, family
 // revocation and sessions (a token's session is the family's own unless a
 // grace replay started another); failed logins counted within a window;
-// deleting a user deletes its families, tokens and failures. Every method
+// deleting a user deletes its families, tokens and failures; text
+// parameters cut at the first NUL, as libpq sends them. Every method
 // runs under one mutex, so each is atomic like the transaction it stands
 // for.
 //

@@ -375,6 +375,27 @@ TEST_F(ConversationsTest, QueryMatchesTitlesIgnoringCase) {
   EXPECT_THAT(MustList({.q = ""}), SizeIs(5));
 }
 
+// BUG, disabled until fixed: services/conversation/conversations.cc:83
+// (Conversations::List) hands `q` to storage unchecked. libpq sends text
+// parameters as C strings and drops everything after a NUL (checked with
+// libpqxx 7 and PostgreSQL 15; InMemoryConversationStore does the same), so
+// q = "Paris\0x" searches for "Paris" and q = "\0" for "", which lists
+// every conversation, though no title can hold the q that was sent. Over
+// REST the gateway answers 400 on `q` ("must be valid UTF-8 without NUL
+// characters", docs/api.md "Checks at the gateway"); gRPC callers reach the
+// service directly. Expected: the same INVALID_ARGUMENT on field q.
+TEST_F(ConversationsTest, DISABLED_BugQueryWithNulIs400) {
+  MustCreate("Paris");
+  MustCreate("Berlin");
+  for (const std::string& q :
+       {std::string("Paris\0x", 7), std::string("\0", 1)}) {
+    absl::StatusOr<ConversationPage> page =
+        conversations_.List(kAlice, {.q = q});
+    EXPECT_THAT(page, StatusIs(absl::StatusCode::kInvalidArgument));
+    EXPECT_THAT(FieldsOf(page.status()), ElementsAre("q"));
+  }
+}
+
 TEST_F(ConversationsTest, PageSizeDefaultsTo20AndIsAtMost100) {
   for (int i = 0; i < 105; ++i) MustCreate(absl::StrCat("c", i));
   absl::StatusOr<ConversationPage> page = conversations_.List(kAlice, {});

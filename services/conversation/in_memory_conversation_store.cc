@@ -23,6 +23,14 @@ std::string CanonicalId(const std::string& id) {
   return absl::AsciiStrToLower(id);
 }
 
+// What PostgreSQL receives of a text parameter: libpq sends text parameters
+// as C strings, so anything after a NUL is silently dropped (checked with
+// libpqxx 7 and PostgreSQL 15). The domain keeps NULs out of what it
+// stores; this keeps the store as blind to them as the real one.
+std::string PgText(const std::string& text) {
+  return text.substr(0, text.find('\0'));
+}
+
 // Appends code point c as UTF-8.
 void AppendUtf8(char32_t c, std::string& out) {
   if (c < 0x80) {
@@ -114,6 +122,7 @@ absl::StatusOr<ConversationRecord> InMemoryConversationStore::Create(
   }
   ConversationRecord stored = conversation;
   stored.id = CanonicalId(conversation.id);
+  stored.title = PgText(conversation.title);
   stored.message_count = 0;
   stored.last_message_at.reset();
   stored.archived = false;
@@ -138,7 +147,7 @@ absl::StatusOr<std::vector<ConversationRecord>> InMemoryConversationStore::List(
     const std::optional<ListPosition>& after, int limit) {
   std::lock_guard<std::mutex> lock(mutex_);
   const std::string user = CanonicalId(user_id);
-  const std::string needle = Lower(query);
+  const std::string needle = Lower(PgText(query));
   std::optional<std::tuple<bool, int64_t, std::string>> bound;
   if (after) {
     bound.emplace(after->pinned, after->updated_at_micros,
@@ -173,7 +182,7 @@ absl::StatusOr<ConversationRecord> InMemoryConversationStore::Update(
   if (it == conversations_.end()) return NotFound();
   ConversationRecord& c = it->second;
   if (change.title) {
-    c.title = *change.title;
+    c.title = PgText(*change.title);
     c.untitled = false;
   }
   if (change.metadata) c.metadata = *change.metadata;

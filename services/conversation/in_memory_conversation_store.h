@@ -8,7 +8,8 @@
 // the archived filter, `q` as a case-insensitive substring of the title
 // (lower-cased as glibc's C.UTF-8 does, as PostgreSQL's lower() under a
 // libc UTF-8 collation), ids compared as UUIDs (ignoring case), and
-// idempotency keys per user kept kIdempotencyWindow. There is no users
+// idempotency keys per user kept kIdempotencyWindow, and text parameters
+// cut at the first NUL, as libpq sends them. There is no users
 // table, so a create for an unknown user succeeds, and no messages, so
 // message_count stays 0.
 //
