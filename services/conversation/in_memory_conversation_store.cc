@@ -130,7 +130,11 @@ absl::StatusOr<ConversationRecord> InMemoryConversationStore::Create(
   stored.created_at = now;
   stored.updated_at = now;
   auto [it, inserted] = conversations_.try_emplace({user, stored.id}, stored);
-  if (!inserted) return absl::AlreadyExistsError("already exists");
+  if (!inserted) {
+    // The transaction rolls back, the key's claim with it.
+    if (key) keys_.erase({user, key->key});
+    return absl::AlreadyExistsError("already exists");
+  }
   return it->second;
 }
 
