@@ -183,11 +183,13 @@ absl::StatusOr<Rotation> InMemoryAccountStore::Rotate(
     }
     rotation.outcome = RotationOutcome::kGraceReplay;
     rotation.session_id = std::string(new_session_id);
-  } else {
-    token->second.rotated_at = at;
   }
+  // A failed insert rolls the whole rotation back.
   if (tokens_.contains(std::string(new_hash))) {
     return absl::AlreadyExistsError("already exists");
+  }
+  if (rotation.outcome == RotationOutcome::kRotated) {
+    token->second.rotated_at = at;
   }
   InsertToken(std::string(new_hash), rotation.user_id, rotation.family_id, at,
               expires_at, rotation.session_id);
