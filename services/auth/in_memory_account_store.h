@@ -11,7 +11,9 @@
 // deleting a user deletes its families, tokens and failures; text
 // parameters cut at the first NUL, as libpq sends them. Every method
 // runs under one mutex, so each is atomic like the transaction it stands
-// for.
+// for; stricter in one place: two registrations racing for one name can
+// get a bare ALREADY_EXISTS from PostgreSQL's unique index, here always
+// the one naming the fields.
 //
 //   InMemoryAccountStore store;
 //   Accounts accounts(&store, signer.get(), &hasher, &clock, {});

@@ -3,15 +3,14 @@
 
 // A ConversationStore in memory, for unit tests of the domain. It keeps the
 // observable semantics of ConversationStorage (conversation_storage.cc and
-// common/idempotency_storage.cc): times at microsecond precision, the
-// listing order (pinned, updated_at, id) descending with keyset positions,
-// the archived filter, `q` as a case-insensitive substring of the title
-// (lower-cased as glibc's C.UTF-8 does, as PostgreSQL's lower() under a
-// libc UTF-8 collation), ids compared as UUIDs (ignoring case), and
-// idempotency keys per user kept kIdempotencyWindow, and text parameters
-// cut at the first NUL, as libpq sends them. There is no users
-// table, so a create for an unknown user succeeds, and no messages, so
-// message_count stays 0.
+// common/idempotency_storage.cc): times at microsecond precision; the
+// listing order (pinned, updated_at, id) descending, with keyset positions;
+// the archived filter; `q` as a case-insensitive substring of the title
+// (lower-cased as glibc's C.UTF-8 does, like PostgreSQL's lower() under a
+// libc UTF-8 collation); ids compared as UUIDs, ignoring case; idempotency
+// keys per user, kept kIdempotencyWindow; text parameters cut at the first
+// NUL, as libpq sends them. There is no users table, so a create for an
+// unknown user succeeds, and no messages, so message_count stays 0.
 //
 //   InMemoryConversationStore store;
 //   Conversations conversations(&store, &clock);
