@@ -5,7 +5,6 @@
 #include "services/conversation/conversations.h"
 
 #include <limits>
-#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,7 +26,6 @@ namespace {
 
 using ::chat::testing::IsOk;
 using ::chat::testing::StatusIs;
-using ::testing::Each;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
