@@ -26,8 +26,11 @@ absl::Status Required(absl::string_view field) {
 }
 
 // An account deleted after its token was issued no longer authenticates.
+// An account deleted while a call uses it: NOT_FOUND from a lookup or an
+// update, FAILED_PRECONDITION from a row that references it.
 absl::Status GoneToUnauthenticated(const absl::Status& status) {
-  if (status.code() == absl::StatusCode::kNotFound) {
+  if (status.code() == absl::StatusCode::kNotFound ||
+      status.code() == absl::StatusCode::kFailedPrecondition) {
     return absl::UnauthenticatedError("the account no longer exists");
   }
   return status;
@@ -106,7 +109,11 @@ absl::StatusOr<Session> Accounts::Login(absl::string_view login,
   if (password.empty()) violations.Add("password", "is required");
   RETURN_IF_ERROR(violations.ToStatus());
 
-  absl::StatusOr<UserRecord> user = storage_->FindUserByLogin(login);
+  // No username or email holds a NUL, and libpq would cut the text there:
+  // "carl\0x" must not find carl.
+  absl::StatusOr<UserRecord> user = login.find('\0') == absl::string_view::npos
+                                        ? storage_->FindUserByLogin(login)
+                                        : absl::NotFoundError("no such login");
   if (user.status().code() == absl::StatusCode::kNotFound) {
     // Spend the same time as for a wrong password, so that response times
     // do not tell which logins exist.
@@ -127,8 +134,9 @@ absl::StatusOr<Session> Accounts::Login(absl::string_view login,
       }
     }
   }
-  ASSIGN_OR_RETURN(IssuedTokens tokens, StartSession(*user));
-  return Session{*std::move(user), std::move(tokens)};
+  absl::StatusOr<IssuedTokens> tokens = StartSession(*user);
+  if (!tokens.ok()) return GoneToUnauthenticated(tokens.status());
+  return Session{*std::move(user), *std::move(tokens)};
 }
 
 absl::Status Accounts::CheckPassword(const UserRecord& user,
@@ -259,14 +267,15 @@ absl::StatusOr<UserRecord> Accounts::UpdateProfile(
   }
   if (!change.username && !change.email && !change.password_hash) return user;
   const absl::Time now = clock_->Now();
-  ASSIGN_OR_RETURN(UserRecord updated,
-                   storage_->UpdateUser(user->id, change, now));
+  absl::StatusOr<UserRecord> updated =
+      storage_->UpdateUser(user->id, change, now);
+  if (!updated.ok()) return GoneToUnauthenticated(updated.status());
   if (update.new_password) {
     // Other sessions end; the one that changed the password goes on.
     RETURN_IF_ERROR(
         storage_->EndOtherSessions(user->id, caller.session_id, now));
   }
-  return updated;
+  return *std::move(updated);
 }
 
 absl::Status Accounts::DeleteAccount(const AccessClaims& caller,

@@ -12,6 +12,7 @@
 #include "common/errors.h"
 #include "common/jwt.h"
 #include "common/status_matchers.h"
+#include "common/test_keys.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/auth/accounts.h"
@@ -36,43 +37,11 @@ constexpr Argon2Params kFast{
 constexpr Argon2Params kWeaker{
     .memory_kib = 8, .iterations = 1, .parallelism = 1};
 
-// A fixed RSA key, made for this test and used nowhere else: not a secret.
-// common/test_keys.h makes a fresh one, but a 2048-bit key takes 0.3 to 2 s
-// on a shared machine, more than the rest of the suite, and
-// gtest_discover_tests pays it again in every test's process.
-constexpr char kTestKeyPem[] = R"(-----BEGIN PRIVATE KEY-----
-MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQDA5amAEx6JbuB0
-VSqK2EtfW71dTvPq7w5WRLR3o95KDyABfHwRKKWR0EsCAG7NNGapnX9EuQ0L817d
-pwyjM7w3zp7uZBMCJwx7JTgKhQTJAdktuBGv5urbmEFBckfEidHmQ1K6WToAV8YM
-vYJmwm+81ZR0VJFUlEJH7t33rQrX/iUFnWby/fxgAanwgw93F8/O3SBuzbaqM4Oo
-6jXeosivOzBbqeVwipcRGQ98Ttdw8ei+1FnwLHdKzRxu4NI3QqI7EXoThUmf/HwY
-q687BpPMc18zR/p5aPpBxzF5YTXYFSxHSWVJdgMfrfmfjDS0jADdmAyfKxJgfeoW
-HPzLUW7vAgMBAAECggEAFI4Ed1TSOrPZcBwJKf1tXq5wacp5fG3X2cJ9dog8LikZ
-cH8a21s49WY8L+zq4av1SpqxTpnndYAL+lOMKbHgGxRF5EI+skqF7nNjWt+cyGyN
-f20vWU6idR7uyTILyroi50YCQUAzyYiQ3petFxUeAgHCTXkbeWdI/tBJz9QdJTHM
-wEBlGJ0YTOGnR8G7j/WdQzONr8Y1zbGvi+TLZado2/EgWdRpBJYVs5/SxEq/Di1Q
-/4RgxYP+8OW4DeZ6HzWhz8Ta932T0qwOr5KVq+cgbC16qLadziTQUuSNmKYt67oc
-0SnRpyOAaezs1UauZsCfx9UNxB6MO9UXC7p7Fb1shQKBgQDrpkaWtNdLzwWeLmqz
-aZ9mcH5TGRmLJLWBj9oP+17glgHgyc6esNCY6DWzF1uJrUczKChYwE0nP6m7zGAz
-PDaAHsqb5HKFMOjbBb4Oafr0bgoDIgptg4IXrtABT8b1WBfhVkxjRapRY/TnUeCL
-IobJCjfbMkso1MHGOR5jcYNTKwKBgQDRjjgZijDY2qsi2x0YVqtpr94QWgPOaf/O
-BcTAIKM3bnjiEwwqSMShoK9dovA2NufLDs3dq2GPPttF9jpPezZTXSezOf7n1hI9
-zLyk9ZnFCrmu1WxOmJXDL/nBLGpDp+1KPBhhMs2+xJA5pfEtblnzkgVZ8bYN7uHr
-owTpOFrBTQKBgQC5oGSQiOnjvLNXNIc2xygagNjxyp7VfdhAtDl5R3EohuH52d6a
-IPxgxuKuLeMco9OnV6XYq7rbBQpGdir9kRv5dsfxX1Za1vlGttJM9m0KKLhYWXNP
-az2KPFl7/wTh9T/ycJGBzbnpnUyo/1VbJJp6OUNgttB/3IC8DfiDK0LguwKBgFF4
-MDlFr33vbY9MjoAy2ctp8zR6OnaaYTgwp/Bl/+6CBX8nFpit17xaozMNMMRzDiS0
-qbafdXtiXY9SjhLufQ1l7xRP3Nk3MbpTCZg8X77qT4w4LzZTPg43bar7YIjTFX7B
-5FyNis26z7OJ3zzhZRk70NbKERRTpgOdSkB9h1MVAoGBANVP9kJ9EJAbKg2FLEWU
-E8g+V34zc4BnFBOOxrsqxSnpUxK1bflpk5PX6ZopOEzIdMff2TdRIHE1ujDgsyv0
-ID6KYSelfUtz/rMitOiG/U3iOnFbRodCjUMwFmH52Xd8WQqICXmV3Yat+xrICHGA
-i2Dkqz7KAbD+BUH0K0gF3Vhx
------END PRIVATE KEY-----
-)";
-
 const JwtSigner& Signer() {
   static const JwtSigner* signer =
-      JwtSigner::FromPem(kTestKeyPem).value().release();
+      JwtSigner::FromPem(::chat::testing::SharedRsaPrivateKeyPem())
+          .value()
+          .release();
   return *signer;
 }
 
@@ -308,16 +277,15 @@ TEST_F(AccountsUnitTest, WrongPasswordAndUnknownLoginGiveTheSameAnswer) {
   EXPECT_THAT(FieldsOf(empty.status()), ElementsAre("login", "password"));
 }
 
-// BUG, disabled until fixed: services/auth/accounts.cc:109 (Accounts::Login)
-// hands `login` to storage unchecked. libpq sends text parameters as C
-// strings and drops everything after a NUL (checked with libpqxx 7 and
+// Once a bug: hands `login` to storage unchecked. libpq sends text parameters
+// as C strings and drops everything after a NUL (checked with libpqxx 7 and
 // PostgreSQL 15; InMemoryAccountStore does the same), so the login
 // "carl\0anything" finds the account "carl" and, with carl's password,
 // signs in. The gateway checks only paths, queries and headers for NUL, so
-// a JSON body {"login": "carl\u0000x"} gets there. SPEC.md: login is the
+// a JSON body {"login": "carl\u0000x"} gets there. docs/api.md: login is the
 // username or the email; this is neither. Expected: the usual 401 (or a
 // 400 on field login), never a session.
-TEST_F(AccountsUnitTest, DISABLED_BugLoginWithNulIsNotTheUsername) {
+TEST_F(AccountsUnitTest, LoginWithNulIsNotTheUsername) {
   MustRegister("carl");
   EXPECT_THAT(accounts_.Login(std::string("carl\0anything", 13), "Passw0rd"),
               StatusIs(absl::StatusCode::kUnauthenticated));
@@ -761,14 +729,13 @@ TEST_F(AccountsUnitTest, AccountDeletedDuringDeleteAccountIs401) {
               StatusIs(absl::StatusCode::kUnauthenticated));
 }
 
-// BUG, disabled until fixed: services/auth/accounts.cc:164
-// (Accounts::StartSession) passes StartFamily's error through. When the
-// account is deleted between the password check and StartFamily, the
+// Once a bug: (Accounts::StartSession) passes StartFamily's error through. When
+// the account is deleted between the password check and StartFamily, the
 // foreign key fails and common/db.cc maps that to FAILED_PRECONDITION, so
 // Login answers 400 "a referenced record does not exist" instead of 401.
 // (ConversationStorage::Create maps the same case to UNAUTHENTICATED "the
 // account no longer exists".)
-TEST_F(AccountsUnitTest, DISABLED_BugAccountDeletedDuringLoginIs401) {
+TEST_F(AccountsUnitTest, AccountDeletedDuringLoginIs401) {
   MustRegister("rick");
   DeletedAfterCheckStore racing(&store_);
   Accounts accounts(&racing, &Signer(), &hasher_, &clock_, AccountsOptions{});
@@ -776,12 +743,11 @@ TEST_F(AccountsUnitTest, DISABLED_BugAccountDeletedDuringLoginIs401) {
               StatusIs(absl::StatusCode::kUnauthenticated));
 }
 
-// BUG, disabled until fixed: services/auth/accounts.cc:263
-// (Accounts::UpdateProfile) returns UpdateUser's NOT_FOUND as it is, where
-// GetProfile and DeleteAccount turn it into GoneToUnauthenticated's 401.
-// An account deleted between the password check and the update answers
+// Once a bug: (Accounts::UpdateProfile) returns UpdateUser's NOT_FOUND as it
+// is, where GetProfile and DeleteAccount turn it into GoneToUnauthenticated's
+// 401. An account deleted between the password check and the update answers
 // PATCH /v1/auth/profile with 404 "user not found".
-TEST_F(AccountsUnitTest, DISABLED_BugAccountDeletedDuringProfileUpdateIs401) {
+TEST_F(AccountsUnitTest, AccountDeletedDuringProfileUpdateIs401) {
   Session session = MustRegister("rosa");
   DeletedAfterCheckStore racing(&store_);
   Accounts accounts(&racing, &Signer(), &hasher_, &clock_, AccountsOptions{});

@@ -62,6 +62,12 @@ absl::StatusOr<ConversationRecord> Conversations::Create(
 
 absl::StatusOr<ConversationPage> Conversations::List(const std::string& user_id,
                                                      const ListQuery& query) {
+  // libpq would cut the text at a NUL: "Paris\0x" would search for "Paris".
+  if (query.q.find('\0') != std::string::npos) {
+    FieldViolations violations;
+    violations.Add("q", "must not contain NUL");
+    return violations.ToStatus();
+  }
   ASSIGN_OR_RETURN(
       int page_size,
       ResolvePageSize(query.page_size, kDefaultPageSize, kMaxPageSize));

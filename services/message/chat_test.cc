@@ -1,4 +1,4 @@
-// Unit tests of Chats::Run (SPEC.md "Assistant replies", docs/api.md
+// Unit tests of Chats::Run (docs/api.md "Assistant replies", docs/api.md
 // "Assistant replies (Chat)") over InMemoryMessageStore, a FakeClock, a
 // scripted provider and a recording sink: no database, no network, no
 // threads.

@@ -1,4 +1,4 @@
-// Unit tests of the message domain (SPEC.md "Messages", docs/api.md
+// Unit tests of the message domain (docs/api.md "Messages", docs/api.md
 // "Messages") over InMemoryMessageStore and a FakeClock: no database.
 
 #include "services/message/messages.h"
