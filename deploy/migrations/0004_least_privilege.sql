@@ -5,7 +5,8 @@
 -- * the conversation and message services may read only the id of users,
 --   to tell a deleted account from an empty one;
 -- * the message service may update only the conversation columns it
---   maintains (counts, positions, activity, the automatic title);
+--   maintains (counts, positions, activity); the automatic title it sets
+--   through one function, and only on a conversation still untitled;
 -- * every service role has a statement timeout and an idle-in-transaction
 --   timeout, so no bug can hold a connection or a lock forever (the services
 --   set their own, configurable, values on each connection as well).
@@ -45,9 +46,31 @@ GRANT EXECUTE ON FUNCTION ensure_external_user(uuid, text, text, text)
   TO chat_conversation, chat_message;
 
 REVOKE UPDATE ON conversations FROM chat_message;
-GRANT UPDATE (message_count, last_seq, last_message_at, updated_at, title,
-              untitled)
+GRANT UPDATE (message_count, last_seq, last_message_at, updated_at)
   ON conversations TO chat_message;
+
+-- The title the first reply gives an untitled conversation; a title of the
+-- user's own is never touched. The function runs as its owner, whom
+-- row-level security may not bind (a superuser), so it checks the
+-- transaction's user itself.
+CREATE FUNCTION name_untitled_conversation(p_user_id uuid, p_id uuid,
+                                           p_title text, p_at timestamptz)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+BEGIN
+  UPDATE conversations
+     SET title = p_title, untitled = false,
+         updated_at = GREATEST(updated_at, p_at)
+   WHERE user_id = p_user_id AND id = p_id AND untitled
+     AND p_user_id = NULLIF(current_setting('app.user_id', true), '')::uuid;
+  RETURN FOUND;
+END
+$$;
+REVOKE ALL ON FUNCTION name_untitled_conversation(uuid, uuid, text, timestamptz)
+  FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+  name_untitled_conversation(uuid, uuid, text, timestamptz) TO chat_message;
 
 ALTER ROLE chat_auth SET statement_timeout = '30s';
 ALTER ROLE chat_conversation SET statement_timeout = '30s';

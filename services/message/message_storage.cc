@@ -120,10 +120,11 @@ constexpr char kUntitledFirstMessageSql[] =
     "AND c.untitled FOR NO KEY UPDATE";
 
 constexpr char kSetTitle[] = "message_set_title";
+// deploy/migrations/0004_least_privilege.sql: the role may not update titles
+// itself, only name a conversation that is still untitled.
 constexpr char kSetTitleSql[] =
-    "UPDATE conversations SET title = $3, untitled = false, "
-    "updated_at = GREATEST(updated_at, $4::timestamptz) "
-    "WHERE user_id = $1::uuid AND id = $2::uuid";
+    "SELECT name_untitled_conversation($1::uuid, $2::uuid, $3, "
+    "$4::timestamptz)";
 
 // The newest usable messages before a position, while their characters add
 // up to at most the budget (a running sum, so the result is a prefix).

@@ -161,8 +161,9 @@ TEST_F(RowSecurityTest, ServiceRolesHaveOnlyTheirTables) {
 namespace chat {
 namespace {
 
-// docs/architecture.md "Roles: least privilege": no service but auth can insert users, and the
-// message service can update only the conversation columns it maintains.
+// docs/architecture.md "Roles: least privilege": no service but auth can insert
+// users, and the message service can update only the conversation columns it
+// maintains.
 TEST_F(RowSecurityTest, OnlyAuthInsertsUsers) {
   for (const char* role : {"chat_conversation", "chat_message"}) {
     EXPECT_THROW(CountAs(role, "",
@@ -179,17 +180,36 @@ TEST_F(RowSecurityTest, TheMessageRoleUpdatesOnlyTheColumnsItMaintains) {
   EXPECT_EQ(CountAs("chat_message", kAlice,
                     "UPDATE conversations SET message_count = message_count, "
                     "last_seq = last_seq, updated_at = now(), "
-                    "last_message_at = now(), title = title, "
-                    "untitled = untitled"),
+                    "last_message_at = now()"),
             1);
-  for (const char* change : {"archived = true", "pinned = true",
-                             "metadata = '{}'", "user_id = gen_random_uuid()",
-                             "id = gen_random_uuid()", "created_at = now()"}) {
+  for (const char* change :
+       {"title = 'x'", "untitled = false", "archived = true", "pinned = true",
+        "metadata = '{}'", "user_id = gen_random_uuid()",
+        "id = gen_random_uuid()", "created_at = now()"}) {
     EXPECT_THROW(CountAs("chat_message", kAlice,
                          std::string("UPDATE conversations SET ") + change),
                  pqxx::sql_error)
         << change;
   }
+}
+
+// The automatic title goes only to a conversation still untitled.
+TEST_F(RowSecurityTest, TheMessageRoleNamesOnlyUntitledConversations) {
+  const std::string name = std::string(
+                               "SELECT count(*) FROM (SELECT 1 WHERE "
+                               "name_untitled_conversation('") +
+                           kAlice + "'::uuid, '" + kAliceChat +
+                           "'::uuid, 'auto', now())) t";
+  EXPECT_EQ(CountAs("chat_message", kAlice, name), 0) << "already titled";
+  {
+    pqxx::connection admin(db_->admin_url());
+    pqxx::work tx(admin);
+    tx.exec_params("UPDATE conversations SET untitled = true WHERE id = $1",
+                   std::string(kAliceChat));
+    tx.commit();
+  }
+  EXPECT_EQ(CountAs("chat_message", kBob, name), 0) << "another user's";
+  EXPECT_EQ(CountAs("chat_message", kAlice, name), 1);
 }
 
 // External users' rows come only through ensure_external_user, which never
