@@ -25,7 +25,11 @@ struct Exchange {
   absl::Duration idle_timeout;
   CURL* curl = nullptr;
   ChatCompletionsStream stream;
+  // The start of a refused request's body: enough of it to redact the API
+  // key before cutting to kMaxErrorBody.
   std::string error_body;
+  size_t error_body_limit = kMaxErrorBody;
+  bool error_body_cut = false;
   absl::Time last_data = absl::Now();
   absl::Status failure;  // why a callback stopped the transfer
 };
@@ -37,9 +41,10 @@ size_t OnBody(char* data, size_t size, size_t count, void* user) {
   long status = 0;
   curl_easy_getinfo(x.curl, CURLINFO_RESPONSE_CODE, &status);
   if (status != 200) {
-    x.error_body.append(
-        data, std::min(length, kMaxErrorBody - std::min(kMaxErrorBody,
-                                                        x.error_body.size())));
+    const size_t room = x.error_body_limit -
+                        std::min(x.error_body_limit, x.error_body.size());
+    x.error_body.append(data, std::min(length, room));
+    x.error_body_cut |= length > room;
     return length;
   }
   if (!x.stream.Feed(absl::string_view(data, length))) {
@@ -63,6 +68,26 @@ int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
 }
 
 }  // namespace
+
+std::string RedactedErrorBody(absl::string_view body, bool cut,
+                              absl::string_view secret, size_t max) {
+  std::string redacted =
+      secret.empty() ? std::string(body)
+                     : absl::StrReplaceAll(body, {{secret, "[redacted]"}});
+  if (cut) {
+    // The secret may go on past the end of what was kept.
+    for (size_t n = std::min(secret.size() - (secret.empty() ? 0 : 1),
+                             redacted.size());
+         n > 0; --n) {
+      if (absl::EndsWith(redacted, secret.substr(0, n))) {
+        redacted.resize(redacted.size() - n);
+        break;
+      }
+    }
+  }
+  if (redacted.size() > max) redacted.resize(max);
+  return redacted;
+}
 
 std::string ChatCompletionsBody(const std::string& model,
                                 const std::vector<ProviderMessage>& messages) {
@@ -106,6 +131,7 @@ absl::StatusOr<ProviderReply> OpenAiProvider::Complete(
   x.idle_timeout = options_.idle_timeout;
   x.curl = curl.get();
   x.stream.reply().model = model;
+  x.error_body_limit = kMaxErrorBody + options_.api_key.size();
   CURL* c = curl.get();
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
@@ -141,11 +167,9 @@ absl::StatusOr<ProviderReply> OpenAiProvider::Complete(
   if (status != 200) {
     // The body helps an operator (a wrong model name, say); a server that
     // echoes the Authorization header must not leak the key into the log.
-    const std::string body =
-        options_.api_key.empty()
-            ? x.error_body
-            : absl::StrReplaceAll(x.error_body,
-                                  {{options_.api_key, "[redacted]"}});
+    // Redacted before it is cut, so a key across the cut cannot leak a part.
+    const std::string body = RedactedErrorBody(
+        x.error_body, x.error_body_cut, options_.api_key, kMaxErrorBody);
     log::Warn("model provider refused the request",
               {{"status", absl::StrCat(status)}, {"body", body}});
     return absl::UnavailableError(
