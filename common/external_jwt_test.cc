@@ -87,8 +87,8 @@ TEST(ExternalJwtTest, AcceptsEd25519WhenConfiguredWithItsPublicKey) {
   char* data = nullptr;
   // Two statements: the order in which arguments are evaluated is
   // unspecified (clang reads `data` before BIO_get_mem_data sets it).
-  const long length = BIO_get_mem_data(bio, &data);
-  const std::string pem(data, length);
+  const long pem_length = BIO_get_mem_data(bio, &data);
+  const std::string pem(data, pem_length);
   BIO_free(bio);
   auto verifier =
       ExternalJwtVerifier::Create({.issuer = kIssuer, .public_key_pem = pem});
