@@ -8,6 +8,11 @@
 // test-sanitize), where a connection shared by two threads is a report.
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -29,6 +34,40 @@ constexpr char kRole[] = "chat_conversation";
 constexpr int kThreads = 8;
 constexpr int kRoundsPerThread = 150;  // 4 operations each
 constexpr int kPoolSize = 3;
+// A few seconds even under TSan; a pool that hands one connection to two
+// threads can leave both waiting on its socket forever.
+constexpr auto kDeadline = std::chrono::seconds(120);
+
+// Aborts the test binary, with a message, unless Done() is called within
+// kDeadline: a deadlock then fails the test instead of waiting for ctest.
+class Watchdog {
+ public:
+  Watchdog()
+      : thread_([this] {
+          std::unique_lock<std::mutex> lock(mutex_);
+          if (!done_cv_.wait_for(lock, kDeadline, [this] { return done_; })) {
+            std::fprintf(stderr,
+                         "db_pool_stress_test: the workers are still running "
+                         "after %lld s: deadlocked on a shared connection?\n",
+                         static_cast<long long>(kDeadline.count()));
+            std::abort();
+          }
+        }) {}
+  void Done() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      done_ = true;
+    }
+    done_cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable done_cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
 
 class DbPoolStressTest : public ::testing::Test {
  protected:
@@ -95,6 +134,7 @@ TEST_F(DbPoolStressTest, MixedOutcomesNeverLeakATransactionOrACommit) {
 
   // Per worker, what it saw go wrong; checked on the main thread.
   std::vector<std::vector<std::string>> problems(kThreads);
+  Watchdog watchdog;
   std::vector<std::thread> workers;
   for (int w = 0; w < kThreads; ++w) {
     workers.emplace_back([&, w] {
@@ -149,6 +189,7 @@ TEST_F(DbPoolStressTest, MixedOutcomesNeverLeakATransactionOrACommit) {
     });
   }
   for (std::thread& t : workers) t.join();
+  watchdog.Done();
 
   for (int w = 0; w < kThreads; ++w) {
     EXPECT_TRUE(problems[w].empty())
