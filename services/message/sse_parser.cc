@@ -1,17 +1,26 @@
 #include "services/message/sse_parser.h"
 
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
 #include "absl/strings/strip.h"
 #include "common/json.h"
 
 namespace chat::message {
 namespace {
 
-int64_t NumberField(const google::protobuf::Struct& s,
-                    const std::string& name) {
+// A token count: 0 when absent or not a number; a number beyond int is
+// clamped, because casting it would be undefined behaviour (a server may
+// send 1e300).
+int CountField(const google::protobuf::Struct& s, const std::string& name) {
   auto it = s.fields().find(name);
-  return it == s.fields().end()
-             ? 0
-             : static_cast<int64_t>(it->second.number_value());
+  if (it == s.fields().end()) return 0;
+  const double value = it->second.number_value();
+  if (std::isnan(value)) return 0;
+  return static_cast<int>(
+      std::clamp(value, static_cast<double>(std::numeric_limits<int>::min()),
+                 static_cast<double>(std::numeric_limits<int>::max())));
 }
 
 }  // namespace
@@ -55,9 +64,9 @@ bool ChatCompletionsStream::HandleData(absl::string_view data) {
   if (auto usage = fields.find("usage");
       usage != fields.end() && usage->second.has_struct_value()) {
     const auto& u = usage->second.struct_value();
-    reply_.usage = {static_cast<int>(NumberField(u, "prompt_tokens")),
-                    static_cast<int>(NumberField(u, "completion_tokens")),
-                    static_cast<int>(NumberField(u, "total_tokens"))};
+    reply_.usage = {CountField(u, "prompt_tokens"),
+                    CountField(u, "completion_tokens"),
+                    CountField(u, "total_tokens")};
   }
   auto choices = fields.find("choices");
   if (choices == fields.end() || !choices->second.has_list_value()) return true;

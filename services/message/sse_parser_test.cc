@@ -100,5 +100,17 @@ TEST(ChatCompletionsStreamTest, IgnoresWhatCarriesNoText) {
   EXPECT_FALSE(stream.done());
 }
 
+// Found while writing fuzz/sse_parser_fuzz.cc: a count beyond int64 was
+// cast from double, undefined behaviour (UBSan float-cast-overflow).
+TEST(ChatCompletionsStreamTest, ClampsTokenCountsBeyondInt) {
+  ChatCompletionsStream stream([](absl::string_view) { return true; });
+  ASSERT_TRUE(stream.Feed(
+      "data: {\"usage\":{\"prompt_tokens\":1e300,"
+      "\"completion_tokens\":-1e300,\"total_tokens\":12.9}}\n"));
+  EXPECT_EQ(stream.reply().usage.prompt_tokens, 2147483647);
+  EXPECT_EQ(stream.reply().usage.completion_tokens, -2147483647 - 1);
+  EXPECT_EQ(stream.reply().usage.total_tokens, 12);
+}
+
 }  // namespace
 }  // namespace chat::message
