@@ -6,7 +6,9 @@
 #   start_test_postgres || exit 1   # exports TEST_DATABASE_URL
 #
 # It installs the EXIT, INT and TERM traps; the caller's exit status is kept.
-# Expects to run from the repository root.
+# Expects to run from the repository root. Also: say (a heading), step NAME
+# CMD... (runs CMD, notes a failure, goes on) and finish_steps (the summary;
+# exits 1 if a step failed).
 
 say() { printf '\n==> %s\n' "$*"; }
 
