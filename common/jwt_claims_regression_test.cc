@@ -34,9 +34,9 @@ TEST(JwtClaimsRegressionTest, TimesBeyondInt64AreNotValidYet) {
                       "\"iat\":176722560555555555555555555555555550",
                       strict),
                 StatusIs(absl::StatusCode::kUnauthenticated));
-    EXPECT_THAT(Check("\"exp\":1767226500,\"iat\":1767225600,\"nbf\":1e300",
-                      strict),
-                StatusIs(absl::StatusCode::kUnauthenticated));
+    EXPECT_THAT(
+        Check("\"exp\":1767226500,\"iat\":1767225600,\"nbf\":1e300", strict),
+        StatusIs(absl::StatusCode::kUnauthenticated));
   }
 }
 

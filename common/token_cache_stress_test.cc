@@ -67,8 +67,8 @@ class TokenCacheStressTest : public ::testing::Test {
       std::string& token = tokens_[i];
       const size_t a = token.find('.'), b = token.rfind('.');
       const size_t oa = other.find('.'), ob = other.rfind('.');
-      token = absl::StrCat(token.substr(0, a),
-                           other.substr(oa, ob - oa), token.substr(b));
+      token = absl::StrCat(token.substr(0, a), other.substr(oa, ob - oa),
+                           token.substr(b));
     }
     // Moments around every expiry, before and after the 60 s skew.
     for (int minutes : {0, 4, 10, 17, 28, 29, 30}) {
@@ -85,8 +85,8 @@ class TokenCacheStressTest : public ::testing::Test {
 };
 
 TEST_F(TokenCacheStressTest, AnswersExactlyWhatTheVerifierAnswers) {
-  JwtVerifier verifier(&keys_, {.issuer = "chat-backend",
-                                .audience = "chat-backend"});
+  JwtVerifier verifier(&keys_,
+                       {.issuer = "chat-backend", .audience = "chat-backend"});
   // What the verifier alone says, for every token at every time.
   struct Expected {
     bool ok;
@@ -119,10 +119,11 @@ TEST_F(TokenCacheStressTest, AnswersExactlyWhatTheVerifierAnswers) {
       for (int round = 0; round < kRounds; ++round) {
         // Each thread walks the table in its own order.
         for (size_t i = 0; i < tokens_.size() * times_.size(); ++i) {
-          const size_t cell = (i * 7 + w * 13 + round) %
-                              (tokens_.size() * times_.size());
+          const size_t cell =
+              (i * 7 + w * 13 + round) % (tokens_.size() * times_.size());
           const size_t t = cell / times_.size(), n = cell % times_.size();
-          absl::StatusOr<AccessClaims> got = cache.Verify(tokens_[t], times_[n]);
+          absl::StatusOr<AccessClaims> got =
+              cache.Verify(tokens_[t], times_[n]);
           const Expected& want = expected[t][n];
           if (got.ok() != want.ok ||
               (got.ok() && (got->subject != want.subject ||
@@ -138,8 +139,8 @@ TEST_F(TokenCacheStressTest, AnswersExactlyWhatTheVerifierAnswers) {
 }
 
 TEST_F(TokenCacheStressTest, EachThreadVerifiesEachTokenAtMostOnce) {
-  JwtVerifier verifier(&keys_, {.issuer = "chat-backend",
-                                .audience = "chat-backend"});
+  JwtVerifier verifier(&keys_,
+                       {.issuer = "chat-backend", .audience = "chat-backend"});
   Counting counting(&verifier);
   CachingVerifier cache(&counting);  // room for every token
   constexpr int kRounds = 20;

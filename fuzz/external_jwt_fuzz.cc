@@ -59,8 +59,8 @@ Verifiers& TheVerifiers() {
 }
 
 std::string Hs256(absl::string_view header, absl::string_view payload) {
-  const std::string input = absl::StrCat(absl::WebSafeBase64Escape(header),
-                                         ".", absl::WebSafeBase64Escape(payload));
+  const std::string input = absl::StrCat(absl::WebSafeBase64Escape(header), ".",
+                                         absl::WebSafeBase64Escape(payload));
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   HMAC(EVP_sha256(), kSecret, sizeof(kSecret) - 1,
@@ -104,9 +104,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (data[0] % 2 == 0) {
     CheckExternal(v.hs256->Verify(input, kNow));
     CheckExternal(v.eddsa->Verify(input, kNow));
-    absl::StatusOr<chat::AccessClaims> claims = v.federated->Verify(input, kNow);
-    if (claims.ok()) CheckExternal(claims);  // no own keys: only external
-    else FUZZ_CHECK(claims.status().code() == absl::StatusCode::kUnauthenticated);
+    absl::StatusOr<chat::AccessClaims> claims =
+        v.federated->Verify(input, kNow);
+    if (claims.ok())
+      CheckExternal(claims);  // no own keys: only external
+    else
+      FUZZ_CHECK(claims.status().code() == absl::StatusCode::kUnauthenticated);
     return 0;
   }
   const size_t newline = input.find('\n');

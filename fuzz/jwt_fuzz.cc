@@ -16,8 +16,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "common/jwt.h"
 #include "common/json.h"
+#include "common/jwt.h"
 #include "common/test_keys.h"
 #include "fuzz/fuzz_check.h"
 #include "openssl/evp.h"
@@ -49,8 +49,8 @@ Keys& TheKeys() {
 }
 
 std::string Sign(absl::string_view header, absl::string_view payload) {
-  const std::string input = absl::StrCat(absl::WebSafeBase64Escape(header),
-                                         ".", absl::WebSafeBase64Escape(payload));
+  const std::string input = absl::StrCat(absl::WebSafeBase64Escape(header), ".",
+                                         absl::WebSafeBase64Escape(payload));
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   unsigned char signature[512];
   size_t length = sizeof(signature);

@@ -55,7 +55,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(split.done == whole.done);
     FUZZ_CHECK(split.pending == whole.pending);
     FUZZ_CHECK(split.reply.model == whole.reply.model);
-    FUZZ_CHECK(split.reply.usage.total_tokens == whole.reply.usage.total_tokens);
+    FUZZ_CHECK(split.reply.usage.total_tokens ==
+               whole.reply.usage.total_tokens);
   }
   return 0;
 }

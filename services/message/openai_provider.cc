@@ -41,8 +41,8 @@ size_t OnBody(char* data, size_t size, size_t count, void* user) {
   long status = 0;
   curl_easy_getinfo(x.curl, CURLINFO_RESPONSE_CODE, &status);
   if (status != 200) {
-    const size_t room = x.error_body_limit -
-                        std::min(x.error_body_limit, x.error_body.size());
+    const size_t room =
+        x.error_body_limit - std::min(x.error_body_limit, x.error_body.size());
     x.error_body.append(data, std::min(length, room));
     x.error_body_cut |= length > room;
     return length;
@@ -168,8 +168,8 @@ absl::StatusOr<ProviderReply> OpenAiProvider::Complete(
     // The body helps an operator (a wrong model name, say); a server that
     // echoes the Authorization header must not leak the key into the log.
     // Redacted before it is cut, so a key across the cut cannot leak a part.
-    const std::string body = RedactedErrorBody(
-        x.error_body, x.error_body_cut, options_.api_key, kMaxErrorBody);
+    const std::string body = RedactedErrorBody(x.error_body, x.error_body_cut,
+                                               options_.api_key, kMaxErrorBody);
     log::Warn("model provider refused the request",
               {{"status", absl::StrCat(status)}, {"body", body}});
     return absl::UnavailableError(

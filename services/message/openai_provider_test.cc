@@ -66,7 +66,8 @@ class OneShotHttpServer {
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t length = sizeof(addr);
-    if (bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+    if (bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) !=
+            0 ||
         listen(listener_, 1) != 0 ||
         getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &length) !=
             0) {
@@ -163,7 +164,8 @@ TEST(OpenAiProviderTest, NeverLogsTheKeyAServerEchoesAcrossTheCut) {
   // Keys at 2040 (across 2048) and at 2084 (across 2048 + key size).
   const std::string body =
       std::string(2040, 'x') + key + key + std::string(5000, 'z') + key;
-  OneShotHttpServer server(HttpResponse("401 Unauthorized", "text/plain", body));
+  OneShotHttpServer server(
+      HttpResponse("401 Unauthorized", "text/plain", body));
   ::testing::internal::CaptureStderr();
   std::string text;
   absl::StatusOr<ProviderReply> reply = Ask(server.base_url(), &text);

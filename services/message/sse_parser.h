@@ -6,7 +6,7 @@
 // `data: [DONE]` or a chunk with a finish_reason. No I/O here: the provider
 // feeds it the bytes as they arrive, in pieces of any size.
 //
-//   ChatCompletionsStream stream([&](absl::string_view text) { ...; return true; });
+//   ChatCompletionsStream stream(on_text);  // bool(absl::string_view)
 //   if (!stream.Feed(bytes)) return stream.failure();
 //   ... at the end of the body:
 //   if (!stream.done()) ...  // ended early (or mid-line: has_pending())
@@ -24,8 +24,7 @@ class ChatCompletionsStream {
  public:
   // on_text gets each non-empty piece of assistant text; returning false
   // stops the stream (CANCELLED).
-  explicit ChatCompletionsStream(
-      std::function<bool(absl::string_view)> on_text)
+  explicit ChatCompletionsStream(std::function<bool(absl::string_view)> on_text)
       : on_text_(std::move(on_text)) {}
 
   // Consumes the next bytes of the body. False when the stream must stop:

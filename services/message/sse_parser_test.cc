@@ -11,7 +11,8 @@ namespace {
 
 constexpr char kReply[] =
     ": keep-alive comment\r\n"
-    "data: {\"model\":\"m-1\",\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\r\n"
+    "data: "
+    "{\"model\":\"m-1\",\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\r\n"
     "\r\n"
     "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n"
     "event: ignored\n"
@@ -20,7 +21,6 @@ constexpr char kReply[] =
     "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,"
     "\"completion_tokens\":2,\"total_tokens\":9}}\n\n"
     "data: [DONE]\n\n";
-
 
 TEST(ChatCompletionsStreamTest, ReadsTextModelAndUsageInAnySplit) {
   const std::string reply = kReply;
@@ -46,7 +46,8 @@ TEST(ChatCompletionsStreamTest, ReadsTextModelAndUsageInAnySplit) {
 
 TEST(ChatCompletionsStreamTest, AFinishReasonEndsAStreamWithoutDone) {
   ChatCompletionsStream stream([](absl::string_view) { return true; });
-  ASSERT_TRUE(stream.Feed("data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n"));
+  ASSERT_TRUE(
+      stream.Feed("data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n"));
   EXPECT_FALSE(stream.done());
   ASSERT_TRUE(stream.Feed(
       "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"length\"}]}\n"));
@@ -78,10 +79,11 @@ TEST(ChatCompletionsStreamTest, AnErrorChunkIsUnavailable) {
 TEST(ChatCompletionsStreamTest, StopsWhenOnTextSaysSo) {
   int pieces = 0;
   ChatCompletionsStream stream([&](absl::string_view) { return ++pieces < 2; });
-  EXPECT_TRUE(stream.Feed("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n"));
-  EXPECT_FALSE(stream.Feed(
-      "data: {\"choices\":[{\"delta\":{\"content\":\"b\"}}]}\n"
-      "data: {\"choices\":[{\"delta\":{\"content\":\"c\"}}]}\n"));
+  EXPECT_TRUE(
+      stream.Feed("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n"));
+  EXPECT_FALSE(
+      stream.Feed("data: {\"choices\":[{\"delta\":{\"content\":\"b\"}}]}\n"
+                  "data: {\"choices\":[{\"delta\":{\"content\":\"c\"}}]}\n"));
   EXPECT_EQ(stream.failure().code(), absl::StatusCode::kCancelled);
   EXPECT_EQ(pieces, 2);
 }
@@ -104,9 +106,9 @@ TEST(ChatCompletionsStreamTest, IgnoresWhatCarriesNoText) {
 // cast from double, undefined behaviour (UBSan float-cast-overflow).
 TEST(ChatCompletionsStreamTest, ClampsTokenCountsBeyondInt) {
   ChatCompletionsStream stream([](absl::string_view) { return true; });
-  ASSERT_TRUE(stream.Feed(
-      "data: {\"usage\":{\"prompt_tokens\":1e300,"
-      "\"completion_tokens\":-1e300,\"total_tokens\":12.9}}\n"));
+  ASSERT_TRUE(
+      stream.Feed("data: {\"usage\":{\"prompt_tokens\":1e300,"
+                  "\"completion_tokens\":-1e300,\"total_tokens\":12.9}}\n"));
   EXPECT_EQ(stream.reply().usage.prompt_tokens, 2147483647);
   EXPECT_EQ(stream.reply().usage.completion_tokens, -2147483647 - 1);
   EXPECT_EQ(stream.reply().usage.total_tokens, 12);

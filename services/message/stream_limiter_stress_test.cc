@@ -73,7 +73,8 @@ TEST(StreamLimiterStressTest, ChurnNeverOverAdmitsAndLeavesNothingBehind) {
           const int now = alive[user].fetch_add(1) + 1;
           if (now > kMaxPerUser) over.fetch_add(1);
           int seen = highest[user].load();
-          while (now > seen && !highest[user].compare_exchange_weak(seen, now)) {
+          while (now > seen &&
+                 !highest[user].compare_exchange_weak(seen, now)) {
           }
           held.emplace_back(user, *std::move(lease));
         }

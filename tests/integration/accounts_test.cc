@@ -30,7 +30,8 @@ using ::testing::StartsWith;
 class AccountsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!TestDatabase::Configured()) GTEST_SKIP() << "TEST_DATABASE_URL is unset";
+    if (!TestDatabase::Configured())
+      GTEST_SKIP() << "TEST_DATABASE_URL is unset";
     absl::StatusOr<std::unique_ptr<TestDatabase>> db = TestDatabase::Create();
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = *std::move(db);

@@ -72,23 +72,27 @@ class Watchdog {
 class DbPoolStressTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!TestDatabase::Configured()) GTEST_SKIP() << "TEST_DATABASE_URL is unset";
+    if (!TestDatabase::Configured())
+      GTEST_SKIP() << "TEST_DATABASE_URL is unset";
     absl::StatusOr<std::unique_ptr<TestDatabase>> db = TestDatabase::Create();
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = *std::move(db);
     pqxx::connection admin(db_->admin_url());
     pqxx::work tx(admin);
     tx.exec0(
-        "CREATE TABLE stress_counters (worker int PRIMARY KEY, n int NOT NULL)");
+        "CREATE TABLE stress_counters (worker int PRIMARY KEY, n int NOT "
+        "NULL)");
     tx.exec0(
         "CREATE TABLE stress_rows (worker int NOT NULL, round int NOT NULL, "
         "kind text NOT NULL)");
-    tx.exec0(absl::StrCat("GRANT SELECT, INSERT, UPDATE ON stress_counters, "
-                          "stress_rows TO ",
-                          kRole));
-    tx.exec0(absl::StrCat("INSERT INTO stress_counters "
-                          "SELECT g, 0 FROM generate_series(0, ",
-                          kThreads - 1, ") g"));
+    tx.exec0(
+        absl::StrCat("GRANT SELECT, INSERT, UPDATE ON stress_counters, "
+                     "stress_rows TO ",
+                     kRole));
+    tx.exec0(
+        absl::StrCat("INSERT INTO stress_counters "
+                     "SELECT g, 0 FROM generate_series(0, ",
+                     kThreads - 1, ") g"));
     database_ = tx.exec1("SELECT current_database()")[0].as<std::string>();
     tx.commit();
   }
@@ -129,7 +133,8 @@ TEST_F(DbPoolStressTest, MixedOutcomesNeverLeakATransactionOrACommit) {
             "UPDATE stress_counters SET n = n + 1 WHERE worker = $1"},
            {"stress_count", "SELECT n FROM stress_counters WHERE worker = $1"},
            {"stress_row",
-            "INSERT INTO stress_rows (worker, round, kind) VALUES ($1, $2, $3)"},
+            "INSERT INTO stress_rows (worker, round, kind) VALUES ($1, $2, "
+            "$3)"},
        }});
 
   // Per worker, what it saw go wrong; checked on the main thread.

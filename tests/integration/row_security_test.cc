@@ -22,7 +22,8 @@ constexpr char kBobChat[] = "0190f3a0-0000-7000-8000-0000000000b1";
 class RowSecurityTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!TestDatabase::Configured()) GTEST_SKIP() << "TEST_DATABASE_URL is unset";
+    if (!TestDatabase::Configured())
+      GTEST_SKIP() << "TEST_DATABASE_URL is unset";
     absl::StatusOr<std::unique_ptr<TestDatabase>> db = TestDatabase::Create();
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = *std::move(db);

@@ -26,7 +26,7 @@ std::string WithConnectionKeywords(
 //
 //   void SetUp() override {
 //     if (!TestDatabase::Configured()) GTEST_SKIP() << "no TEST_DATABASE_URL";
-//     absl::StatusOr<std::unique_ptr<TestDatabase>> db = TestDatabase::Create();
+//     auto db = TestDatabase::Create();
 //     ASSERT_TRUE(db.ok()) << db.status();
 //   }
 class TestDatabase {
