@@ -20,9 +20,10 @@
 #
 # Sanitizers and fuzzing (SPEC.md "Robustness"). CMake takes
 # -DCHAT_SANITIZE=thread|address or -DCHAT_FUZZ=ON (clang only, e.g.
-# CXX=clang++-14), each in a build directory of its own. TSan ignores the
-# reports listed in tests/tsan.supp: races inside Debian's uninstrumented
-# libraries, never in our code, each with its reason. A fuzz target's corpus
+# CXX=clang++-14), each in a build directory of its own. Debian's gRPC,
+# protobuf, Abseil and libpq are not instrumented: tests/tsan.supp holds the
+# TSan suppressions for false positives inside them (none today; it says how
+# the one gRPC test avoids them), never for our code. A fuzz target's corpus
 # is fuzz/corpus/<target>/ (checked-in seeds; new inputs go to
 # build-fuzz/corpus/<target>/); a crash leaves its input in
 # build-fuzz/artifacts/, and becomes a unit test beside the code it broke.
