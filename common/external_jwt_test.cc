@@ -85,7 +85,10 @@ TEST(ExternalJwtTest, AcceptsEd25519WhenConfiguredWithItsPublicKey) {
   BIO* bio = BIO_new(BIO_s_mem());
   PEM_write_bio_PUBKEY(bio, key);
   char* data = nullptr;
-  const std::string pem(data, BIO_get_mem_data(bio, &data));
+  // Two statements: the order in which arguments are evaluated is
+  // unspecified (clang reads `data` before BIO_get_mem_data sets it).
+  const long pem_length = BIO_get_mem_data(bio, &data);
+  const std::string pem(data, pem_length);
   BIO_free(bio);
   auto verifier =
       ExternalJwtVerifier::Create({.issuer = kIssuer, .public_key_pem = pem});

@@ -13,6 +13,9 @@ readonly PACKAGES=(
   libgtest-dev libgmock-dev
   postgresql-15 postgresql-contrib
   openssl clang-format
+  # make test-sanitize and make fuzz: clang with its sanitizer and libFuzzer
+  # runtimes.
+  clang-14 libclang-rt-14-dev
   # scripts/run.sh polls /readyz with it, and its banner's examples use it.
   curl
 )

@@ -22,51 +22,9 @@ if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
   export PATH=$PATH:/usr/local/go/bin
 fi
 
-say() { printf '\n==> %s\n' "$*"; }
-
-PG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/chat-test-postgres.XXXXXX") || exit 1
-cleanup() {
-  local status=$?
-  trap '' INT TERM
-  scripts/postgres.sh stop "$PG_DIR" >/dev/null 2>&1 ||
-    echo "test.sh: could not stop the PostgreSQL in $PG_DIR" >&2
-  rm -rf "$PG_DIR"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-say "starting a throw-away PostgreSQL in $PG_DIR"
-TEST_DATABASE_URL=
-for _ in 1 2 3 4 5; do
-  port=$((20000 + RANDOM % 30000))
-  port_in_use "$port" && continue
-  if TEST_DATABASE_URL=$(scripts/postgres.sh start "$PG_DIR" "$port"); then
-    break
-  fi
-done
-if [[ -z "$TEST_DATABASE_URL" ]]; then
-  echo "test.sh: could not start PostgreSQL" >&2
-  exit 1
-fi
-export TEST_DATABASE_URL
-echo "PostgreSQL 15 on 127.0.0.1:$port"
-
-failed=()
-step() {
-  local name=$1
-  shift
-  say "$name: $*"
-  if "$@"; then
-    echo "--> $name: passed"
-  else
-    echo "--> $name: FAILED"
-    failed+=("$name")
-  fi
-}
+# shellcheck source=scripts/lib/test-postgres.sh
+source scripts/lib/test-postgres.sh
+start_test_postgres || exit 1
 
 step "C++ tests" ctest --test-dir "$BUILD_DIR" --output-on-failure
 step "gateway tests" "${MAKE:-make}" --no-print-directory -C gateway test
@@ -77,9 +35,4 @@ else
   say "end-to-end tests: skipped, tests/e2e/go.mod does not exist yet"
 fi
 
-echo
-if ((${#failed[@]} > 0)); then
-  echo "FAILED: ${failed[*]}"
-  exit 1
-fi
-echo "All tests passed."
+finish_steps

@@ -10,6 +10,7 @@
 #include "absl/strings/strip.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "services/message/sse_parser.h"
 
 namespace chat::message {
 namespace {
@@ -18,81 +19,20 @@ constexpr size_t kMaxErrorBody = 2048;
 
 // What the curl callbacks share for one request.
 struct Exchange {
-  const std::function<bool(absl::string_view)>* on_text = nullptr;
+  explicit Exchange(const std::function<bool(absl::string_view)>& on_text)
+      : stream(on_text) {}
   const std::function<bool()>* should_stop = nullptr;
   absl::Duration idle_timeout;
   CURL* curl = nullptr;
-  std::string pending;  // bytes after the last complete line
+  ChatCompletionsStream stream;
+  // The start of a refused request's body: enough of it to redact the API
+  // key before cutting to kMaxErrorBody.
   std::string error_body;
+  size_t error_body_limit = kMaxErrorBody;
+  bool error_body_cut = false;
   absl::Time last_data = absl::Now();
-  ProviderReply reply;
-  bool done = false;
   absl::Status failure;  // why a callback stopped the transfer
 };
-
-int64_t NumberField(const google::protobuf::Struct& s,
-                    const std::string& name) {
-  auto it = s.fields().find(name);
-  return it == s.fields().end()
-             ? 0
-             : static_cast<int64_t>(it->second.number_value());
-}
-
-// Handles one `data:` payload of the event stream; false stops the transfer.
-bool HandleData(Exchange& x, absl::string_view data) {
-  if (data == "[DONE]") {
-    x.done = true;
-    return true;
-  }
-  absl::StatusOr<google::protobuf::Struct> chunk = ParseJsonObject(data);
-  if (!chunk.ok()) {
-    x.failure =
-        absl::UnavailableError("the model provider sent a malformed chunk");
-    return false;
-  }
-  const auto& fields = chunk->fields();
-  if (auto error = fields.find("error"); error != fields.end()) {
-    x.failure = absl::UnavailableError("the model provider reported an error");
-    return false;
-  }
-  if (auto model = fields.find("model");
-      model != fields.end() && model->second.has_string_value()) {
-    x.reply.model = model->second.string_value();
-  }
-  if (auto usage = fields.find("usage");
-      usage != fields.end() && usage->second.has_struct_value()) {
-    const auto& u = usage->second.struct_value();
-    x.reply.usage = {static_cast<int>(NumberField(u, "prompt_tokens")),
-                     static_cast<int>(NumberField(u, "completion_tokens")),
-                     static_cast<int>(NumberField(u, "total_tokens"))};
-  }
-  auto choices = fields.find("choices");
-  if (choices == fields.end() || !choices->second.has_list_value()) return true;
-  for (const auto& choice : choices->second.list_value().values()) {
-    if (!choice.has_struct_value()) continue;
-    // Servers that never send "[DONE]" still end with a finish_reason.
-    if (auto finish = choice.struct_value().fields().find("finish_reason");
-        finish != choice.struct_value().fields().end() &&
-        finish->second.has_string_value()) {
-      x.done = true;
-    }
-    auto delta = choice.struct_value().fields().find("delta");
-    if (delta == choice.struct_value().fields().end() ||
-        !delta->second.has_struct_value()) {
-      continue;
-    }
-    const auto& delta_fields = delta->second.struct_value().fields();
-    auto content = delta_fields.find("content");
-    if (content != delta_fields.end() && content->second.has_string_value() &&
-        !content->second.string_value().empty()) {
-      if (!(*x.on_text)(content->second.string_value())) {
-        x.failure = absl::CancelledError("the client went away");
-        return false;
-      }
-    }
-  }
-  return true;
-}
 
 size_t OnBody(char* data, size_t size, size_t count, void* user) {
   Exchange& x = *static_cast<Exchange*>(user);
@@ -101,22 +41,16 @@ size_t OnBody(char* data, size_t size, size_t count, void* user) {
   long status = 0;
   curl_easy_getinfo(x.curl, CURLINFO_RESPONSE_CODE, &status);
   if (status != 200) {
-    x.error_body.append(
-        data, std::min(length, kMaxErrorBody - std::min(kMaxErrorBody,
-                                                        x.error_body.size())));
+    const size_t room =
+        x.error_body_limit - std::min(x.error_body_limit, x.error_body.size());
+    x.error_body.append(data, std::min(length, room));
+    x.error_body_cut |= length > room;
     return length;
   }
-  x.pending.append(data, length);
-  size_t start = 0;
-  for (size_t end; (end = x.pending.find('\n', start)) != std::string::npos;
-       start = end + 1) {
-    absl::string_view line(x.pending.data() + start, end - start);
-    line = absl::StripSuffix(line, "\r");
-    if (absl::ConsumePrefix(&line, "data:")) {
-      if (!HandleData(x, absl::StripLeadingAsciiWhitespace(line))) return 0;
-    }  // comments (":") and other SSE fields carry nothing for us
+  if (!x.stream.Feed(absl::string_view(data, length))) {
+    x.failure = x.stream.failure();
+    return 0;
   }
-  x.pending.erase(0, start);
   return length;
 }
 
@@ -134,6 +68,26 @@ int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
 }
 
 }  // namespace
+
+std::string RedactedErrorBody(absl::string_view body, bool cut,
+                              absl::string_view secret, size_t max) {
+  std::string redacted =
+      secret.empty() ? std::string(body)
+                     : absl::StrReplaceAll(body, {{secret, "[redacted]"}});
+  if (cut) {
+    // The secret may go on past the end of what was kept.
+    for (size_t n = std::min(secret.size() - (secret.empty() ? 0 : 1),
+                             redacted.size());
+         n > 0; --n) {
+      if (absl::EndsWith(redacted, secret.substr(0, n))) {
+        redacted.resize(redacted.size() - n);
+        break;
+      }
+    }
+  }
+  if (redacted.size() > max) redacted.resize(max);
+  return redacted;
+}
 
 std::string ChatCompletionsBody(const std::string& model,
                                 const std::vector<ProviderMessage>& messages) {
@@ -172,12 +126,12 @@ absl::StatusOr<ProviderReply> OpenAiProvider::Complete(
   std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> headers(
       raw_headers, curl_slist_free_all);
 
-  Exchange x;
-  x.on_text = &on_text;
+  Exchange x(on_text);
   x.should_stop = &should_stop;
   x.idle_timeout = options_.idle_timeout;
   x.curl = curl.get();
-  x.reply.model = model;
+  x.stream.reply().model = model;
+  x.error_body_limit = kMaxErrorBody + options_.api_key.size();
   CURL* c = curl.get();
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
@@ -213,22 +167,20 @@ absl::StatusOr<ProviderReply> OpenAiProvider::Complete(
   if (status != 200) {
     // The body helps an operator (a wrong model name, say); a server that
     // echoes the Authorization header must not leak the key into the log.
-    const std::string body =
-        options_.api_key.empty()
-            ? x.error_body
-            : absl::StrReplaceAll(x.error_body,
-                                  {{options_.api_key, "[redacted]"}});
+    // Redacted before it is cut, so a key across the cut cannot leak a part.
+    const std::string body = RedactedErrorBody(x.error_body, x.error_body_cut,
+                                               options_.api_key, kMaxErrorBody);
     log::Warn("model provider refused the request",
               {{"status", absl::StrCat(status)}, {"body", body}});
     return absl::UnavailableError(
         absl::StrCat("the model provider answered HTTP ", status));
   }
-  if (!x.done && !x.pending.empty()) {
+  if (!x.stream.done() && x.stream.has_pending()) {
     return absl::UnavailableError("the model provider sent a malformed chunk");
   }
-  if (!x.done)
+  if (!x.stream.done())
     return absl::UnavailableError("the model provider ended the reply early");
-  return x.reply;
+  return x.stream.reply();
 }
 
 }  // namespace chat::message

@@ -39,6 +39,15 @@ class OpenAiProvider final : public Provider {
   OpenAiOptions options_;
 };
 
+// An error body of the provider as it may be logged: every `secret` in it
+// replaced by "[redacted]", then cut to `max` bytes, so that no cut can
+// leave a part of the secret. `cut` says that `body` is itself only the
+// start of a longer body; then a beginning of the secret at its very end is
+// dropped as well. Keeping the first `max + secret.size()` bytes of a long
+// body is enough: every secret that starts within `max` is then whole.
+std::string RedactedErrorBody(absl::string_view body, bool cut,
+                              absl::string_view secret, size_t max);
+
 // The JSON body of a streaming Chat Completions request.
 std::string ChatCompletionsBody(const std::string& model,
                                 const std::vector<ProviderMessage>& messages);

@@ -31,8 +31,10 @@ using ::testing::StartsWith;
 class AccountsTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    if (!TestDatabase::Configured())
+      GTEST_SKIP() << "TEST_DATABASE_URL is unset";
     absl::StatusOr<std::unique_ptr<TestDatabase>> db = TestDatabase::Create();
-    if (!db.ok()) GTEST_SKIP() << db.status();
+    ASSERT_TRUE(db.ok()) << db.status();
     db_ = *std::move(db);
     // The service's own least-privilege role, as in production.
     pool_ = DbPool::Create({.url = db_->RoleUrl("chat_auth"),

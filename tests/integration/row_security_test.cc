@@ -22,8 +22,10 @@ constexpr char kBobChat[] = "0190f3a0-0000-7000-8000-0000000000b1";
 class RowSecurityTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    if (!TestDatabase::Configured())
+      GTEST_SKIP() << "TEST_DATABASE_URL is unset";
     absl::StatusOr<std::unique_ptr<TestDatabase>> db = TestDatabase::Create();
-    if (!db.ok()) GTEST_SKIP() << db.status();
+    ASSERT_TRUE(db.ok()) << db.status();
     db_ = *std::move(db);
     // Two users with a conversation, a message and an idempotency key each,
     // seeded as the superuser, whom row-level security does not bind.

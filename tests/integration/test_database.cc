@@ -46,9 +46,14 @@ std::string WithConnectionKeywords(
   return out;
 }
 
+bool TestDatabase::Configured() {
+  const char* server_url = std::getenv("TEST_DATABASE_URL");
+  return server_url != nullptr && *server_url != '\0';
+}
+
 absl::StatusOr<std::unique_ptr<TestDatabase>> TestDatabase::Create() {
   const char* server_url = std::getenv("TEST_DATABASE_URL");
-  if (server_url == nullptr || *server_url == '\0') {
+  if (!Configured()) {
     return absl::FailedPreconditionError(
         "TEST_DATABASE_URL is unset; `make test` starts a throw-away "
         "PostgreSQL");

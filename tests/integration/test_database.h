@@ -21,8 +21,18 @@ std::string WithConnectionKeywords(
     const std::string& url,
     const std::vector<std::pair<std::string, std::string>>& keywords);
 
+// True when TEST_DATABASE_URL is set. Tests skip only when it is not: with it
+// set, a database that cannot be created or migrated fails them.
+//
+//   void SetUp() override {
+//     if (!TestDatabase::Configured()) GTEST_SKIP() << "no TEST_DATABASE_URL";
+//     auto db = TestDatabase::Create();
+//     ASSERT_TRUE(db.ok()) << db.status();
+//   }
 class TestDatabase {
  public:
+  static bool Configured();
+
   // FAILED_PRECONDITION when TEST_DATABASE_URL is unset.
   static absl::StatusOr<std::unique_ptr<TestDatabase>> Create();
   ~TestDatabase();
