@@ -1,5 +1,6 @@
 #include "common/jwt.h"
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <vector>
@@ -129,7 +130,13 @@ std::optional<absl::Time> TimeField(const google::protobuf::Struct& s,
       !std::isfinite(v->number_value())) {
     return std::nullopt;
   }
-  return absl::FromUnixSeconds(static_cast<int64_t>(v->number_value()));
+  // Cast only what int64 holds (a larger double is undefined behaviour, and
+  // on x86 became the far past): any time is kept within years 1..9999, so
+  // a far-future iat or nbf stays in the future and a far-past exp past.
+  constexpr double kFirst = -62135596800.0;  // 0001-01-01T00:00:00Z
+  constexpr double kLast = 253402300799.0;   // 9999-12-31T23:59:59Z
+  return absl::FromUnixSeconds(
+      static_cast<int64_t>(std::clamp(v->number_value(), kFirst, kLast)));
 }
 
 bool AudienceMatches(const google::protobuf::Struct& claims,

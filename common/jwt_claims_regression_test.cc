@@ -48,13 +48,10 @@ TEST(JwtClaimsRegressionTest, AnExpiryBeyondInt64IsNeitherUndefinedNorPast) {
   if (future.ok()) EXPECT_GT(future->expires_at, kNow);
 }
 
-// SPEC.md "Robustness": base64url in tokens is strict (no padding, no
-// whitespace, canonical trailing bits). ParseJwt decodes each part with
-// absl::WebSafeBase64Unescape (jwt.cc DecodeJsonPart and ParseJwt), which
-// accepts all three: "eQ==", "e y", a trailing newline, and "eR" for "eQ".
-// Not a fuzzer crash (the fuzz targets do not check it, so that they keep
-// finding other things); disabled until jwt.cc decodes strictly.
-TEST(JwtBase64RegressionTest, DISABLED_PartsAreStrictBase64Url) {
+// docs/api.md "Access tokens": base64url in tokens is strict (no padding,
+// no whitespace, canonical trailing bits): "eQ==", "e y", a trailing
+// newline and "eR" for "eQ" are all refused.
+TEST(JwtBase64RegressionTest, PartsAreStrictBase64Url) {
   // {"a":1} is eyJhIjoxfQ; "x" is eA, and eB has the same 6+2 bits.
   for (const char* token :
        {"eyJhIjoxfQ==.eyJhIjoxfQ.eA", "eyJhIjoxfQ.eyJh IjoxfQ.eA",
