@@ -12,35 +12,48 @@ JwksClient::JwksClient(std::shared_ptr<grpc::Channel> auth_channel,
       min_refetch_interval_(min_refetch_interval) {}
 
 absl::Status JwksClient::Refresh() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  return FetchLocked(lock);
+}
+
+absl::Status JwksClient::FetchLocked(std::unique_lock<std::mutex>& lock) {
+  if (fetching_) {
+    fetched_.wait(lock, [this] { return !fetching_; });
+    return last_result_;
+  }
+  fetching_ = true;
+  last_fetch_ = absl::Now();  // claimed before the call: no second one
+  lock.unlock();
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   chat::v1::GetJwksResponse response;
   grpc::Status status = stub_->GetJwks(&context, {}, &response);
-  std::lock_guard<std::mutex> lock(mutex_);
-  last_fetch_ = absl::Now();
-  if (!status.ok()) {
-    log::Warn("cannot fetch the JWK Set", {{"error", status.error_message()}});
-    return FromGrpcStatus(status);
-  }
   std::map<std::string, std::shared_ptr<const RsaPublicKey>, std::less<>> keys;
-  for (const chat::v1::Jwk& jwk : response.keys()) {
-    if (jwk.kty() != "RSA") continue;
-    absl::StatusOr<std::shared_ptr<const RsaPublicKey>> key =
-        RsaPublicKey::FromJwk({jwk.kid(), jwk.n(), jwk.e()});
-    if (key.ok()) keys[jwk.kid()] = *std::move(key);
+  if (status.ok()) {
+    for (const chat::v1::Jwk& jwk : response.keys()) {
+      if (jwk.kty() != "RSA") continue;
+      absl::StatusOr<std::shared_ptr<const RsaPublicKey>> key =
+          RsaPublicKey::FromJwk({jwk.kid(), jwk.n(), jwk.e()});
+      if (key.ok()) keys[jwk.kid()] = *std::move(key);
+    }
+  } else {
+    log::Warn("cannot fetch the JWK Set", {{"error", status.error_message()}});
   }
-  keys_ = std::move(keys);
-  return absl::OkStatus();
+  lock.lock();
+  if (status.ok()) keys_ = std::move(keys);
+  last_result_ = FromGrpcStatus(status);
+  fetching_ = false;
+  fetched_.notify_all();
+  return last_result_;
 }
 
 std::shared_ptr<const RsaPublicKey> JwksClient::Find(absl::string_view kid) {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (auto it = keys_.find(kid); it != keys_.end()) return it->second;
-    if (absl::Now() - last_fetch_ < min_refetch_interval_) return nullptr;
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (auto it = keys_.find(kid); it != keys_.end()) return it->second;
+  if (!fetching_ && absl::Now() - last_fetch_ < min_refetch_interval_) {
+    return nullptr;
   }
-  if (!Refresh().ok()) return nullptr;
-  std::lock_guard<std::mutex> lock(mutex_);
+  if (!FetchLocked(lock).ok()) return nullptr;
   auto it = keys_.find(kid);
   return it == keys_.end() ? nullptr : it->second;
 }

@@ -7,6 +7,7 @@
 // without a restart and a flood of forged kids cannot flood the auth
 // service.
 
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -26,15 +27,24 @@ class JwksClient final : public KeyLookup {
 
   std::shared_ptr<const RsaPublicKey> Find(absl::string_view kid) override;
 
-  // Fetches the key set now; OK when the auth service answered.
+  // Fetches the key set now (or waits for the fetch under way); OK when the
+  // auth service answered.
   absl::Status Refresh();
 
  private:
+  // The fetch itself; `lock` is held on entry and on return, released
+  // during the call. One at a time: callers that arrive meanwhile wait for
+  // its result instead of calling the auth service again.
+  absl::Status FetchLocked(std::unique_lock<std::mutex>& lock);
+
   std::unique_ptr<chat::v1::AuthService::Stub> stub_;
   absl::Duration min_refetch_interval_;
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<const RsaPublicKey>, std::less<>> keys_;
   absl::Time last_fetch_ = absl::InfinitePast();
+  bool fetching_ = false;
+  absl::Status last_result_;
+  std::condition_variable fetched_;
 };
 
 }  // namespace chat

@@ -152,14 +152,10 @@ TEST_F(JwksClientStressTest, AForgedKidFloodStaysWithinTheRefetchInterval) {
   EXPECT_NE(client.Find(first_->kid()), nullptr);
 }
 
-// jwks_client.h promises at most one refetch per min_refetch_interval, but
-// Find checks the interval and Refresh records the fetch only once the RPC
-// has answered (common/jwks_client.cc, Find and Refresh): every thread that
-// meets an unknown kid while a fetch is in flight starts another fetch. The
-// first burst after start, and the first after each interval, reach the auth
-// service once per concurrent caller. Disabled until jwks_client.cc claims
-// the fetch before the RPC; enable it with the fix.
-TEST_F(JwksClientStressTest, DISABLED_ConcurrentUnknownKidsFetchOnce) {
+// jwks_client.h promises at most one refetch per min_refetch_interval:
+// threads that meet an unknown kid while a fetch is in flight wait for it
+// instead of starting another (it once fetched once per concurrent caller).
+TEST_F(JwksClientStressTest, ConcurrentUnknownKidsFetchOnce) {
   JwksClient client(channel_, absl::Hours(1));
   std::atomic<int> found{0};
   OnThreads([&](int w) {
