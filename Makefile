@@ -18,7 +18,7 @@
 #   make fmt     clang-format and gofmt the sources in place
 #   make clean   remove build outputs (never .data/, which holds your data)
 #
-# Sanitizers and fuzzing (SPEC.md "Robustness"). CMake takes
+# Sanitizers and fuzzing (docs/architecture.md "Testing"). CMake takes
 # -DCHAT_SANITIZE=thread|address or -DCHAT_FUZZ=ON (clang only, e.g.
 # CXX=clang++-14), each in a build directory of its own. Debian's gRPC,
 # protobuf, Abseil and libpq are not instrumented: tests/tsan.supp holds the

@@ -1,4 +1,4 @@
-// DbPool under concurrency, against a real PostgreSQL (SPEC.md "Robustness":
+// DbPool under concurrency, against a real PostgreSQL (docs/architecture.md "The connection pool":
 // a connection whose transaction did not end cleanly is never handed to
 // another call). Many threads share a small pool and run a mix of bodies that
 // commit, that return an error, that throw and that only read; afterwards
