@@ -333,9 +333,10 @@ absl::StatusOr<bool> MessageStorage::NameUntitled(
         const std::string title =
             title_of_first_message(rows[0][0].as<std::string>());
         if (title.empty()) return false;
-        tx.exec_prepared0(kSetTitle, user_id, conversation_id, title,
-                          PgTime(now));
-        return true;
+        return tx
+            .exec_prepared1(kSetTitle, user_id, conversation_id, title,
+                            PgTime(now))[0]
+            .as<bool>();
       });
 }
 
