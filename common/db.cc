@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "libpq-fe.h"
 
 namespace chat {
 namespace {
@@ -21,6 +22,17 @@ constexpr char kSetUserSql[] =
 absl::Status AccountGone() {
   return absl::UnauthenticatedError("the account no longer exists");
 }
+
+// Whether the session of tx is outside any transaction, as libpq sees it.
+// transaction_base::abort() swallows a failed ROLLBACK, so only this tells
+// that a connection may go back to the pool. libpqxx 6 lets largeobject
+// alone reach a transaction's PGconn; its protected accessor is used here.
+class SessionProbe : private pqxx::largeobject {
+ public:
+  static bool Idle(const pqxx::dbtransaction& tx) {
+    return PQtransactionStatus(raw_connection(tx)) == PQTRANS_IDLE;
+  }
+};
 
 // A broken connection before COMMIT committed nothing; ABORTED asks for the
 // whole transaction again.
@@ -122,6 +134,7 @@ absl::Status DbPool::Transact(absl::string_view user_id, const Body& body) {
     if (!conn.ok()) return conn.status();
     bool committing = false;
     bool rolled_back = false;  // cleanly, after an error the database reported
+    bool idle = true;          // the session ended its transaction
     try {
       absl::Status status;
       {
@@ -137,8 +150,8 @@ absl::Status DbPool::Transact(absl::string_view user_id, const Body& body) {
             status = body(tx);
           }
         } catch (const pqxx::sql_error&) {
-          tx.abort();  // throws, and so loses the connection, if it fails
-          rolled_back = true;
+          tx.abort();
+          rolled_back = SessionProbe::Idle(tx);
           throw;
         }
         if (status.ok()) {
@@ -146,8 +159,10 @@ absl::Status DbPool::Transact(absl::string_view user_id, const Body& body) {
           tx.commit();
         } else {
           tx.abort();
+          idle = SessionProbe::Idle(tx);
         }
       }
+      if (!idle) (*conn).reset();  // the ROLLBACK failed: never reused
       Release(*std::move(conn));
       return status;
     } catch (const std::exception& e) {
@@ -161,6 +176,12 @@ absl::Status DbPool::Transact(absl::string_view user_id, const Body& body) {
         DiscardIdle();
       }
       last = StatusFromDbError(e);
+      // A row that references the account is refused only when the account
+      // went away after the check that opened the transaction.
+      if (!user_id.empty() &&
+          last.code() == absl::StatusCode::kFailedPrecondition) {
+        return AccountGone();
+      }
       if (committing || !IsRetryable(e)) return last;
     }
   }

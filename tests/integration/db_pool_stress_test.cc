@@ -1,10 +1,10 @@
-// DbPool under concurrency, against a real PostgreSQL (docs/architecture.md "The connection pool":
-// a connection whose transaction did not end cleanly is never handed to
-// another call). Many threads share a small pool and run a mix of bodies that
-// commit, that return an error, that throw and that only read; afterwards
-// every committed write is there, none of the others is, the pool still
-// serves, and PostgreSQL shows no connection of the pool's role left idle in
-// a transaction. Meant to be run under TSan and ASan too (make
+// DbPool under concurrency, against a real PostgreSQL (docs/architecture.md
+// "The connection pool": a connection whose transaction did not end cleanly is
+// never handed to another call). Many threads share a small pool and run a mix
+// of bodies that commit, that return an error, that throw and that only read;
+// afterwards every committed write is there, none of the others is, the pool
+// still serves, and PostgreSQL shows no connection of the pool's role left idle
+// in a transaction. Meant to be run under TSan and ASan too (make
 // test-sanitize), where a connection shared by two threads is a report.
 
 #include <atomic>
@@ -222,6 +222,47 @@ TEST_F(DbPoolStressTest, MixedOutcomesNeverLeakATransactionOrACommit) {
   for (std::thread& t : pings) t.join();
   EXPECT_EQ(ok_pings.load(), kPoolSize * 2);
   EXPECT_EQ(IdleInTransaction(), 0);
+}
+
+}  // namespace
+}  // namespace chat
+
+namespace chat {
+namespace {
+
+// A user's transaction opens by checking that the account exists; an
+// account deleted after that check shows as a row that references it and
+// is refused: the caller hears UNAUTHENTICATED, like every other call of a
+// deleted account, and the connection stays usable.
+TEST_F(DbPoolStressTest,
+       AnAccountDeletedDuringTheTransactionIsUnauthenticated) {
+  constexpr char kUser[] = "0190f3a0-0000-7000-8000-0000000000c1";
+  {
+    pqxx::connection admin(db_->admin_url());
+    pqxx::work tx(admin);
+    tx.exec_params0(
+        "INSERT INTO users (id, username, email, password_hash, created_at, "
+        "updated_at) VALUES ($1, 'carol', 'carol@example.com', 'x', now(), "
+        "now())",
+        std::string(kUser));
+    tx.commit();
+  }
+  // The superuser's pool, so that the body can delete the account itself.
+  std::unique_ptr<DbPool> pool =
+      DbPool::Create({.url = db_->admin_url(), .size = 1});
+  absl::Status status = pool->Transact(kUser, [&](pqxx::work& tx) {
+    tx.exec_params0("DELETE FROM users WHERE id = $1", std::string(kUser));
+    tx.exec_params0(
+        "INSERT INTO conversations (user_id, id, title, untitled, created_at, "
+        "updated_at) VALUES ($1, gen_random_uuid(), 't', false, now(), now())",
+        std::string(kUser));
+    return absl::OkStatus();
+  });
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnauthenticated) << status;
+  // The deletion was rolled back with the rest: the account is still there.
+  EXPECT_TRUE(
+      pool->Transact(kUser, [](pqxx::work&) { return absl::OkStatus(); }).ok());
+  EXPECT_TRUE(pool->Ping().ok());
 }
 
 }  // namespace
