@@ -11,6 +11,32 @@ JwksClient::JwksClient(std::shared_ptr<grpc::Channel> auth_channel,
     : stub_(chat::v1::AuthService::NewStub(std::move(auth_channel))),
       min_refetch_interval_(min_refetch_interval) {}
 
+absl::StatusOr<JwksClient::KeyMap> JwksClient::FetchKeySet() {
+  // Nothing may escape: the waiters of FetchLocked depend on its end.
+  try {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    chat::v1::GetJwksResponse response;
+    grpc::Status status = stub_->GetJwks(&context, {}, &response);
+    if (!status.ok()) {
+      log::Warn("cannot fetch the JWK Set",
+                {{"error", status.error_message()}});
+      return FromGrpcStatus(status);
+    }
+    KeyMap keys;
+    for (const chat::v1::Jwk& jwk : response.keys()) {
+      if (jwk.kty() != "RSA") continue;
+      absl::StatusOr<std::shared_ptr<const RsaPublicKey>> key =
+          RsaPublicKey::FromJwk({jwk.kid(), jwk.n(), jwk.e()});
+      if (key.ok()) keys[jwk.kid()] = *std::move(key);
+    }
+    return keys;
+  } catch (const std::exception& e) {
+    log::Error("cannot fetch the JWK Set", {{"error", e.what()}});
+    return absl::InternalError("cannot fetch the JWK Set");
+  }
+}
+
 absl::Status JwksClient::Refresh() {
   std::unique_lock<std::mutex> lock(mutex_);
   return FetchLocked(lock);
@@ -24,24 +50,10 @@ absl::Status JwksClient::FetchLocked(std::unique_lock<std::mutex>& lock) {
   fetching_ = true;
   last_fetch_ = absl::Now();  // claimed before the call: no second one
   lock.unlock();
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
-  chat::v1::GetJwksResponse response;
-  grpc::Status status = stub_->GetJwks(&context, {}, &response);
-  std::map<std::string, std::shared_ptr<const RsaPublicKey>, std::less<>> keys;
-  if (status.ok()) {
-    for (const chat::v1::Jwk& jwk : response.keys()) {
-      if (jwk.kty() != "RSA") continue;
-      absl::StatusOr<std::shared_ptr<const RsaPublicKey>> key =
-          RsaPublicKey::FromJwk({jwk.kid(), jwk.n(), jwk.e()});
-      if (key.ok()) keys[jwk.kid()] = *std::move(key);
-    }
-  } else {
-    log::Warn("cannot fetch the JWK Set", {{"error", status.error_message()}});
-  }
+  absl::StatusOr<KeyMap> fetched = FetchKeySet();
   lock.lock();
-  if (status.ok()) keys_ = std::move(keys);
-  last_result_ = FromGrpcStatus(status);
+  if (fetched.ok()) keys_ = *std::move(fetched);
+  last_result_ = fetched.status();
   fetching_ = false;
   fetched_.notify_all();
   return last_result_;

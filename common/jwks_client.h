@@ -36,11 +36,15 @@ class JwksClient final : public KeyLookup {
   // during the call. One at a time: callers that arrive meanwhile wait for
   // its result instead of calling the auth service again.
   absl::Status FetchLocked(std::unique_lock<std::mutex>& lock);
+  using KeyMap =
+      std::map<std::string, std::shared_ptr<const RsaPublicKey>, std::less<>>;
+  // The auth service's key set; never throws.
+  absl::StatusOr<KeyMap> FetchKeySet();
 
   std::unique_ptr<chat::v1::AuthService::Stub> stub_;
   absl::Duration min_refetch_interval_;
   std::mutex mutex_;
-  std::map<std::string, std::shared_ptr<const RsaPublicKey>, std::less<>> keys_;
+  KeyMap keys_;
   absl::Time last_fetch_ = absl::InfinitePast();
   bool fetching_ = false;
   absl::Status last_result_;
