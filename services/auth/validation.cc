@@ -1,6 +1,7 @@
 #include "services/auth/validation.h"
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "common/email.h"
 #include "common/utf8.h"
 
@@ -25,6 +26,11 @@ void ValidateUsername(absl::string_view field, absl::string_view username,
       break;
     }
   }
+  // The profile rows of the external issuer's users are named ext_<sub>
+  // (common/external_users.cc): a local account there would lock one out.
+  if (absl::StartsWithIgnoreCase(username, "ext_")) {
+    violations.Add(field, "must not start with ext_");
+  }
 }
 
 void ValidateEmail(absl::string_view field, absl::string_view email,
@@ -38,6 +44,9 @@ void ValidateEmail(absl::string_view field, absl::string_view email,
     return;
   }
   if (!IsValidEmailAddress(email)) {
+    violations.Add(field, "must be a valid email address");
+  } else if (absl::EndsWithIgnoreCase(email, "@external.invalid")) {
+    // The placeholder address of the external issuer's users.
     violations.Add(field, "must be a valid email address");
   }
 }

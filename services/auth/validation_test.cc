@@ -55,6 +55,27 @@ TEST(UsernameTest, RejectsLengthAndCharacters) {
                           "may contain only letters, digits and underscores"));
 }
 
+// ext_<sub> names the external issuer's users (common/external_users.cc):
+// a local account of that name would lock one of them out.
+TEST(UsernameTest, TheExternalUsersPrefixIsReserved) {
+  for (const char* name :
+       {"ext_0190f3a0000070008000000000000001", "EXT_x", "Ext_alice"}) {
+    EXPECT_THAT(UsernameErrors(name), ElementsAre("must not start with ext_"))
+        << name;
+  }
+  EXPECT_THAT(UsernameErrors("extra"), IsEmpty());
+  EXPECT_THAT(UsernameErrors("next_one"), IsEmpty());
+}
+
+TEST(EmailTest, TheExternalUsersPlaceholderDomainIsReserved) {
+  EXPECT_THAT(
+      EmailErrors("0190f3a0-0000-7000-8000-000000000001@external.invalid"),
+      ElementsAre("must be a valid email address"));
+  EXPECT_THAT(EmailErrors("a@EXTERNAL.invalid"),
+              ElementsAre("must be a valid email address"));
+  EXPECT_THAT(EmailErrors("a@my-external.invalid.example.com"), IsEmpty());
+}
+
 TEST(EmailTest, AcceptsValidAddresses) {
   for (const char* email : {"a@example.com", "first.last+tag@mail.example.org",
                             "x_y@sub-domain.example.co"}) {
