@@ -330,15 +330,39 @@ absl::StatusOr<MigrationReport> Migrator::Apply(
     // CREATE TABLE IF NOT EXISTS and the migrations' own NOTICEs would
     // otherwise be printed by libpqxx between our JSON log lines.
     tx.exec0("SET client_min_messages = warning");
-    tx.exec0(absl::StrCat(
-        "SET lock_timeout = ",
-        std::max<int64_t>(1, absl::ToInt64Milliseconds(options.lock_timeout))));
-    tx.exec(absl::StrCat("SELECT pg_advisory_lock(", kAdvisoryLockKey, ")"));
-    tx.exec0("RESET lock_timeout");
     tx.commit();
   } catch (...) {
-    return StatusFromException("cannot lock the database for migrating",
+    return StatusFromException("cannot connect to the database",
                                std::current_exception(), false);
+  }
+  // Waits by trying again and again rather than by pg_advisory_lock, so that
+  // no statement (and so no snapshot) of ours is open while we wait: a
+  // CREATE INDEX CONCURRENTLY of the run holding the lock waits for every
+  // older snapshot, and would deadlock with a waiting pg_advisory_lock.
+  const absl::Time deadline = absl::Now() + options.lock_timeout;
+  absl::Duration pause = absl::Milliseconds(10);
+  for (;;) {
+    bool locked = false;
+    try {
+      pqxx::nontransaction tx(*conn);
+      locked = tx.exec1(absl::StrCat("SELECT pg_try_advisory_lock(",
+                                     kAdvisoryLockKey, ")"))[0]
+                   .as<bool>();
+      tx.commit();
+    } catch (...) {
+      return StatusFromException("cannot lock the database for migrating",
+                                 std::current_exception(), false);
+    }
+    if (locked) break;
+    const absl::Time now = absl::Now();
+    if (now >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "cannot lock the database for migrating: another run has held the "
+          "advisory lock for longer than ",
+          absl::FormatDuration(options.lock_timeout), "; retry later"));
+    }
+    absl::SleepFor(std::min(pause, deadline - now));
+    pause = std::min(2 * pause, absl::Milliseconds(500));
   }
   // From here on the session holds the lock; closing the connection (also on
   // every error path below) releases it.

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -450,6 +451,66 @@ TEST_F(MigratorTest, NoTransactionFileCanCreateAnIndexConcurrently) {
       Query<bool>("SELECT indisvalid FROM pg_index "
                   "WHERE indexrelid = 't_v_idx'::regclass"));
   EXPECT_EQ(AppliedCount(), 2);
+}
+
+// CREATE INDEX CONCURRENTLY waits for every transaction older than its
+// build, so a second run that started during the build and is waiting for
+// the advisory lock must not be running a statement (which holds a
+// snapshot) while it waits: the two would deadlock and PostgreSQL would
+// cancel the build, leaving an invalid index.
+TEST_F(MigratorTest, RunWaitingForTheLockDoesNotDeadlockAConcurrentIndexBuild) {
+  {
+    pqxx::connection admin(server_url_);
+    pqxx::nontransaction tx(admin);
+    // Deadlocks are found after 100 ms instead of 1 s.
+    tx.exec0(absl::StrCat("ALTER DATABASE ", tx.quote_name(database_),
+                          " SET deadlock_timeout = '100ms'"));
+  }
+  TempDir dir;
+  dir.Write("0001_create.sql", "CREATE TABLE t (v int);");
+  ASSERT_TRUE(Migrate(url_, dir.path().string()).ok());
+  dir.Write("0002_index.sql",
+            absl::StrCat(kNoTransactionMarker,
+                         "\nCREATE INDEX CONCURRENTLY t_v_idx ON t (v);\n"));
+  absl::StatusOr<Migrator> migrator = Migrator::Create(dir.path().string());
+  ASSERT_TRUE(migrator.ok()) << migrator.status();
+
+  // An open writing transaction holds the build up at its start, while the
+  // first run holds the advisory lock.
+  pqxx::connection writer(url_);
+  pqxx::work writing(writer);
+  writing.exec0("INSERT INTO t VALUES (1)");
+  absl::StatusOr<MigrationReport> first = absl::UnknownError("not run");
+  std::thread first_run([&] { first = migrator->Apply(url_); });
+  auto build_waits = [this] {
+    return Query<int>(
+               "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+               "'%CREATE INDEX CONCURRENTLY%' AND wait_event_type = 'Lock' "
+               "AND pid <> pg_backend_pid()") > 0;
+  };
+  for (int i = 0; i < 500 && !build_waits(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(build_waits());
+
+  // A second run starts and waits for the lock for longer than
+  // deadlock_timeout; then the build goes on, and later waits for the
+  // transactions older than it.
+  absl::StatusOr<MigrationReport> second = absl::UnknownError("not run");
+  std::thread second_run([&] { second = migrator->Apply(url_); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  writing.commit();
+  first_run.join();
+  second_run.join();
+
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(first->applied, (std::vector<int>{2}));
+  EXPECT_TRUE(second->applied.empty());
+  EXPECT_EQ(second->already, (std::vector<int>{1, 2}));
+  EXPECT_TRUE(
+      Query<bool>("SELECT indisvalid FROM pg_index "
+                  "WHERE indexrelid = 't_v_idx'::regclass"));
 }
 
 TEST_F(MigratorTest, ConcurrentRunsApplyEachMigrationExactlyOnce) {
