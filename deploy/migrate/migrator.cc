@@ -121,6 +121,86 @@ absl::Status StatusFromException(absl::string_view what,
   }
 }
 
+// What to add to the error of migration `m` when its statement could not run
+// where it ran: COMMIT inside a procedure (invalid_transaction_termination,
+// 2D000) or a statement refused inside a transaction block
+// (active_sql_transaction, 25001, e.g. CREATE INDEX CONCURRENTLY).
+std::string TransactionHint(const Migration& m, std::exception_ptr exception) {
+  std::string sqlstate;
+  try {
+    std::rethrow_exception(exception);
+  } catch (const pqxx::sql_error& e) {
+    sqlstate = e.sqlstate();
+  } catch (...) {
+  }
+  if (sqlstate != "2D000" && sqlstate != "25001") return "";
+  if (m.no_transaction) {
+    return ". A no-transaction file must hold exactly one statement "
+           "(PostgreSQL runs several as one implicit transaction), and a "
+           "procedure that COMMITs must have no SET clause";
+  }
+  return absl::StrCat(
+      ". To COMMIT inside a procedure or run a statement that cannot run in "
+      "a transaction block, the file's first line must be exactly \"",
+      kNoTransactionMarker, "\" (see deploy/migrate/migrator.h)");
+}
+
+// Runs migration `m` and records it in schema_migrations: an ordinary file
+// in one transaction with its row; a no-transaction file as one
+// simple-protocol query outside any transaction block, then its row in a
+// transaction of its own.
+absl::Status ApplyOne(pqxx::connection& conn, const Migration& m) {
+  if (!m.no_transaction) {
+    try {
+      pqxx::work tx(conn);
+      tx.exec(m.sql);
+      tx.exec_params0(kInsertApplied, m.version, m.name, m.checksum);
+      tx.commit();
+    } catch (...) {
+      const absl::Status status = StatusFromException(
+          absl::StrCat("migration ", m.filename, " failed and was rolled back"),
+          std::current_exception(), true);
+      return absl::Status(
+          status.code(),
+          absl::StrCat(status.message(),
+                       TransactionHint(m, std::current_exception())));
+    }
+    return absl::OkStatus();
+  }
+
+  try {
+    // A nontransaction sends the file as it is (PQexec): no BEGIN around it.
+    pqxx::nontransaction tx(conn);
+    tx.exec(m.sql);
+    tx.commit();
+  } catch (...) {
+    const absl::Status status = StatusFromException(
+        absl::StrCat("migration ", m.filename,
+                     " failed. It is a no-transaction file, so it may have "
+                     "committed part of its work, which stays; it is not "
+                     "recorded as applied, and the next run runs it again "
+                     "from the start"),
+        std::current_exception(), true);
+    return absl::Status(
+        status.code(),
+        absl::StrCat(status.message(),
+                     TransactionHint(m, std::current_exception())));
+  }
+  try {
+    pqxx::work tx(conn);
+    tx.exec_params0(kInsertApplied, m.version, m.name, m.checksum);
+    tx.commit();
+  } catch (...) {
+    return StatusFromException(
+        absl::StrCat("migration ", m.filename,
+                     " (no-transaction) ran to completion but could not be "
+                     "recorded in schema_migrations; the next run runs it "
+                     "again"),
+        std::current_exception(), true);
+  }
+  return absl::OkStatus();
+}
+
 // The SCRAM-SHA-256 secret of `password` for `role`, made by libpq itself
 // (with SASLprep, as the server expects), so that ALTER ROLE carries no
 // clear-text password to the server and its logs.
@@ -195,6 +275,8 @@ absl::StatusOr<Migrator> Migrator::Create(absl::string_view migrations_dir) {
     m.filename = filename;
     m.sql = std::move(contents).str();
     m.checksum = Sha256Hex(m.sql);
+    m.no_transaction = absl::string_view(m.sql).substr(0, m.sql.find('\n')) ==
+                       kNoTransactionMarker;
     migrations.push_back(std::move(m));
   }
   if (migrations.empty()) {
@@ -248,15 +330,39 @@ absl::StatusOr<MigrationReport> Migrator::Apply(
     // CREATE TABLE IF NOT EXISTS and the migrations' own NOTICEs would
     // otherwise be printed by libpqxx between our JSON log lines.
     tx.exec0("SET client_min_messages = warning");
-    tx.exec0(absl::StrCat(
-        "SET lock_timeout = ",
-        std::max<int64_t>(1, absl::ToInt64Milliseconds(options.lock_timeout))));
-    tx.exec(absl::StrCat("SELECT pg_advisory_lock(", kAdvisoryLockKey, ")"));
-    tx.exec0("RESET lock_timeout");
     tx.commit();
   } catch (...) {
-    return StatusFromException("cannot lock the database for migrating",
+    return StatusFromException("cannot connect to the database",
                                std::current_exception(), false);
+  }
+  // Waits by trying again and again rather than by pg_advisory_lock, so that
+  // no statement (and so no snapshot) of ours is open while we wait: a
+  // CREATE INDEX CONCURRENTLY of the run holding the lock waits for every
+  // older snapshot, and would deadlock with a waiting pg_advisory_lock.
+  const absl::Time deadline = absl::Now() + options.lock_timeout;
+  absl::Duration pause = absl::Milliseconds(10);
+  for (;;) {
+    bool locked = false;
+    try {
+      pqxx::nontransaction tx(*conn);
+      locked = tx.exec1(absl::StrCat("SELECT pg_try_advisory_lock(",
+                                     kAdvisoryLockKey, ")"))[0]
+                   .as<bool>();
+      tx.commit();
+    } catch (...) {
+      return StatusFromException("cannot lock the database for migrating",
+                                 std::current_exception(), false);
+    }
+    if (locked) break;
+    const absl::Time now = absl::Now();
+    if (now >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "cannot lock the database for migrating: another run has held the "
+          "advisory lock for longer than ",
+          absl::FormatDuration(options.lock_timeout), "; retry later"));
+    }
+    absl::SleepFor(std::min(pause, deadline - now));
+    pause = std::min(2 * pause, absl::Milliseconds(500));
   }
   // From here on the session holds the lock; closing the connection (also on
   // every error path below) releases it.
@@ -302,15 +408,8 @@ absl::StatusOr<MigrationReport> Migrator::Apply(
   for (const Migration& m : migrations_) {
     if (applied.contains(m.version)) continue;
     const absl::Time start = absl::Now();
-    try {
-      pqxx::work tx(*conn);
-      tx.exec(m.sql);
-      tx.exec_params0(kInsertApplied, m.version, m.name, m.checksum);
-      tx.commit();
-    } catch (...) {
-      return StatusFromException(
-          absl::StrCat("migration ", m.filename, " failed and was rolled back"),
-          std::current_exception(), true);
+    if (absl::Status applied_one = ApplyOne(*conn, m); !applied_one.ok()) {
+      return applied_one;
     }
     report.applied.push_back(m.version);
     if (options.on_applied) options.on_applied(m, absl::Now() - start);

@@ -7,14 +7,41 @@
 // A migration is a file `NNNN_name.sql` (NNNN: its version, a positive
 // number; name: [A-Za-z0-9_]+). Each runs in its own transaction together
 // with its row in `schema_migrations(version, name, checksum, applied_at)`,
-// so it is applied completely or not at all; a file must therefore not
-// contain BEGIN/COMMIT or statements that cannot run in a transaction
-// (CREATE INDEX CONCURRENTLY). A file is never edited once applied: the
-// SHA-256 of every applied file is recorded and checked on every run.
+// so it is applied completely or not at all; such a file must therefore not
+// contain BEGIN/COMMIT or statements that cannot run in a transaction block.
+// A file is never edited once applied: the SHA-256 of every applied file is
+// recorded and checked on every run.
+//
+// No-transaction files. A file whose first line is exactly
+//
+//   -- chat-migrate: no-transaction
+//
+// (nothing before or after it on that line, not even a space or a '\r')
+// runs outside any transaction block instead, as one simple-protocol query,
+// so that it can CALL a procedure that COMMITs inside itself (a backfill in
+// batches) or run CREATE INDEX CONCURRENTLY. Such a file:
+//   - must hold exactly ONE statement. The migrator does not parse SQL to
+//     check this: PostgreSQL runs a query of several statements as one
+//     implicit transaction, in which a COMMIT or CREATE INDEX CONCURRENTLY
+//     fails (the error then says so).
+//   - must be safe to run again after failing or being cut off part-way
+//     (idempotent): whatever it committed before stays, and its row in
+//     schema_migrations is inserted, in a short transaction of its own, only
+//     after the statement has succeeded, so the next run runs the whole file
+//     again. A procedure should skip the work already done (e.g. `WHERE NOT
+//     EXISTS`); see deploy/README.md for CREATE INDEX CONCURRENTLY.
+// Ordering, checksums, the advisory lock, the report and
+// ApplyOptions::on_applied are as for other files. The marker anywhere but
+// the first line is an ordinary comment: the file then runs in a
+// transaction, where a COMMIT or CREATE INDEX CONCURRENTLY fails and is
+// rolled back.
 //
 // Concurrent runs against one database are safe: a run holds a
 // session-level advisory lock for its whole duration, so a second run waits
-// and then finds nothing left to do.
+// and then finds nothing left to do. It waits by trying again (every 0.5 s
+// at most) with no statement open in between, so that a CREATE INDEX
+// CONCURRENTLY of the run holding the lock, which waits for every older
+// snapshot, does not wait for the waiting run.
 //
 //   absl::StatusOr<chat::migrate::Migrator> migrator =
 //       chat::migrate::Migrator::Create("deploy/migrations");
@@ -47,7 +74,14 @@ struct Migration {
   std::string filename;  // "0001_auth.sql"
   std::string sql;
   std::string checksum;  // lower-case hex SHA-256 of `sql`
+  // The first line of `sql` is exactly kNoTransactionMarker: runs outside a
+  // transaction block (see the top of this file).
+  bool no_transaction = false;
 };
+
+// The first line that makes a file a no-transaction migration.
+inline constexpr char kNoTransactionMarker[] =
+    "-- chat-migrate: no-transaction";
 
 // A login password to set on a role after migrating. The role must exist
 // (the migrations create the service roles).
@@ -72,7 +106,8 @@ struct MigrationReport {
 struct ApplyOptions {
   // How long to wait for a concurrent run to release the lock.
   absl::Duration lock_timeout = absl::Minutes(5);
-  // Called after each migration commits, with how long it took.
+  // Called after each migration commits (a no-transaction one: after its
+  // row in schema_migrations commits), with how long it took.
   std::function<void(const Migration&, absl::Duration)> on_applied;
 };
 
@@ -94,8 +129,10 @@ class Migrator {
   // recorded, then sets the given role passwords. Before applying anything it
   // verifies every recorded migration: a recorded version whose file is
   // missing or whose checksum differs is FAILED_PRECONDITION and nothing is
-  // applied. A failing migration is rolled back and reported with its file
-  // name (earlier ones of the same run stay applied).
+  // applied. A failing migration is reported with its file name and stops
+  // the run (earlier ones of the same run stay applied). An ordinary file is
+  // rolled back; a no-transaction file keeps whatever it committed before
+  // failing and is not recorded, so the next run runs it again.
   //
   // Codes: UNAVAILABLE when the database cannot be reached (retry later),
   // DEADLINE_EXCEEDED when another run held the lock for longer than

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -244,6 +245,272 @@ TEST_F(MigratorTest, FailingMigrationIsRolledBackAndCanBeFixed) {
   absl::Status fixed = Migrate(url_, dir.path().string());
   EXPECT_TRUE(fixed.ok()) << fixed;
   EXPECT_EQ(AppliedCount(), 2);
+}
+
+// The first file of the no-transaction tests: `source` rows to copy into
+// `target`, and a procedure that copies them `batch` rows at a time, each
+// batch committed on its own. It skips rows already copied, so a run cut off
+// part-way can simply run again. `xid` tells the batches' transactions apart.
+constexpr char kCopyInBatches[] = R"sql(
+CREATE TABLE source (id int PRIMARY KEY, v int);
+INSERT INTO source SELECT g, g FROM generate_series(1, 6) g;
+CREATE TABLE target (
+  id  int PRIMARY KEY,
+  v   int NOT NULL,
+  xid xid8 NOT NULL DEFAULT pg_current_xact_id()
+);
+CREATE PROCEDURE copy_rows(batch int) LANGUAGE plpgsql AS $$
+DECLARE
+  copied int;
+BEGIN
+  LOOP
+    INSERT INTO target (id, v)
+      SELECT id, v FROM source s
+      WHERE NOT EXISTS (SELECT FROM target t WHERE t.id = s.id)
+      ORDER BY id LIMIT batch;
+    GET DIAGNOSTICS copied = ROW_COUNT;
+    EXIT WHEN copied = 0;
+    COMMIT;
+  END LOOP;
+END
+$$;
+)sql";
+
+TEST(MigratorCreateTest, NoTransactionMarkerCountsOnlyAsTheWholeFirstLine) {
+  TempDir dir;
+  const std::string marker = kNoTransactionMarker;
+  dir.Write("0001_marked.sql", marker + "\nCALL p();\n");
+  dir.Write("0002_only_the_marker.sql", marker);
+  dir.Write("0003_second_line.sql", "-- comment\n" + marker + "\nCALL p();");
+  dir.Write("0004_leading_space.sql", " " + marker + "\nCALL p();");
+  dir.Write("0005_trailing_space.sql", marker + " \nCALL p();");
+  dir.Write("0006_crlf.sql", marker + "\r\nCALL p();");
+  dir.Write("0007_more_on_the_line.sql", marker + " CALL p();");
+  dir.Write("0008_upper_case.sql",
+            "-- CHAT-MIGRATE: NO-TRANSACTION\nCALL p();");
+  dir.Write("0009_plain.sql", "CALL p();");
+  absl::StatusOr<Migrator> migrator = Migrator::Create(dir.path().string());
+  ASSERT_TRUE(migrator.ok()) << migrator.status();
+  std::vector<int> marked;
+  for (const Migration& m : migrator->migrations()) {
+    if (m.no_transaction) marked.push_back(m.version);
+    EXPECT_EQ(m.checksum, Sha256Hex(m.sql)) << m.filename;
+  }
+  EXPECT_EQ(marked, (std::vector<int>{1, 2}));
+}
+
+TEST_F(MigratorTest, NoTransactionFileCallsAProcedureThatCommitsInBatches) {
+  TempDir dir;
+  dir.Write("0001_copy_rows.sql", kCopyInBatches);
+  dir.Write("0002_copy.sql", absl::StrCat(kNoTransactionMarker,
+                                          "\n-- Copies in batches of two.\n"
+                                          "CALL copy_rows(2);\n"));
+  dir.Write("0003_after.sql", "CREATE TABLE after_copy (v int);");
+  absl::StatusOr<Migrator> migrator = Migrator::Create(dir.path().string());
+  ASSERT_TRUE(migrator.ok()) << migrator.status();
+  ASSERT_TRUE(migrator->migrations()[1].no_transaction);
+
+  std::vector<int> seen;
+  ApplyOptions options;
+  options.on_applied = [&seen](const Migration& m, absl::Duration) {
+    seen.push_back(m.version);
+  };
+  absl::StatusOr<MigrationReport> report = migrator->Apply(url_, {}, options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->applied, (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(seen, (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(Query<int>("SELECT count(*) FROM target"), 6);
+  // Three batches, each committed in a transaction of its own.
+  EXPECT_EQ(Query<int>("SELECT count(DISTINCT xid) FROM target"), 3);
+  EXPECT_EQ(Query<std::string>(
+                "SELECT checksum FROM schema_migrations WHERE version = 2"),
+            migrator->migrations()[1].checksum);
+  EXPECT_EQ(AppliedCount(), 3);
+
+  // Recorded like any other file: the next run does nothing, and editing it
+  // is refused.
+  absl::StatusOr<MigrationReport> again = migrator->Apply(url_);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->applied.empty());
+  EXPECT_EQ(again->already, (std::vector<int>{1, 2, 3}));
+  dir.Write("0002_copy.sql",
+            absl::StrCat(kNoTransactionMarker, "\nCALL copy_rows(3);\n"));
+  absl::Status edited = Migrate(url_, dir.path().string());
+  EXPECT_EQ(edited.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(edited.message(), "0002_copy.sql")) << edited;
+  EXPECT_TRUE(absl::StrContains(edited.message(), "changed")) << edited;
+}
+
+TEST_F(MigratorTest, FailedNoTransactionFileKeepsItsCommitsAndRunsAgain) {
+  TempDir dir;
+  dir.Write("0001_copy_rows.sql", kCopyInBatches);
+  // Row 4 cannot be copied (target.v is NOT NULL), so the second batch fails
+  // after the first has committed.
+  dir.Write("0002_bad_row.sql", "UPDATE source SET v = NULL WHERE id = 4;");
+  dir.Write("0003_copy.sql",
+            absl::StrCat(kNoTransactionMarker, "\nCALL copy_rows(2);\n"));
+  dir.Write("0004_after.sql", "CREATE TABLE after_copy (v int);");
+  absl::StatusOr<Migrator> migrator = Migrator::Create(dir.path().string());
+  ASSERT_TRUE(migrator.ok()) << migrator.status();
+
+  std::vector<int> seen;
+  ApplyOptions options;
+  options.on_applied = [&seen](const Migration& m, absl::Duration) {
+    seen.push_back(m.version);
+  };
+  absl::StatusOr<MigrationReport> failed = migrator->Apply(url_, {}, options);
+  ASSERT_FALSE(failed.ok());
+  const absl::Status& status = failed.status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_TRUE(absl::StrContains(status.message(), "0003_copy.sql")) << status;
+  EXPECT_TRUE(absl::StrContains(status.message(), "no-transaction")) << status;
+  EXPECT_TRUE(absl::StrContains(status.message(), "committed part of its work"))
+      << status;
+  EXPECT_TRUE(absl::StrContains(status.message(), "23502")) << status;
+  EXPECT_FALSE(absl::StrContains(status.message(), "rolled back")) << status;
+  EXPECT_EQ(seen, (std::vector<int>{1, 2}));
+  // The first batch stays; the file and the ones after it are not recorded.
+  EXPECT_EQ(Query<std::string>(
+                "SELECT string_agg(id::text, ',' ORDER BY id) FROM target"),
+            "1,2");
+  EXPECT_EQ(Query<std::string>("SELECT string_agg(version::text, ',' "
+                               "ORDER BY version) FROM schema_migrations"),
+            "1,2");
+  EXPECT_EQ(Query<int>("SELECT count(*) FROM pg_tables "
+                       "WHERE tablename = 'after_copy'"),
+            0);
+
+  // Fix the cause; the same file runs again and copies only the rest.
+  {
+    pqxx::connection conn(url_);
+    pqxx::nontransaction tx(conn);
+    tx.exec0("UPDATE source SET v = 4 WHERE id = 4");
+  }
+  absl::StatusOr<MigrationReport> fixed = migrator->Apply(url_, {}, options);
+  ASSERT_TRUE(fixed.ok()) << fixed.status();
+  EXPECT_EQ(fixed->applied, (std::vector<int>{3, 4}));
+  EXPECT_EQ(fixed->already, (std::vector<int>{1, 2}));
+  EXPECT_EQ(seen, (std::vector<int>{1, 2, 3, 4}));
+  EXPECT_EQ(Query<std::string>(
+                "SELECT string_agg(id::text, ',' ORDER BY id) FROM target"),
+            "1,2,3,4,5,6");
+  EXPECT_EQ(Query<int>("SELECT count(DISTINCT xid) FROM target"), 3);
+  EXPECT_EQ(AppliedCount(), 4);
+}
+
+TEST_F(MigratorTest, MarkerNotOnTheFirstLineRunsInATransaction) {
+  TempDir dir;
+  dir.Write("0001_copy_rows.sql", kCopyInBatches);
+  dir.Write("0002_copy.sql",
+            absl::StrCat("-- Copies in batches.\n", kNoTransactionMarker,
+                         "\nCALL copy_rows(2);\n"));
+  absl::Status status = Migrate(url_, dir.path().string());
+  // COMMIT inside a transaction block fails, and nothing of the file stays.
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(status.message(), "0002_copy.sql")) << status;
+  EXPECT_TRUE(absl::StrContains(status.message(), "rolled back")) << status;
+  EXPECT_TRUE(absl::StrContains(status.message(), "2D000")) << status;
+  EXPECT_TRUE(absl::StrContains(status.message(), "first line")) << status;
+  EXPECT_EQ(Query<int>("SELECT count(*) FROM target"), 0);
+  EXPECT_EQ(AppliedCount(), 1);
+
+  // Never applied, so it may still be edited: with the marker first it runs.
+  dir.Write("0002_copy.sql", absl::StrCat(kNoTransactionMarker,
+                                          "\n-- Copies in batches.\n"
+                                          "CALL copy_rows(2);\n"));
+  absl::Status fixed = Migrate(url_, dir.path().string());
+  EXPECT_TRUE(fixed.ok()) << fixed;
+  EXPECT_EQ(Query<int>("SELECT count(*) FROM target"), 6);
+  EXPECT_EQ(AppliedCount(), 2);
+}
+
+TEST_F(MigratorTest, NoTransactionFileWithTwoStatementsFailsAndSaysWhy) {
+  TempDir dir;
+  dir.Write("0001_copy_rows.sql", kCopyInBatches);
+  dir.Write("0002_copy.sql", absl::StrCat(kNoTransactionMarker,
+                                          "\nCALL copy_rows(2);\n"
+                                          "SELECT 1;\n"));
+  absl::Status status = Migrate(url_, dir.path().string());
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(status.message(), "0002_copy.sql")) << status;
+  EXPECT_TRUE(absl::StrContains(status.message(), "exactly one statement"))
+      << status;
+  EXPECT_FALSE(absl::StrContains(status.message(), "rolled back")) << status;
+  EXPECT_EQ(AppliedCount(), 1);
+}
+
+TEST_F(MigratorTest, NoTransactionFileCanCreateAnIndexConcurrently) {
+  TempDir dir;
+  dir.Write("0001_create.sql", "CREATE TABLE t (v int);");
+  dir.Write("0002_index.sql",
+            absl::StrCat(kNoTransactionMarker,
+                         "\nCREATE INDEX CONCURRENTLY t_v_idx ON t (v);\n"));
+  absl::Status status = Migrate(url_, dir.path().string());
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_TRUE(
+      Query<bool>("SELECT indisvalid FROM pg_index "
+                  "WHERE indexrelid = 't_v_idx'::regclass"));
+  EXPECT_EQ(AppliedCount(), 2);
+}
+
+// CREATE INDEX CONCURRENTLY waits for every transaction older than its
+// build, so a second run that started during the build and is waiting for
+// the advisory lock must not be running a statement (which holds a
+// snapshot) while it waits: the two would deadlock and PostgreSQL would
+// cancel the build, leaving an invalid index.
+TEST_F(MigratorTest, RunWaitingForTheLockDoesNotDeadlockAConcurrentIndexBuild) {
+  {
+    pqxx::connection admin(server_url_);
+    pqxx::nontransaction tx(admin);
+    // Deadlocks are found after 100 ms instead of 1 s.
+    tx.exec0(absl::StrCat("ALTER DATABASE ", tx.quote_name(database_),
+                          " SET deadlock_timeout = '100ms'"));
+  }
+  TempDir dir;
+  dir.Write("0001_create.sql", "CREATE TABLE t (v int);");
+  ASSERT_TRUE(Migrate(url_, dir.path().string()).ok());
+  dir.Write("0002_index.sql",
+            absl::StrCat(kNoTransactionMarker,
+                         "\nCREATE INDEX CONCURRENTLY t_v_idx ON t (v);\n"));
+  absl::StatusOr<Migrator> migrator = Migrator::Create(dir.path().string());
+  ASSERT_TRUE(migrator.ok()) << migrator.status();
+
+  // An open writing transaction holds the build up at its start, while the
+  // first run holds the advisory lock.
+  pqxx::connection writer(url_);
+  pqxx::work writing(writer);
+  writing.exec0("INSERT INTO t VALUES (1)");
+  absl::StatusOr<MigrationReport> first = absl::UnknownError("not run");
+  std::thread first_run([&] { first = migrator->Apply(url_); });
+  auto build_waits = [this] {
+    return Query<int>(
+               "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+               "'%CREATE INDEX CONCURRENTLY%' AND wait_event_type = 'Lock' "
+               "AND pid <> pg_backend_pid()") > 0;
+  };
+  for (int i = 0; i < 500 && !build_waits(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(build_waits());
+
+  // A second run starts and waits for the lock for longer than
+  // deadlock_timeout; then the build goes on, and later waits for the
+  // transactions older than it.
+  absl::StatusOr<MigrationReport> second = absl::UnknownError("not run");
+  std::thread second_run([&] { second = migrator->Apply(url_); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  writing.commit();
+  first_run.join();
+  second_run.join();
+
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(first->applied, (std::vector<int>{2}));
+  EXPECT_TRUE(second->applied.empty());
+  EXPECT_EQ(second->already, (std::vector<int>{1, 2}));
+  EXPECT_TRUE(
+      Query<bool>("SELECT indisvalid FROM pg_index "
+                  "WHERE indexrelid = 't_v_idx'::regclass"));
 }
 
 TEST_F(MigratorTest, ConcurrentRunsApplyEachMigrationExactlyOnce) {
