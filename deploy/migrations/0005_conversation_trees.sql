@@ -224,8 +224,9 @@ GRANT EXECUTE ON FUNCTION
 -- p_batch message rows at a time and a conversation row only for the last
 -- short step; safe to run again (it touches only rows not linked yet).
 -- 0006 calls it; 0007 drops it.
+-- (No SET clause: a procedure with one cannot COMMIT.)
 CREATE PROCEDURE link_messages_into_branches(p_batch integer)
-LANGUAGE plpgsql SET search_path = public, pg_temp
+LANGUAGE plpgsql
 AS $$
 DECLARE
   v_user uuid;

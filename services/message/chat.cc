@@ -43,39 +43,54 @@ std::string TitleFromMessage(absl::string_view content) {
   return title;
 }
 
+absl::Status Chats::CheckRequest(const std::string& conversation_id,
+                                 const std::string* message_id,
+                                 const std::string* content,
+                                 const ParentChoice& parent_id,
+                                 const std::string& model) {
+  RETURN_IF_ERROR(CheckResourceId("conversation", conversation_id));
+  if (message_id != nullptr) {
+    RETURN_IF_ERROR(CheckResourceId("message", *message_id));
+  }
+  FieldViolations violations;
+  if (content != nullptr) ValidateContent("content", *content, violations);
+  ValidateParent("parent_id", parent_id, violations);
+  if (model.size() > kMaxModelName) {
+    violations.Add("model", "must be at most 128 bytes long");
+  }
+  return violations.ToStatus();
+}
+
 absl::StatusOr<std::vector<ProviderMessage>> Chats::Context(
-    const std::string& user_id, const MessageRecord& user_message) {
-  const int64_t budget =
-      static_cast<int64_t>(options_.context_budget_chars) -
-      static_cast<int64_t>(CountCodePoints(user_message.content).value_or(0));
+    const std::string& user_id, const std::string& conversation_id,
+    const MessageRecord* last) {
   std::vector<ProviderMessage> context;
-  if (budget > 0) {
-    ASSIGN_OR_RETURN(
-        std::vector<ContextMessage> earlier,
-        storage_->ContextBefore(user_id, user_message.conversation_id,
-                                user_message.seq, options_.context_max_messages,
-                                budget));
-    for (ContextMessage& m : earlier) {  // newest first
-      context.push_back({m.role, std::move(m.content)});
+  if (last != nullptr) {
+    const int64_t budget =
+        static_cast<int64_t>(options_.context_budget_chars) -
+        static_cast<int64_t>(CountCodePoints(last->content).value_or(0));
+    if (budget > 0) {
+      ASSIGN_OR_RETURN(
+          std::vector<ContextMessage> earlier,
+          storage_->ContextPath(user_id, conversation_id, last->parent_id,
+                                options_.context_max_messages, budget));
+      for (ContextMessage& m : earlier) {  // newest first
+        context.push_back({m.role, std::move(m.content)});
+      }
     }
   }
   if (!options_.system_prompt.empty())
     context.push_back({Role::kSystem, options_.system_prompt});
   std::reverse(context.begin(), context.end());
-  context.push_back({Role::kUser, user_message.content});
+  if (last != nullptr) context.push_back({last->role, last->content});
   return context;
 }
 
 absl::Status Chats::Run(const std::string& user_id,
                         const std::string& conversation_id,
                         const ChatInput& input, ChatSink& sink) {
-  RETURN_IF_ERROR(CheckResourceId("conversation", conversation_id));
-  FieldViolations violations;
-  ValidateContent("content", input.content, violations);
-  if (input.model.size() > kMaxModelName) {
-    violations.Add("model", "must be at most 128 bytes long");
-  }
-  RETURN_IF_ERROR(violations.ToStatus());
+  RETURN_IF_ERROR(CheckRequest(conversation_id, nullptr, &input.content,
+                               input.parent_id, input.model));
   std::optional<StreamLimiter::Lease> lease = limiter_.TryAcquire(user_id);
   if (!lease) {
     return ResourceExhaustedRetryAfter(
@@ -92,17 +107,51 @@ absl::Status Chats::Run(const std::string& user_id,
                                      .status = MessageStatus::kComplete,
                                      .created_at = now,
                                      .updated_at = now},
-                                    std::nullopt));
+                                    input.parent_id, std::nullopt));
   if (!sink.SendMessage(user_message)) return absl::OkStatus();
+  Reply(user_id, conversation_id, &user_message, input.model, sink);
+  return absl::OkStatus();
+}
 
+absl::Status Chats::Regenerate(const std::string& user_id,
+                               const std::string& conversation_id,
+                               const std::string& id, const std::string& model,
+                               ChatSink& sink) {
+  RETURN_IF_ERROR(
+      CheckRequest(conversation_id, &id, nullptr, std::nullopt, model));
+  std::optional<StreamLimiter::Lease> lease = limiter_.TryAcquire(user_id);
+  if (!lease) {
+    return ResourceExhaustedRetryAfter(
+        "too many replies streaming for this user at once", absl::Seconds(1));
+  }
+  ASSIGN_OR_RETURN(MessageRecord original,
+                   storage_->Get(user_id, conversation_id, id));
+  if (original.role != Role::kAssistant) {
+    return ErrorWithViolations(absl::StatusCode::kInvalidArgument,
+                               "only an assistant message can be regenerated",
+                               {{"id", "must name an assistant message"}});
+  }
+  std::optional<MessageRecord> prompt;
+  if (!original.parent_id.empty()) {
+    ASSIGN_OR_RETURN(prompt, storage_->Get(user_id, conversation_id,
+                                           original.parent_id));
+  }
+  Reply(user_id, conversation_id, prompt ? &*prompt : nullptr, model, sink);
+  return absl::OkStatus();
+}
+
+void Chats::Reply(const std::string& user_id,
+                  const std::string& conversation_id, const MessageRecord* last,
+                  const std::string& requested_model, ChatSink& sink) {
   absl::StatusOr<std::vector<ProviderMessage>> context =
-      Context(user_id, user_message);
+      Context(user_id, conversation_id, last);
   if (!context.ok()) {
     sink.SendError(context.status());
-    return absl::OkStatus();
+    return;
   }
-  const std::string model =
-      input.model.empty() ? provider_->default_model() : input.model;
+  const std::string model = requested_model.empty()
+                                ? provider_->default_model()
+                                : requested_model;
   std::string text;
   absl::StatusOr<ProviderReply> reply = provider_->Complete(
       model, *context,
@@ -132,14 +181,14 @@ absl::Status Chats::Run(const std::string& user_id,
                         .model = reply.ok() ? reply->model : model,
                         .created_at = done_at,
                         .updated_at = done_at},
-                       std::nullopt);
+                       last != nullptr ? last->id : "", std::nullopt);
   if (!stored.ok()) {
     sink.SendError(stored.status());
-    return absl::OkStatus();
+    return;
   }
   if (!reply.ok()) {
     if (status == MessageStatus::kFailed) sink.SendError(reply.status());
-    return absl::OkStatus();
+    return;
   }
   absl::StatusOr<bool> named = storage_->NameUntitled(
       user_id, conversation_id, TitleFromMessage, done_at);
@@ -147,7 +196,6 @@ absl::Status Chats::Run(const std::string& user_id,
     log::Warn("cannot name the conversation",
               {{"error", named.status().message()}});
   sink.SendDone(*stored, reply->usage);
-  return absl::OkStatus();
 }
 
 }  // namespace chat::message

@@ -1,11 +1,13 @@
 #ifndef CHAT_SERVICES_MESSAGE_CHAT_H_
 #define CHAT_SERVICES_MESSAGE_CHAT_H_
 
-// Assistant replies (docs/api.md "Assistant replies (Chat)"): store the user's message,
-// build the context, ask the provider, stream the reply while it is
-// produced, and store it with what came: `complete`, `incomplete` when the
-// client went away, `failed` when the provider failed. The user's message is
-// stored before the provider is asked, so it is never lost.
+// Assistant replies (docs/api.md "Assistant replies (Chat)"): store the
+// user's message, build the context from the path from the root to it, ask
+// the provider, stream the reply while it is produced, and store it under
+// the user's message with what came: `complete`, `incomplete` when the
+// client went away, `failed` when the provider failed. The user's message
+// is stored before the provider is asked, so it is never lost. Regenerate
+// does the same for a new version of a reply.
 
 #include <string>
 
@@ -44,6 +46,8 @@ struct ChatOptions {
 struct ChatInput {
   std::string content;
   std::string model;  // empty: the provider's default
+  // Where the user's message goes (nullopt: under the active leaf).
+  ParentChoice parent_id;
 };
 
 class Chats {
@@ -62,10 +66,34 @@ class Chats {
   absl::Status Run(const std::string& user_id,
                    const std::string& conversation_id, const ChatInput& input,
                    ChatSink& sink);
+  // A new version of the assistant message `id`: a sibling under the same
+  // parent, asked with the same context, streamed as Run streams (without
+  // the user's message). Errors as Run's; an id that is not an assistant
+  // message is INVALID_ARGUMENT.
+  absl::Status Regenerate(const std::string& user_id,
+                          const std::string& conversation_id,
+                          const std::string& id, const std::string& model,
+                          ChatSink& sink);
 
  private:
+  // Checks what both calls take: ids, the model's name.
+  static absl::Status CheckRequest(const std::string& conversation_id,
+                                   const std::string* message_id,
+                                   const std::string* content,
+                                   const ParentChoice& parent_id,
+                                   const std::string& model);
+  // The model's input: the path from the root to `last` (the newest
+  // message first until the budget, `last` always), the system prompt
+  // first. Only the system prompt when `last` is null.
   absl::StatusOr<std::vector<ProviderMessage>> Context(
-      const std::string& user_id, const MessageRecord& user_message);
+      const std::string& user_id, const std::string& conversation_id,
+      const MessageRecord* last);
+  // Asks the provider with the context that ends at `last` (null: none),
+  // streams the reply to the sink and stores it as the newest child of
+  // `last` (null: a new root).
+  void Reply(const std::string& user_id, const std::string& conversation_id,
+             const MessageRecord* last, const std::string& model,
+             ChatSink& sink);
 
   MessageStore* storage_;
   Provider* provider_;

@@ -174,7 +174,7 @@ class ChatTest : public ::testing::Test {
                              .status = status,
                              .created_at = now,
                              .updated_at = now},
-                            std::nullopt));
+                            std::nullopt, std::nullopt));
   }
 
   std::vector<MessageRecord> Stored(
@@ -377,7 +377,7 @@ TEST_F(ChatTest, AClientThatStopsReadingGetsTheReplyStoredIncomplete) {
 }
 
 TEST_F(ChatTest, AContextThatCannotBeReadSendsAnErrorAndKeepsTheMessage) {
-  store_.InjectError(InMemoryMessageStore::Method::kContextBefore,
+  store_.InjectError(InMemoryMessageStore::Method::kContextPath,
                      absl::UnavailableError("database unavailable"));
   Chats chats(&store_, &provider_, &clock_, {});
   ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
@@ -542,6 +542,94 @@ TEST_F(ChatTest, AConversationThatCannotBeNamedStillGetsDone) {
   ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
   EXPECT_EQ(sink_.Kinds().back(), Kind::kDone);
   EXPECT_TRUE(store_.Conversation(kUser, kConversation)->untitled);
+}
+
+}  // namespace
+}  // namespace chat::message
+
+namespace chat::message {
+namespace {
+
+// --- Conversation trees -----------------------------------------------------
+
+TEST_F(ChatTest, TheContextIsThePathFromTheRootAndNoOtherBranch) {
+  Chats chats(&store_, &provider_, &clock_, {});
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Q1"}, sink_));
+  const std::string q1 = sink_.events[0].message.id;
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "old branch"}, sink_));
+  // A new version of the second question: a sibling of "old branch".
+  const std::string a1 = Stored()[1].id;
+  FakeSink versioned;
+  ASSERT_OK(chats.Run(kUser, kConversation,
+                      {.content = "new branch", .parent_id = a1}, versioned));
+  EXPECT_THAT(provider_.context,
+              ElementsAre("user: Q1", "assistant: Hello", "user: new branch"));
+  ASSERT_EQ(versioned.events[0].kind, Kind::kMessage);
+  EXPECT_EQ(versioned.events[0].message.parent_id, a1);
+  EXPECT_EQ(versioned.events[0].message.sibling_index, 1);
+  EXPECT_EQ(versioned.events[0].message.sibling_count, 2);
+  ASSERT_EQ(versioned.events.back().kind, Kind::kDone);
+  EXPECT_EQ(versioned.events.back().message.parent_id,
+            versioned.events[0].message.id);
+  EXPECT_EQ(store_.ActiveBranch(kUser, kConversation).back(),
+            versioned.events.back().message.id);
+  EXPECT_NE(q1, "");
+}
+
+TEST_F(ChatTest, RegenerateMakesASiblingWithTheSameContext) {
+  Chats chats(&store_, &provider_, &clock_, {});
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Q1"}, sink_));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Q2"}, sink_));
+  const MessageRecord original = sink_.events.back().message;
+  const std::vector<std::string> first_context = provider_.context;
+
+  provider_.pieces = {"Another ", "answer"};
+  FakeSink again;
+  ASSERT_OK(chats.Regenerate(kUser, kConversation, original.id, "", again));
+  EXPECT_THAT(again.Kinds(),
+              ElementsAre(Kind::kDelta, Kind::kDelta, Kind::kDone))
+      << "no user message";
+  EXPECT_EQ(provider_.context, first_context);
+  const MessageRecord version = again.events.back().message;
+  EXPECT_EQ(version.content, "Another answer");
+  EXPECT_EQ(version.parent_id, original.parent_id);
+  EXPECT_EQ(version.sibling_index, 1);
+  EXPECT_EQ(version.sibling_count, 2);
+  EXPECT_EQ(store_.ActiveBranch(kUser, kConversation).back(), version.id);
+  EXPECT_EQ(Stored().size(), 5u);
+}
+
+TEST_F(ChatTest, RegenerateTakesOnlyAnAssistantMessageOfTheCaller) {
+  Chats chats(&store_, &provider_, &clock_, {});
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Q1"}, sink_));
+  const MessageRecord question = sink_.events[0].message;
+  const MessageRecord reply = sink_.events.back().message;
+  FakeSink none;
+  EXPECT_THAT(chats.Regenerate(kUser, kConversation, question.id, "", none),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(chats.Regenerate(kOtherUser, kConversation, reply.id, "", none),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(
+      chats.Regenerate(kUser, kSecondConversation, reply.id, "", none),
+      StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(chats.Regenerate(kUser, kConversation, "nope", "", none),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(none.events, IsEmpty());
+  EXPECT_EQ(provider_.calls, 1);
+}
+
+TEST_F(ChatTest, AChatUnderAMissingParentIsNotFoundAndStoresNothing) {
+  Chats chats(&store_, &provider_, &clock_, {});
+  EXPECT_THAT(chats.Run(kUser, kConversation,
+                        {.content = "Hi",
+                         .parent_id = "0190a000-0000-7000-8000-0000000000ff"},
+                        sink_),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(chats.Run(kUser, kConversation,
+                        {.content = "Hi", .parent_id = "bad"}, sink_),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Stored(), IsEmpty());
+  EXPECT_EQ(provider_.calls, 0);
 }
 
 }  // namespace

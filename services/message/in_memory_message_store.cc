@@ -27,8 +27,9 @@ absl::Time Greatest(std::optional<absl::Time> a, absl::Time b) {
   return a ? std::max(*a, b) : b;
 }
 
-MessageRecord* FindMessage(std::map<int64_t, MessageRecord>& messages,
-                           const std::string& id) {
+template <typename Messages>
+auto FindMessage(Messages& messages, const std::string& id)
+    -> decltype(&messages.begin()->second) {
   const std::string wanted = Canonical(id);
   for (auto& [seq, message] : messages) {
     if (message.id == wanted) return &message;
@@ -77,6 +78,57 @@ std::vector<MessageRecord> InMemoryMessageStore::StoredMessages(
   return messages;
 }
 
+std::vector<std::string> InMemoryMessageStore::ActiveBranch(
+    const std::string& user_id, const std::string& conversation_id) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<std::string> ids;
+  const StoredConversation* conversation = Find(user_id, conversation_id);
+  if (conversation == nullptr) return ids;
+  for (const MessageRecord* message :
+       PathTo(*conversation, conversation->state.active_leaf_id)) {
+    ids.push_back(message->id);
+  }
+  return ids;
+}
+
+MessageRecord InMemoryMessageStore::Placed(
+    const StoredConversation& conversation, const MessageRecord& message) {
+  MessageRecord placed = message;
+  placed.sibling_index = 0;
+  placed.sibling_count = 0;
+  for (const auto& [seq, other] : conversation.messages) {
+    if (other.parent_id != message.parent_id) continue;
+    ++placed.sibling_count;
+    if (seq < message.seq) ++placed.sibling_index;
+  }
+  return placed;
+}
+
+std::vector<const MessageRecord*> InMemoryMessageStore::PathTo(
+    const StoredConversation& conversation, const std::string& id) {
+  std::vector<const MessageRecord*> path;
+  for (const MessageRecord* message = FindMessage(conversation.messages, id);
+       message != nullptr;
+       message = FindMessage(conversation.messages, message->parent_id)) {
+    path.push_back(message);
+  }
+  std::reverse(path.begin(), path.end());
+  return path;
+}
+
+std::string InMemoryMessageStore::NewestLeafUnder(
+    const StoredConversation& conversation, const std::string& id) {
+  std::string leaf = Canonical(id);
+  for (;;) {
+    const MessageRecord* newest_child = nullptr;
+    for (const auto& [seq, message] : conversation.messages) {
+      if (message.parent_id == leaf) newest_child = &message;  // seq order
+    }
+    if (newest_child == nullptr) return leaf;
+    leaf = newest_child->id;
+  }
+}
+
 size_t InMemoryMessageStore::IdempotencyKeyCount(
     const std::string& user_id) const {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -115,7 +167,7 @@ const InMemoryMessageStore::StoredConversation* InMemoryMessageStore::Find(
 
 absl::StatusOr<MessageRecord> InMemoryMessageStore::Append(
     const std::string& user_id, const MessageRecord& message,
-    const std::optional<IdempotencyKey>& key) {
+    const ParentChoice& parent, const std::optional<IdempotencyKey>& key) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (absl::Status error = TakeInjectedError(Method::kAppend); !error.ok()) {
     return error;
@@ -145,13 +197,20 @@ absl::StatusOr<MessageRecord> InMemoryMessageStore::Append(
               ? nullptr
               : FindMessage(conversation->messages, first->second.resource_id);
       if (replayed == nullptr) return MessageNotFound();
-      return *replayed;
+      return Placed(*conversation, *replayed);
     }
   }
-  // Without the conversation the transaction rolls back: no key is kept.
+  // Without the conversation or the parent the transaction rolls back: no
+  // key is kept.
   if (conversation == nullptr) return ConversationNotFound();
-
   ConversationState& state = conversation->state;
+  const std::string parent_id =
+      parent ? Canonical(*parent) : state.active_leaf_id;
+  if (!parent_id.empty() &&
+      FindMessage(conversation->messages, parent_id) == nullptr) {
+    return absl::NotFoundError("parent message not found");
+  }
+
   state.message_count += 1;
   state.last_seq += 1;
   state.last_message_at = Greatest(state.last_message_at, message.created_at);
@@ -161,10 +220,12 @@ absl::StatusOr<MessageRecord> InMemoryMessageStore::Append(
   stored.id = Canonical(message.id);
   stored.conversation_id = Canonical(message.conversation_id);
   stored.seq = state.last_seq;
+  stored.parent_id = parent_id;
   // Never earlier than the previous message's time.
   stored.created_at = *state.last_message_at;
   stored.updated_at = *state.last_message_at;
   conversation->messages[stored.seq] = stored;
+  state.active_leaf_id = stored.id;
   if (key) {
     idempotency_keys_[{user, key->key}] = StoredKey{
         .request_hash = key->request_hash,
@@ -172,7 +233,7 @@ absl::StatusOr<MessageRecord> InMemoryMessageStore::Append(
         .created_at = message.created_at,
     };
   }
-  return stored;
+  return Placed(*conversation, stored);
 }
 
 absl::StatusOr<MessageRecord> InMemoryMessageStore::Get(
@@ -189,12 +250,12 @@ absl::StatusOr<MessageRecord> InMemoryMessageStore::Get(
                                ? nullptr
                                : FindMessage(conversation->messages, id);
   if (message == nullptr) return MessageNotFound();
-  return *message;
+  return Placed(*conversation, *message);
 }
 
 absl::StatusOr<std::vector<MessageRecord>> InMemoryMessageStore::List(
     const std::string& user_id, const std::string& conversation_id,
-    bool descending, std::optional<int64_t> after, int limit,
+    Branch branch, bool descending, std::optional<int64_t> after, int limit,
     int64_t content_budget) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (absl::Status error = TakeInjectedError(Method::kList); !error.ok()) {
@@ -212,11 +273,19 @@ absl::StatusOr<std::vector<MessageRecord>> InMemoryMessageStore::List(
   auto take = [&](const MessageRecord& message) {
     if (static_cast<int>(page.size()) >= limit) return false;
     if (content_before > content_budget) return false;
-    page.push_back(message);
+    page.push_back(Placed(*conversation, message));
     content_before += static_cast<int64_t>(message.content.size());
     return true;
   };
-  const std::map<int64_t, MessageRecord>& messages = conversation->messages;
+  std::map<int64_t, MessageRecord> messages;
+  if (branch == Branch::kAll) {
+    messages = conversation->messages;
+  } else {
+    for (const MessageRecord* message :
+         PathTo(*conversation, conversation->state.active_leaf_id)) {
+      messages[message->seq] = *message;
+    }
+  }
   if (descending) {
     for (auto it = std::make_reverse_iterator(messages.lower_bound(from));
          it != messages.rend() && take(it->second); ++it) {
@@ -245,7 +314,7 @@ absl::StatusOr<MessageRecord> InMemoryMessageStore::Update(
   message->updated_at = now;
   conversation->state.updated_at =
       Greatest(conversation->state.updated_at, now);
-  return *message;
+  return Placed(*conversation, *message);
 }
 
 absl::Status InMemoryMessageStore::Delete(const std::string& user_id,
@@ -258,11 +327,43 @@ absl::Status InMemoryMessageStore::Delete(const std::string& user_id,
   }
   StoredConversation* conversation = Find(user_id, conversation_id);
   if (conversation == nullptr) return ConversationNotFound();
-  MessageRecord* message = FindMessage(conversation->messages, id);
+  const MessageRecord* message = FindMessage(conversation->messages, id);
   if (message == nullptr) return MessageNotFound();
-  conversation->messages.erase(message->seq);
   ConversationState& state = conversation->state;
-  state.message_count -= 1;
+  std::vector<std::string> active;
+  for (const MessageRecord* on_path :
+       PathTo(*conversation, state.active_leaf_id)) {
+    active.push_back(on_path->id);
+  }
+  const bool was_active =
+      std::find(active.begin(), active.end(), message->id) != active.end();
+  const std::string parent_id = message->parent_id;
+  // The subtree: every message whose path passes through this one.
+  std::vector<int64_t> doomed;
+  for (const auto& [seq, other] : conversation->messages) {
+    for (const MessageRecord* step : PathTo(*conversation, other.id)) {
+      if (step->id == message->id) {
+        doomed.push_back(seq);
+        break;
+      }
+    }
+  }
+  for (int64_t seq : doomed) conversation->messages.erase(seq);
+  if (was_active) {
+    if (!parent_id.empty()) {
+      state.active_leaf_id = parent_id;
+    } else {
+      const MessageRecord* newest_root = nullptr;
+      for (const auto& [seq, other] : conversation->messages) {
+        if (other.parent_id.empty()) newest_root = &other;
+      }
+      state.active_leaf_id = newest_root == nullptr
+                                 ? ""
+                                 : NewestLeafUnder(*conversation,
+                                                   newest_root->id);
+    }
+  }
+  state.message_count -= static_cast<int64_t>(doomed.size());
   state.updated_at = Greatest(state.updated_at, now);
   // The newest remaining message's time, by position; positions are not
   // handed out again.
@@ -286,16 +387,17 @@ absl::Status InMemoryMessageStore::Clear(const std::string& user_id,
   conversation->messages.clear();
   ConversationState& state = conversation->state;
   state.message_count = 0;
+  state.active_leaf_id.clear();
   state.last_message_at = std::nullopt;
   state.updated_at = Greatest(state.updated_at, now);
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<ContextMessage>> InMemoryMessageStore::ContextBefore(
+absl::StatusOr<std::vector<ContextMessage>> InMemoryMessageStore::ContextPath(
     const std::string& user_id, const std::string& conversation_id,
-    int64_t before, int max_messages, int64_t budget_chars) {
+    const std::string& last_id, int max_messages, int64_t budget_chars) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (absl::Status error = TakeInjectedError(Method::kContextBefore);
+  if (absl::Status error = TakeInjectedError(Method::kContextPath);
       !error.ok()) {
     return error;
   }
@@ -303,12 +405,12 @@ absl::StatusOr<std::vector<ContextMessage>> InMemoryMessageStore::ContextBefore(
   // The SQL checks no conversation: another user's reads as empty.
   const StoredConversation* conversation = Find(user_id, conversation_id);
   if (conversation == nullptr) return context;
+  std::vector<const MessageRecord*> path = PathTo(*conversation, last_id);
   int usable = 0;
   int64_t used = 0;
-  const std::map<int64_t, MessageRecord>& messages = conversation->messages;
-  for (auto it = std::make_reverse_iterator(messages.lower_bound(before));
-       it != messages.rend() && usable < max_messages; ++it) {
-    const MessageRecord& message = it->second;
+  for (auto it = path.rbegin(); it != path.rend() && usable < max_messages;
+       ++it) {
+    const MessageRecord& message = **it;
     if (message.status == MessageStatus::kFailed || message.content.empty()) {
       continue;
     }
@@ -351,6 +453,52 @@ absl::StatusOr<bool> InMemoryMessageStore::NameUntitled(
   conversation->state.updated_at =
       Greatest(conversation->state.updated_at, now);
   return true;
+}
+
+absl::StatusOr<ForkedConversation> InMemoryMessageStore::Fork(
+    const std::string& user_id, const std::string& conversation_id,
+    const std::string& message_id, const ForkedConversation& fork,
+    const std::function<std::string()>& new_id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (absl::Status error = TakeInjectedError(Method::kFork); !error.ok()) {
+    return error;
+  }
+  const StoredConversation* source = Find(user_id, conversation_id);
+  if (source == nullptr) return ConversationNotFound();
+  std::vector<const MessageRecord*> path = PathTo(*source, message_id);
+  if (path.empty()) return MessageNotFound();
+
+  StoredConversation copy;
+  copy.state.title = fork.title.empty() ? source->state.title : fork.title;
+  copy.state.untitled = fork.title.empty() && source->state.untitled;
+  copy.state.metadata = source->state.metadata;
+  copy.state.created_at = fork.created_at;
+  copy.state.updated_at = fork.updated_at;
+  std::string parent_id;
+  for (const MessageRecord* original : path) {
+    MessageRecord message = *original;
+    message.id = Canonical(new_id());
+    message.conversation_id = Canonical(fork.id);
+    message.parent_id = parent_id;
+    message.seq = ++copy.state.last_seq;
+    if (message.status == MessageStatus::kInProgress) {
+      message.status = MessageStatus::kIncomplete;
+    }
+    parent_id = message.id;
+    copy.state.last_message_at = message.created_at;
+    copy.messages[message.seq] = std::move(message);
+  }
+  copy.state.message_count = static_cast<int64_t>(path.size());
+  copy.state.active_leaf_id = parent_id;
+
+  ForkedConversation made = fork;
+  made.title = copy.state.title;
+  made.metadata = copy.state.metadata;
+  made.message_count = copy.state.message_count;
+  made.last_message_at = copy.state.last_message_at;
+  made.active_leaf_id = copy.state.active_leaf_id;
+  conversations_[{Canonical(user_id), Canonical(fork.id)}] = std::move(copy);
+  return made;
 }
 
 }  // namespace chat::message

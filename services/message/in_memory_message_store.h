@@ -6,9 +6,12 @@
 // without a database. Positions (seq) are handed out per conversation and
 // never reused; ids are compared as PostgreSQL compares uuids (either case);
 // a page of List ends before the first row whose preceding content reaches
-// the budget (the SQL's `content_before < $5`); ContextBefore counts
-// characters newest first, skipping failed and empty messages; idempotency
-// keys behave like common/idempotency_storage.cc.
+// the budget (the SQL's `content_before < $5`); the active branch is the
+// path from a root to the conversation's active leaf, computed from the
+// parent links as the contract defines it (the SQL keeps it in a column);
+// ContextPath counts characters newest first along the path, skipping
+// failed and empty messages; idempotency keys behave like
+// common/idempotency_storage.cc.
 //
 //   InMemoryMessageStore store;
 //   store.AddConversation(kUser, kConversation);
@@ -42,6 +45,9 @@ class InMemoryMessageStore final : public MessageStore {
     int64_t last_seq = 0;  // the last position handed out
     std::optional<absl::Time> last_message_at;
     absl::Time updated_at = absl::UnixEpoch();
+    std::string active_leaf_id;  // "" when there is no branch
+    Metadata metadata;
+    absl::Time created_at = absl::UnixEpoch();
   };
 
   // The store's methods, for InjectError.
@@ -52,8 +58,9 @@ class InMemoryMessageStore final : public MessageStore {
     kUpdate,
     kDelete,
     kClear,
-    kContextBefore,
+    kContextPath,
     kNameUntitled,
+    kFork,
   };
 
   // Test setup: gives `user_id` a conversation without messages.
@@ -70,6 +77,9 @@ class InMemoryMessageStore final : public MessageStore {
   // Every stored message of the conversation, in position order.
   std::vector<MessageRecord> StoredMessages(
       const std::string& user_id, const std::string& conversation_id) const;
+  // The ids of the active branch, root first.
+  std::vector<std::string> ActiveBranch(
+      const std::string& user_id, const std::string& conversation_id) const;
   // The idempotency keys kept for the user (pruned ones are gone).
   size_t IdempotencyKeyCount(const std::string& user_id) const;
 
@@ -80,13 +90,14 @@ class InMemoryMessageStore final : public MessageStore {
   // MessageStore.
   absl::StatusOr<MessageRecord> Append(
       const std::string& user_id, const MessageRecord& message,
+      const ParentChoice& parent,
       const std::optional<IdempotencyKey>& key) override;
   absl::StatusOr<MessageRecord> Get(const std::string& user_id,
                                     const std::string& conversation_id,
                                     const std::string& id) override;
   absl::StatusOr<std::vector<MessageRecord>> List(
       const std::string& user_id, const std::string& conversation_id,
-      bool descending, std::optional<int64_t> after, int limit,
+      Branch branch, bool descending, std::optional<int64_t> after, int limit,
       int64_t content_budget) override;
   absl::StatusOr<MessageRecord> Update(const std::string& user_id,
                                        const std::string& conversation_id,
@@ -99,9 +110,14 @@ class InMemoryMessageStore final : public MessageStore {
   absl::Status Clear(const std::string& user_id,
                      const std::string& conversation_id,
                      absl::Time now) override;
-  absl::StatusOr<std::vector<ContextMessage>> ContextBefore(
+  absl::StatusOr<std::vector<ContextMessage>> ContextPath(
       const std::string& user_id, const std::string& conversation_id,
-      int64_t before, int max_messages, int64_t budget_chars) override;
+      const std::string& last_id, int max_messages,
+      int64_t budget_chars) override;
+  absl::StatusOr<ForkedConversation> Fork(
+      const std::string& user_id, const std::string& conversation_id,
+      const std::string& message_id, const ForkedConversation& fork,
+      const std::function<std::string()>& new_id) override;
   absl::StatusOr<bool> NameUntitled(
       const std::string& user_id, const std::string& conversation_id,
       const std::function<std::string(const std::string&)>&
@@ -127,6 +143,15 @@ class InMemoryMessageStore final : public MessageStore {
                                  const std::string& conversation_id) const;
   // The injected error of `method`, once; OK without one.
   absl::Status TakeInjectedError(Method method);
+  // The message with its sibling_index and sibling_count as they are now.
+  static MessageRecord Placed(const StoredConversation& conversation,
+                              const MessageRecord& message);
+  // The path from a root to `id`, root first; empty for "".
+  static std::vector<const MessageRecord*> PathTo(
+      const StoredConversation& conversation, const std::string& id);
+  // The newest leaf under `id` (the newest child at each step).
+  static std::string NewestLeafUnder(const StoredConversation& conversation,
+                                     const std::string& id);
 
   mutable std::mutex mutex_;
   std::map<ConversationKey, StoredConversation> conversations_;

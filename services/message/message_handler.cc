@@ -23,6 +23,27 @@ void ToProto(const MessageRecord& m, chat::v1::Message* out) {
   MetadataToProto(m.metadata, out->mutable_metadata());
   SetTimestamp(m.created_at, out->mutable_created_at());
   SetTimestamp(m.updated_at, out->mutable_updated_at());
+  out->set_parent_id(m.parent_id);
+  out->set_sibling_index(m.sibling_index);
+  out->set_sibling_count(m.sibling_count);
+}
+
+void ToProto(const ForkedConversation& c, chat::v1::Conversation* out) {
+  out->set_id(c.id);
+  out->set_title(c.title);
+  MetadataToProto(c.metadata, out->mutable_metadata());
+  out->set_message_count(static_cast<int32_t>(c.message_count));
+  if (c.last_message_at)
+    SetTimestamp(*c.last_message_at, out->mutable_last_message_at());
+  out->set_active_leaf_id(c.active_leaf_id);
+  SetTimestamp(c.created_at, out->mutable_created_at());
+  SetTimestamp(c.updated_at, out->mutable_updated_at());
+}
+
+// Absent is "under the active leaf"; present and empty, "a new root".
+ParentChoice ParentOf(bool has_parent_id, const std::string& parent_id) {
+  if (!has_parent_id) return std::nullopt;
+  return parent_id;
 }
 
 absl::StatusOr<MessageChange> ChangeOf(
@@ -34,10 +55,10 @@ absl::StatusOr<MessageChange> ChangeOf(
       {{"content", !m.content().empty(), [&] { change.content = m.content(); }},
        {"metadata", !m.metadata().empty(),
         [&] { change.metadata = MetadataFromProto(m.metadata()); }}},
-      /*immutable=*/{"role"},
+      /*immutable=*/{"role", "parent_id"},
       /*output_only=*/
-      {"id", "conversation_id", "status", "model", "created_at",
-       "updated_at"}));
+      {"id", "conversation_id", "status", "model", "created_at", "updated_at",
+       "sibling_index", "sibling_count"}));
   return change;
 }
 
@@ -99,7 +120,8 @@ Status MessageServiceImpl::CreateMessage(
             MessageRecord created,
             messages_->Create(user, request->conversation_id(),
                               {ParseRole(m.role()), m.content(),
-                               MetadataFromProto(m.metadata())},
+                               MetadataFromProto(m.metadata()),
+                               ParentOf(m.has_parent_id(), m.parent_id())},
                               MetadataOf(*context, "idempotency-key")));
         ToProto(created, response);
         return absl::OkStatus();
@@ -115,7 +137,8 @@ Status MessageServiceImpl::ListMessages(
             MessagePage page,
             messages_->List(user, request->conversation_id(),
                             {request->page_size(), request->page_token(),
-                             ParseOrder(request->order())}));
+                             ParseOrder(request->order()),
+                             ParseBranch(request->branch())}));
         for (const MessageRecord& m : page.messages) {
           ToProto(m, response->add_messages());
         }
@@ -173,8 +196,37 @@ Status MessageServiceImpl::Chat(
   return ForCaller(*callers_, *context, [&](const std::string& user) {
     GrpcChatSink sink(context, writer);
     return chats_->Run(user, request->conversation_id(),
-                       {request->content(), request->model()}, sink);
+                       {request->content(), request->model(),
+                        ParentOf(request->has_parent_id(),
+                                 request->parent_id())},
+                       sink);
   });
+}
+
+Status MessageServiceImpl::Regenerate(
+    grpc::ServerContext* context, const chat::v1::RegenerateRequest* request,
+    grpc::ServerWriter<chat::v1::ChatEvent>* writer) {
+  return ForCaller(*callers_, *context, [&](const std::string& user) {
+    GrpcChatSink sink(context, writer);
+    return chats_->Regenerate(user, request->conversation_id(), request->id(),
+                              request->model(), sink);
+  });
+}
+
+Status MessageServiceImpl::ForkConversation(
+    grpc::ServerContext* context,
+    const chat::v1::ForkConversationRequest* request,
+    chat::v1::Conversation* response) {
+  return ForCaller(
+      *callers_, *context, [&](const std::string& user) -> absl::Status {
+        std::optional<std::string> title;
+        if (request->has_title()) title = request->title();
+        ASSIGN_OR_RETURN(ForkedConversation fork,
+                         messages_->Fork(user, request->conversation_id(),
+                                         request->id(), title));
+        ToProto(fork, response);
+        return absl::OkStatus();
+      });
 }
 
 }  // namespace chat::message

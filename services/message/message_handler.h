@@ -38,6 +38,13 @@ class MessageServiceImpl final : public chat::v1::MessageService::Service {
   grpc::Status Chat(grpc::ServerContext* context,
                     const chat::v1::ChatRequest* request,
                     grpc::ServerWriter<chat::v1::ChatEvent>* writer) override;
+  grpc::Status Regenerate(
+      grpc::ServerContext* context, const chat::v1::RegenerateRequest* request,
+      grpc::ServerWriter<chat::v1::ChatEvent>* writer) override;
+  grpc::Status ForkConversation(
+      grpc::ServerContext* context,
+      const chat::v1::ForkConversationRequest* request,
+      chat::v1::Conversation* response) override;
 
  private:
   Messages* messages_;

@@ -2,63 +2,89 @@
 
 #include <limits>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
 #include "common/idempotency_storage.h"
 #include "common/status_macros.h"
 
 namespace chat::message {
 namespace {
 
-#define MESSAGE_COLUMNS                                                  \
-  "id::text, conversation_id::text, seq, role, content, status, model, " \
-  "metadata::text, (extract(epoch FROM created_at) * 1000000)::bigint, " \
-  "(extract(epoch FROM updated_at) * 1000000)::bigint"
+// A root's parent_id: "the siblings of m" is then one equality the
+// children index answers (deploy/migrations/0005_conversation_trees.sql).
+#define NIL_UUID "'00000000-0000-0000-0000-000000000000'::uuid"
 
-// One round trip: take the next position under the conversation's row lock,
-// count the message, and insert it. Its created_at is never earlier than the
-// previous message's, so times follow the listing order too.
+// The columns FromRow reads, over a row `m` of messages joined with
+// SIBLINGS; append_message returns the same columns.
+#define MESSAGE_COLUMNS                                                      \
+  "m.id::text, m.conversation_id::text, m.seq, m.role, m.content, "          \
+  "m.status, m.model, m.metadata::text, "                                    \
+  "(extract(epoch FROM m.created_at) * 1000000)::bigint, "                   \
+  "(extract(epoch FROM m.updated_at) * 1000000)::bigint, "                   \
+  "COALESCE(NULLIF(m.parent_id, " NIL_UUID ")::text, ''), s.sibling_index, " \
+  "s.sibling_count"
+
+// The place of `m` among the messages that share its parent.
+#define SIBLINGS                                                           \
+  " CROSS JOIN LATERAL (SELECT count(*) FILTER (WHERE x.seq < m.seq) "     \
+  "AS sibling_index, count(*) AS sibling_count FROM messages x "           \
+  "WHERE x.user_id = m.user_id AND x.conversation_id = m.conversation_id " \
+  "AND x.parent_id = m.parent_id) s "
+
+// One round trip (see the function): $4 is the parent, NULL for the leaf of
+// the active branch, the nil UUID for a new root.
 constexpr char kAppend[] = "message_append";
 constexpr char kAppendSql[] =
-    "WITH c AS ("
-    "  UPDATE conversations SET message_count = message_count + 1, "
-    "    last_seq = last_seq + 1, "
-    "    last_message_at = GREATEST(last_message_at, $8::timestamptz), "
-    "    updated_at = GREATEST(updated_at, $8::timestamptz) "
-    "  WHERE user_id = $1::uuid AND id = $2::uuid "
-    "  RETURNING last_seq, last_message_at) "
-    "INSERT INTO messages (user_id, conversation_id, seq, id, role, content, "
-    "status, "
-    "  model, metadata, created_at, updated_at) "
-    "SELECT $1::uuid, $2::uuid, c.last_seq, $3::uuid, $4, $5, $6, $7, "
-    "$9::jsonb, "
-    "  c.last_message_at, c.last_message_at FROM c "
-    "RETURNING " MESSAGE_COLUMNS;
+    "SELECT * FROM append_message($1::uuid, $2::uuid, $3::uuid, $4::uuid, "
+    "$5, $6, $7, $8, $9::timestamptz, $10::jsonb)";
 
 constexpr char kGet[] = "message_get";
 constexpr char kGetSql[] =
-    "SELECT " MESSAGE_COLUMNS
-    " FROM messages "
-    "WHERE user_id = $1::uuid AND conversation_id = $2::uuid AND id = $3::uuid";
+    "SELECT " MESSAGE_COLUMNS " FROM messages m" SIBLINGS
+    "WHERE m.user_id = $1::uuid AND m.conversation_id = $2::uuid "
+    "AND m.id = $3::uuid";
 
 // A page also ends once the content before a row reaches $5 bytes: the
 // running sum reads only the stored sizes (octet_length does not detoast),
 // and the limit stops the index scan, so a deep page costs a first page's.
+// The active branch reads the partial index of active messages: along a
+// branch, position order is depth order.
 constexpr char kListAscending[] = "message_list_asc";
 constexpr char kListAscendingSql[] =
-    "SELECT * FROM (SELECT " MESSAGE_COLUMNS
-    ", sum(octet_length(content)) OVER (ORDER BY seq ASC) "
-    "- octet_length(content) AS content_before FROM messages "
-    "WHERE user_id = $1::uuid AND conversation_id = $2::uuid AND seq > $3 "
-    "ORDER BY seq ASC LIMIT $4) page "
-    "WHERE content_before <= $5 ORDER BY seq ASC";
+    "SELECT " MESSAGE_COLUMNS
+    " FROM (SELECT m.*, sum(octet_length(m.content)) OVER (ORDER BY m.seq "
+    "ASC) - octet_length(m.content) AS content_before FROM messages m "
+    "WHERE m.user_id = $1::uuid AND m.conversation_id = $2::uuid "
+    "AND m.active AND m.seq > $3 ORDER BY m.seq ASC LIMIT $4) m" SIBLINGS
+    "WHERE m.content_before <= $5 ORDER BY m.seq ASC";
 
 constexpr char kListDescending[] = "message_list_desc";
 constexpr char kListDescendingSql[] =
-    "SELECT * FROM (SELECT " MESSAGE_COLUMNS
-    ", sum(octet_length(content)) OVER (ORDER BY seq DESC) "
-    "- octet_length(content) AS content_before FROM messages "
-    "WHERE user_id = $1::uuid AND conversation_id = $2::uuid AND seq < $3 "
-    "ORDER BY seq DESC LIMIT $4) page "
-    "WHERE content_before <= $5 ORDER BY seq DESC";
+    "SELECT " MESSAGE_COLUMNS
+    " FROM (SELECT m.*, sum(octet_length(m.content)) OVER (ORDER BY m.seq "
+    "DESC) - octet_length(m.content) AS content_before FROM messages m "
+    "WHERE m.user_id = $1::uuid AND m.conversation_id = $2::uuid "
+    "AND m.active AND m.seq < $3 ORDER BY m.seq DESC LIMIT $4) m" SIBLINGS
+    "WHERE m.content_before <= $5 ORDER BY m.seq DESC";
+
+constexpr char kListAllAscending[] = "message_list_all_asc";
+constexpr char kListAllAscendingSql[] =
+    "SELECT " MESSAGE_COLUMNS
+    " FROM (SELECT m.*, sum(octet_length(m.content)) OVER (ORDER BY m.seq "
+    "ASC) - octet_length(m.content) AS content_before FROM messages m "
+    "WHERE m.user_id = $1::uuid AND m.conversation_id = $2::uuid "
+    "AND m.seq > $3 ORDER BY m.seq ASC LIMIT $4) m" SIBLINGS
+    "WHERE m.content_before <= $5 ORDER BY m.seq ASC";
+
+constexpr char kListAllDescending[] = "message_list_all_desc";
+constexpr char kListAllDescendingSql[] =
+    "SELECT " MESSAGE_COLUMNS
+    " FROM (SELECT m.*, sum(octet_length(m.content)) OVER (ORDER BY m.seq "
+    "DESC) - octet_length(m.content) AS content_before FROM messages m "
+    "WHERE m.user_id = $1::uuid AND m.conversation_id = $2::uuid "
+    "AND m.seq < $3 ORDER BY m.seq DESC LIMIT $4) m" SIBLINGS
+    "WHERE m.content_before <= $5 ORDER BY m.seq DESC";
 
 constexpr char kConversationExists[] = "message_conversation_exists";
 constexpr char kConversationExistsSql[] =
@@ -66,15 +92,15 @@ constexpr char kConversationExistsSql[] =
 
 constexpr char kLockConversation[] = "message_lock_conversation";
 constexpr char kLockConversationSql[] =
-    "SELECT 1 FROM conversations WHERE user_id = $1::uuid AND id = $2::uuid "
-    "FOR NO KEY UPDATE";
+    "SELECT title, untitled, metadata::text FROM conversations "
+    "WHERE user_id = $1::uuid AND id = $2::uuid FOR NO KEY UPDATE";
 
 constexpr char kUpdate[] = "message_update";
 constexpr char kUpdateSql[] =
-    "UPDATE messages SET content = COALESCE($4, content), "
+    "WITH m AS (UPDATE messages SET content = COALESCE($4, content), "
     "metadata = COALESCE($5::jsonb, metadata), updated_at = $6::timestamptz "
     "WHERE user_id = $1::uuid AND conversation_id = $2::uuid AND id = $3::uuid "
-    "RETURNING " MESSAGE_COLUMNS;
+    "RETURNING *) SELECT " MESSAGE_COLUMNS " FROM m" SIBLINGS;
 
 constexpr char kTouchConversation[] = "message_touch_conversation";
 constexpr char kTouchConversationSql[] =
@@ -82,16 +108,39 @@ constexpr char kTouchConversationSql[] =
     "$3::timestamptz) "
     "WHERE user_id = $1::uuid AND id = $2::uuid";
 
-constexpr char kDelete[] = "message_delete";
-constexpr char kDeleteSql[] =
-    "DELETE FROM messages "
+constexpr char kPlace[] = "message_place";
+constexpr char kPlaceSql[] =
+    "SELECT parent_id::text, active FROM messages "
     "WHERE user_id = $1::uuid AND conversation_id = $2::uuid AND id = $3::uuid";
 
-// After a delete: the count drops by one and last_message_at is the newest
-// remaining message's (by position, through the primary key).
+// The message and every message below it.
+constexpr char kDeleteSubtree[] = "message_delete_subtree";
+constexpr char kDeleteSubtreeSql[] =
+    "WITH RECURSIVE subtree AS ("
+    "  SELECT $3::uuid AS id "
+    "  UNION ALL "
+    "  SELECT c.id FROM subtree JOIN messages c ON c.user_id = $1::uuid "
+    "    AND c.conversation_id = $2::uuid AND c.parent_id = subtree.id) "
+    "DELETE FROM messages d USING subtree WHERE d.user_id = $1::uuid "
+    "AND d.conversation_id = $2::uuid AND d.id = subtree.id";
+
+// After deleting a message of the active branch: the branch ends at its
+// parent, the deepest survivor of the path; after a root, at the newest
+// leaf under the newest remaining root (or nowhere).
+constexpr char kEndBranchAt[] = "message_end_branch_at";
+constexpr char kEndBranchAtSql[] =
+    "SELECT set_active_path($1::uuid, $2::uuid, CASE WHEN $3::uuid <> " NIL_UUID
+    " THEN $3::uuid ELSE COALESCE(newest_leaf_under($1::uuid, $2::uuid, "
+    "(SELECT r.id FROM messages r WHERE r.user_id = $1::uuid "
+    "AND r.conversation_id = $2::uuid AND r.parent_id = " NIL_UUID
+    " ORDER BY r.seq DESC LIMIT 1)), " NIL_UUID ") END)";
+
+// After a delete: the count drops by the messages deleted and
+// last_message_at is the newest remaining message's (by position, through
+// the primary key).
 constexpr char kUncount[] = "message_uncount";
 constexpr char kUncountSql[] =
-    "UPDATE conversations SET message_count = message_count - 1, "
+    "UPDATE conversations SET message_count = message_count - $4, "
     "updated_at = GREATEST(updated_at, $3::timestamptz), "
     "last_message_at = (SELECT m.created_at FROM messages m "
     "  WHERE m.user_id = $1::uuid AND m.conversation_id = $2::uuid "
@@ -106,6 +155,7 @@ constexpr char kClearSql[] =
 constexpr char kUncountAll[] = "message_uncount_all";
 constexpr char kUncountAllSql[] =
     "UPDATE conversations SET message_count = 0, last_message_at = NULL, "
+    "active_leaf_id = NULL, "
     "updated_at = GREATEST(updated_at, $3::timestamptz) "
     "WHERE user_id = $1::uuid AND id = $2::uuid";
 
@@ -126,18 +176,77 @@ constexpr char kSetTitleSql[] =
     "SELECT name_untitled_conversation($1::uuid, $2::uuid, $3, "
     "$4::timestamptz)";
 
-// The newest usable messages before a position, while their characters add
-// up to at most the budget (a running sum, so the result is a prefix).
+// The path up from a message through its parents, newest first, while the
+// usable messages (none failed or empty) fit $4 messages and $5 characters
+// (running counts, so the result is a prefix). Each step is one probe of
+// the primary-key-like (user, conversation, id) index.
 constexpr char kContext[] = "message_context";
 constexpr char kContextSql[] =
-    "SELECT role, content FROM ("
-    "  SELECT role, content, seq, "
-    "    sum(length(content)) OVER (ORDER BY seq DESC) AS used FROM ("
-    "    SELECT role, content, seq FROM messages "
-    "    WHERE user_id = $1::uuid AND conversation_id = $2::uuid AND seq < $3 "
-    "      AND status <> 'failed' AND content <> '' "
-    "    ORDER BY seq DESC LIMIT $4) newest) counted "
-    "WHERE used <= $5 ORDER BY seq DESC";
+    "WITH RECURSIVE path AS ("
+    "  SELECT m.parent_id, m.role, m.content, 1 AS depth, u.usable, "
+    "    u.usable::int AS kept, "
+    "    CASE WHEN u.usable THEN length(m.content) ELSE 0 END::bigint AS used "
+    "  FROM messages m CROSS JOIN LATERAL (SELECT m.status <> 'failed' "
+    "    AND m.content <> '' AS usable) u "
+    "  WHERE m.user_id = $1::uuid AND m.conversation_id = $2::uuid "
+    "    AND m.id = $3::uuid "
+    "  UNION ALL "
+    "  SELECT m.parent_id, m.role, m.content, p.depth + 1, u.usable, "
+    "    p.kept + u.usable::int, "
+    "    p.used + CASE WHEN u.usable THEN length(m.content) ELSE 0 END "
+    "  FROM path p JOIN messages m ON m.user_id = $1::uuid "
+    "    AND m.conversation_id = $2::uuid AND m.id = p.parent_id "
+    "  CROSS JOIN LATERAL (SELECT m.status <> 'failed' AND m.content <> '' "
+    "    AS usable) u "
+    "  WHERE p.kept < $4 AND p.used <= $5) "
+    "SELECT role, content FROM path WHERE usable AND kept <= $4 AND used <= $5 "
+    "ORDER BY depth";
+
+// The path from the root to a message, root first.
+constexpr char kPathIds[] = "message_path_ids";
+constexpr char kPathIdsSql[] =
+    "WITH RECURSIVE up AS ("
+    "  SELECT m.id, m.parent_id, 1 AS depth FROM messages m "
+    "  WHERE m.user_id = $1::uuid AND m.conversation_id = $2::uuid "
+    "    AND m.id = $3::uuid "
+    "  UNION ALL "
+    "  SELECT m.id, m.parent_id, up.depth + 1 FROM up JOIN messages m "
+    "    ON m.user_id = $1::uuid AND m.conversation_id = $2::uuid "
+    "    AND m.id = up.parent_id) "
+    "SELECT id::text FROM up ORDER BY depth DESC";
+
+// The fork's conversation: $5 its title (empty: the source's), $6 how many
+// messages it gets, $7 the id of the last one.
+constexpr char kInsertFork[] = "message_insert_fork";
+constexpr char kInsertForkSql[] =
+    "INSERT INTO conversations (user_id, id, title, untitled, metadata, "
+    "message_count, last_seq, last_message_at, active_leaf_id, created_at, "
+    "updated_at) "
+    "SELECT $1::uuid, $3::uuid, COALESCE(NULLIF($5, ''), c.title), "
+    "$5 = '' AND c.untitled, c.metadata, $6, $6, "
+    "(SELECT m.created_at FROM messages m WHERE m.user_id = $1::uuid "
+    "  AND m.conversation_id = $2::uuid AND m.id = $4::uuid), $7::uuid, "
+    "$8::timestamptz, $8::timestamptz "
+    "FROM conversations c WHERE c.user_id = $1::uuid AND c.id = $2::uuid "
+    "RETURNING title, metadata::text, "
+    "(extract(epoch FROM last_message_at) * 1000000)::bigint";
+
+// Copies of the path ($4, root first) under the new ids ($5), each the
+// child of the one before. A reply still in progress is copied as
+// incomplete: nothing will finish the copy.
+constexpr char kCopyPath[] = "message_copy_path";
+constexpr char kCopyPathSql[] =
+    "INSERT INTO messages (user_id, conversation_id, seq, id, parent_id, "
+    "active, role, content, status, model, metadata, created_at, updated_at) "
+    "SELECT $1::uuid, $3::uuid, p.position, p.new_id, "
+    "COALESCE(lag(p.new_id) OVER (ORDER BY p.position), " NIL_UUID
+    "), true, m.role, m.content, "
+    "CASE WHEN m.status = 'in_progress' THEN 'incomplete' ELSE m.status END, "
+    "m.model, m.metadata, m.created_at, m.updated_at "
+    "FROM unnest($4::uuid[], $5::uuid[]) WITH ORDINALITY "
+    "  AS p(old_id, new_id, position) "
+    "JOIN messages m ON m.user_id = $1::uuid AND m.conversation_id = $2::uuid "
+    "  AND m.id = p.old_id";
 
 MessageRecord FromRow(const pqxx::row& row) {
   MessageRecord m;
@@ -153,23 +262,34 @@ MessageRecord FromRow(const pqxx::row& row) {
   m.metadata = MetadataFromJson(row[7].as<std::string>()).value_or(Metadata{});
   m.created_at = FromPgMicros(row[8].as<int64_t>());
   m.updated_at = FromPgMicros(row[9].as<int64_t>());
+  m.parent_id = row[10].as<std::string>();
+  m.sibling_index = row[11].as<int>();
+  m.sibling_count = row[12].as<int>();
   return m;
 }
 
 absl::Status ConversationNotFound() {
   return absl::NotFoundError("conversation not found");
 }
+constexpr char kNilUuid[] = "00000000-0000-0000-0000-000000000000";
+
 absl::Status MessageNotFound() {
   return absl::NotFoundError("message not found");
 }
 
 // Locks the conversation row; NOT_FOUND when the user has no such one.
-absl::Status LockConversation(pqxx::work& tx, const std::string& user_id,
-                              const std::string& conversation_id) {
-  if (tx.exec_prepared(kLockConversation, user_id, conversation_id).empty()) {
-    return ConversationNotFound();
-  }
-  return absl::OkStatus();
+absl::StatusOr<pqxx::row> LockConversation(pqxx::work& tx,
+                                           const std::string& user_id,
+                                           const std::string& conversation_id) {
+  pqxx::result rows =
+      tx.exec_prepared(kLockConversation, user_id, conversation_id);
+  if (rows.empty()) return ConversationNotFound();
+  return rows[0];
+}
+
+// A PostgreSQL array literal of UUIDs (which need no quoting).
+std::string UuidArray(const std::vector<std::string>& ids) {
+  return absl::StrCat("{", absl::StrJoin(ids, ","), "}");
 }
 
 }  // namespace
@@ -181,24 +301,33 @@ std::vector<PreparedStatement> MessageStorage::Statements() {
           {kGet, kGetSql},
           {kListAscending, kListAscendingSql},
           {kListDescending, kListDescendingSql},
+          {kListAllAscending, kListAllAscendingSql},
+          {kListAllDescending, kListAllDescendingSql},
           {kConversationExists, kConversationExistsSql},
           {kLockConversation, kLockConversationSql},
           {kUpdate, kUpdateSql},
           {kTouchConversation, kTouchConversationSql},
-          {kDelete, kDeleteSql},
+          {kPlace, kPlaceSql},
+          {kDeleteSubtree, kDeleteSubtreeSql},
+          {kEndBranchAt, kEndBranchAtSql},
           {kUncount, kUncountSql},
           {kClear, kClearSql},
           {kUncountAll, kUncountAllSql},
           {kUntitledFirstMessage, kUntitledFirstMessageSql},
           {kSetTitle, kSetTitleSql},
           {kContext, kContextSql},
+          {kPathIds, kPathIdsSql},
+          {kInsertFork, kInsertForkSql},
+          {kCopyPath, kCopyPathSql},
       },
       IdempotencyStatements());
 }
 
 absl::StatusOr<MessageRecord> MessageStorage::Append(
     const std::string& user_id, const MessageRecord& message,
-    const std::optional<IdempotencyKey>& key) {
+    const ParentChoice& parent, const std::optional<IdempotencyKey>& key) {
+  std::optional<std::string> parent_id;
+  if (parent) parent_id = parent->empty() ? kNilUuid : *parent;
   return pool_->Transact<MessageRecord>(
       user_id, [&](pqxx::work& tx) -> absl::StatusOr<MessageRecord> {
         if (key) {
@@ -213,12 +342,18 @@ absl::StatusOr<MessageRecord> MessageStorage::Append(
           }
         }
         pqxx::result rows = tx.exec_prepared(
-            kAppend, user_id, message.conversation_id, message.id,
+            kAppend, user_id, message.conversation_id, message.id, parent_id,
             std::string(RoleName(message.role)), message.content,
             std::string(StatusName(message.status)), message.model,
             PgTime(message.created_at), MetadataToJson(message.metadata));
-        if (rows.empty()) return ConversationNotFound();
-        return FromRow(rows[0]);
+        if (!rows.empty()) return FromRow(rows[0]);
+        // No row: no such conversation, or no such parent in it.
+        if (tx.exec_prepared(kConversationExists, user_id,
+                             message.conversation_id)
+                .empty()) {
+          return ConversationNotFound();
+        }
+        return absl::NotFoundError("parent message not found");
       });
 }
 
@@ -236,16 +371,19 @@ absl::StatusOr<MessageRecord> MessageStorage::Get(
 
 absl::StatusOr<std::vector<MessageRecord>> MessageStorage::List(
     const std::string& user_id, const std::string& conversation_id,
-    bool descending, std::optional<int64_t> after, int limit,
+    Branch branch, bool descending, std::optional<int64_t> after, int limit,
     int64_t content_budget) {
+  const char* statement =
+      branch == Branch::kAll
+          ? (descending ? kListAllDescending : kListAllAscending)
+          : (descending ? kListDescending : kListAscending);
   const int64_t from =
       after.value_or(descending ? std::numeric_limits<int64_t>::max() : 0);
   return pool_->Transact<std::vector<MessageRecord>>(
       user_id,
       [&](pqxx::work& tx) -> absl::StatusOr<std::vector<MessageRecord>> {
         pqxx::result rows = tx.exec_prepared(
-            descending ? kListDescending : kListAscending, user_id,
-            conversation_id, from, limit, content_budget);
+            statement, user_id, conversation_id, from, limit, content_budget);
         // An empty page costs one more look: is there a conversation at all?
         if (rows.empty() &&
             tx.exec_prepared(kConversationExists, user_id, conversation_id)
@@ -266,7 +404,8 @@ absl::StatusOr<MessageRecord> MessageStorage::Update(
   if (change.metadata) metadata = MetadataToJson(*change.metadata);
   return pool_->Transact<MessageRecord>(
       user_id, [&](pqxx::work& tx) -> absl::StatusOr<MessageRecord> {
-        RETURN_IF_ERROR(LockConversation(tx, user_id, conversation_id));
+        RETURN_IF_ERROR(
+            LockConversation(tx, user_id, conversation_id).status());
         pqxx::result rows =
             tx.exec_prepared(kUpdate, user_id, conversation_id, id,
                              change.content, metadata, PgTime(now));
@@ -281,12 +420,19 @@ absl::Status MessageStorage::Delete(const std::string& user_id,
                                     const std::string& conversation_id,
                                     const std::string& id, absl::Time now) {
   return pool_->Transact(user_id, [&](pqxx::work& tx) -> absl::Status {
-    RETURN_IF_ERROR(LockConversation(tx, user_id, conversation_id));
-    if (tx.exec_prepared(kDelete, user_id, conversation_id, id)
-            .affected_rows() == 0) {
-      return MessageNotFound();
+    RETURN_IF_ERROR(LockConversation(tx, user_id, conversation_id).status());
+    pqxx::result place = tx.exec_prepared(kPlace, user_id, conversation_id, id);
+    if (place.empty()) return MessageNotFound();
+    const std::string parent_id = place[0][0].as<std::string>();
+    const bool active = place[0][1].as<bool>();
+    const int64_t deleted =
+        tx.exec_prepared(kDeleteSubtree, user_id, conversation_id, id)
+            .affected_rows();
+    if (active) {
+      tx.exec_prepared(kEndBranchAt, user_id, conversation_id, parent_id);
     }
-    tx.exec_prepared0(kUncount, user_id, conversation_id, PgTime(now));
+    tx.exec_prepared0(kUncount, user_id, conversation_id, PgTime(now),
+                      deleted);
     return absl::OkStatus();
   });
 }
@@ -295,22 +441,23 @@ absl::Status MessageStorage::Clear(const std::string& user_id,
                                    const std::string& conversation_id,
                                    absl::Time now) {
   return pool_->Transact(user_id, [&](pqxx::work& tx) -> absl::Status {
-    RETURN_IF_ERROR(LockConversation(tx, user_id, conversation_id));
+    RETURN_IF_ERROR(LockConversation(tx, user_id, conversation_id).status());
     tx.exec_prepared0(kClear, user_id, conversation_id);
     tx.exec_prepared0(kUncountAll, user_id, conversation_id, PgTime(now));
     return absl::OkStatus();
   });
 }
 
-absl::StatusOr<std::vector<ContextMessage>> MessageStorage::ContextBefore(
+absl::StatusOr<std::vector<ContextMessage>> MessageStorage::ContextPath(
     const std::string& user_id, const std::string& conversation_id,
-    int64_t before, int max_messages, int64_t budget_chars) {
+    const std::string& last_id, int max_messages, int64_t budget_chars) {
+  if (last_id.empty()) return std::vector<ContextMessage>{};
   return pool_->Transact<std::vector<ContextMessage>>(
       user_id,
       [&](pqxx::work& tx) -> absl::StatusOr<std::vector<ContextMessage>> {
         std::vector<ContextMessage> context;
         for (const pqxx::row& row :
-             tx.exec_prepared(kContext, user_id, conversation_id, before,
+             tx.exec_prepared(kContext, user_id, conversation_id, last_id,
                               max_messages, budget_chars)) {
           context.push_back(
               {ParseRole(row[0].as<std::string>()).value_or(Role::kUser),
@@ -337,6 +484,44 @@ absl::StatusOr<bool> MessageStorage::NameUntitled(
             .exec_prepared1(kSetTitle, user_id, conversation_id, title,
                             PgTime(now))[0]
             .as<bool>();
+      });
+}
+
+absl::StatusOr<ForkedConversation> MessageStorage::Fork(
+    const std::string& user_id, const std::string& conversation_id,
+    const std::string& message_id, const ForkedConversation& fork,
+    const std::function<std::string()>& new_id) {
+  return pool_->Transact<ForkedConversation>(
+      user_id, [&](pqxx::work& tx) -> absl::StatusOr<ForkedConversation> {
+        // The source stays as it is while its path is copied.
+        RETURN_IF_ERROR(
+            LockConversation(tx, user_id, conversation_id).status());
+        std::vector<std::string> path;
+        for (const pqxx::row& row : tx.exec_prepared(
+                 kPathIds, user_id, conversation_id, message_id)) {
+          path.push_back(row[0].as<std::string>());
+        }
+        if (path.empty()) return MessageNotFound();
+        std::vector<std::string> copies;
+        copies.reserve(path.size());
+        for (size_t i = 0; i < path.size(); ++i) copies.push_back(new_id());
+
+        ForkedConversation made = fork;
+        made.message_count = static_cast<int64_t>(path.size());
+        made.active_leaf_id = copies.back();
+        const pqxx::row row = tx.exec_prepared1(
+            kInsertFork, user_id, conversation_id, fork.id, path.back(),
+            fork.title, made.message_count, made.active_leaf_id,
+            PgTime(fork.created_at));
+        made.title = row[0].as<std::string>();
+        made.metadata =
+            MetadataFromJson(row[1].as<std::string>()).value_or(Metadata{});
+        if (!row[2].is_null()) {
+          made.last_message_at = FromPgMicros(row[2].as<int64_t>());
+        }
+        tx.exec_prepared0(kCopyPath, user_id, conversation_id, fork.id,
+                          UuidArray(path), UuidArray(copies));
+        return made;
       });
 }
 

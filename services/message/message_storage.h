@@ -31,13 +31,14 @@ class MessageStorage final : public MessageStore {
 
   absl::StatusOr<MessageRecord> Append(
       const std::string& user_id, const MessageRecord& message,
+      const ParentChoice& parent,
       const std::optional<IdempotencyKey>& key) override;
   absl::StatusOr<MessageRecord> Get(const std::string& user_id,
                                     const std::string& conversation_id,
                                     const std::string& id) override;
   absl::StatusOr<std::vector<MessageRecord>> List(
       const std::string& user_id, const std::string& conversation_id,
-      bool descending, std::optional<int64_t> after, int limit,
+      Branch branch, bool descending, std::optional<int64_t> after, int limit,
       int64_t content_budget) override;
   absl::StatusOr<MessageRecord> Update(const std::string& user_id,
                                        const std::string& conversation_id,
@@ -50,9 +51,14 @@ class MessageStorage final : public MessageStore {
   absl::Status Clear(const std::string& user_id,
                      const std::string& conversation_id,
                      absl::Time now) override;
-  absl::StatusOr<std::vector<ContextMessage>> ContextBefore(
+  absl::StatusOr<std::vector<ContextMessage>> ContextPath(
       const std::string& user_id, const std::string& conversation_id,
-      int64_t before, int max_messages, int64_t budget_chars) override;
+      const std::string& last_id, int max_messages,
+      int64_t budget_chars) override;
+  absl::StatusOr<ForkedConversation> Fork(
+      const std::string& user_id, const std::string& conversation_id,
+      const std::string& message_id, const ForkedConversation& fork,
+      const std::function<std::string()>& new_id) override;
   absl::StatusOr<bool> NameUntitled(
       const std::string& user_id, const std::string& conversation_id,
       const std::function<std::string(const std::string&)>&

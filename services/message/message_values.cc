@@ -59,4 +59,10 @@ std::optional<Order> ParseOrder(absl::string_view name) {
   return std::nullopt;
 }
 
+std::optional<Branch> ParseBranch(absl::string_view name) {
+  if (name.empty() || name == "active") return Branch::kActive;
+  if (name == "all") return Branch::kAll;
+  return std::nullopt;
+}
+
 }  // namespace chat::message

@@ -22,6 +22,9 @@ enum class MessageStatus {
 
 enum class Order { kAscending, kDescending };
 
+// What a listing walks: the active branch, or every message of every branch.
+enum class Branch { kActive, kAll };
+
 // "user", "assistant", "system".
 absl::string_view RoleName(Role role);
 std::optional<Role> ParseRole(absl::string_view name);
@@ -32,6 +35,9 @@ std::optional<MessageStatus> ParseStatus(absl::string_view name);
 
 // "" (the default) and "asc" are kAscending, "desc" kDescending.
 std::optional<Order> ParseOrder(absl::string_view name);
+
+// "" (the default) and "active" are kActive, "all" kAll.
+std::optional<Branch> ParseBranch(absl::string_view name);
 
 }  // namespace chat::message
 

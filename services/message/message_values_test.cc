@@ -31,5 +31,12 @@ TEST(MessageValuesTest, OrderDefaultsToAscending) {
   EXPECT_EQ(ParseOrder("DESC"), std::nullopt);
 }
 
+TEST(MessageValuesTest, BranchDefaultsToTheActiveOne) {
+  EXPECT_EQ(ParseBranch(""), Branch::kActive);
+  EXPECT_EQ(ParseBranch("active"), Branch::kActive);
+  EXPECT_EQ(ParseBranch("all"), Branch::kAll);
+  EXPECT_EQ(ParseBranch("ALL"), std::nullopt);
+}
+
 }  // namespace
 }  // namespace chat::message

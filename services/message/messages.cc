@@ -5,7 +5,7 @@
 #include "common/ids.h"
 #include "common/page_token.h"
 #include "common/status_macros.h"
-#include "common/utf8.h"
+#include "common/text_field.h"
 
 namespace chat::message {
 namespace {
@@ -15,6 +15,7 @@ constexpr int kMaxPageSize = 200;
 // docs/api.md "Messages": a page ends early once it holds 4 MiB of content.
 constexpr int64_t kMaxPageContentBytes = 4 << 20;
 constexpr size_t kMaxContent = 100000;
+constexpr size_t kMaxTitle = 255;
 
 // The conversation's id, then the message's when there is one.
 absl::Status CheckIds(const std::string& conversation_id,
@@ -27,13 +28,13 @@ absl::Status CheckIds(const std::string& conversation_id,
 
 void ValidateContent(absl::string_view field, const std::string& content,
                      FieldViolations& violations) {
-  const std::optional<size_t> length = CountCodePoints(content);
-  if (!length) {
-    violations.Add(field, "must be valid UTF-8");
-  } else if (*length == 0 || *length > kMaxContent) {
-    violations.Add(field, "must be 1 to 100000 characters long");
-  } else if (content.find('\0') != std::string::npos) {
-    violations.Add(field, "must not contain NUL");
+  ValidateText(field, content, kMaxContent, violations);
+}
+
+void ValidateParent(absl::string_view field, const ParentChoice& parent,
+                    FieldViolations& violations) {
+  if (parent && !parent->empty() && !IsUuid(*parent)) {
+    violations.Add(field, "must be a message id, or empty for a new root");
   }
 }
 
@@ -46,14 +47,17 @@ absl::StatusOr<MessageRecord> Messages::Create(
     violations.Add("role", "must be user, assistant or system");
   ValidateContent("content", request.content, violations);
   ValidateMetadata("metadata", request.metadata, violations);
+  ValidateParent("parent_id", request.parent_id, violations);
   ValidateIdempotencyKey(idempotency_key, violations);
   RETURN_IF_ERROR(violations.ToStatus());
 
+  // "-" cannot be an id: it tells "no parent given" from "a new root".
   ASSIGN_OR_RETURN(
       std::optional<IdempotencyKey> key,
       IdempotencyKeyFor(idempotency_key, "CreateMessage",
                         {conversation_id, std::string(RoleName(*request.role)),
-                         request.content, MetadataToJson(request.metadata)}));
+                         request.content, MetadataToJson(request.metadata),
+                         request.parent_id.value_or("-")}));
   const absl::Time now = ToMicroseconds(clock_->Now());
   return storage_->Append(user_id,
                           MessageRecord{.id = NewUuidV7(now),
@@ -64,7 +68,7 @@ absl::StatusOr<MessageRecord> Messages::Create(
                                         .metadata = request.metadata,
                                         .created_at = now,
                                         .updated_at = now},
-                          key);
+                          request.parent_id, key);
 }
 
 absl::StatusOr<MessagePage> Messages::List(const std::string& user_id,
@@ -73,26 +77,30 @@ absl::StatusOr<MessagePage> Messages::List(const std::string& user_id,
   RETURN_IF_ERROR(CheckIds(conversation_id, nullptr));
   FieldViolations violations;
   if (!query.order) violations.Add("order", "must be asc or desc");
+  if (!query.branch) violations.Add("branch", "must be active or all");
   absl::StatusOr<int> page_size =
       ResolvePageSize(query.page_size, kDefaultPageSize, kMaxPageSize);
   if (!page_size.ok()) violations.Add("page_size", "must not be negative");
   RETURN_IF_ERROR(violations.ToStatus());
   const bool descending = *query.order == Order::kDescending;
+  const bool all_branches = *query.branch == Branch::kAll;
 
   std::optional<int64_t> after;
   if (!query.page_token.empty()) {
     chat::internal::MessageCursor cursor;
     RETURN_IF_ERROR(DecodePageToken(query.page_token, &cursor));
     if (cursor.conversation_id() != conversation_id ||
-        cursor.descending() != descending) {
+        cursor.descending() != descending ||
+        cursor.all_branches() != all_branches) {
       return ForeignPageToken();
     }
     after = cursor.seq();
   }
   // One extra row tells whether another page follows.
   ASSIGN_OR_RETURN(std::vector<MessageRecord> rows,
-                   storage_->List(user_id, conversation_id, descending, after,
-                                  *page_size + 1, kMaxPageContentBytes));
+                   storage_->List(user_id, conversation_id, *query.branch,
+                                  descending, after, *page_size + 1,
+                                  kMaxPageContentBytes));
   // The page: up to page_size messages while their content fits the budget
   // (the first always does: one message is far smaller).
   size_t kept = 0;
@@ -109,6 +117,7 @@ absl::StatusOr<MessagePage> Messages::List(const std::string& user_id,
     chat::internal::MessageCursor cursor;
     cursor.set_conversation_id(conversation_id);
     cursor.set_descending(descending);
+    cursor.set_all_branches(all_branches);
     cursor.set_seq(rows.back().seq);
     page.next_page_token = EncodePageToken(cursor);
   }
@@ -152,6 +161,22 @@ absl::Status Messages::Clear(const std::string& user_id,
   RETURN_IF_ERROR(CheckIds(conversation_id, nullptr));
   return storage_->Clear(user_id, conversation_id,
                          ToMicroseconds(clock_->Now()));
+}
+
+absl::StatusOr<ForkedConversation> Messages::Fork(
+    const std::string& user_id, const std::string& conversation_id,
+    const std::string& message_id, const std::optional<std::string>& title) {
+  RETURN_IF_ERROR(CheckIds(conversation_id, &message_id));
+  FieldViolations violations;
+  if (title) ValidateText("title", *title, kMaxTitle, violations);
+  RETURN_IF_ERROR(violations.ToStatus());
+  const absl::Time now = ToMicroseconds(clock_->Now());
+  return storage_->Fork(user_id, conversation_id, message_id,
+                        {.id = NewUuidV7(now),
+                         .title = title.value_or(""),
+                         .created_at = now,
+                         .updated_at = now},
+                        [now] { return NewUuidV7(now); });
 }
 
 }  // namespace chat::message

@@ -24,12 +24,35 @@ namespace chat::message {
 struct MessageRecord {
   std::string id;
   std::string conversation_id;
+  // "" for a root: a conversation's first message, or a version of it.
+  std::string parent_id;
+  // Creation order within the conversation; along a branch, also its order.
   int64_t seq = 0;
   Role role = Role::kUser;
   std::string content;
   MessageStatus status = MessageStatus::kComplete;
   std::string model;
   Metadata metadata;
+  absl::Time created_at;
+  absl::Time updated_at;
+  // Its place among the messages that share its parent (creation order).
+  int sibling_index = 0;
+  int sibling_count = 1;
+};
+
+// Where a new message goes: nullopt is under the leaf of the active branch,
+// "" a new root, an id a new child of that message (a new version among its
+// children).
+using ParentChoice = std::optional<std::string>;
+
+// What a fork makes: a conversation of the caller's own.
+struct ForkedConversation {
+  std::string id;
+  std::string title;
+  Metadata metadata;
+  int64_t message_count = 0;
+  std::optional<absl::Time> last_message_at;
+  std::string active_leaf_id;
   absl::Time created_at;
   absl::Time updated_at;
 };
@@ -52,27 +75,33 @@ class MessageStore {
  public:
   virtual ~MessageStore() = default;
 
-  // Appends `message` (its seq is assigned here) and counts it as activity of
-  // its conversation. NOT_FOUND when the user has no such conversation. With
-  // a key, replays the first result when the key was used for the same
-  // request.
+  // Adds `message` under `parent` (its seq and parent_id are assigned here),
+  // makes it the leaf of the active branch and counts it as activity of its
+  // conversation. NOT_FOUND when the user has no such conversation, or no
+  // such parent in it. With a key, replays the first result when the key
+  // was used for the same request.
   virtual absl::StatusOr<MessageRecord> Append(
       const std::string& user_id, const MessageRecord& message,
+      const ParentChoice& parent,
       const std::optional<IdempotencyKey>& key) = 0;
   virtual absl::StatusOr<MessageRecord> Get(const std::string& user_id,
                                             const std::string& conversation_id,
                                             const std::string& id) = 0;
-  // Up to `limit` messages after position `after` (exclusive), oldest first
-  // or, when descending, newest first, ending with the first message at
-  // which the content of those before it reaches content_budget bytes.
+  // Up to `limit` messages of the branch after position `after`
+  // (exclusive), oldest first or, when descending, newest first, ending with
+  // the first message at which the content of those before it reaches
+  // content_budget bytes. The cost does not grow with the position.
   // NOT_FOUND when the conversation is not the user's.
   virtual absl::StatusOr<std::vector<MessageRecord>> List(
       const std::string& user_id, const std::string& conversation_id,
-      bool descending, std::optional<int64_t> after, int limit,
+      Branch branch, bool descending, std::optional<int64_t> after, int limit,
       int64_t content_budget) = 0;
   virtual absl::StatusOr<MessageRecord> Update(
       const std::string& user_id, const std::string& conversation_id,
       const std::string& id, const MessageChange& change, absl::Time now) = 0;
+  // Deletes the message and its subtree. When it was on the active branch,
+  // the branch ends at its parent (when it was a root: at the newest leaf
+  // under the newest remaining root).
   virtual absl::Status Delete(const std::string& user_id,
                               const std::string& conversation_id,
                               const std::string& id, absl::Time now) = 0;
@@ -80,13 +109,24 @@ class MessageStore {
   virtual absl::Status Clear(const std::string& user_id,
                              const std::string& conversation_id,
                              absl::Time now) = 0;
-  // The newest messages before position `before` that fit `budget_chars`
-  // characters together (at most `max_messages`, none failed or empty),
-  // newest first: the model's context. Counted and cut in the database, so
-  // long conversations are not read out.
-  virtual absl::StatusOr<std::vector<ContextMessage>> ContextBefore(
+  // The messages of the path from the root to `last_id` (inclusive), newest
+  // first, while they fit `budget_chars` characters together (at most
+  // `max_messages`, none failed or empty): the model's context. Messages of
+  // other branches never enter it. Walked and cut in the database, so long
+  // conversations are not read out. Empty when `last_id` is "".
+  virtual absl::StatusOr<std::vector<ContextMessage>> ContextPath(
       const std::string& user_id, const std::string& conversation_id,
-      int64_t before, int max_messages, int64_t budget_chars) = 0;
+      const std::string& last_id, int max_messages, int64_t budget_chars) = 0;
+  // A new conversation `fork.id` holding copies of the path from the root
+  // to `message_id`, each under an id from `new_id`, root first; its title
+  // is `fork.title` (empty: the source's), its metadata the source's, its
+  // times fork.created_at. A copy of a reply still in progress is
+  // incomplete. NOT_FOUND when the conversation or the message is not the
+  // user's.
+  virtual absl::StatusOr<ForkedConversation> Fork(
+      const std::string& user_id, const std::string& conversation_id,
+      const std::string& message_id, const ForkedConversation& fork,
+      const std::function<std::string()>& new_id) = 0;
   // Names a conversation that still has its default title after the first
   // message of role user; false when it has a title of its own already.
   virtual absl::StatusOr<bool> NameUntitled(
@@ -100,6 +140,7 @@ struct NewMessage {
   std::optional<Role> role;  // nullopt: what the client sent is none
   std::string content;
   Metadata metadata;
+  ParentChoice parent_id;
 };
 
 struct ListQuery {
@@ -107,6 +148,8 @@ struct ListQuery {
   std::string page_token;
   // nullopt: what the client sent names no order.
   std::optional<Order> order = Order::kAscending;
+  // nullopt: what the client sent names no branch.
+  std::optional<Branch> branch = Branch::kActive;
 };
 
 struct MessagePage {
@@ -138,6 +181,10 @@ class Messages {
                       const std::string& id);
   absl::Status Clear(const std::string& user_id,
                      const std::string& conversation_id);
+  // `title`: nullopt keeps the source conversation's.
+  absl::StatusOr<ForkedConversation> Fork(
+      const std::string& user_id, const std::string& conversation_id,
+      const std::string& message_id, const std::optional<std::string>& title);
 
  private:
   MessageStore* storage_;
@@ -147,6 +194,10 @@ class Messages {
 // Content: 1..100,000 characters of valid UTF-8 without NUL.
 void ValidateContent(absl::string_view field, const std::string& content,
                      FieldViolations& violations);
+
+// A parent given by the client: "" (a new root) or a UUID.
+void ValidateParent(absl::string_view field, const ParentChoice& parent,
+                    FieldViolations& violations);
 
 }  // namespace chat::message
 

@@ -727,7 +727,7 @@ TEST_F(MessagesTest, UpdateOfAMissingMessageIsNotFound) {
       StatusIs(absl::StatusCode::kNotFound, "message not found"));
 }
 
-TEST_F(MessagesTest, DeleteRemovesOneMessageAndKeepsTheCountsExact) {
+TEST_F(MessagesTest, DeleteRemovesTheMessageAndItsSubtreeAndKeepsTheCountsExact) {
   absl::StatusOr<MessageRecord> m1 = Create("1");
   clock_.Advance(absl::Seconds(1));
   absl::StatusOr<MessageRecord> m2 = Create("2");
@@ -755,12 +755,14 @@ TEST_F(MessagesTest, DeleteRemovesOneMessageAndKeepsTheCountsExact) {
   ASSERT_OK(page);
   EXPECT_THAT(ContentsOf(page->messages), ElementsAre("1", "2", "4"));
 
+  // The first message is the root of all the others: its subtree goes.
   ASSERT_OK(messages_.Delete(kUser, kConversation, m1->id));
-  ASSERT_OK(messages_.Delete(kUser, kConversation, m2->id));
-  ASSERT_OK(messages_.Delete(kUser, kConversation, m4->id));
+  EXPECT_THAT(messages_.Get(kUser, kConversation, m4->id),
+              StatusIs(absl::StatusCode::kNotFound));
   conversation = store_.Conversation(kUser, kConversation);
   EXPECT_EQ(conversation->message_count, 0);
   EXPECT_EQ(conversation->last_message_at, std::nullopt);
+  EXPECT_EQ(conversation->active_leaf_id, "");
 }
 
 TEST_F(MessagesTest, ClearDeletesEveryMessageOfTheConversation) {
