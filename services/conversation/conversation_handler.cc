@@ -22,6 +22,7 @@ void ToProto(const ConversationRecord& c, chat::v1::Conversation* out) {
     SetTimestamp(*c.last_message_at, out->mutable_last_message_at());
   SetTimestamp(c.created_at, out->mutable_created_at());
   SetTimestamp(c.updated_at, out->mutable_updated_at());
+  out->set_active_leaf_id(c.active_leaf_id);
 }
 
 absl::StatusOr<ConversationChange> ChangeOf(
@@ -34,10 +35,13 @@ absl::StatusOr<ConversationChange> ChangeOf(
        {"metadata", !c.metadata().empty(),
         [&] { change.metadata = MetadataFromProto(c.metadata()); }},
        {"archived", c.archived(), [&] { change.archived = c.archived(); }},
-       {"pinned", c.pinned(), [&] { change.pinned = c.pinned(); }}},
+       {"pinned", c.pinned(), [&] { change.pinned = c.pinned(); }},
+       {"active_message_id", !c.active_message_id().empty(),
+        [&] { change.active_message_id = c.active_message_id(); }}},
       /*immutable=*/{},
       /*output_only=*/
-      {"id", "message_count", "last_message_at", "created_at", "updated_at"}));
+      {"id", "message_count", "last_message_at", "created_at", "updated_at",
+       "active_leaf_id"}));
   return change;
 }
 

@@ -10,7 +10,8 @@ namespace {
   "id::text, title, untitled, metadata::text, archived, pinned, "            \
   "message_count, (extract(epoch FROM last_message_at) * 1000000)::bigint, " \
   "(extract(epoch FROM created_at) * 1000000)::bigint, "                     \
-  "(extract(epoch FROM updated_at) * 1000000)::bigint"
+  "(extract(epoch FROM updated_at) * 1000000)::bigint, "                     \
+  "COALESCE(active_leaf_id::text, '')"
 
 constexpr char kInsert[] = "conversation_insert";
 constexpr char kInsertSql[] =
@@ -45,6 +46,14 @@ constexpr char kUpdateSql[] =
     "WHERE user_id = $1::uuid AND id = $2::uuid "
     "RETURNING " CONVERSATION_COLUMNS;
 
+// The active branch passes through $3 and ends at the newest leaf under it
+// (deploy/migrations/0005_conversation_trees.sql); NULL when $3 is no
+// message of the conversation. A function that runs as its owner, so this
+// role needs no rights on messages.
+constexpr char kActivateBranch[] = "conversation_activate_branch";
+constexpr char kActivateBranchSql[] =
+    "SELECT activate_branch($1::uuid, $2::uuid, $3::uuid)::text";
+
 constexpr char kDelete[] = "conversation_delete";
 constexpr char kDeleteSql[] =
     "DELETE FROM conversations WHERE user_id = $1::uuid AND id = $2::uuid";
@@ -65,6 +74,7 @@ ConversationRecord FromRow(const pqxx::row& row) {
   if (!row[7].is_null()) c.last_message_at = FromPgMicros(row[7].as<int64_t>());
   c.created_at = FromPgMicros(row[8].as<int64_t>());
   c.updated_at = FromPgMicros(row[9].as<int64_t>());
+  c.active_leaf_id = row[10].as<std::string>();
   return c;
 }
 
@@ -87,6 +97,7 @@ std::vector<PreparedStatement> ConversationStorage::Statements() {
           {kGet, kGetSql},
           {kList, kListSql},
           {kUpdate, kUpdateSql},
+          {kActivateBranch, kActivateBranchSql},
           {kDelete, kDeleteSql},
           {kDeleteAll, kDeleteAllSql},
       },
@@ -155,11 +166,21 @@ absl::StatusOr<ConversationRecord> ConversationStorage::Update(
     const ConversationChange& change, absl::Time now) {
   return pool_->Transact<ConversationRecord>(
       user_id, [&](pqxx::work& tx) -> absl::StatusOr<ConversationRecord> {
+        // The conversation's row first, as every writer locks it.
         pqxx::result rows = tx.exec_prepared(
             kUpdate, user_id, id, change.title, MetadataParam(change.metadata),
             change.archived, change.pinned, PgTime(now));
         if (rows.empty()) return NotFound();
-        return FromRow(rows[0]);
+        ConversationRecord updated = FromRow(rows[0]);
+        if (change.active_message_id) {
+          const pqxx::row leaf = tx.exec_prepared1(kActivateBranch, user_id, id,
+                                                   *change.active_message_id);
+          // Not OK: Transact rolls the update back with it.
+          if (leaf[0].is_null())
+            return absl::NotFoundError("message not found");
+          updated.active_leaf_id = leaf[0].as<std::string>();
+        }
+        return updated;
       });
 }
 

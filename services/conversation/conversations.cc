@@ -27,6 +27,17 @@ void ValidateTitle(const std::string& title, FieldViolations& violations) {
   }
 }
 
+// A message named in a request body: a malformed id is a bad request,
+// unlike a path id (which answers like a missing resource).
+void ValidateActiveMessageId(const std::string& id,
+                             FieldViolations& violations) {
+  if (id.empty()) {
+    violations.Add("active_message_id", "must name a message");
+  } else if (!IsUuid(id)) {
+    violations.Add("active_message_id", "must be a UUID");
+  }
+}
+
 // Malformed ids cannot exist, and answer like missing ones.
 }  // namespace
 
@@ -118,8 +129,11 @@ absl::StatusOr<ConversationRecord> Conversations::Update(
   if (change.title) ValidateTitle(*change.title, violations);
   if (change.metadata)
     ValidateMetadata("metadata", *change.metadata, violations);
+  if (change.active_message_id)
+    ValidateActiveMessageId(*change.active_message_id, violations);
   RETURN_IF_ERROR(violations.ToStatus());
-  if (!change.title && !change.metadata && !change.archived && !change.pinned) {
+  if (!change.title && !change.metadata && !change.archived && !change.pinned &&
+      !change.active_message_id) {
     return storage_->Get(user_id, id);  // nothing to change, no activity
   }
   return storage_->Update(user_id, id, change, ToMicroseconds(clock_->Now()));

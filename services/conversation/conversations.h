@@ -2,9 +2,10 @@
 #define CHAT_SERVICES_CONVERSATION_CONVERSATIONS_H_
 
 // The conversation domain of docs/api.md "Conversations": the rules for titles,
-// metadata, listing and paging. Every call acts for one caller (a user id
-// from a verified access token) and sees only that user's conversations;
-// another user's id is NOT_FOUND, like a missing one.
+// metadata, listing and paging, and which branch of the message tree is
+// active. Every call acts for one caller (a user id from a verified access
+// token) and sees only that user's conversations; another user's id is
+// NOT_FOUND, like a missing one.
 
 #include <optional>
 #include <string>
@@ -27,6 +28,8 @@ struct ConversationRecord {
   bool pinned = false;
   int64_t message_count = 0;
   std::optional<absl::Time> last_message_at;
+  // The last message of the active branch; empty while there is none.
+  std::string active_leaf_id;
   absl::Time created_at;
   absl::Time updated_at;
 };
@@ -37,6 +40,9 @@ struct ConversationChange {
   std::optional<Metadata> metadata;
   std::optional<bool> archived;
   std::optional<bool> pinned;
+  // The active branch passes through this message and ends at the newest
+  // leaf under it (the newest child at each step). Must be a UUID.
+  std::optional<std::string> active_message_id;
 };
 
 // A position in the listing order (pinned, updated_at, id), all descending.
@@ -65,6 +71,11 @@ class ConversationStore {
   virtual absl::StatusOr<std::vector<ConversationRecord>> List(
       const std::string& user_id, bool archived, const std::string& query,
       const std::optional<ListPosition>& after, int limit) = 0;
+  // Applies `change` and sets updated_at to `now`, in one transaction.
+  // NOT_FOUND "conversation not found" when the user has no such
+  // conversation; with change.active_message_id, NOT_FOUND "message not
+  // found" when it is no message of this conversation, and then nothing
+  // changes. The answer carries the new active_leaf_id.
   virtual absl::StatusOr<ConversationRecord> Update(
       const std::string& user_id, const std::string& id,
       const ConversationChange& change, absl::Time now) = 0;

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "chat/internal/page_token.pb.h"
@@ -113,6 +114,29 @@ class ConversationsTest : public ::testing::Test {
       query.page_token = page->next_page_token;
     } while (!query.page_token.empty());
     return all;
+  }
+
+  // Stores a message in the user's conversation under `parent_id` ("" for
+  // a root) as the message service would, a millisecond after the previous
+  // one; returns its id.
+  std::string MustAddMessage(const std::string& conversation_id,
+                             const std::string& parent_id,
+                             const std::string& user = kAlice) {
+    clock_.Advance(absl::Milliseconds(1));
+    const std::string id = NewUuidV7(clock_.Now());
+    EXPECT_THAT(
+        store_.AddMessage(user, conversation_id, id, parent_id, clock_.Now()),
+        IsOk());
+    return id;
+  }
+
+  // The active leaf after an update that names `message_id`.
+  std::string Activate(const std::string& conversation_id,
+                       const std::string& message_id) {
+    absl::StatusOr<ConversationRecord> updated = conversations_.Update(
+        kAlice, conversation_id, {.active_message_id = message_id});
+    EXPECT_THAT(updated, IsOk()) << message_id;
+    return updated.ok() ? updated->active_leaf_id : "";
   }
 
   FakeClock clock_{Start()};
@@ -640,6 +664,213 @@ TEST_F(ConversationsTest, UpdateRefusesAnEmptyTitle) {
   EXPECT_THAT(updated, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(FieldsOf(updated.status()), ElementsAre("title"));
   EXPECT_EQ(conversations_.Get(kAlice, c.id)->title, "keep");
+}
+
+TEST_F(ConversationsTest, ANewConversationHasNoActiveLeaf) {
+  ConversationRecord created = MustCreate("empty");
+  EXPECT_EQ(created.active_leaf_id, "");
+  absl::StatusOr<ConversationRecord> read =
+      conversations_.Get(kAlice, created.id);
+  ASSERT_THAT(read, IsOk());
+  EXPECT_EQ(read->active_leaf_id, "");
+  const std::vector<ConversationRecord> listed = MustList({});
+  ASSERT_THAT(listed, SizeIs(1));
+  EXPECT_EQ(listed[0].active_leaf_id, "");
+
+  // A new message becomes the active leaf; every answer shows it.
+  const std::string first = MustAddMessage(created.id, "");
+  EXPECT_EQ(conversations_.Get(kAlice, created.id)->active_leaf_id, first);
+  EXPECT_EQ(MustList({})[0].active_leaf_id, first);
+  absl::StatusOr<ConversationRecord> pinned =
+      conversations_.Update(kAlice, created.id, {.pinned = true});
+  ASSERT_THAT(pinned, IsOk());
+  EXPECT_EQ(pinned->active_leaf_id, first);
+}
+
+// The tree, in creation order (each a millisecond after the one before):
+//
+//   user ─┬─ reply ── follow_up ─┬─ answer_v1
+//         │                      └─ answer_v2
+//         └─ reply_v2 ── follow_up_2
+//   other_root (a second version of the first message)
+TEST_F(ConversationsTest, ActiveMessageMovesTheLeafToTheNewestLeafUnderIt) {
+  ConversationRecord c = MustCreate("tree");
+  const std::string user = MustAddMessage(c.id, "");
+  const std::string reply = MustAddMessage(c.id, user);
+  const std::string follow_up = MustAddMessage(c.id, reply);
+  const std::string answer_v1 = MustAddMessage(c.id, follow_up);
+  const std::string answer_v2 = MustAddMessage(c.id, follow_up);
+  const std::string reply_v2 = MustAddMessage(c.id, user);
+  const std::string follow_up_2 = MustAddMessage(c.id, reply_v2);
+  const std::string other_root = MustAddMessage(c.id, "");
+  ASSERT_EQ(conversations_.Get(kAlice, c.id)->active_leaf_id, other_root);
+
+  // The newest child at each step: reply_v2 is newer than reply.
+  EXPECT_EQ(Activate(c.id, user), follow_up_2);
+  // Through the older version: the newer of the two answers.
+  EXPECT_EQ(Activate(c.id, reply), answer_v2);
+  EXPECT_EQ(Activate(c.id, follow_up), answer_v2);
+  // A leaf is its own newest leaf.
+  EXPECT_EQ(Activate(c.id, answer_v1), answer_v1);
+  EXPECT_EQ(Activate(c.id, follow_up_2), follow_up_2);
+  EXPECT_EQ(Activate(c.id, other_root), other_root);
+  // Ids are UUIDs, whatever their case; answers spell them in lower case.
+  EXPECT_EQ(Activate(c.id, absl::AsciiStrToUpper(reply_v2)), follow_up_2);
+
+  // The answer and later reads agree; the update is activity, like any.
+  clock_.Advance(absl::Seconds(1));
+  absl::StatusOr<ConversationRecord> updated =
+      conversations_.Update(kAlice, c.id, {.active_message_id = answer_v1});
+  ASSERT_THAT(updated, IsOk());
+  EXPECT_EQ(updated->active_leaf_id, answer_v1);
+  EXPECT_EQ(updated->updated_at, ToMicroseconds(clock_.Now()));
+  EXPECT_EQ(updated->title, "tree");
+  EXPECT_EQ(updated->message_count, 8);
+  absl::StatusOr<ConversationRecord> read = conversations_.Get(kAlice, c.id);
+  ASSERT_THAT(read, IsOk());
+  EXPECT_EQ(read->active_leaf_id, answer_v1);
+  EXPECT_EQ(read->updated_at, updated->updated_at);
+  EXPECT_EQ(MustList({})[0].active_leaf_id, answer_v1);
+}
+
+TEST_F(ConversationsTest, ActiveMessageWithOtherFieldsChangesThemAllAtOnce) {
+  ConversationRecord c = MustCreate("before");
+  const std::string root = MustAddMessage(c.id, "");
+  const std::string child = MustAddMessage(c.id, root);
+  const std::string sibling = MustAddMessage(c.id, "");
+  absl::StatusOr<ConversationRecord> updated = conversations_.Update(
+      kAlice, c.id,
+      {.title = "after", .pinned = true, .active_message_id = root});
+  ASSERT_THAT(updated, IsOk());
+  EXPECT_EQ(updated->title, "after");
+  EXPECT_TRUE(updated->pinned);
+  EXPECT_EQ(updated->active_leaf_id, child);
+  EXPECT_NE(updated->active_leaf_id, sibling);
+}
+
+TEST_F(ConversationsTest, ActiveMessageOfAnotherConversationOrUserIsNotFound) {
+  ConversationRecord c = MustCreate("mine");
+  const std::string root = MustAddMessage(c.id, "");
+  ConversationRecord other = MustCreate("other");
+  const std::string elsewhere = MustAddMessage(other.id, "");
+  ConversationRecord bobs = MustCreate("bob's", kBob);
+  const std::string bobs_message = MustAddMessage(bobs.id, "", kBob);
+  clock_.Advance(absl::Seconds(1));
+  const ConversationRecord before = *conversations_.Get(kAlice, c.id);
+  ASSERT_EQ(before.active_leaf_id, root);
+
+  for (const std::string& id :
+       {std::string(kMissingId), elsewhere, bobs_message, c.id, bobs.id}) {
+    EXPECT_THAT(conversations_.Update(kAlice, c.id, {.active_message_id = id}),
+                StatusIs(absl::StatusCode::kNotFound, "message not found"))
+        << id;
+    // Nothing changes, the other fields of the same update neither.
+    EXPECT_THAT(
+        conversations_.Update(kAlice, c.id,
+                              {.title = "changed", .active_message_id = id}),
+        StatusIs(absl::StatusCode::kNotFound, "message not found"))
+        << id;
+    absl::StatusOr<ConversationRecord> read = conversations_.Get(kAlice, c.id);
+    ASSERT_THAT(read, IsOk());
+    EXPECT_EQ(read->title, "mine");
+    EXPECT_EQ(read->active_leaf_id, root);
+    EXPECT_EQ(read->updated_at, before.updated_at);
+  }
+  // Another user's conversation is not found before its messages are.
+  EXPECT_THAT(conversations_.Update(kBob, c.id, {.active_message_id = root}),
+              StatusIs(absl::StatusCode::kNotFound, "conversation not found"));
+  EXPECT_EQ(conversations_.Get(kBob, bobs.id)->active_leaf_id, bobs_message);
+  EXPECT_EQ(conversations_.Get(kAlice, other.id)->active_leaf_id, elsewhere);
+
+  // A deleted conversation takes its messages with it.
+  ASSERT_THAT(conversations_.Delete(kAlice, other.id), IsOk());
+  EXPECT_THAT(
+      conversations_.Update(kAlice, c.id, {.active_message_id = elsewhere}),
+      StatusIs(absl::StatusCode::kNotFound, "message not found"));
+}
+
+TEST_F(ConversationsTest, MalformedActiveMessageIdIs400WithTheOtherViolations) {
+  ConversationRecord c = MustCreate("keep");
+  const std::string root = MustAddMessage(c.id, "");
+  const ConversationRecord before = *conversations_.Get(kAlice, c.id);
+  clock_.Advance(absl::Seconds(1));
+  for (const std::string& id :
+       {std::string("not-a-uuid"),
+        std::string("0190f3a0-b1c2-7def-8123-456789abcdeg"),
+        std::string("0190f3a0b1c27def8123456789abcdef"),
+        std::string("'; DROP TABLE messages; --"),
+        std::string("0190f3a0-b1c2-7def-8123-456789abcdef\0", 37)}) {
+    absl::StatusOr<ConversationRecord> updated =
+        conversations_.Update(kAlice, c.id, {.active_message_id = id});
+    EXPECT_THAT(updated, StatusIs(absl::StatusCode::kInvalidArgument)) << id;
+    EXPECT_THAT(
+        ViolationsOf(updated.status()),
+        ElementsAre(FieldViolation{"active_message_id", "must be a UUID"}))
+        << id;
+  }
+  // Named with no value (a mask that names it, or "" over REST).
+  absl::StatusOr<ConversationRecord> empty =
+      conversations_.Update(kAlice, c.id, {.active_message_id = ""});
+  EXPECT_THAT(empty, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(
+      ViolationsOf(empty.status()),
+      ElementsAre(FieldViolation{"active_message_id", "must name a message"}));
+  // Listed with every other violation; nothing changes.
+  absl::StatusOr<ConversationRecord> both = conversations_.Update(
+      kAlice, c.id,
+      {.title = "", .pinned = true, .active_message_id = "not-a-uuid"});
+  EXPECT_THAT(
+      both, StatusIs(absl::StatusCode::kInvalidArgument, "validation failed"));
+  EXPECT_THAT(FieldsOf(both.status()),
+              ElementsAre("title", "active_message_id"));
+  absl::StatusOr<ConversationRecord> read = conversations_.Get(kAlice, c.id);
+  ASSERT_THAT(read, IsOk());
+  EXPECT_FALSE(read->pinned);
+  EXPECT_EQ(read->active_leaf_id, root);
+  EXPECT_EQ(read->updated_at, before.updated_at);
+  // A malformed conversation id is still a missing conversation.
+  EXPECT_THAT(
+      conversations_.Update(kAlice, "not-a-uuid", {.active_message_id = root}),
+      StatusIs(absl::StatusCode::kNotFound, "conversation not found"));
+}
+
+// Without active_message_id the active branch stays where it is; naming it
+// is a change like any other, even when the branch does not move.
+TEST_F(ConversationsTest, ActiveLeafChangesOnlyWhenActiveMessageIdIsGiven) {
+  ConversationRecord c = MustCreate("c");
+  const std::string root = MustAddMessage(c.id, "");
+  const std::string first = MustAddMessage(c.id, root);
+  const std::string second = MustAddMessage(c.id, root);
+  ASSERT_EQ(Activate(c.id, first), first);
+  ConversationRecord later = MustCreate("later");
+  clock_.Advance(absl::Seconds(1));
+
+  for (const ConversationChange& change :
+       {ConversationChange{.title = "renamed"},
+        ConversationChange{.metadata = Metadata{{"k", "v"}}},
+        ConversationChange{.archived = false},
+        ConversationChange{.pinned = false}, ConversationChange{}}) {
+    absl::StatusOr<ConversationRecord> updated =
+        conversations_.Update(kAlice, c.id, change);
+    ASSERT_THAT(updated, IsOk());
+    EXPECT_EQ(updated->active_leaf_id, first);
+  }
+  EXPECT_NE(first, second);
+
+  // Naming the message the active branch already ends at is still an
+  // update, activity like a title set to the title it has.
+  ASSERT_THAT(conversations_.Update(kAlice, later.id, {.title = "touched"}),
+              IsOk());
+  EXPECT_THAT(IdsOf(MustList({})), ElementsAre(later.id, c.id));
+  clock_.Advance(absl::Seconds(1));
+  absl::StatusOr<ConversationRecord> same =
+      conversations_.Update(kAlice, c.id, {.active_message_id = first});
+  ASSERT_THAT(same, IsOk());
+  EXPECT_EQ(same->active_leaf_id, first);
+  EXPECT_EQ(same->updated_at, ToMicroseconds(clock_.Now()));
+  EXPECT_THAT(IdsOf(MustList({})), ElementsAre(c.id, later.id));
+  EXPECT_EQ(Activate(c.id, root), second);
+  EXPECT_EQ(conversations_.Get(kAlice, c.id)->active_leaf_id, second);
 }
 
 TEST_F(ConversationsTest, DeleteRemovesOnlyThatConversation) {

@@ -81,6 +81,26 @@ std::string Lower(absl::string_view text) {
   return out;
 }
 
+// The newest leaf under `id` (the newest child at each step; newest is
+// created last), as newest_leaf_under finds it, or nullopt when `id` is not
+// among `messages` (in creation order).
+template <typename Message>
+std::optional<std::string> NewestLeafUnder(const std::vector<Message>& messages,
+                                           const std::string& id) {
+  if (std::none_of(messages.begin(), messages.end(),
+                   [&](const Message& m) { return m.id == id; })) {
+    return std::nullopt;
+  }
+  std::string leaf = id;
+  for (;;) {
+    auto newest_child =
+        std::find_if(messages.rbegin(), messages.rend(),
+                     [&](const Message& m) { return m.parent_id == leaf; });
+    if (newest_child == messages.rend()) return leaf;
+    leaf = newest_child->id;
+  }
+}
+
 // The listing order, compared as PostgreSQL compares the row
 // (pinned, updated_at, id).
 std::tuple<bool, int64_t, std::string> PositionOf(const ConversationRecord& c) {
@@ -127,6 +147,7 @@ absl::StatusOr<ConversationRecord> InMemoryConversationStore::Create(
   stored.last_message_at.reset();
   stored.archived = false;
   stored.pinned = false;
+  stored.active_leaf_id.clear();
   stored.created_at = now;
   stored.updated_at = now;
   auto [it, inserted] = conversations_.try_emplace({user, stored.id}, stored);
@@ -182,9 +203,12 @@ absl::StatusOr<ConversationRecord> InMemoryConversationStore::Update(
     const std::string& user_id, const std::string& id,
     const ConversationChange& change, absl::Time now) {
   std::lock_guard<std::mutex> lock(mutex_);
-  auto it = conversations_.find({CanonicalId(user_id), CanonicalId(id)});
+  const Key key{CanonicalId(user_id), CanonicalId(id)};
+  auto it = conversations_.find(key);
   if (it == conversations_.end()) return NotFound();
-  ConversationRecord& c = it->second;
+  // Changed on a copy: a message that is not found changes nothing, as the
+  // transaction rolls back.
+  ConversationRecord c = it->second;
   if (change.title) {
     c.title = PgText(*change.title);
     c.untitled = false;
@@ -193,15 +217,26 @@ absl::StatusOr<ConversationRecord> InMemoryConversationStore::Update(
   if (change.archived) c.archived = *change.archived;
   if (change.pinned) c.pinned = *change.pinned;
   c.updated_at = ToMicroseconds(now);
+  if (change.active_message_id) {
+    auto messages = messages_.find(key);
+    std::optional<std::string> leaf;
+    if (messages != messages_.end()) {
+      leaf = NewestLeafUnder(messages->second,
+                             CanonicalId(PgText(*change.active_message_id)));
+    }
+    if (!leaf) return absl::NotFoundError("message not found");
+    c.active_leaf_id = *leaf;
+  }
+  it->second = c;
   return c;
 }
 
 absl::Status InMemoryConversationStore::Delete(const std::string& user_id,
                                                const std::string& id) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (conversations_.erase({CanonicalId(user_id), CanonicalId(id)}) == 0) {
-    return NotFound();
-  }
+  const Key key{CanonicalId(user_id), CanonicalId(id)};
+  if (conversations_.erase(key) == 0) return NotFound();
+  messages_.erase(key);  // ON DELETE CASCADE
   return absl::OkStatus();
 }
 
@@ -212,12 +247,45 @@ absl::Status InMemoryConversationStore::DeleteAll(const std::string& user_id) {
        it != conversations_.end() && it->first.first == user;) {
     it = conversations_.erase(it);
   }
+  for (auto it = messages_.lower_bound({user, ""});
+       it != messages_.end() && it->first.first == user;) {
+    it = messages_.erase(it);
+  }
   return absl::OkStatus();
 }
 
 size_t InMemoryConversationStore::size() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return conversations_.size();
+}
+
+absl::Status InMemoryConversationStore::AddMessage(
+    const std::string& user_id, const std::string& conversation_id,
+    const std::string& id, const std::string& parent_id, absl::Time at) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const Key key{CanonicalId(user_id), CanonicalId(conversation_id)};
+  auto conversation = conversations_.find(key);
+  if (conversation == conversations_.end()) return NotFound();
+  std::vector<StoredMessage>& messages = messages_[key];
+  StoredMessage message{CanonicalId(id), CanonicalId(parent_id)};
+  auto holds = [&](const std::string& wanted) {
+    return std::any_of(messages.begin(), messages.end(),
+                       [&](const StoredMessage& m) { return m.id == wanted; });
+  };
+  if (!message.parent_id.empty() && !holds(message.parent_id)) {
+    return absl::NotFoundError("message not found");
+  }
+  if (holds(message.id)) return absl::AlreadyExistsError("already exists");
+  messages.push_back(message);
+
+  ConversationRecord& c = conversation->second;
+  c.active_leaf_id = message.id;
+  ++c.message_count;
+  const absl::Time time = ToMicroseconds(at);
+  c.last_message_at =
+      c.last_message_at ? std::max(*c.last_message_at, time) : time;
+  c.updated_at = std::max(c.updated_at, time);
+  return absl::OkStatus();
 }
 
 }  // namespace chat::conversation

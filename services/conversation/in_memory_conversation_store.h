@@ -10,10 +10,16 @@
 // libc UTF-8 collation); ids compared as UUIDs, ignoring case; idempotency
 // keys per user, kept kIdempotencyWindow; text parameters cut at the first
 // NUL, as libpq sends them. There is no users table, so a create for an
-// unknown user succeeds, and no messages, so message_count stays 0.
+// unknown user succeeds. Messages exist only as far as the active branch
+// needs them (deploy/migrations/0005_conversation_trees.sql): AddMessage
+// puts one in a conversation's tree as the message service would, and an
+// update with active_message_id moves active_leaf_id to the newest leaf
+// under that message, as activate_branch does.
 //
 //   InMemoryConversationStore store;
 //   Conversations conversations(&store, &clock);
+//   store.AddMessage(user, conversation.id, root, "", clock.Now());
+//   store.AddMessage(user, conversation.id, reply, root, clock.Now());
 
 #include <map>
 #include <mutex>
@@ -50,7 +56,22 @@ class InMemoryConversationStore final : public ConversationStore {
   // How many conversations the store holds, over all users.
   size_t size() const;
 
+  // Test only: what append_message does to the conversation when the
+  // message service stores message `id` under `parent_id` ("" for a root):
+  // the message joins the tree, becomes the active leaf and is counted;
+  // last_message_at and updated_at move to `at` unless they are later.
+  // NOT_FOUND when the user has no such conversation or the parent is not
+  // one of its messages; ALREADY_EXISTS for an id the conversation holds.
+  absl::Status AddMessage(const std::string& user_id,
+                          const std::string& conversation_id,
+                          const std::string& id, const std::string& parent_id,
+                          absl::Time at);
+
  private:
+  struct StoredMessage {
+    std::string id;         // lower case
+    std::string parent_id;  // lower case; empty for a root
+  };
   struct StoredKey {
     std::string request_hash;
     std::string resource_id;
@@ -61,6 +82,8 @@ class InMemoryConversationStore final : public ConversationStore {
 
   mutable std::mutex mutex_;
   std::map<Key, ConversationRecord> conversations_;
+  // Each conversation's messages in creation order.
+  std::map<Key, std::vector<StoredMessage>> messages_;
   // (user id, idempotency key) to what the first request made.
   std::map<std::pair<std::string, std::string>, StoredKey> keys_;
 };

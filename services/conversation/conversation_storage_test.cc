@@ -1,0 +1,231 @@
+// The conversation domain over ConversationStorage, against a real, migrated
+// PostgreSQL (TEST_DATABASE_URL; skipped without it), as the service's own
+// least-privilege role: the active leaf in every answer and the update that
+// moves the active branch (activate_branch of
+// deploy/migrations/0005_conversation_trees.sql). Messages are stored as the
+// message service stores them, through append_message as chat_message.
+
+#include "services/conversation/conversation_storage.h"
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "common/clock.h"
+#include "common/db.h"
+#include "common/ids.h"
+#include "common/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "pqxx/pqxx"
+#include "services/conversation/conversations.h"
+#include "tests/integration/test_database.h"
+
+namespace chat::conversation {
+namespace {
+
+using ::chat::testing::IsOk;
+using ::chat::testing::StatusIs;
+using ::chat::testing::TestDatabase;
+using ::testing::ElementsAre;
+using ::testing::ElementsAreArray;
+using ::testing::SizeIs;
+
+constexpr char kAlice[] = "0190f3a0-0000-7000-8000-00000000a11c";
+constexpr char kBob[] = "0190f3a0-0000-7000-8000-000000000b0b";
+constexpr char kMissingId[] = "0190f3a0-b1c2-7def-8123-456789abcdef";
+constexpr char kNil[] = "00000000-0000-0000-0000-000000000000";
+
+class ConversationStorageTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!TestDatabase::Configured())
+      GTEST_SKIP() << "TEST_DATABASE_URL is unset";
+    absl::StatusOr<std::unique_ptr<TestDatabase>> db = TestDatabase::Create();
+    ASSERT_TRUE(db.ok()) << db.status();
+    db_ = *std::move(db);
+    {
+      pqxx::connection admin(db_->admin_url());
+      pqxx::work tx(admin);
+      for (const auto& [id, name] :
+           {std::pair{kAlice, "alice"}, std::pair{kBob, "bob"}}) {
+        tx.exec_params(
+            "INSERT INTO users (id, username, email, password_hash, "
+            "created_at, updated_at) VALUES ($1::uuid, $2, $2 || "
+            "'@example.com', 'x', now(), now())",
+            std::string(id), std::string(name));
+      }
+      tx.commit();
+    }
+    pool_ = DbPool::Create({.url = db_->RoleUrl("chat_conversation"),
+                            .size = 2,
+                            .statements = ConversationStorage::Statements()});
+    storage_ = std::make_unique<ConversationStorage>(pool_.get());
+    conversations_ = std::make_unique<Conversations>(storage_.get(), &clock_);
+  }
+
+  ConversationRecord MustCreate(const std::string& title,
+                                const std::string& user = kAlice) {
+    absl::StatusOr<ConversationRecord> created =
+        conversations_->Create(user, {.title = title}, "");
+    EXPECT_THAT(created, IsOk());
+    return created.value_or(ConversationRecord{});
+  }
+
+  // Stores a message as the message service does, a millisecond after the
+  // previous one: under `parent` ("" a new root, nullopt the active leaf).
+  std::string MustAppend(const std::string& conversation_id,
+                         const std::optional<std::string>& parent,
+                         const std::string& user = kAlice) {
+    clock_.Advance(absl::Milliseconds(1));
+    const std::string id = NewUuidV7(clock_.Now());
+    std::optional<std::string> parent_param;
+    if (parent) parent_param = parent->empty() ? kNil : *parent;
+    pqxx::connection conn(db_->RoleUrl("chat_message"));
+    pqxx::work tx(conn);
+    tx.exec_params("SELECT set_config('app.user_id', $1, true)", user);
+    pqxx::result rows = tx.exec_params(
+        "SELECT id FROM append_message($1::uuid, $2::uuid, $3::uuid, "
+        "$4::uuid, 'user', 'hi', 'complete', '', $5::timestamptz, "
+        "'{}'::jsonb)",
+        user, conversation_id, id, parent_param, PgTime(clock_.Now()));
+    tx.commit();
+    EXPECT_THAT(rows, SizeIs(1)) << "append_message stored nothing";
+    return id;
+  }
+
+  // The active branch as the messages' `active` flags hold it, root first.
+  std::vector<std::string> ActiveBranch(const std::string& conversation_id) {
+    pqxx::connection admin(db_->admin_url());
+    pqxx::work tx(admin);
+    std::vector<std::string> ids;
+    for (const pqxx::row& row : tx.exec_params(
+             "SELECT id::text FROM messages WHERE conversation_id = $1::uuid "
+             "AND active ORDER BY seq",
+             conversation_id)) {
+      ids.push_back(row[0].as<std::string>());
+    }
+    return ids;
+  }
+
+  std::unique_ptr<TestDatabase> db_;
+  std::unique_ptr<DbPool> pool_;
+  std::unique_ptr<ConversationStorage> storage_;
+  FakeClock clock_{absl::FromUnixSeconds(1767225600)};
+  std::unique_ptr<Conversations> conversations_;
+};
+
+TEST_F(ConversationStorageTest, EveryAnswerCarriesTheActiveLeaf) {
+  ConversationRecord created = MustCreate("c");
+  EXPECT_EQ(created.active_leaf_id, "");
+  EXPECT_EQ(conversations_->Get(kAlice, created.id)->active_leaf_id, "");
+
+  const std::string first = MustAppend(created.id, std::nullopt);
+  const std::string second = MustAppend(created.id, std::nullopt);
+  absl::StatusOr<ConversationRecord> read =
+      conversations_->Get(kAlice, created.id);
+  ASSERT_THAT(read, IsOk());
+  EXPECT_EQ(read->active_leaf_id, second);
+  EXPECT_EQ(read->message_count, 2);
+  absl::StatusOr<ConversationPage> page = conversations_->List(kAlice, {});
+  ASSERT_THAT(page, IsOk());
+  ASSERT_THAT(page->conversations, SizeIs(1));
+  EXPECT_EQ(page->conversations[0].active_leaf_id, second);
+  absl::StatusOr<ConversationRecord> pinned =
+      conversations_->Update(kAlice, created.id, {.pinned = true});
+  ASSERT_THAT(pinned, IsOk());
+  EXPECT_EQ(pinned->active_leaf_id, second);
+  EXPECT_THAT(ActiveBranch(created.id), ElementsAre(first, second));
+}
+
+// user ─┬─ reply ── follow_up ─┬─ answer_v1
+//       │                      └─ answer_v2
+//       └─ reply_v2 ── follow_up_2
+TEST_F(ConversationStorageTest, ActiveMessageMovesTheBranchToTheNewestLeaf) {
+  ConversationRecord c = MustCreate("tree");
+  const std::string user = MustAppend(c.id, "");
+  const std::string reply = MustAppend(c.id, user);
+  const std::string follow_up = MustAppend(c.id, reply);
+  const std::string answer_v1 = MustAppend(c.id, follow_up);
+  const std::string answer_v2 = MustAppend(c.id, follow_up);
+  const std::string reply_v2 = MustAppend(c.id, user);
+  const std::string follow_up_2 = MustAppend(c.id, reply_v2);
+  ASSERT_THAT(ActiveBranch(c.id), ElementsAre(user, reply_v2, follow_up_2));
+
+  clock_.Advance(absl::Seconds(1));
+  absl::StatusOr<ConversationRecord> updated =
+      conversations_->Update(kAlice, c.id, {.active_message_id = reply});
+  ASSERT_THAT(updated, IsOk());
+  EXPECT_EQ(updated->active_leaf_id, answer_v2);
+  EXPECT_EQ(updated->updated_at, clock_.Now());
+  EXPECT_EQ(updated->message_count, 7);
+  EXPECT_THAT(ActiveBranch(c.id),
+              ElementsAre(user, reply, follow_up, answer_v2));
+  absl::StatusOr<ConversationRecord> read = conversations_->Get(kAlice, c.id);
+  ASSERT_THAT(read, IsOk());
+  EXPECT_EQ(read->active_leaf_id, answer_v2);
+  EXPECT_EQ(read->updated_at, updated->updated_at);
+
+  // A leaf, in upper case, together with another field.
+  updated = conversations_->Update(
+      kAlice, c.id,
+      {.title = "renamed",
+       .active_message_id = absl::AsciiStrToUpper(answer_v1)});
+  ASSERT_THAT(updated, IsOk());
+  EXPECT_EQ(updated->active_leaf_id, answer_v1);
+  EXPECT_EQ(updated->title, "renamed");
+  EXPECT_THAT(ActiveBranch(c.id),
+              ElementsAre(user, reply, follow_up, answer_v1));
+
+  EXPECT_EQ(conversations_->Update(kAlice, c.id, {.active_message_id = user})
+                ->active_leaf_id,
+            follow_up_2);
+  EXPECT_THAT(ActiveBranch(c.id), ElementsAre(user, reply_v2, follow_up_2));
+
+  // A message appended without a parent goes under the new active leaf.
+  ASSERT_THAT(
+      conversations_->Update(kAlice, c.id, {.active_message_id = reply}),
+      IsOk());
+  const std::string next = MustAppend(c.id, std::nullopt);
+  EXPECT_THAT(ActiveBranch(c.id),
+              ElementsAreArray({user, reply, follow_up, answer_v2, next}));
+}
+
+TEST_F(ConversationStorageTest, AnotherConversationsMessageIsNotFound) {
+  ConversationRecord c = MustCreate("mine");
+  const std::string root = MustAppend(c.id, "");
+  const std::string other_root = MustAppend(c.id, "");
+  ConversationRecord other = MustCreate("other");
+  const std::string elsewhere = MustAppend(other.id, "");
+  ConversationRecord bobs = MustCreate("bob's", kBob);
+  const std::string bobs_message = MustAppend(bobs.id, "", kBob);
+  const ConversationRecord before = *conversations_->Get(kAlice, c.id);
+  ASSERT_EQ(before.active_leaf_id, other_root);
+  clock_.Advance(absl::Seconds(1));
+
+  for (const std::string& id :
+       {std::string(kMissingId), elsewhere, bobs_message, c.id}) {
+    // The title change of the same update is rolled back with it.
+    EXPECT_THAT(
+        conversations_->Update(kAlice, c.id,
+                               {.title = "changed", .active_message_id = id}),
+        StatusIs(absl::StatusCode::kNotFound, "message not found"))
+        << id;
+    absl::StatusOr<ConversationRecord> read = conversations_->Get(kAlice, c.id);
+    ASSERT_THAT(read, IsOk());
+    EXPECT_EQ(read->title, "mine");
+    EXPECT_EQ(read->active_leaf_id, other_root);
+    EXPECT_EQ(read->updated_at, before.updated_at);
+    EXPECT_THAT(ActiveBranch(c.id), ElementsAre(other_root));
+  }
+  EXPECT_THAT(conversations_->Update(kBob, c.id, {.active_message_id = root}),
+              StatusIs(absl::StatusCode::kNotFound, "conversation not found"));
+  EXPECT_EQ(conversations_->Get(kBob, bobs.id)->active_leaf_id, bobs_message);
+  EXPECT_EQ(conversations_->Get(kAlice, other.id)->active_leaf_id, elsewhere);
+  EXPECT_THAT(ActiveBranch(c.id), ElementsAre(other_root));
+}
+
+}  // namespace
+}  // namespace chat::conversation
