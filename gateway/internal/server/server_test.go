@@ -441,6 +441,8 @@ func TestSuccessStatuses(t *testing.T) {
 		{"POST", "/v1/auth/register", `{"username":"bob","email":"b@x.io","password":"Secret123"}`, "Register", 201},
 		{"POST", "/v1/conversations", `{"title":"t"}`, "CreateConversation", 201},
 		{"POST", "/v1/conversations/c1/messages", `{"role":"user","content":"hi"}`, "CreateMessage", 201},
+		{"POST", "/v1/conversations/c1/messages/m1:fork", `{"title":"t"}`, "ForkConversation", 201},
+		{"POST", "/v1/conversations/c1/messages/m1:fork", "", "ForkConversation", 201},
 		{"POST", "/v1/auth/logout", `{"refresh_token":"r"}`, "Logout", 204},
 		{"DELETE", "/v1/auth/profile", `{"current_password":"p"}`, "DeleteAccount", 204},
 		{"DELETE", "/v1/conversations/c1", "", "DeleteConversation", 204},
@@ -496,6 +498,7 @@ func TestResponsesUseProtoNamesAndShowDefaults(t *testing.T) {
 	want := map[string]any{
 		"id": "c1", "title": "t", "metadata": map[string]any{}, "archived": false, "pinned": false,
 		"message_count": 0, "last_message_at": nil, "created_at": nil, "updated_at": nil,
+		"active_leaf_id": "", "active_message_id": "",
 	}
 	if len(got) != len(want) {
 		t.Errorf("fields = %v, want %v", got, want)
@@ -765,6 +768,8 @@ func TestOpenAPI(t *testing.T) {
 	}
 	if doc.Swagger != "2.0" || doc.Paths["/v1/conversations/{id}"]["put"] == nil ||
 		doc.Paths["/v1/conversations/{conversation_id}/chat"]["post"] == nil ||
+		doc.Paths["/v1/conversations/{conversation_id}/messages/{id}:regenerate"]["post"] == nil ||
+		!strings.Contains(string(doc.Paths["/v1/conversations/{conversation_id}/messages/{id}:fork"]["post"]), `"201"`) ||
 		doc.Definitions["v1ErrorEnvelope"] == nil {
 		t.Errorf("unexpected document: swagger %q, %d paths", doc.Swagger, len(doc.Paths))
 	}
