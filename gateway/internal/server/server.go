@@ -10,6 +10,7 @@
 //	readDeadline  408 for bodies that do not arrive within ReadTimeout
 //	bodyLimit   400 for bodies over MaxBodyBytes
 //	putAsPatch  PUT on an update route is served by its PATCH binding
+//	customMethods  ".../m1:verb" reaches only routes with that verb
 //	runtime.ServeMux  generated handlers, the event streams' own (Chat,
 //	                  Regenerate: chat.go),
 //	                  /healthz /readyz /metrics /openapi.json; inside it,
@@ -210,6 +211,7 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 	}
 
 	var h http.Handler = mux
+	h = s.customMethods(h)
 	h = putAsPatch(routes, h)
 	h = bodyLimit(opts.MaxBodyBytes, h)
 	h = readDeadline(opts.ReadTimeout, h)
