@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -21,21 +24,62 @@ import (
 	"github.com/chat-backend/gateway/internal/requestid"
 )
 
-// chatPath is the route of MessageService.Chat in api/chat_v1.yaml.
-const chatPath = "/v1/conversations/{conversation_id}/chat"
+// The routes of the server-streaming RPCs in api/chat_v1.yaml. Both answer
+// a stream of ChatEvents, served by streamEvents.
+const (
+	chatPath       = "/v1/conversations/{conversation_id}/chat"
+	regeneratePath = "/v1/conversations/{conversation_id}/messages/{id}:regenerate"
+)
 
-// Content types of a Chat stream (docs/api.md "Assistant replies (Chat)").
+// Content types of an event stream (docs/api.md "Assistant replies (Chat)").
 const (
 	contentTypeSSE    = "text/event-stream"
 	contentTypeNDJSON = "application/x-ndjson"
 )
 
-// chat serves POST /v1/conversations/{conversation_id}/chat in place of
-// grpc-gateway's stream forwarder (registered later on the same mux, so it
-// wins; the generated handler stays registered but is never reached). It
-// prepares the call exactly like a generated handler (metadata, Grpc-Timeout,
-// the strict body decoder, the one error handler) and then frames the events
-// itself:
+// eventStream is one POST route whose RPC answers a stream of ChatEvents
+// (Chat, Regenerate).
+type eventStream struct {
+	method string // full gRPC method name
+	path   string // the route's template in api/chat_v1.yaml
+	// newRequest returns an empty request message of the RPC.
+	newRequest func() proto.Message
+	// call starts the RPC with a request that newRequest made.
+	call func(context.Context, proto.Message) (grpc.ServerStreamingClient[chatv1.ChatEvent], error)
+}
+
+// eventStreamOf describes a route served by the RPC that call starts (a
+// method of the generated client, e.g. MessageServiceClient.Regenerate).
+func eventStreamOf[Req proto.Message](method, path string,
+	call func(context.Context, Req, ...grpc.CallOption) (grpc.ServerStreamingClient[chatv1.ChatEvent], error),
+) eventStream {
+	return eventStream{
+		method: method,
+		path:   path,
+		newRequest: func() proto.Message {
+			var zero Req
+			return zero.ProtoReflect().New().Interface()
+		},
+		call: func(ctx context.Context, req proto.Message) (grpc.ServerStreamingClient[chatv1.ChatEvent], error) {
+			return call(ctx, req.(Req))
+		},
+	}
+}
+
+// eventStreams are the routes that streamEvents serves.
+func eventStreams(client chatv1.MessageServiceClient) []eventStream {
+	return []eventStream{
+		eventStreamOf(chatv1.MessageService_Chat_FullMethodName, chatPath, client.Chat),
+		eventStreamOf(chatv1.MessageService_Regenerate_FullMethodName, regeneratePath, client.Regenerate),
+	}
+}
+
+// streamEvents serves the POST route of a streaming RPC (Chat, Regenerate)
+// in place of grpc-gateway's stream forwarder (registered later on the same
+// mux, so it wins; the generated handler stays registered but is never
+// reached). It prepares the call exactly like a generated handler
+// (metadata, Grpc-Timeout, the strict body decoder, path parameters over
+// body fields, the one error handler) and then frames the events itself:
 //
 //   - Accept lists text/event-stream: Server-Sent Events, one
 //     "event: <oneof field>\ndata: <JSON of the field>\n\n" per ChatEvent; the
@@ -49,24 +93,23 @@ const (
 // becomes a final `error` event with the same mapping and scrubbing. Every
 // event is flushed as soon as it is written. The call runs in the request's
 // context: a client that hangs up cancels it at once.
-func (s *server) chat(mux *runtime.ServeMux, client chatv1.MessageServiceClient) runtime.HandlerFunc {
+func (s *server) streamEvents(mux *runtime.ServeMux, route eventStream) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
 		ctx, cancel := context.WithCancel(r.Context())
 		defer cancel()
 		inbound, outbound := runtime.MarshalerForRequest(mux, r)
-		ctx, err := runtime.AnnotateContext(ctx, mux, r, chatv1.MessageService_Chat_FullMethodName,
-			runtime.WithHTTPPathPattern(chatPath))
+		ctx, err := runtime.AnnotateContext(ctx, mux, r, route.method, runtime.WithHTTPPathPattern(route.path))
 		if err != nil {
 			runtime.HTTPError(r.Context(), mux, outbound, w, r, err)
 			return
 		}
-		req, err := readChatRequest(inbound, r, params)
-		if err != nil {
+		req := route.newRequest()
+		if err := readStreamRequest(inbound, r, params, req); err != nil {
 			runtime.HTTPError(ctx, mux, outbound, w, r, err)
 			return
 		}
 
-		stream, err := client.Chat(ctx, req)
+		stream, err := route.call(ctx, req)
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outbound, w, r, err)
 			return
@@ -115,21 +158,25 @@ func (s *server) chat(mux *runtime.ServeMux, client chatv1.MessageServiceClient)
 	}
 }
 
-// readChatRequest decodes the body like the generated handlers do (the mux's
-// strict decoder: unknown fields and malformed JSON are INVALID_ARGUMENT) and
-// takes conversation_id from the path. It reads the body to its end: the rest
+// readStreamRequest fills req as a generated handler of a `body: "*"` route
+// does: the body through the mux's strict decoder (unknown fields and
+// malformed JSON are INVALID_ARGUMENT), then the path parameters, which win
+// over the same fields in the body. It reads the body to its end: the rest
 // must stay within the body limit, and only a fully read body lets net/http
 // notice a client that hangs up while the reply streams.
-func readChatRequest(dec runtime.Marshaler, r *http.Request, params map[string]string) (*chatv1.ChatRequest, error) {
-	req := &chatv1.ChatRequest{}
+func readStreamRequest(dec runtime.Marshaler, r *http.Request, params map[string]string, req proto.Message) error {
 	if err := dec.NewDecoder(r.Body).Decode(req); err != nil && !errors.Is(err, io.EOF) {
-		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
+		return status.Errorf(codes.InvalidArgument, "%v", err)
 	}
 	if _, err := io.Copy(io.Discard, r.Body); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "reading the body: %v", err)
+		return status.Errorf(codes.InvalidArgument, "reading the body: %v", err)
 	}
-	req.ConversationId = params["conversation_id"]
-	return req, nil
+	for _, name := range slices.Sorted(maps.Keys(params)) {
+		if err := runtime.PopulateFieldFromPath(req, name, params[name]); err != nil {
+			return status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", name, err)
+		}
+	}
+	return nil
 }
 
 // acceptsEventStream reports whether the Accept header lists

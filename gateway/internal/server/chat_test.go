@@ -1,7 +1,10 @@
 package server_test
 
-// POST /v1/conversations/{conversation_id}/chat: the gateway's own handler
-// (chat.go) against a fake MessageService.Chat over real gRPC.
+// POST /v1/conversations/{conversation_id}/chat and
+// POST /v1/conversations/{conversation_id}/messages/{id}:regenerate: the
+// gateway's own handler of both event streams (chat.go) against a fake
+// MessageService.Chat and Regenerate over real gRPC. Every test runs on both
+// routes: they share one handler and must behave alike.
 
 import (
 	"bufio"
@@ -19,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	chatv1 "github.com/chat-backend/gateway/gen/chat/v1"
@@ -31,9 +35,20 @@ const streamTimeout = 20 * time.Second
 
 type chatStream = grpc.ServerStreamingServer[chatv1.ChatEvent]
 
+// streamRoutes are the two routes of streamEvents: the path, a valid body,
+// and the events its stream opens with (Chat's stored user message;
+// Regenerate has none).
+var streamRoutes = []struct {
+	rpc, path, body string
+}{
+	{"Chat", "/v1/conversations/c1/chat", `{"content":"hello","model":"echo"}`},
+	{"Regenerate", "/v1/conversations/c1/messages/m1:regenerate", `{"model":"echo"}`},
+}
+
 func messageEvent(content string) *chatv1.ChatEvent {
 	return &chatv1.ChatEvent{Event: &chatv1.ChatEvent_Message{Message: &chatv1.Message{
 		Id: "m1", ConversationId: "c1", Role: "user", Content: content, Status: "complete",
+		ParentId: proto.String(""), SiblingIndex: 0, SiblingCount: 1,
 	}}}
 }
 
@@ -44,23 +59,31 @@ func deltaEvent(text string) *chatv1.ChatEvent {
 func doneEvent() *chatv1.ChatEvent {
 	return &chatv1.ChatEvent{Event: &chatv1.ChatEvent_Done{Done: &chatv1.ChatDone{
 		Message: &chatv1.Message{Id: "m2", ConversationId: "c1", Role: "assistant", Content: "Hello",
-			Status: "complete", Model: "echo", Metadata: map[string]string{"k": "v"}},
+			Status: "complete", Model: "echo", Metadata: map[string]string{"k": "v"},
+			ParentId: proto.String("m1"), SiblingIndex: 1, SiblingCount: 2},
 		Usage: &chatv1.Usage{PromptTokens: 3, CompletionTokens: 2, TotalTokens: 5},
 	}}}
 }
 
-// The exact bytes of each event's JSON: proto names, every field present,
+// The exact bytes of each event's JSON: proto names, every field present
+// (parent_id, proto3 optional, because the service set it, "" included),
 // compact.
 const (
-	messageJSON = `{"id":"m1","conversation_id":"c1","role":"user","content":"hello","status":"complete","model":"","metadata":{},"created_at":null,"updated_at":null}`
-	doneJSON    = `{"message":{"id":"m2","conversation_id":"c1","role":"assistant","content":"Hello","status":"complete","model":"echo","metadata":{"k":"v"},"created_at":null,"updated_at":null},"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}`
+	messageJSON = `{"id":"m1","conversation_id":"c1","role":"user","content":"hello","status":"complete","model":"","metadata":{},"created_at":null,"updated_at":null,"parent_id":"","sibling_index":0,"sibling_count":1}`
+	doneJSON    = `{"message":{"id":"m2","conversation_id":"c1","role":"assistant","content":"Hello","status":"complete","model":"echo","metadata":{"k":"v"},"created_at":null,"updated_at":null,"parent_id":"m1","sibling_index":1,"sibling_count":2},"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}`
 )
 
 // openChat starts a Chat request and returns the response once its header
 // is in; the body is still streaming. headers are name, value pairs.
 func openChat(t *testing.T, g *gw, ctx context.Context, body string, headers ...string) *http.Response {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, "POST", g.url+"/v1/conversations/c1/chat", strings.NewReader(body))
+	return openStream(t, g, ctx, "/v1/conversations/c1/chat", body, headers...)
+}
+
+// openStream is openChat for any path.
+func openStream(t *testing.T, g *gw, ctx context.Context, path, body string, headers ...string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, "POST", g.url+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,12 +149,14 @@ func (e *eventReader) end() {
 	}
 }
 
-var framings = []struct {
+type framing struct {
 	name        string
 	accept      string
 	sse         bool
 	contentType string
-}{
+}
+
+var framings = []framing{
 	{"SSE", "text/event-stream", true, "text/event-stream"},
 	{"SSE among others", "application/json;q=0.9, Text/Event-Stream; charset=utf-8", true, "text/event-stream"},
 	{"NDJSON", "", false, "application/x-ndjson"},
@@ -139,95 +164,153 @@ var framings = []struct {
 	{"NDJSON when SSE has q=0", "text/event-stream;q=0, */*", false, "application/x-ndjson"},
 }
 
-// TestChatFraming runs message, delta, delta, done in both framings. The
-// fake sends each event only after the test has read the previous one, so
-// the test would time out if any layer (the gateway's writer, the
-// metrics/access-log wrapper, net/http) held an event back.
-func TestChatFraming(t *testing.T) {
+// streamRun is one route of streamRoutes in one framing.
+type streamRun struct {
+	name, rpc, path, body string
+	framing               framing
+}
+
+// streamRuns are both routes in SSE, in SSE among other types, and in
+// NDJSON.
+func streamRuns() []streamRun {
+	var runs []streamRun
+	for _, route := range streamRoutes {
+		for _, f := range framings[:3] {
+			runs = append(runs, streamRun{route.rpc + "/" + f.name, route.rpc, route.path, route.body, f})
+		}
+	}
+	return runs
+}
+
+// TestStreamFraming runs Chat's message, delta, delta, done and
+// Regenerate's delta, delta, done in both framings. The fake sends each
+// event only after the test has read the previous one, so the test would
+// time out if any layer (the gateway's writer, the metrics/access-log
+// wrapper, net/http) held an event back.
+func TestStreamFraming(t *testing.T) {
 	g, b := newGateway(t, server.Options{})
-	for _, f := range framings {
-		t.Run(f.name, func(t *testing.T) {
-			read := make(chan struct{})
-			b.setChat(func(r *chatv1.ChatRequest, s chatStream) error {
-				for i, ev := range []*chatv1.ChatEvent{messageEvent(r.GetContent()), deltaEvent("Hel"), deltaEvent("lo"), doneEvent()} {
-					if i > 0 {
-						select {
-						case <-read:
-						case <-s.Context().Done():
-							return s.Context().Err()
+	type event struct{ name, sse, ndjson string }
+	message := event{"message", messageJSON, `{"message":` + messageJSON + `}`}
+	rest := []event{
+		{"delta", `{"text":"Hel"}`, `{"delta":{"text":"Hel"}}`},
+		{"delta", `{"text":"lo"}`, `{"delta":{"text":"lo"}}`},
+		{"done", doneJSON, `{"done":` + doneJSON + `}`},
+	}
+	for _, route := range streamRoutes {
+		for _, f := range framings {
+			t.Run(route.rpc+"/"+f.name, func(t *testing.T) {
+				sent := []*chatv1.ChatEvent{deltaEvent("Hel"), deltaEvent("lo"), doneEvent()}
+				want := rest
+				if route.rpc == "Chat" {
+					sent = append([]*chatv1.ChatEvent{messageEvent("hello")}, sent...)
+					want = append([]event{message}, rest...)
+				}
+				read := make(chan struct{})
+				b.setStream(func(_ proto.Message, s chatStream) error {
+					for i, ev := range sent {
+						if i > 0 {
+							select {
+							case <-read:
+							case <-s.Context().Done():
+								return s.Context().Err()
+							}
+						}
+						if err := s.Send(ev); err != nil {
+							return err
 						}
 					}
-					if err := s.Send(ev); err != nil {
-						return err
+					return nil
+				})
+				ctx, cancel := context.WithTimeout(context.Background(), streamTimeout)
+				defer cancel()
+				resp := openStream(t, g, ctx, route.path, route.body,
+					"Accept", f.accept, "Authorization", "Bearer tok-1", "X-Request-Id", "rid-chat")
+				if resp.StatusCode != 200 {
+					body, _ := io.ReadAll(resp.Body)
+					t.Fatalf("status %d: %s", resp.StatusCode, body)
+				}
+				for k, want := range map[string]string{
+					"Content-Type":      f.contentType,
+					"Cache-Control":     "no-cache",
+					"X-Accel-Buffering": "no",
+					"X-Request-Id":      "rid-chat",
+				} {
+					if got := resp.Header.Get(k); got != want {
+						t.Errorf("%s = %q, want %q", k, got, want)
 					}
 				}
-				return nil
+
+				events := newEventReader(t, resp, f.sse)
+				for i, w := range want {
+					name, data := events.next()
+					wantData := w.ndjson
+					if f.sse {
+						wantData = w.sse
+					}
+					if name != w.name || data != wantData {
+						t.Errorf("event %d = %s %s\nwant %s %s", i, name, data, w.name, wantData)
+					}
+					if i < len(want)-1 {
+						read <- struct{}{} // Only now may the fake send the next one.
+					}
+				}
+				events.end()
+
+				c := b.lastCall(t)
+				switch req := c.req.(type) {
+				case *chatv1.ChatRequest:
+					if c.method != route.rpc || req.GetConversationId() != "c1" || req.GetContent() != "hello" || req.GetModel() != "echo" {
+						t.Errorf("request = %s %v", c.method, req)
+					}
+				case *chatv1.RegenerateRequest:
+					if c.method != route.rpc || req.GetConversationId() != "c1" || req.GetId() != "m1" || req.GetModel() != "echo" {
+						t.Errorf("request = %s %v", c.method, req)
+					}
+				default:
+					t.Errorf("request = %s %T", c.method, req)
+				}
+				if got := c.md.Get("authorization"); !slices.Equal(got, []string{"Bearer tok-1"}) {
+					t.Errorf("authorization = %q", got)
+				}
+				if got := c.md.Get("x-request-id"); !slices.Equal(got, []string{"rid-chat"}) {
+					t.Errorf("x-request-id = %q", got)
+				}
 			})
-			ctx, cancel := context.WithTimeout(context.Background(), streamTimeout)
-			defer cancel()
-			resp := openChat(t, g, ctx, `{"content":"hello","model":"echo"}`,
-				"Accept", f.accept, "Authorization", "Bearer tok-1", "X-Request-Id", "rid-chat")
-			if resp.StatusCode != 200 {
-				body, _ := io.ReadAll(resp.Body)
-				t.Fatalf("status %d: %s", resp.StatusCode, body)
-			}
-			for k, want := range map[string]string{
-				"Content-Type":      f.contentType,
-				"Cache-Control":     "no-cache",
-				"X-Accel-Buffering": "no",
-				"X-Request-Id":      "rid-chat",
-			} {
-				if got := resp.Header.Get(k); got != want {
-					t.Errorf("%s = %q, want %q", k, got, want)
-				}
-			}
-
-			events := newEventReader(t, resp, f.sse)
-			want := []struct{ name, sse, ndjson string }{
-				{"message", messageJSON, `{"message":` + messageJSON + `}`},
-				{"delta", `{"text":"Hel"}`, `{"delta":{"text":"Hel"}}`},
-				{"delta", `{"text":"lo"}`, `{"delta":{"text":"lo"}}`},
-				{"done", doneJSON, `{"done":` + doneJSON + `}`},
-			}
-			for i, w := range want {
-				name, data := events.next()
-				wantData := w.ndjson
-				if f.sse {
-					wantData = w.sse
-				}
-				if name != w.name || data != wantData {
-					t.Errorf("event %d = %s %s\nwant %s %s", i, name, data, w.name, wantData)
-				}
-				if i < len(want)-1 {
-					read <- struct{}{} // Only now may the fake send the next one.
-				}
-			}
-			events.end()
-
-			c := b.lastCall(t)
-			req := c.req.(*chatv1.ChatRequest)
-			if c.method != "Chat" || req.GetConversationId() != "c1" || req.GetContent() != "hello" || req.GetModel() != "echo" {
-				t.Errorf("request = %s %v", c.method, req)
-			}
-			if got := c.md.Get("authorization"); !slices.Equal(got, []string{"Bearer tok-1"}) {
-				t.Errorf("authorization = %q", got)
-			}
-			if got := c.md.Get("x-request-id"); !slices.Equal(got, []string{"rid-chat"}) {
-				t.Errorf("x-request-id = %q", got)
-			}
-		})
+		}
 	}
 
 	// Counted and logged under its route template with the 200 of the stream.
 	r := g.do("GET", "/metrics", "")
-	if want := `gateway_http_requests_total{code="200",method="POST",route="/v1/conversations/{conversation_id}/chat"} 5`; !strings.Contains(string(r.body), want) {
-		t.Errorf("metrics lack %s", want)
+	for _, route := range []string{
+		"/v1/conversations/{conversation_id}/chat",
+		"/v1/conversations/{conversation_id}/messages/{id}:regenerate",
+	} {
+		if want := `gateway_http_requests_total{code="200",method="POST",route="` + route + `"} 5`; !strings.Contains(string(r.body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
 
-// TestChatErrorBeforeFirstEvent: a call that fails before sending anything
-// answers the ordinary envelope and status, whatever the Accept header.
-func TestChatErrorBeforeFirstEvent(t *testing.T) {
+// TestRegenerateRequest: the path parameters fill conversation_id and id,
+// over the same fields of the body, as grpc-gateway's handlers do.
+func TestRegenerateRequest(t *testing.T) {
+	g, b := newGateway(t, server.Options{})
+	for _, body := range []string{"", "{}", `{"conversation_id":"c9","id":"m9","model":"m"}`} {
+		r := g.do("POST", "/v1/conversations/c1/messages/m1:regenerate", body)
+		if r.status != 200 || string(r.body) != `{"delta":{"text":"hi"}}`+"\n" {
+			t.Fatalf("body %q: %d %q", body, r.status, r.body)
+		}
+		req := b.lastCall(t).req.(*chatv1.RegenerateRequest)
+		if req.GetConversationId() != "c1" || req.GetId() != "m1" {
+			t.Errorf("body %q: request = %v", body, req)
+		}
+	}
+}
+
+// TestStreamErrorBeforeFirstEvent: a call that fails before sending
+// anything answers the ordinary envelope and status, whatever the Accept
+// header.
+func TestStreamErrorBeforeFirstEvent(t *testing.T) {
 	g, b := newGateway(t, server.Options{})
 	for _, tc := range []struct {
 		err        error
@@ -244,39 +327,47 @@ func TestChatErrorBeforeFirstEvent(t *testing.T) {
 		}), 400, "INVALID_ARGUMENT", ""},
 		{status.Error(codes.Unavailable, "dial tcp 10.0.0.7:50053: connection refused"), 503, "UNAVAILABLE", ""},
 	} {
-		for _, accept := range []string{"text/event-stream", ""} {
-			t.Run(tc.code+"/"+accept, func(t *testing.T) {
-				b.setFail(tc.err)
-				r := g.do("POST", "/v1/conversations/c1/chat", `{"content":"hello"}`, "Accept", accept)
-				e := envelopeOf(t, r, tc.httpStatus, tc.code)
-				if st := status.Convert(tc.err); tc.code != "UNAVAILABLE" && e.Error.Message != st.Message() {
-					t.Errorf("message = %q", e.Error.Message)
-				}
-				if tc.code == "UNAVAILABLE" && strings.Contains(string(r.body), "10.0.0.7") {
-					t.Errorf("transport error leaked: %s", r.body)
-				}
-				if tc.code == "INVALID_ARGUMENT" && (len(e.Error.Details) != 1 || e.Error.Details[0].Field != "content") {
-					t.Errorf("details = %+v", e.Error.Details)
-				}
-				if name, value, ok := strings.Cut(tc.header, "="); ok && r.header.Get(name) != value {
-					t.Errorf("%s = %q, want %q", name, r.header.Get(name), value)
-				}
-			})
+		for _, route := range streamRoutes {
+			for _, accept := range []string{"text/event-stream", ""} {
+				t.Run(route.rpc+"/"+tc.code+"/"+accept, func(t *testing.T) {
+					b.setFail(tc.err)
+					r := g.do("POST", route.path, route.body, "Accept", accept)
+					e := envelopeOf(t, r, tc.httpStatus, tc.code)
+					if st := status.Convert(tc.err); tc.code != "UNAVAILABLE" && e.Error.Message != st.Message() {
+						t.Errorf("message = %q", e.Error.Message)
+					}
+					if tc.code == "UNAVAILABLE" && strings.Contains(string(r.body), "10.0.0.7") {
+						t.Errorf("transport error leaked: %s", r.body)
+					}
+					if tc.code == "INVALID_ARGUMENT" && (len(e.Error.Details) != 1 || e.Error.Details[0].Field != "content") {
+						t.Errorf("details = %+v", e.Error.Details)
+					}
+					if name, value, ok := strings.Cut(tc.header, "="); ok && r.header.Get(name) != value {
+						t.Errorf("%s = %q, want %q", name, r.header.Get(name), value)
+					}
+					if got := b.lastCall(t).method; got != route.rpc {
+						t.Errorf("backend got %s", got)
+					}
+				})
+			}
 		}
 	}
 	b.setFail(nil)
 
 	// A stream that ends at once is an empty 200 stream.
-	b.setChat(func(*chatv1.ChatRequest, chatStream) error { return nil })
-	r := g.do("POST", "/v1/conversations/c1/chat", `{"content":"hello"}`)
-	if r.status != 200 || len(r.body) != 0 || r.header.Get("Content-Type") != "application/x-ndjson" {
-		t.Errorf("empty stream = %d %q %q", r.status, r.header.Get("Content-Type"), r.body)
+	b.setStream(func(proto.Message, chatStream) error { return nil })
+	for _, route := range streamRoutes {
+		r := g.do("POST", route.path, route.body)
+		if r.status != 200 || len(r.body) != 0 || r.header.Get("Content-Type") != "application/x-ndjson" {
+			t.Errorf("%s: empty stream = %d %q %q", route.rpc, r.status, r.header.Get("Content-Type"), r.body)
+		}
 	}
 }
 
-// TestChatErrorMidStream: once the 200 is out, a status that ends the stream
-// becomes a final error event with the envelope's mapping and scrubbing.
-func TestChatErrorMidStream(t *testing.T) {
+// TestStreamErrorMidStream: once the 200 is out, a status that ends the
+// stream becomes a final error event with the envelope's mapping and
+// scrubbing.
+func TestStreamErrorMidStream(t *testing.T) {
 	g, b := newGateway(t, server.Options{})
 	const secret = "segfault in /src/provider.cc:12"
 	for _, tc := range []struct {
@@ -292,20 +383,21 @@ func TestChatErrorMidStream(t *testing.T) {
 		{"scrubbed", status.Error(codes.Internal, secret), "INTERNAL", "internal error", 0},
 		{"transport", status.Error(codes.Unavailable, "error reading from server: EOF"), "UNAVAILABLE", "service unavailable, retry later", 0},
 	} {
-		for _, f := range framings[:3] {
-			t.Run(tc.name+"/"+f.name, func(t *testing.T) {
-				b.setChat(func(_ *chatv1.ChatRequest, s chatStream) error {
-					if err := s.Send(messageEvent("hello")); err != nil {
+		for _, run := range streamRuns() {
+			t.Run(tc.name+"/"+run.name, func(t *testing.T) {
+				b.setStream(func(_ proto.Message, s chatStream) error {
+					if err := s.Send(deltaEvent("Hel")); err != nil {
 						return err
 					}
-					if err := s.Send(deltaEvent("Hel")); err != nil {
+					if err := s.Send(deltaEvent("lo")); err != nil {
 						return err
 					}
 					return tc.err
 				})
 				ctx, cancel := context.WithTimeout(context.Background(), streamTimeout)
 				defer cancel()
-				resp := openChat(t, g, ctx, `{"content":"hello"}`, "Accept", f.accept, "X-Request-Id", "rid-mid")
+				f := run.framing
+				resp := openStream(t, g, ctx, run.path, run.body, "Accept", f.accept, "X-Request-Id", "rid-mid")
 				if resp.StatusCode != 200 {
 					t.Fatalf("status = %d", resp.StatusCode)
 				}
@@ -359,11 +451,11 @@ func envelopeFrom(t *testing.T, data string) envelope {
 	return e
 }
 
-// TestChatErrorEventOfTheService: an error event the service writes itself
+// TestStreamErrorEventOfTheService: an error event the service writes itself
 // reaches the client as the envelope, with the gateway's request id; only
 // codes that can carry internals are scrubbed, and a status after it adds no
 // second error event.
-func TestChatErrorEventOfTheService(t *testing.T) {
+func TestStreamErrorEventOfTheService(t *testing.T) {
 	g, b := newGateway(t, server.Options{})
 	for _, tc := range []struct {
 		name     string
@@ -385,10 +477,10 @@ func TestChatErrorEventOfTheService(t *testing.T) {
 		{"unknown code", &chatv1.Error{Code: "WEIRD", Message: "/var/lib/pg"},
 			nil, "UNKNOWN", "internal error", 0, true},
 	} {
-		for _, f := range framings[:3] {
-			t.Run(tc.name+"/"+f.name, func(t *testing.T) {
-				b.setChat(func(_ *chatv1.ChatRequest, s chatStream) error {
-					if err := s.Send(messageEvent("hello")); err != nil {
+		for _, run := range streamRuns() {
+			t.Run(tc.name+"/"+run.name, func(t *testing.T) {
+				b.setStream(func(_ proto.Message, s chatStream) error {
+					if err := s.Send(deltaEvent("Hel")); err != nil {
 						return err
 					}
 					if err := s.Send(&chatv1.ChatEvent{Event: &chatv1.ChatEvent_Error{Error: tc.sent}}); err != nil {
@@ -398,7 +490,8 @@ func TestChatErrorEventOfTheService(t *testing.T) {
 				})
 				ctx, cancel := context.WithTimeout(context.Background(), streamTimeout)
 				defer cancel()
-				resp := openChat(t, g, ctx, `{"content":"hello"}`, "Accept", f.accept, "X-Request-Id", "rid-svc")
+				f := run.framing
+				resp := openStream(t, g, ctx, run.path, run.body, "Accept", f.accept, "X-Request-Id", "rid-svc")
 				events := newEventReader(t, resp, f.sse)
 				events.next()
 				name, data := events.next()
@@ -419,18 +512,18 @@ func TestChatErrorEventOfTheService(t *testing.T) {
 	}
 }
 
-// TestChatClientDisconnectCancelsUpstream: the client hangs up mid-stream and
-// the service sees its call's context end.
-func TestChatClientDisconnectCancelsUpstream(t *testing.T) {
-	for _, f := range framings[:3] {
-		t.Run(f.name, func(t *testing.T) {
+// TestStreamClientDisconnectCancelsUpstream: the client hangs up mid-stream
+// and the service sees its call's context end.
+func TestStreamClientDisconnectCancelsUpstream(t *testing.T) {
+	for _, run := range streamRuns() {
+		t.Run(run.name, func(t *testing.T) {
 			g, b := newGateway(t, server.Options{})
 			cancelled := make(chan error, 1)
 			// Lets the fake go if the test fails, so that the servers can stop.
 			release := make(chan struct{})
 			t.Cleanup(func() { close(release) })
-			b.setChat(func(_ *chatv1.ChatRequest, s chatStream) error {
-				if err := s.Send(messageEvent("hello")); err != nil {
+			b.setStream(func(_ proto.Message, s chatStream) error {
+				if err := s.Send(deltaEvent("Hel")); err != nil {
 					return err
 				}
 				select {
@@ -443,8 +536,8 @@ func TestChatClientDisconnectCancelsUpstream(t *testing.T) {
 			})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			resp := openChat(t, g, ctx, `{"content":"hello"}`, "Accept", f.accept)
-			if name, data := newEventReader(t, resp, f.sse).next(); name != "message" {
+			resp := openStream(t, g, ctx, run.path, run.body, "Accept", run.framing.accept)
+			if name, data := newEventReader(t, resp, run.framing.sse).next(); name != "delta" {
 				t.Fatalf("first event = %s %s", name, data)
 			}
 			cancel() // Hang up.
@@ -461,24 +554,30 @@ func TestChatClientDisconnectCancelsUpstream(t *testing.T) {
 	}
 }
 
-func TestChatBadBodies(t *testing.T) {
+// TestStreamBadBodies: the body of either route is decoded like any
+// other: one JSON value of the request message, no unknown fields.
+func TestStreamBadBodies(t *testing.T) {
 	g, b := newGateway(t, server.Options{})
 	for _, tc := range []struct {
 		name, body, message string
 	}{
-		{"unknown field", `{"content":"hi","temperature":0.2}`, `invalid JSON body: (line 1:17): unknown field "temperature"`},
-		{"malformed", `{"content":"hi"`, "malformed JSON body: unexpected end of input"},
-		{"not JSON", `content=hi`, "malformed JSON body: "},
-		{"wrong type", `{"content":5}`, "invalid JSON body: "},
+		{"unknown field", `{"model":"m","temperature":0.2}`, `invalid JSON body: (line 1:14): unknown field "temperature"`},
+		{"malformed", `{"model":"m"`, "malformed JSON body: unexpected end of input"},
+		{"not JSON", `model=m`, "malformed JSON body: "},
+		{"wrong type", `{"model":5}`, "invalid JSON body: "},
+		{"two values", `{"model":"m"} {}`, "malformed JSON body: data after the JSON value"},
+		{"not an object", `["m"]`, "invalid JSON body: "},
 	} {
-		for _, accept := range []string{"text/event-stream", ""} {
-			t.Run(tc.name+"/"+accept, func(t *testing.T) {
-				r := g.do("POST", "/v1/conversations/c1/chat", tc.body, "Accept", accept)
-				e := envelopeOf(t, r, 400, "INVALID_ARGUMENT")
-				if !strings.HasPrefix(e.Error.Message, tc.message) {
-					t.Errorf("message = %q, want prefix %q", e.Error.Message, tc.message)
-				}
-			})
+		for _, route := range streamRoutes {
+			for _, accept := range []string{"text/event-stream", ""} {
+				t.Run(route.rpc+"/"+tc.name+"/"+accept, func(t *testing.T) {
+					r := g.do("POST", route.path, tc.body, "Accept", accept)
+					e := envelopeOf(t, r, 400, "INVALID_ARGUMENT")
+					if !strings.HasPrefix(e.Error.Message, tc.message) {
+						t.Errorf("message = %q, want prefix %q", e.Error.Message, tc.message)
+					}
+				})
+			}
 		}
 	}
 	if n := b.callCount(); n != 0 {
@@ -486,14 +585,15 @@ func TestChatBadBodies(t *testing.T) {
 	}
 }
 
-func TestChatCORS(t *testing.T) {
+func TestStreamCORS(t *testing.T) {
 	g, _ := newGateway(t, server.Options{CORSAllowedOrigins: []string{"https://app.example"}})
-	r := g.do("POST", "/v1/conversations/c1/chat", `{"content":"hello"}`,
-		"Origin", "https://app.example", "Accept", "text/event-stream")
-	if r.status != 200 || r.header.Get("Access-Control-Allow-Origin") != "https://app.example" {
-		t.Errorf("status %d, Allow-Origin %q", r.status, r.header.Get("Access-Control-Allow-Origin"))
-	}
-	if want := "event: delta\ndata: {\"text\":\"hi\"}\n\n"; string(r.body) != want {
-		t.Errorf("body = %q, want %q", r.body, want)
+	for _, route := range streamRoutes {
+		r := g.do("POST", route.path, route.body, "Origin", "https://app.example", "Accept", "text/event-stream")
+		if r.status != 200 || r.header.Get("Access-Control-Allow-Origin") != "https://app.example" {
+			t.Errorf("%s: status %d, Allow-Origin %q", route.rpc, r.status, r.header.Get("Access-Control-Allow-Origin"))
+		}
+		if want := "event: delta\ndata: {\"text\":\"hi\"}\n\n"; string(r.body) != want {
+			t.Errorf("%s: body = %q, want %q", route.rpc, r.body, want)
+		}
 	}
 }

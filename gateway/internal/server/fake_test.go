@@ -26,13 +26,13 @@ type backend struct {
 	addr   string
 	health *health.Server
 
-	mu     sync.Mutex
-	calls  []call
-	fail   error                                                                         // answered by every RPC when set
-	chatFn func(*chatv1.ChatRequest, grpc.ServerStreamingServer[chatv1.ChatEvent]) error // Chat's behaviour
-	block  bool                                                                          // unary RPCs wait for their context to end
-	delay  time.Duration                                                                 // unary RPCs answer after this long
-	page   *chatv1.ListMessagesResponse                                                  // ListMessages' answer when set
+	mu       sync.Mutex
+	calls    []call
+	fail     error                                                                   // answered by every RPC when set
+	streamFn func(proto.Message, grpc.ServerStreamingServer[chatv1.ChatEvent]) error // Chat's and Regenerate's behaviour
+	block    bool                                                                    // unary RPCs wait for their context to end
+	delay    time.Duration                                                           // unary RPCs answer after this long
+	page     *chatv1.ListMessagesResponse                                            // ListMessages' answer when set
 }
 
 type call struct {
@@ -82,10 +82,20 @@ func (b *backend) setMessagePage(p *chatv1.ListMessagesResponse) {
 	b.page = p
 }
 
-func (b *backend) setChat(fn func(*chatv1.ChatRequest, grpc.ServerStreamingServer[chatv1.ChatEvent]) error) {
+// setStream sets what Chat and Regenerate do after recording the call; req
+// is their request.
+func (b *backend) setStream(fn func(req proto.Message, s grpc.ServerStreamingServer[chatv1.ChatEvent]) error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.chatFn = fn
+	b.streamFn = fn
+}
+
+// setChat sets what Chat (and Regenerate) do, for tests of Chat alone.
+func (b *backend) setChat(fn func(*chatv1.ChatRequest, grpc.ServerStreamingServer[chatv1.ChatEvent]) error) {
+	b.setStream(func(req proto.Message, s grpc.ServerStreamingServer[chatv1.ChatEvent]) error {
+		r, _ := req.(*chatv1.ChatRequest)
+		return fn(r, s)
+	})
 }
 
 // record notes a call and returns the error to answer, if any.
@@ -242,14 +252,28 @@ func (f *fakeMessages) ClearMessages(ctx context.Context, r *chatv1.ClearMessage
 }
 
 func (f *fakeMessages) Chat(r *chatv1.ChatRequest, stream grpc.ServerStreamingServer[chatv1.ChatEvent]) error {
-	if err := f.b.record(stream.Context(), "Chat", r); err != nil {
+	return f.stream("Chat", r, stream)
+}
+
+func (f *fakeMessages) Regenerate(r *chatv1.RegenerateRequest, stream grpc.ServerStreamingServer[chatv1.ChatEvent]) error {
+	return f.stream("Regenerate", r, stream)
+}
+
+// stream records a streaming call, then fails, runs the configured
+// behaviour, or sends one delta.
+func (f *fakeMessages) stream(method string, r proto.Message, stream grpc.ServerStreamingServer[chatv1.ChatEvent]) error {
+	if err := f.b.record(stream.Context(), method, r); err != nil {
 		return err
 	}
 	f.b.mu.Lock()
-	fn := f.b.chatFn
+	fn := f.b.streamFn
 	f.b.mu.Unlock()
 	if fn == nil {
 		return stream.Send(&chatv1.ChatEvent{Event: &chatv1.ChatEvent_Delta{Delta: &chatv1.ChatDelta{Text: "hi"}}})
 	}
 	return fn(r, stream)
+}
+
+func (f *fakeMessages) ForkConversation(ctx context.Context, r *chatv1.ForkConversationRequest) (*chatv1.Conversation, error) {
+	return answer(f.b, ctx, "ForkConversation", r, &chatv1.Conversation{Id: "c2", Title: r.GetTitle(), ActiveLeafId: "m3"})
 }

@@ -50,24 +50,34 @@ func TestRouteTableFromTheEmbeddedDocument(t *testing.T) {
 		t.Fatal(err)
 	}
 	for path, want := range map[string]bool{
-		"/v1/auth/profile":                 true,
-		"/v1/conversations/c1":             true,
-		"/v1/conversations/c1/messages/m1": true,
-		"/v1/conversations":                false,
-		"/v1/conversations/c1/messages":    false,
-		"/v1/conversations//messages/m1":   false,
-		"/v1/auth/login":                   false,
-		"/healthz":                         false,
+		"/v1/auth/profile":                            true,
+		"/v1/conversations/c1":                        true,
+		"/v1/conversations/c1/messages/m1":            true,
+		"/v1/conversations":                           false,
+		"/v1/conversations/c1/messages":               false,
+		"/v1/conversations//messages/m1":              false,
+		"/v1/conversations/c1/messages/m1:regenerate": false,
+		"/v1/conversations/c1:x":                      false,
+		"/v1/auth/login":                              false,
+		"/healthz":                                    false,
 	} {
 		if got := rt.isUpdate(path); got != want {
 			t.Errorf("isUpdate(%q) = %v, want %v", path, got, want)
 		}
 	}
 	for path, want := range map[string][]string{
-		"/v1/conversations/c1/chat": {"POST"},
-		"/v1/conversations":         {"DELETE", "GET", "POST"},
-		"/healthz":                  {"GET"},
-		"/nope":                     nil,
+		"/v1/conversations/c1/chat":                   {"POST"},
+		"/v1/conversations/c1/messages/m1":            {"DELETE", "GET", "PATCH", "PUT"},
+		"/v1/conversations/c1/messages/m1:regenerate": {"POST"},
+		"/v1/conversations/c1/messages/m1:fork":       {"POST"},
+		"/v1/conversations/c1/messages/a:b:fork":      {"POST"},
+		"/v1/conversations/c1/messages/m1:frobnicate": nil,
+		"/v1/conversations/c1/messages/m1:":           nil,
+		"/v1/conversations/c1/messages/:fork":         nil,
+		"/v1/conversations/c1:fork":                   nil,
+		"/v1/conversations":                           {"DELETE", "GET", "POST"},
+		"/healthz":                                    {"GET"},
+		"/nope":                                       nil,
 	} {
 		if got := rt.allowed(path); !slices.Equal(got, want) {
 			t.Errorf("allowed(%q) = %q, want %q", path, got, want)
@@ -75,6 +85,29 @@ func TestRouteTableFromTheEmbeddedDocument(t *testing.T) {
 	}
 	if _, err := newRouteTable([]byte(`{"paths":{}}`), nil); err == nil {
 		t.Error("a document without paths was accepted")
+	}
+}
+
+func TestSplitVerb(t *testing.T) {
+	for _, tc := range []struct {
+		path, verb string
+		segments   []string
+	}{
+		{"/v1/conversations/{conversation_id}/messages/{id}:regenerate", ":regenerate",
+			[]string{"v1", "conversations", "{conversation_id}", "messages", "{id}"}},
+		{"/v1/conversations/c1/messages/m1:fork", ":fork", []string{"v1", "conversations", "c1", "messages", "m1"}},
+		{"/v1/conversations/c1/messages/m1", "", []string{"v1", "conversations", "c1", "messages", "m1"}},
+		{"/v1/conversations/c:1/messages", "", []string{"v1", "conversations", "c:1", "messages"}},
+		{"/x/a:b:c", ":c", []string{"x", "a:b"}},
+		{"/x/m1:", ":", []string{"x", "m1"}},
+		{"/x/:v", ":v", []string{"x", ""}},
+		{"/x/{name=a:b}", "", []string{"x", "{name=a:b}"}},
+		{"/", "", []string{""}},
+	} {
+		segments, verb := splitVerb(tc.path)
+		if verb != tc.verb || !slices.Equal(segments, tc.segments) {
+			t.Errorf("splitVerb(%q) = %q %q, want %q %q", tc.path, segments, verb, tc.segments, tc.verb)
+		}
 	}
 }
 

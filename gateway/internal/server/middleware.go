@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -162,6 +163,33 @@ func putAsPatch(routes *routeTable, next http.Handler) http.Handler {
 		if r.Method == http.MethodPut && routes.isUpdate(r.URL.Path) {
 			r = r.WithContext(r.Context()) // A shallow copy; r is not ours to change.
 			r.Method = http.MethodPatch
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// customMethods keeps a custom method's path away from the routes without
+// one. A path whose last segment holds a colon ("m1:regenerate",
+// "m1:frobnicate") calls a custom method (AIP-136). grpc-gateway's mux
+// routes it to a template with that verb, but failing that it also matches
+// it verbatim against the templates without one, so that
+// GET .../messages/m1:regenerate would call GetMessage with the id
+// "m1:regenerate" and POST .../messages/m1:frobnicate would be a 405 whose
+// Allow lists GET. Here such a path is served only by the templates with its
+// verb: none is 404 "route not found", another method 405 with Allow.
+// (No id the services make holds a colon.)
+func (s *server) customMethods(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, verb := splitVerb(r.URL.Path); verb != "" {
+			allowed := s.routes.allowed(r.URL.Path)
+			switch {
+			case len(allowed) == 0:
+				s.handleRoutingError(r.Context(), nil, nil, w, r, http.StatusNotFound)
+				return
+			case !slices.Contains(allowed, r.Method):
+				s.handleRoutingError(r.Context(), nil, nil, w, r, http.StatusMethodNotAllowed)
+				return
+			}
 		}
 		next.ServeHTTP(w, r)
 	})

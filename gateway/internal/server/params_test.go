@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	chatv1 "github.com/chat-backend/gateway/gen/chat/v1"
 	"github.com/chat-backend/gateway/internal/server"
 )
 
@@ -28,6 +29,10 @@ func TestMalformedParams(t *testing.T) {
 		{"GET", "/v1/conversations/%FF/messages/%FE", []detail{{"conversation_id", text}, {"id", text}}},
 		{"POST", "/v1/conversations/%FF/messages", []detail{{"conversation_id", text}}},
 		{"POST", "/v1/conversations/%FF/chat", []detail{{"conversation_id", text}}},
+		{"POST", "/v1/conversations/%FF/messages/%00:regenerate", []detail{{"conversation_id", text}, {"id", text}}},
+		{"POST", "/v1/conversations/c1/messages/%FF:fork", []detail{{"id", text}}},
+		{"GET", "/v1/conversations/c1/messages?branch=%FF", []detail{{"branch", text}}},
+		{"GET", "/v1/conversations/c1/messages?branch=all&branch=active", []detail{{"branch", "must be given once"}}},
 		{"GET", "/v1/conversations?q=%FF", []detail{{"q", text}}},
 		{"GET", "/v1/conversations?page_token=%FF", []detail{{"page_token", text}}},
 		{"GET", "/v1/conversations?q=a%00b", []detail{{"q", text}}},
@@ -99,6 +104,18 @@ func TestMalformedParams(t *testing.T) {
 	}
 	if got := b.lastCall(t).method; got != "ListMessages" {
 		t.Errorf("last call %q", got)
+	}
+
+	// branch is passed on as sent: "active" and "all" are the message
+	// service's to check, like order.
+	for _, branch := range []string{"all", "active", "", "sideways"} {
+		if r := g.do("GET", "/v1/conversations/c1/messages?order=desc&branch="+branch, ""); r.status != 200 {
+			t.Errorf("branch=%s: status %d: %s", branch, r.status, r.body)
+		}
+		req := b.lastCall(t).req.(*chatv1.ListMessagesRequest)
+		if req.GetBranch() != branch || req.GetOrder() != "desc" || req.GetConversationId() != "c1" {
+			t.Errorf("branch=%s: request = %v", branch, req)
+		}
 	}
 }
 

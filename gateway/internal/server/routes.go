@@ -37,7 +37,26 @@ type operation struct {
 
 type route struct {
 	segments []string // "{...}" matches one non-empty segment
+	verb     string   // ":regenerate" of ".../{id}:regenerate"; "" for none
 	methods  []string // upper case, sorted
+}
+
+// splitVerb splits a path, or a path template, into its segments and its
+// custom verb (AIP-136): ".../messages/m1:regenerate" is the segments
+// [... "messages" "m1"] and the verb ":regenerate", colon included, so that
+// "m1:" (verb ":") differs from "m1" (no verb, ""). The verb is what follows
+// the last colon of the last segment, outside braces; for verbs without a
+// colon (ours) the mux splits a request's path the same way when it tries a
+// template with a verb.
+func splitVerb(path string) (segments []string, verb string) {
+	segments = strings.Split(strings.TrimPrefix(path, "/"), "/")
+	last := segments[len(segments)-1]
+	i := strings.LastIndexByte(last, ':')
+	if i < 0 || i < strings.LastIndexByte(last, '}') {
+		return segments, ""
+	}
+	segments[len(segments)-1] = last[:i]
+	return segments, last[i:]
 }
 
 func newRouteTable(openAPI []byte, extra map[string][]string) (*routeTable, error) {
@@ -87,10 +106,8 @@ func newRouteTable(openAPI []byte, extra map[string][]string) (*routeTable, erro
 	}
 	for path, methods := range all {
 		slices.Sort(methods)
-		t.routes = append(t.routes, route{
-			segments: strings.Split(strings.TrimPrefix(path, "/"), "/"),
-			methods:  slices.Compact(methods),
-		})
+		segments, verb := splitVerb(path)
+		t.routes = append(t.routes, route{segments: segments, verb: verb, methods: slices.Compact(methods)})
 	}
 	return t, nil
 }
@@ -125,8 +142,8 @@ func (t *routeTable) operation(method, template string) (operation, bool) {
 	return op, ok
 }
 
-func (r route) matches(segments []string) bool {
-	if len(segments) != len(r.segments) {
+func (r route) matches(segments []string, verb string) bool {
+	if len(segments) != len(r.segments) || verb != r.verb {
 		return false
 	}
 	for i, want := range r.segments {
@@ -142,11 +159,12 @@ func (r route) matches(segments []string) bool {
 }
 
 // allowed returns the sorted methods of every template that matches path.
+// A path with a verb matches only templates with that verb.
 func (t *routeTable) allowed(path string) []string {
-	segments := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	segments, verb := splitVerb(path)
 	var methods []string
 	for _, r := range t.routes {
-		if r.matches(segments) {
+		if r.matches(segments, verb) {
 			methods = append(methods, r.methods...)
 		}
 	}
@@ -157,9 +175,9 @@ func (t *routeTable) allowed(path string) []string {
 // isUpdate reports whether path matches a template that has both PUT and
 // PATCH: an AIP-134 update whose PUT binding should behave like PATCH.
 func (t *routeTable) isUpdate(path string) bool {
-	segments := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	segments, verb := splitVerb(path)
 	for _, r := range t.routes {
-		if r.matches(segments) && slices.Contains(r.methods, http.MethodPut) &&
+		if r.matches(segments, verb) && slices.Contains(r.methods, http.MethodPut) &&
 			slices.Contains(r.methods, http.MethodPatch) {
 			return true
 		}

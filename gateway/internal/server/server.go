@@ -10,7 +10,9 @@
 //	readDeadline  408 for bodies that do not arrive within ReadTimeout
 //	bodyLimit   400 for bodies over MaxBodyBytes
 //	putAsPatch  PUT on an update route is served by its PATCH binding
-//	runtime.ServeMux  generated handlers, Chat's own (chat.go),
+//	customMethods  ".../m1:verb" reaches only routes with that verb
+//	runtime.ServeMux  generated handlers, the event streams' own (Chat,
+//	                  Regenerate: chat.go),
 //	                  /healthz /readyz /metrics /openapi.json; inside it,
 //	                  around each matched route:
 //	  recordRoute     the route template for metrics and logs
@@ -184,10 +186,16 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 	if err := chatv1.RegisterMessageServiceHandlerClient(ctx, mux, messages); err != nil {
 		return nil, err
 	}
-	// Registered after the generated handlers, so it serves the route
+	// Registered after the generated handlers, so they serve their routes
 	// (chat.go).
-	if err := mux.HandlePath(http.MethodPost, chatPath, s.chat(mux, messages)); err != nil {
-		return nil, err
+	for _, route := range eventStreams(messages) {
+		if op, ok := routes.operation(http.MethodPost, route.path); !ok ||
+			op.input.Descriptor().FullName() != route.newRequest().ProtoReflect().Descriptor().FullName() {
+			return nil, fmt.Errorf("%s is not the POST route of %s in api/chat_v1.yaml", route.path, route.method)
+		}
+		if err := mux.HandlePath(http.MethodPost, route.path, s.streamEvents(mux, route)); err != nil {
+			return nil, err
+		}
 	}
 	for path, h := range map[string]http.HandlerFunc{
 		"/healthz":      s.healthz,
@@ -203,6 +211,7 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 	}
 
 	var h http.Handler = mux
+	h = s.customMethods(h)
 	h = putAsPatch(routes, h)
 	h = bodyLimit(opts.MaxBodyBytes, h)
 	h = readDeadline(opts.ReadTimeout, h)

@@ -441,6 +441,8 @@ func TestSuccessStatuses(t *testing.T) {
 		{"POST", "/v1/auth/register", `{"username":"bob","email":"b@x.io","password":"Secret123"}`, "Register", 201},
 		{"POST", "/v1/conversations", `{"title":"t"}`, "CreateConversation", 201},
 		{"POST", "/v1/conversations/c1/messages", `{"role":"user","content":"hi"}`, "CreateMessage", 201},
+		{"POST", "/v1/conversations/c1/messages/m1:fork", `{"title":"t"}`, "ForkConversation", 201},
+		{"POST", "/v1/conversations/c1/messages/m1:fork", "", "ForkConversation", 201},
 		{"POST", "/v1/auth/logout", `{"refresh_token":"r"}`, "Logout", 204},
 		{"DELETE", "/v1/auth/profile", `{"current_password":"p"}`, "DeleteAccount", 204},
 		{"DELETE", "/v1/conversations/c1", "", "DeleteConversation", 204},
@@ -496,6 +498,7 @@ func TestResponsesUseProtoNamesAndShowDefaults(t *testing.T) {
 	want := map[string]any{
 		"id": "c1", "title": "t", "metadata": map[string]any{}, "archived": false, "pinned": false,
 		"message_count": 0, "last_message_at": nil, "created_at": nil, "updated_at": nil,
+		"active_leaf_id": "", "active_message_id": "",
 	}
 	if len(got) != len(want) {
 		t.Errorf("fields = %v, want %v", got, want)
@@ -609,6 +612,9 @@ func TestRoutingErrors(t *testing.T) {
 		{"PUT", "/v1/conversations", "DELETE, GET, POST"},
 		{"POST", "/v1/conversations/c1", "DELETE, GET, PATCH, PUT"},
 		{"GET", "/v1/conversations/c1/chat", "POST"},
+		{"GET", "/v1/conversations/c1/messages/m1:regenerate", "POST"},
+		{"DELETE", "/v1/conversations/c1/messages/m1:fork", "POST"},
+		{"POST", "/v1/conversations/c1/messages/m1", "DELETE, GET, PATCH, PUT"},
 		{"POST", "/healthz", "GET"},
 		{"DELETE", "/openapi.json", "GET"},
 	} {
@@ -620,6 +626,91 @@ func TestRoutingErrors(t *testing.T) {
 		if got := r.header.Get("Allow"); got != tc.allow {
 			t.Errorf("%s %s: Allow = %q, want %q", tc.method, tc.path, got, tc.allow)
 		}
+	}
+}
+
+// TestCustomMethods: ":regenerate" and ":fork" on a message reach their
+// RPCs and leave GET, PATCH, PUT and DELETE of the message alone; a verb the
+// route does not have is never passed on as part of an id.
+func TestCustomMethods(t *testing.T) {
+	g, b := newGateway(t, server.Options{})
+
+	// The message routes without a verb are not shadowed.
+	for _, tc := range []struct{ method, body, rpc string }{
+		{"GET", "", "GetMessage"},
+		{"PATCH", `{"content":"x"}`, "UpdateMessage"},
+		{"PUT", `{"content":"x"}`, "UpdateMessage"},
+		{"DELETE", "", "DeleteMessage"},
+	} {
+		r := g.do(tc.method, "/v1/conversations/c1/messages/m1", tc.body)
+		if r.status >= 300 {
+			t.Errorf("%s: status %d: %s", tc.method, r.status, r.body)
+		}
+		c := b.lastCall(t)
+		if c.method != tc.rpc || c.req.(interface{ GetId() string }).GetId() != "m1" {
+			t.Errorf("%s: backend got %s %v", tc.method, c.method, c.req)
+		}
+	}
+
+	r := g.do("POST", "/v1/conversations/c1/messages/m1:fork", `{"title":"Branch"}`)
+	if r.status != 201 {
+		t.Fatalf("fork: status %d: %s", r.status, r.body)
+	}
+	fork := b.lastCall(t).req.(*chatv1.ForkConversationRequest)
+	if fork.GetConversationId() != "c1" || fork.GetId() != "m1" || fork.Title == nil || fork.GetTitle() != "Branch" {
+		t.Errorf("fork request = %v", fork)
+	}
+	var conv map[string]any
+	if err := json.Unmarshal(r.body, &conv); err != nil || conv["id"] != "c2" || conv["active_leaf_id"] != "m3" {
+		t.Errorf("fork answer = %s", r.body)
+	}
+	envelopeOf(t, g.do("POST", "/v1/conversations/c1/messages/m1:fork", `{"title":"t","model":"m"}`), 400, "INVALID_ARGUMENT")
+
+	// A colon in an earlier segment is part of that id, as always.
+	if r := g.do("GET", "/v1/conversations/c:1/messages/m1", ""); r.status != 200 {
+		t.Errorf("colon in conversation_id: status %d: %s", r.status, r.body)
+	}
+	if req := b.lastCall(t).req.(*chatv1.GetMessageRequest); req.GetConversationId() != "c:1" || req.GetId() != "m1" {
+		t.Errorf("request = %v", req)
+	}
+
+	calls := b.callCount()
+	for _, tc := range []struct{ method, path string }{
+		{"POST", "/v1/conversations/c1/messages/m1:frobnicate"},
+		{"GET", "/v1/conversations/c1/messages/m1:frobnicate"},
+		{"PATCH", "/v1/conversations/c1/messages/m1:frobnicate"},
+		{"DELETE", "/v1/conversations/c1/messages/m1:frobnicate"},
+		{"POST", "/v1/conversations/c1/messages/m1:Regenerate"},
+		{"POST", "/v1/conversations/c1/messages/m1:"},
+		{"POST", "/v1/conversations/c1/messages/:regenerate"},
+		{"POST", "/v1/conversations/c1/messages:regenerate"},
+		{"POST", "/v1/conversations/c1:fork"},
+		{"GET", "/v1/conversations/c1:fork"},
+		{"POST", "/v1/conversations/c1/chat:regenerate"},
+		{"GET", "/healthz:x"},
+	} {
+		e := envelopeOf(t, g.do(tc.method, tc.path, "{}"), 404, "NOT_FOUND")
+		if e.Error.Message != "route not found" {
+			t.Errorf("%s %s: message = %q", tc.method, tc.path, e.Error.Message)
+		}
+	}
+	for _, method := range []string{"GET", "PATCH", "PUT", "DELETE"} {
+		for _, verb := range []string{"regenerate", "fork"} {
+			r := g.do(method, "/v1/conversations/c1/messages/m1:"+verb, "{}")
+			envelopeOf(t, r, 405, "UNIMPLEMENTED")
+			if got := r.header.Get("Allow"); got != "POST" {
+				t.Errorf("%s :%s: Allow = %q", method, verb, got)
+			}
+		}
+	}
+	if n := b.callCount(); n != calls {
+		t.Errorf("the backend was called %d times", n-calls)
+	}
+
+	// A colon inside a message id (the one before the verb is the id's).
+	r = g.do("POST", "/v1/conversations/c1/messages/a:b:fork", "")
+	if r.status != 201 || b.lastCall(t).req.(*chatv1.ForkConversationRequest).GetId() != "a:b" {
+		t.Errorf("a:b:fork = %d %v", r.status, b.lastCall(t).req)
 	}
 }
 
@@ -765,6 +856,8 @@ func TestOpenAPI(t *testing.T) {
 	}
 	if doc.Swagger != "2.0" || doc.Paths["/v1/conversations/{id}"]["put"] == nil ||
 		doc.Paths["/v1/conversations/{conversation_id}/chat"]["post"] == nil ||
+		doc.Paths["/v1/conversations/{conversation_id}/messages/{id}:regenerate"]["post"] == nil ||
+		!strings.Contains(string(doc.Paths["/v1/conversations/{conversation_id}/messages/{id}:fork"]["post"]), `"201"`) ||
 		doc.Definitions["v1ErrorEnvelope"] == nil {
 		t.Errorf("unexpected document: swagger %q, %d paths", doc.Swagger, len(doc.Paths))
 	}

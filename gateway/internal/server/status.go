@@ -17,6 +17,7 @@ var (
 		chatv1.AuthService_Register_FullMethodName:                   true,
 		chatv1.ConversationService_CreateConversation_FullMethodName: true,
 		chatv1.MessageService_CreateMessage_FullMethodName:           true,
+		chatv1.MessageService_ForkConversation_FullMethodName:        true, // a new conversation
 	}
 	noContentRPCs = map[string]bool{
 		chatv1.AuthService_Logout_FullMethodName:                         true,
