@@ -5,7 +5,7 @@
 #include "common/ids.h"
 #include "common/page_token.h"
 #include "common/status_macros.h"
-#include "common/utf8.h"
+#include "common/text_field.h"
 
 namespace chat::conversation {
 namespace {
@@ -17,14 +17,7 @@ constexpr size_t kMaxTitle = 255;
 constexpr int64_t kLatestCursorMicros = 253402300799999999;
 
 void ValidateTitle(const std::string& title, FieldViolations& violations) {
-  const std::optional<size_t> length = CountCodePoints(title);
-  if (!length) {
-    violations.Add("title", "must be valid UTF-8");
-  } else if (*length == 0 || *length > kMaxTitle) {
-    violations.Add("title", "must be 1 to 255 characters long");
-  } else if (title.find('\0') != std::string::npos) {
-    violations.Add("title", "must not contain NUL");
-  }
+  ValidateText("title", title, kMaxTitle, violations);
 }
 
 // A message named in a request body: a malformed id is a bad request,

@@ -52,6 +52,11 @@ bool TestDatabase::Configured() {
 }
 
 absl::StatusOr<std::unique_ptr<TestDatabase>> TestDatabase::Create() {
+  return CreateMigratedWith(CHAT_MIGRATIONS_DIR);
+}
+
+absl::StatusOr<std::unique_ptr<TestDatabase>> TestDatabase::CreateMigratedWith(
+    const std::string& migrations_dir) {
   const char* server_url = std::getenv("TEST_DATABASE_URL");
   if (!Configured()) {
     return absl::FailedPreconditionError(
@@ -60,14 +65,11 @@ absl::StatusOr<std::unique_ptr<TestDatabase>> TestDatabase::Create() {
   }
   std::string name =
       absl::StrCat("test_", absl::StrReplaceAll(NewUuidV7(), {{"-", ""}}));
-  // Roles are the cluster's, not a database's: test processes that migrate
-  // their databases at once would alter the same roles concurrently ("tuple
-  // concurrently updated"). One lock in the server's database, held until
-  // this migration ends, makes them take turns.
-  std::unique_ptr<pqxx::connection> lock;
   try {
-    lock = std::make_unique<pqxx::connection>(server_url);
-    pqxx::nontransaction tx(*lock);
+    // Under the cluster lock, as before: CREATE DATABASE copies template1,
+    // which no concurrent migration may be connected to.
+    pqxx::connection admin(server_url);
+    pqxx::nontransaction tx(admin);
     tx.exec(absl::StrCat("SELECT pg_advisory_lock(", kClusterLockKey, ")"));
     tx.exec0(absl::StrCat("CREATE DATABASE ", tx.quote_name(name)));
   } catch (const std::exception& e) {
@@ -75,13 +77,33 @@ absl::StatusOr<std::unique_ptr<TestDatabase>> TestDatabase::Create() {
         absl::StrCat("cannot create a database: ", e.what()));
   }
   std::unique_ptr<TestDatabase> db(new TestDatabase(server_url, name));
-  absl::Status migrated =
-      migrate::Migrate(db->admin_url_, CHAT_MIGRATIONS_DIR,
-                       {{"chat_auth", kRolePassword},
-                        {"chat_conversation", kRolePassword},
-                        {"chat_message", kRolePassword}});
+  absl::Status migrated = db->Migrate(migrations_dir);
   if (!migrated.ok()) return migrated;
   return db;
+}
+
+absl::Status TestDatabase::MigrateFully() {
+  return Migrate(CHAT_MIGRATIONS_DIR);
+}
+
+absl::Status TestDatabase::Migrate(const std::string& migrations_dir) {
+  // Roles are the cluster's, not a database's: test processes that migrate
+  // their databases at once would alter the same roles concurrently ("tuple
+  // concurrently updated"). One lock in the server's database, held until
+  // this migration ends, makes them take turns.
+  std::unique_ptr<pqxx::connection> lock;
+  try {
+    lock = std::make_unique<pqxx::connection>(server_url_);
+    pqxx::nontransaction tx(*lock);
+    tx.exec(absl::StrCat("SELECT pg_advisory_lock(", kClusterLockKey, ")"));
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot lock the cluster for migrating: ", e.what()));
+  }
+  return migrate::Migrate(admin_url_, migrations_dir,
+                          {{"chat_auth", kRolePassword},
+                           {"chat_conversation", kRolePassword},
+                           {"chat_message", kRolePassword}});
 }
 
 TestDatabase::TestDatabase(std::string server_url, std::string name)

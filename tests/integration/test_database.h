@@ -35,7 +35,18 @@ class TestDatabase {
 
   // FAILED_PRECONDITION when TEST_DATABASE_URL is unset.
   static absl::StatusOr<std::unique_ptr<TestDatabase>> Create();
+  // A database migrated only with the files of `migrations_dir` (a test's
+  // copy of the first production migrations), holding data of an older
+  // schema until MigrateFully.
+  static absl::StatusOr<std::unique_ptr<TestDatabase>> CreateMigratedWith(
+      const std::string& migrations_dir);
   ~TestDatabase();
+
+  // Applies the production migrations not applied yet.
+  absl::Status MigrateFully();
+  // Applies the migrations of `migrations_dir` not applied yet, one test
+  // process at a time.
+  absl::Status Migrate(const std::string& migrations_dir);
 
   // A superuser URL of the test database.
   const std::string& admin_url() const { return admin_url_; }
