@@ -233,6 +233,7 @@ DECLARE
   v_conversation uuid;
   v_low bigint;
   v_high bigint;
+  v_previous uuid;
 BEGIN
   FOR v_user IN SELECT id FROM users ORDER BY id LOOP
     -- Session-wide: COMMIT would end a transaction-local setting.
@@ -250,20 +251,24 @@ BEGIN
              AND seq > v_low
            ORDER BY seq LIMIT p_batch) batch;
         EXIT WHEN v_high IS NULL;
-        -- The batch with the last message of the one before, whose id is
-        -- the first one's parent.
-        UPDATE messages m SET parent_id = linked.parent_id
-          FROM (SELECT seq, COALESCE(lag(id) OVER (ORDER BY seq),
-                         '00000000-0000-0000-0000-000000000000') AS parent_id
-                  FROM messages
-                 WHERE user_id = v_user AND conversation_id = v_conversation
-                   AND seq >= (SELECT COALESCE(max(seq), 0) FROM messages
-                                WHERE user_id = v_user
-                                  AND conversation_id = v_conversation
-                                  AND seq <= v_low)
-                   AND seq <= v_high) linked
-         WHERE m.user_id = v_user AND m.conversation_id = v_conversation
-           AND m.seq = linked.seq AND m.seq > v_low AND m.parent_id IS NULL;
+        -- Linked to the one before, the first to the last message of the
+        -- previous batch. Dynamic, so that each batch gets a plan for its
+        -- own bounds (a cached generic plan scans far more than the batch).
+        SELECT id INTO v_previous FROM messages
+         WHERE user_id = v_user AND conversation_id = v_conversation
+           AND seq <= v_low
+         ORDER BY seq DESC LIMIT 1;
+        EXECUTE
+          'UPDATE messages m SET parent_id = linked.parent_id '
+          'FROM (SELECT seq, COALESCE(lag(id) OVER (ORDER BY seq), $5) '
+          '        AS parent_id FROM messages '
+          '       WHERE user_id = $1 AND conversation_id = $2 '
+          '         AND seq > $3 AND seq <= $4) linked '
+          'WHERE m.user_id = $1 AND m.conversation_id = $2 '
+          '  AND m.seq = linked.seq AND m.seq > $3 AND m.seq <= $4 '
+          '  AND m.parent_id IS NULL'
+          USING v_user, v_conversation, v_low, v_high,
+                COALESCE(v_previous, '00000000-0000-0000-0000-000000000000');
         COMMIT;
         PERFORM set_config('app.user_id', v_user::text, false);
         v_low := v_high;

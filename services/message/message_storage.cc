@@ -326,6 +326,10 @@ std::vector<PreparedStatement> MessageStorage::Statements() {
 absl::StatusOr<MessageRecord> MessageStorage::Append(
     const std::string& user_id, const MessageRecord& message,
     const ParentChoice& parent, const std::optional<IdempotencyKey>& key) {
+  // The nil UUID marks roots inside the database; no message has it.
+  if (parent && *parent == kNilUuid) {
+    return absl::NotFoundError("parent message not found");
+  }
   std::optional<std::string> parent_id;
   if (parent) parent_id = parent->empty() ? kNilUuid : *parent;
   return pool_->Transact<MessageRecord>(
