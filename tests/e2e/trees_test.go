@@ -902,6 +902,74 @@ func TestTreeMalformedInputIs400OnItsField(t *testing.T) {
 	}
 }
 
+// The nil UUID names no message: as a parent_id it is a missing parent
+// like any other, not a second spelling of "" (a new root).
+func TestTreeNilUUIDParentIsNotAMessage(t *testing.T) {
+	s := SharedStack(t)
+	a := s.NewAccount(t)
+	convID := Str(createTitled(t, s, a, "nil parent"), "id")
+	createMessage(t, s, a, convID, "user", "q1")
+	before := treeState(t, s, a, convID)
+	const nilUUID = "00000000-0000-0000-0000-000000000000"
+	for _, path := range []string{messagesPath(convID), "/v1/conversations/" + convID + "/chat"} {
+		body := map[string]any{"content": "x", "parent_id": randomUUIDv7()}
+		if strings.HasSuffix(path, "/messages") {
+			body["role"] = "user"
+		}
+		want := s.Do(t, "POST", path, body, Bearer(a.Access)...)
+		ExpectError(t, want, http.StatusNotFound, "NOT_FOUND")
+		body["parent_id"] = nilUUID
+		got := s.Do(t, "POST", path, body, Bearer(a.Access)...)
+		if got.Status != http.StatusNotFound {
+			t.Errorf("POST %s with parent_id %s: %d %.300s; want 404 like a missing parent", path, nilUUID, got.Status, got.Body)
+			continue
+		}
+		expectSameNotFound(t, got, want)
+	}
+	if after := treeState(t, s, a, convID); after != before {
+		t.Errorf("a nil parent_id changed the conversation:\nbefore %s\n after %s", before, after)
+	}
+}
+
+// SPEC's conversation and message objects, exactly: the tree fields are in
+// every answer, and the input-only active_message_id in none.
+func TestTreeAnswersHoldExactlyTheObjectFields(t *testing.T) {
+	s := SharedStack(t)
+	a := s.NewAccount(t)
+	expectFields := func(what string, obj map[string]any, fields []string) {
+		t.Helper()
+		for _, f := range fields {
+			if _, ok := obj[f]; !ok && f != "last_message_at" {
+				t.Errorf("%s lacks %q: %v", what, f, obj)
+			}
+		}
+		for f := range obj {
+			if !slices.Contains(fields, f) {
+				t.Errorf("%s has the field %q, which is not in the object: %v", what, f, obj[f])
+			}
+		}
+	}
+	c := createConversation(t, s, a, nil)
+	convID := Str(c, "id")
+	expectFields("create conversation", c, conversationFields)
+	m := grow(t, s, a, convID, node{"q", "", "user"}, node{"r", "q", "assistant"}, node{"r2", "q", "assistant"})
+	for name, msg := range m {
+		expectFields("create message "+name, msg, messageFields)
+	}
+	expectFields("get message", getOK(t, s, a, messagePath(convID, Str(m["r"], "id"))), messageFields)
+	for _, msg := range allMessages(t, s, a, convID, allBranches) {
+		expectFields("listed message", msg, messageFields)
+	}
+	expectFields("get conversation", conversation(t, s, a, convID), conversationFields)
+	expectFields("switch branch", activate(t, s, a, convID, Str(m["r"], "id")), conversationFields)
+	for _, listed := range allConversations(t, s, a, nil) {
+		expectFields("listed conversation", listed, conversationFields)
+	}
+	r := s.Do(t, "POST", messagePath(convID, Str(m["r"], "id"))+":fork", map[string]any{}, Bearer(a.Access)...)
+	mustStatus(t, r, http.StatusCreated, "fork")
+	expectFields("fork", r.JSON, conversationFields)
+}
+
 // Appends, versions and switches from several clients at once: every call
 // succeeds, and the tree stays consistent (the active branch is a path
 // from a root to active_leaf_id, which is a leaf; counts and sibling
