@@ -164,6 +164,16 @@ func createMessage(t *testing.T, s *Stack, a Account, convID, role, content stri
 	return r.JSON
 }
 
+// createUnder creates a message with parent_id (an id, or "" for a new
+// root) and expects 201.
+func createUnder(t *testing.T, s *Stack, a Account, convID, parentID, role, content string) map[string]any {
+	t.Helper()
+	r := s.Do(t, "POST", messagesPath(convID),
+		map[string]any{"role": role, "content": content, "parent_id": parentID}, Bearer(a.Access)...)
+	mustStatus(t, r, http.StatusCreated, "create message under "+parentID)
+	return r.JSON
+}
+
 // getOK GETs a path as a and expects 200.
 func getOK(t *testing.T, s *Stack, a Account, path string) map[string]any {
 	t.Helper()

@@ -61,9 +61,19 @@ type Event struct {
 
 func (s *Stack) OpenChat(t *testing.T, token, conversationID, content string, sse bool) *ChatStream {
 	t.Helper()
-	body, _ := json.Marshal(map[string]string{"content": content})
-	req, _ := http.NewRequest("POST", s.BaseURL+"/v1/conversations/"+conversationID+"/chat",
-		strings.NewReader(string(body)))
+	return s.OpenStream(t, token, "/v1/conversations/"+conversationID+"/chat",
+		map[string]string{"content": content}, sse)
+}
+
+// OpenStream POSTs body as JSON to a streaming route (Chat, :regenerate)
+// and reads its answer as events.
+func (s *Stack) OpenStream(t *testing.T, token, path string, body any, sse bool) *ChatStream {
+	t.Helper()
+	encoded, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", s.BaseURL+path, strings.NewReader(string(encoded)))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+token)
 	if sse {
@@ -71,7 +81,7 @@ func (s *Stack) OpenChat(t *testing.T, token, conversationID, content string, ss
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("chat: %v", err)
+		t.Fatalf("POST %s: %v", path, err)
 	}
 	return &ChatStream{Resp: resp, reader: bufio.NewReader(resp.Body), sse: sse}
 }

@@ -16,7 +16,7 @@ import (
 )
 
 var conversationFields = []string{"id", "title", "metadata", "archived", "pinned",
-	"message_count", "last_message_at", "created_at", "updated_at"}
+	"message_count", "last_message_at", "active_leaf_id", "created_at", "updated_at"}
 
 func TestConversationCreateAnswers201WithDefaults(t *testing.T) {
 	s := SharedStack(t)

@@ -13,13 +13,14 @@ import (
 )
 
 // route is one REST call on a conversation or message, with the ids still
-// to fill in.
+// to fill in, in its path or its body.
 type route struct {
 	name, method, path string
 	body               any
 }
 
-// chatRoutes lists every conversation and message route; {c} is a
+// chatRoutes lists every conversation and message route, and every field
+// that names a message (parent_id, active_message_id); {c} is a
 // conversation id and {m} a message id.
 func chatRoutes() []route {
 	return []route{
@@ -38,11 +39,38 @@ func chatRoutes() []route {
 		{"put message", "PUT", "/v1/conversations/{c}/messages/{m}", map[string]any{"content": "pwned", "metadata": map[string]any{}}},
 		{"delete message", "DELETE", "/v1/conversations/{c}/messages/{m}", nil},
 		{"chat", "POST", "/v1/conversations/{c}/chat", map[string]any{"content": "pwned"}},
+		{"list every branch", "GET", "/v1/conversations/{c}/messages?branch=all", nil},
+		{"switch branch", "PATCH", "/v1/conversations/{c}", map[string]any{"active_message_id": "{m}", "title": "pwned"}},
+		{"switch branch by PUT", "PUT", "/v1/conversations/{c}", map[string]any{"active_message_id": "{m}", "pinned": true}},
+		{"create message under a parent", "POST", "/v1/conversations/{c}/messages",
+			map[string]any{"role": "user", "content": "pwned", "parent_id": "{m}"}},
+		{"chat under a parent", "POST", "/v1/conversations/{c}/chat", map[string]any{"content": "pwned", "parent_id": "{m}"}},
+		{"regenerate", "POST", "/v1/conversations/{c}/messages/{m}:regenerate", map[string]any{}},
+		{"fork", "POST", "/v1/conversations/{c}/messages/{m}:fork", map[string]any{"title": "pwned"}},
 	}
 }
 
 func (r route) at(conv, msg string) string {
 	return strings.NewReplacer("{c}", conv, "{m}", msg).Replace(r.path)
+}
+
+// bodyAt is the body with the ids filled in, as JSON text.
+func (r route) bodyAt(conv, msg string) any {
+	if r.body == nil {
+		return nil
+	}
+	return strings.NewReplacer("{c}", conv, "{m}", msg).Replace(string(mustJSON(r.body)))
+}
+
+// names reports whether the route takes the placeholder, in its path or
+// its body.
+func (r route) names(placeholder string) bool {
+	return strings.Contains(r.path, placeholder) || r.body != nil && strings.Contains(string(mustJSON(r.body)), placeholder)
+}
+
+// streams reports whether the route answers a stream of events.
+func (r route) streams() bool {
+	return strings.HasSuffix(r.path, "/chat") || strings.HasSuffix(r.path, ":regenerate")
 }
 
 // snapshot is everything A can read, for comparing before and after.
@@ -55,8 +83,9 @@ func snapshot(t *testing.T, s *Stack, a Account) string {
 		for _, c := range convs {
 			id := Str(c, "id")
 			all["get "+id] = conversation(t, s, a, id)
-			msgs := allMessages(t, s, a, id, nil)
-			all["messages "+id] = msgs
+			all["messages "+id] = allMessages(t, s, a, id, nil)
+			msgs := allMessages(t, s, a, id, url.Values{"branch": {"all"}})
+			all["every branch "+id] = msgs
 			for _, m := range msgs {
 				all["get "+id+"/"+Str(m, "id")] = getOK(t, s, a, messagesPath(id)+"/"+Str(m, "id"))
 			}
@@ -102,13 +131,19 @@ func TestIsolationMatrixAnotherUsersIdsAre404AndChangeNothing(t *testing.T) {
 	mustStatus(t, s.Do(t, "PATCH", "/v1/conversations/"+conv1, map[string]any{"pinned": true}, Bearer(a.Access)...),
 		http.StatusOK, "pin")
 	m1 := createMessage(t, s, a, conv1, "user", "A's first message")
-	createMessage(t, s, a, conv1, "assistant", "A's reply")
+	reply := createMessage(t, s, a, conv1, "assistant", "A's reply")
+	// A second version of the reply is the active leaf: switching B's way
+	// to the first would show.
+	mustStatus(t, s.Do(t, "POST", messagesPath(conv1), map[string]any{"role": "assistant", "content": "A's reply, v2",
+		"parent_id": Str(m1, "id")}, Bearer(a.Access)...), http.StatusCreated, "version")
 	conv2 := Str(createTitled(t, s, a, "A's archive"), "id")
 	createMessage(t, s, a, conv2, "user", "archived message")
 	mustStatus(t, s.Do(t, "PATCH", "/v1/conversations/"+conv2, map[string]any{"archived": true}, Bearer(a.Access)...),
 		http.StatusOK, "archive")
 	bConv := Str(createTitled(t, s, b, "B's own"), "id")
 	bMsg := Str(createMessage(t, s, b, bConv, "user", "B's message"), "id")
+	bConv2 := Str(createTitled(t, s, b, "B's other"), "id")
+	bMsg2 := Str(createMessage(t, s, b, bConv2, "assistant", "B's other message"), "id")
 
 	before := snapshot(t, s, a)
 	bBefore := snapshot(t, s, b)
@@ -123,24 +158,28 @@ func TestIsolationMatrixAnotherUsersIdsAre404AndChangeNothing(t *testing.T) {
 	missing := randomUUIDv7()
 	attempts := []attempt{
 		{name: "A's first conversation", conv: conv1, msg: Str(m1, "id"), wantConv: missing, wantMsg: randomUUIDv7()},
+		{name: "A's first conversation, A's reply", conv: conv1, msg: Str(reply, "id"), wantConv: missing,
+			wantMsg: randomUUIDv7()},
 		{name: "A's archived conversation", conv: conv2, msg: Str(m1, "id"), wantConv: missing, wantMsg: randomUUIDv7()},
 		{name: "B's conversation, A's message", conv: bConv, msg: Str(m1, "id"), wantConv: bConv, wantMsg: randomUUIDv7(),
 			onlyMessageRoutes: true},
 		{name: "A's conversation, B's message", conv: conv1, msg: bMsg, wantConv: missing, wantMsg: bMsg,
 			onlyMessageRoutes: true},
+		{name: "B's conversation, B's message of another conversation", conv: bConv, msg: bMsg2, wantConv: bConv,
+			wantMsg: randomUUIDv7(), onlyMessageRoutes: true},
 		{name: "A's conversation with A's idempotency key", conv: conv1, msg: Str(m1, "id"), wantConv: missing,
 			wantMsg: randomUUIDv7(), headers: []string{"Idempotency-Key", key}},
 	}
 	for _, at := range attempts {
 		for _, rt := range chatRoutes() {
-			if !strings.Contains(rt.path, "{c}") || at.onlyMessageRoutes && !strings.Contains(rt.path, "{m}") {
+			if !rt.names("{c}") || at.onlyMessageRoutes && !rt.names("{m}") {
 				continue
 			}
 			t.Run(at.name+"/"+rt.name, func(t *testing.T) {
 				headers := append(Bearer(b.Access), at.headers...)
-				want := s.Do(t, rt.method, rt.at(at.wantConv, at.wantMsg), rt.body, headers...)
-				got := s.Do(t, rt.method, rt.at(at.conv, at.msg), rt.body, headers...)
-				if rt.name == "chat" {
+				want := s.Do(t, rt.method, rt.at(at.wantConv, at.wantMsg), rt.bodyAt(at.wantConv, at.wantMsg), headers...)
+				got := s.Do(t, rt.method, rt.at(at.conv, at.msg), rt.bodyAt(at.conv, at.msg), headers...)
+				if rt.streams() {
 					want, got = streamError(want), streamError(got)
 				}
 				ExpectError(t, want, http.StatusNotFound, "NOT_FOUND")
@@ -149,10 +188,15 @@ func TestIsolationMatrixAnotherUsersIdsAre404AndChangeNothing(t *testing.T) {
 		}
 	}
 
+	// B's calls changed nothing of B's either (a refused switch or fork,
+	// a refused create under a parent).
+	if after := snapshot(t, s, b); after != bBefore {
+		t.Errorf("B's data changed:\nbefore %s\n after %s", bBefore, after)
+	}
 	// A's conversations appear nowhere in B's listings or searches.
 	for _, q := range []url.Values{nil, {"archived": {"true"}}, {"q": {"secret"}}, {"q": {"A's"}, "archived": {"true"}}} {
 		for _, c := range allConversations(t, s, b, q) {
-			if Str(c, "id") != bConv {
+			if id := Str(c, "id"); id != bConv && id != bConv2 {
 				t.Errorf("B lists %v with %v", c, q)
 			}
 		}
@@ -191,8 +235,8 @@ func TestIsolationEveryConversationAndMessageRouteNeedsAToken(t *testing.T) {
 	for name, headers := range credentials {
 		for _, rt := range chatRoutes() {
 			t.Run(name+"/"+rt.name, func(t *testing.T) {
-				r := s.Do(t, rt.method, rt.at(conv, msg), rt.body, headers...)
-				if rt.name == "chat" {
+				r := s.Do(t, rt.method, rt.at(conv, msg), rt.bodyAt(conv, msg), headers...)
+				if rt.streams() {
 					r = streamError(r)
 				}
 				ExpectError(t, r, http.StatusUnauthorized, "UNAUTHENTICATED")

@@ -15,10 +15,12 @@ import (
 	"testing"
 )
 
-var messageFields = []string{"id", "conversation_id", "role", "content", "status", "model", "metadata",
-	"created_at", "updated_at"}
+var messageFields = []string{"id", "conversation_id", "parent_id", "role", "content", "status", "model", "metadata",
+	"sibling_index", "sibling_count", "created_at", "updated_at"}
 
 func messagesPath(convID string) string { return "/v1/conversations/" + convID + "/messages" }
+
+func messagePath(convID, id string) string { return messagesPath(convID) + "/" + id }
 
 // expectCounts checks message_count and that last_message_at is the
 // created_at of newest (unset when newest is nil).
@@ -339,8 +341,16 @@ func TestMessageDeleteAndClearKeepCountsExact(t *testing.T) {
 	a := s.NewAccount(t)
 	convID := Str(createTitled(t, s, a, "deletes"), "id")
 	path := messagesPath(convID)
+	// m0; m1 and m2, two versions under it; m3 under m2. Deleting a message
+	// deletes its subtree (trees_test.go), so m1, which is deleted first,
+	// is a leaf: a message in the middle of the creation order, off the
+	// active branch m0, m2, m3.
 	var ms []map[string]any
 	for i := 0; i < 4; i++ {
+		if i == 2 {
+			ms = append(ms, createUnder(t, s, a, convID, Str(ms[0], "id"), "user", "m2"))
+			continue
+		}
 		ms = append(ms, createMessage(t, s, a, convID, "user", fmt.Sprintf("m%d", i)))
 	}
 	prevConv := conversation(t, s, a, convID)

@@ -127,6 +127,9 @@ func TestRobustMalformedInputOnEveryRouteIs4xxInTheEnvelopeAndChangesNothing(t *
 		{"PUT", "/v1/conversations/{c}/messages/{m}", map[string]any{"content": "edited"}, true},
 		{"DELETE", "/v1/conversations/{c}/messages/{m}", nil, true},
 		{"POST", "/v1/conversations/{c}/chat", map[string]any{"content": "hi"}, true},
+		// m is a user message: a regenerate that got through is a 400 still.
+		{"POST", "/v1/conversations/{c}/messages/{m}:regenerate", map[string]any{"model": ""}, true},
+		{"POST", "/v1/conversations/{c}/messages/{m}:fork", map[string]any{"title": "forked"}, true},
 	}
 	fill := func(path, conv, msg string) string {
 		return strings.ReplaceAll(strings.ReplaceAll(path, "{c}", conv), "{m}", msg)
@@ -202,8 +205,10 @@ func TestRobustMalformedInputOnEveryRouteIs4xxInTheEnvelopeAndChangesNothing(t *
 				check("GET messages?"+name, r, err, 0)
 			}
 		}
-		r, err := s.Call("GET", "/v1/conversations/"+c+"/messages?order=sideways", nil, auth...)
-		check("GET messages?order=sideways", r, err, 0)
+		for _, q := range []string{"order=sideways", "branch=sideways", "branch=%FF", "branch=all&branch=active"} {
+			r, err := s.Call("GET", "/v1/conversations/"+c+"/messages?"+q, nil, auth...)
+			check("GET messages?"+q, r, err, http.StatusBadRequest)
+		}
 		for name, token := range convTokens {
 			r, err := s.Call("GET", "/v1/conversations?page_token="+url.QueryEscape(token), nil, auth...)
 			check("GET /v1/conversations with "+name, r, err, 0)
