@@ -68,6 +68,8 @@ BRANCH_EVERY=${BENCH_BRANCH_EVERY:-1000}
 BRANCH_AT=${BENCH_BRANCH_AT:-10}
 SWITCH_DEPTH=${BENCH_SWITCH_DEPTH:-10}
 SWITCH_CONCURRENCY=${BENCH_SWITCH_CONCURRENCY:-1}
+SWITCH_ROUNDS=${BENCH_SWITCH_ROUNDS:-3}
+SWITCH_ROUND_DURATION=${BENCH_SWITCH_ROUND_DURATION:-4}
 STREAMS=${BENCH_STREAMS:-1000}
 TTFB_REQUESTS=${BENCH_TTFB_REQUESTS:-200}
 # ghz sends its concurrent calls over one HTTP/2 connection, as a gRPC client
@@ -260,7 +262,9 @@ psql_admin() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -d "$ADMIN_URL" "$@"; }
 # before it: positions follow creation order, as they would had the user
 # made those versions first. Ids are UUIDv7-shaped and in position order,
 # created_at 1 ms apart, from a base time in ms (SEED_BASE[conversation]).
-declare -A SEED_BASE=() SWITCH_X=() SWITCH_O=()
+declare -A SEED_BASE=()
+SWITCH_X=
+SWITCH_O=
 seed_sql_functions() {
   cat <<'SQL'
 SET synchronous_commit = off;
@@ -285,7 +289,7 @@ seq_of() { echo $(($1 + 2 * (($1 + BRANCH_EVERY - BRANCH_AT) / BRANCH_EVERY))); 
 seed() {
   local conv=$1 n=$2 t0=$SECONDS base
   say "seeding $n messages into one conversation (SQL as the admin)"
-  # Room for the positions, the newer version of add_branches and a margin.
+  # Room for the positions and a margin.
   base=$(($(date +%s%3N) - $(seq_of "$n") - 1000))
   SEED_BASE[$conv]=$base
   {
@@ -326,15 +330,12 @@ SQL
 }
 
 # add_branches CONV N: side branches on the branch seed made: at every
-# branch point two older versions (positions just before it), and a newer
-# version of the message $SWITCH_DEPTH above the leaf (the newest position),
-# none of them active. Sets SWITCH_X[conv] (that newer version) and
-# SWITCH_O[conv] (the active message it is a version of).
+# branch point two older versions (the positions just before it), not
+# active.
 add_branches() {
-  local conv=$1 n=$2 base=${SEED_BASE[$1]} ids
-  ((n > SWITCH_DEPTH + 1)) || die "a conversation of $n messages has no message $SWITCH_DEPTH above its leaf with a parent"
+  local conv=$1 n=$2 base=${SEED_BASE[$1]}
   say "adding side branches to a conversation of $n messages"
-  ids=$({
+  {
     seed_sql_functions
     cat <<'SQL'
 BEGIN;
@@ -343,32 +344,45 @@ INSERT INTO messages (user_id, conversation_id, seq, id, parent_id, active,
 SELECT :'uid'::uuid, :'cid'::uuid, v.seq, pg_temp.bench_id(:base, v.seq),
        pg_temp.bench_id(:base, pg_temp.bench_seq(v.d - 1, :every, :at)),
        false, CASE WHEN v.d % 2 = 1 THEN 'user' ELSE 'assistant' END,
-       'Seeded message ' || v.d || ', ' || v.what || ': ' || repeat('lorem ipsum dolor sit amet ', 4),
+       'Seeded message ' || v.d || ', older version ' || v.k || ': ' ||
+         repeat('lorem ipsum dolor sit amet ', 4),
        'complete', CASE WHEN v.d % 2 = 1 THEN '' ELSE 'bench-model' END, '{}'::jsonb,
        pg_temp.bench_at(:base, v.seq), pg_temp.bench_at(:base, v.seq)
-FROM (SELECT d, pg_temp.bench_seq(d, :every, :at) - 3 + k AS seq, 'older version ' || k AS what
-        FROM generate_series(:at::bigint, :n, :every) d, generate_series(1, 2) k
-      UNION ALL
-      SELECT :n - :depth, pg_temp.bench_seq(:n, :every, :at) + 1, 'newer version') v;
+FROM (SELECT d, k, pg_temp.bench_seq(d, :every, :at) - 3 + k AS seq
+        FROM generate_series(:at::bigint, :n, :every) d, generate_series(1, 2) k) v;
 UPDATE conversations c
 SET message_count = (SELECT count(*) FROM messages m
-                      WHERE m.user_id = :'uid' AND m.conversation_id = :'cid'),
-    last_seq = l.seq, last_message_at = pg_temp.bench_at(:base, l.seq),
-    updated_at = GREATEST(c.updated_at, pg_temp.bench_at(:base, l.seq))
-FROM (SELECT pg_temp.bench_seq(:n, :every, :at) + 1 AS seq) l
+                      WHERE m.user_id = :'uid' AND m.conversation_id = :'cid')
 WHERE c.user_id = :'uid' AND c.id = :'cid';
 COMMIT;
 VACUUM (ANALYZE) messages;
-SELECT pg_temp.bench_id(:base, pg_temp.bench_seq(:n, :every, :at) + 1),
-       pg_temp.bench_id(:base, pg_temp.bench_seq(:n - :depth, :every, :at));
 SQL
-  } | psql_admin -t -A -F ' ' -v uid="$USER_ID" -v cid="$conv" -v n="$n" -v base="$base" \
-    -v every="$BRANCH_EVERY" -v at="$BRANCH_AT" -v depth="$SWITCH_DEPTH")
-  local x o
-  read -r x o <<<"$ids"
-  [[ -n "$x" && -n "$o" ]] || die "add_branches printed '$ids'"
-  SWITCH_X[$conv]=$x
-  SWITCH_O[$conv]=$o
+  } | psql_admin -v uid="$USER_ID" -v cid="$conv" -v n="$n" -v base="$base" \
+    -v every="$BRANCH_EVERY" -v at="$BRANCH_AT" >/dev/null
+}
+
+# new_switch_pair CONV: a newer version X of the active message O that is
+# $SWITCH_DEPTH messages above the leaf, made as a client would (a create
+# under O's parent, which makes X the leaf, then the branch back through O;
+# the service's own SQL functions, as the admin), so that switching to X
+# and back moves $SWITCH_DEPTH + 1 messages off and on the active branch.
+# Sets SWITCH_X and SWITCH_O.
+new_switch_pair() {
+  local ids
+  ids=$(psql_admin -t -A -F ' ' -v uid="$USER_ID" -v cid="$1" -v depth="$SWITCH_DEPTH" <<'SQL'
+SELECT set_config('app.user_id', :'uid', false) \gset
+SELECT id AS o, parent_id AS p, role AS r, seq AS s FROM messages
+ WHERE user_id = :'uid' AND conversation_id = :'cid' AND active
+ ORDER BY seq DESC OFFSET :depth LIMIT 1 \gset
+SELECT id AS x FROM append_message(:'uid', :'cid', gen_random_uuid(), :'p', :'r',
+  'A newer version of the message at position ' || :s, 'complete', '', now(), '{}') \gset
+SELECT activate_branch(:'uid', :'cid', :'o') IS NOT NULL AS back \gset
+SELECT :'x', :'o', :'back';
+SQL
+  )
+  local back
+  read -r SWITCH_X SWITCH_O back <<<"$ids"
+  [[ "$back" == t ]] || die "new_switch_pair printed '$ids'"
 }
 
 # switch_request CONV MESSAGE: an UpdateConversationRequest (ghz call data)
@@ -411,14 +425,16 @@ ghz_load() { # PREFIX LABEL SERVICE.METHOD CONCURRENCY (data flags...)
     --concurrency "$concurrency" --connections "$GHZ_CONNECTIONS" --duration-stop wait
     --timeout 10s "$@")
   say "$label: gRPC (ghz)"
-  "$GHZ" "${common[@]}" --duration "${WARMUP}s" --format json --output /dev/null "127.0.0.1:$port" ||
-    die "ghz warm-up failed"
+  if ((${LOAD_WARMUP:-$WARMUP} > 0)); then
+    "$GHZ" "${common[@]}" --duration "${LOAD_WARMUP:-$WARMUP}s" --format json --output /dev/null \
+      "127.0.0.1:$port" || die "ghz warm-up failed"
+  fi
   local perf_pid=
   if [[ "${BENCH_PERF:-0}" == 1 ]]; then
-    perf record -q -a -g -F 499 -o "$WORK/out/$prefix.perf" -- sleep "$DURATION" >/dev/null 2>&1 &
+    perf record -q -a -g -F 499 -o "$WORK/out/$prefix.perf" -- sleep "${LOAD_DURATION:-$DURATION}" >/dev/null 2>&1 &
     perf_pid=$!
   fi
-  measure "$prefix" "$GHZ" "${common[@]}" --duration "${DURATION}s" --format json \
+  measure "$prefix" "$GHZ" "${common[@]}" --duration "${LOAD_DURATION:-$DURATION}s" --format json \
     --output "$WORK/out/$prefix.json" "127.0.0.1:$port"
   if [[ -n "$perf_pid" ]]; then
     wait "$perf_pid" || true
@@ -459,9 +475,11 @@ pgbench_load() { # PREFIX LABEL SCRIPT ROLE CONCURRENCY (pgbench -D flags...)
   say "$label: the same SQL in pgbench"
   local common=(-h 127.0.0.1 -p "$PG_PORT" -U "$role" -n -M prepared
     -c "$concurrency" -j "$threads" -f "$script" -D user="$USER_ID" "$@")
-  PGPASSWORD=$ROLE_PASSWORD "$PG_BIN/pgbench" "${common[@]}" -T "$WARMUP" "$DATABASE" \
-    >"$WORK/out/$prefix.warmup" 2>&1 || die "pgbench warm-up failed: $(tail -n 5 "$WORK/out/$prefix.warmup")"
-  PGPASSWORD=$ROLE_PASSWORD measure "$prefix" "$PG_BIN/pgbench" "${common[@]}" -T "$DURATION" \
+  if ((${LOAD_WARMUP:-$WARMUP} > 0)); then
+    PGPASSWORD=$ROLE_PASSWORD "$PG_BIN/pgbench" "${common[@]}" -T "${LOAD_WARMUP:-$WARMUP}" "$DATABASE" \
+      >"$WORK/out/$prefix.warmup" 2>&1 || die "pgbench warm-up failed: $(tail -n 5 "$WORK/out/$prefix.warmup")"
+  fi
+  PGPASSWORD=$ROLE_PASSWORD measure "$prefix" "$PG_BIN/pgbench" "${common[@]}" -T "${LOAD_DURATION:-$DURATION}" \
     --log --log-prefix="$WORK/out/$prefix.log" "$DATABASE" >"$WORK/out/$prefix.txt" 2>&1
   "$BT" pgsum -stdout "$WORK/out/$prefix.txt" -logs "$WORK/out/$prefix.log" -rc "$RC" \
     -results "$RESULTS" -prefix "$prefix"
@@ -506,6 +524,8 @@ main() {
     echo "config.branch_every=$BRANCH_EVERY"
     echo "config.switch_depth=$SWITCH_DEPTH"
     echo "config.switch_concurrency=$SWITCH_CONCURRENCY"
+    echo "config.switch_rounds=$SWITCH_ROUNDS"
+    echo "config.switch_round_duration=$SWITCH_ROUND_DURATION"
   } >"$RESULTS"
 
   start_stack
@@ -583,47 +603,90 @@ main() {
 
   # Switching the active branch $SWITCH_DEPTH messages above the leaf and
   # back, against appends to the same conversation, in the big and the small
-  # one. The switches alternate between the newer version X and the message
-  # O it is a version of: ghz sends its call data round-robin, which
+  # one. The switches alternate between a newer version X and the message O
+  # it is a version of: ghz sends its call data round-robin, which
   # alternates at concurrency 1; pgbench alternates by itself (pgscript).
-  # The appends come after the switches, as they move the leaf away.
-  local conv size x o before after
-  for size in big small; do
-    if [[ $size == big ]]; then conv=$BIG_CONV; else conv=$SMALL_CONV; fi
-    x=${SWITCH_X[$conv]} o=${SWITCH_O[$conv]}
-    before=$(active_state "$conv")
-    printf '[%s,\n%s]\n' "$(switch_request "$conv" "$x")" "$(switch_request "$conv" "$o")" \
-      >"$WORK/switch.$size.json"
-    ghz_load "switch.$size.grpc" "switch, $size conversation" ConversationService.UpdateConversation \
-      "$SWITCH_CONCURRENCY" --data-file "$WORK/switch.$size.json"
-    pgbench_load "switch.$size.pg" "switch, $size conversation" "$WORK/switch.sql" chat_conversation \
-      "$SWITCH_CONCURRENCY" -D conv="$conv" -D x="$x" -D o="$o" -D flip=0 \
-      -D ts="$(date -u '+%Y-%m-%d %H:%M:%S.%6N+00')"
-    # Whichever switch came last, the active branch is O's (as before) or
-    # X's: $SWITCH_DEPTH messages fewer, ending at X.
-    after=$(active_state "$conv")
-    local count=${before% *} leaf=${before#* }
-    [[ "$after" == "$count $leaf" || "$after" == "$((count - SWITCH_DEPTH)) $x" ]] ||
-      die "after the switches the active branch is '$after' (before: '$before', X $x)"
-    printf 'switch.%s.check=%s\n' "$size" "$after" >>"$RESULTS"
-    before=$after
-    local last_seq
-    last_seq=$(psql_admin -t -A -c "SELECT last_seq FROM conversations WHERE user_id = '$USER_ID' AND id = '$conv'")
+  # Each of the eight measurements runs in $SWITCH_ROUNDS rounds of
+  # $SWITCH_ROUND_DURATION s, the rounds of all eight taken in turn, so that
+  # a change in what the machine's other tenants do falls on all of them
+  # alike. Every round makes its own X, and ends by deleting what its
+  # appends added (the leaf back where the appends found it), so that the
+  # small conversation stays small and each round switches as far from the
+  # leaf as the first.
+  local round size conv before after count leaf created last_seq
+  local -A pg_rc=()
+  for ((round = 1; round <= SWITCH_ROUNDS; round++)); do
+    for size in big small; do
+      if [[ $size == big ]]; then conv=$BIG_CONV; else conv=$SMALL_CONV; fi
+      new_switch_pair "$conv"
+      before=$(active_state "$conv")
+      printf '[%s,\n%s]\n' "$(switch_request "$conv" "$SWITCH_X")" "$(switch_request "$conv" "$SWITCH_O")" \
+        >"$WORK/switch.$size.json"
+      # The warm-up of each measurement in its first round only.
+      ((round == 1)) && LOAD_WARMUP=$WARMUP || LOAD_WARMUP=0
+      LOAD_DURATION=$SWITCH_ROUND_DURATION
+      ghz_load "switch.$size.grpc.r$round" "switch, $size conversation, round $round" \
+        ConversationService.UpdateConversation "$SWITCH_CONCURRENCY" --data-file "$WORK/switch.$size.json"
+      pgbench_load "switch.$size.pg.r$round" "switch, $size conversation, round $round" "$WORK/switch.sql" \
+        chat_conversation "$SWITCH_CONCURRENCY" -D conv="$conv" -D x="$SWITCH_X" -D o="$SWITCH_O" \
+        -D flip=0 -D ts="$(date -u '+%Y-%m-%d %H:%M:%S.%6N+00')"
+      ((RC <= ${pg_rc[switch.$size]:-0})) || pg_rc[switch.$size]=$RC
+      # Whichever switch came last, the active branch is O's (as before) or
+      # X's: $SWITCH_DEPTH messages fewer, ending at X.
+      after=$(active_state "$conv")
+      count=${before% *} leaf=${before#* }
+      [[ "$after" == "$count $leaf" || "$after" == "$((count - SWITCH_DEPTH)) $SWITCH_X" ]] ||
+        die "after the switches the active branch is '$after' (before: '$before', X $SWITCH_X)"
+      printf 'switch.%s.check=%s\n' "$size" "$after" >>"$RESULTS"
 
-    echo "$conv" >"$WORK/conv.$size"
-    "$BT" ghzdata -convs "$WORK/conv.$size" -content "$CONTENT" -out "$WORK/create.$size.json"
-    "$BT" pgscript -src "$src" -kind append -convs "$WORK/conv.$size" -out "$WORK/create.$size.sql"
-    ghz_load "create.$size.grpc" "append, $size conversation" MessageService.CreateMessage \
-      "$SWITCH_CONCURRENCY" --data-file "$WORK/create.$size.json"
-    pgbench_load "create.$size.pg" "append, $size conversation" "$WORK/create.$size.sql" chat_message \
-      "$SWITCH_CONCURRENCY" -D c0="$conv" "${append_vars[@]}"
-    # Every append went under the active leaf: the branch grew by as many.
-    after=$(active_state "$conv")
-    local created
-    created=$(psql_admin -t -A -c "SELECT count(*) FROM messages WHERE user_id = '$USER_ID'
-        AND conversation_id = '$conv' AND seq > $last_seq")
-    [[ "${after% *}" == "$((${before% *} + created))" ]] ||
-      die "after $created appends the active branch is '$after' (before: '$before')"
+      before=$after
+      last_seq=$(psql_admin -t -A -c "SELECT last_seq FROM conversations WHERE user_id = '$USER_ID' AND id = '$conv'")
+      echo "$conv" >"$WORK/conv.$size"
+      "$BT" ghzdata -convs "$WORK/conv.$size" -content "$CONTENT" -out "$WORK/create.$size.json"
+      "$BT" pgscript -src "$src" -kind append -convs "$WORK/conv.$size" -out "$WORK/create.$size.sql"
+      ghz_load "create.$size.grpc.r$round" "append, $size conversation, round $round" \
+        MessageService.CreateMessage "$SWITCH_CONCURRENCY" --data-file "$WORK/create.$size.json"
+      pgbench_load "create.$size.pg.r$round" "append, $size conversation, round $round" \
+        "$WORK/create.$size.sql" chat_message "$SWITCH_CONCURRENCY" -D c0="$conv" "${append_vars[@]}"
+      ((RC <= ${pg_rc[create.$size]:-0})) || pg_rc[create.$size]=$RC
+      unset LOAD_WARMUP LOAD_DURATION
+      # Every append went under the active leaf: the branch grew by as many.
+      after=$(active_state "$conv")
+      created=$(psql_admin -t -A -c "SELECT count(*) FROM messages WHERE user_id = '$USER_ID'
+          AND conversation_id = '$conv' AND seq > $last_seq")
+      [[ "${after% *}" == "$((${before% *} + created))" ]] ||
+        die "after $created appends the active branch is '$after' (before: '$before')"
+      printf 'switch.%s.appended_round%s=%s\n' "$size" "$round" "$created" >>"$RESULTS"
+      psql_admin -c "BEGIN;
+        WITH d AS (DELETE FROM messages WHERE user_id = '$USER_ID' AND conversation_id = '$conv'
+                     AND seq > $last_seq RETURNING 1)
+        UPDATE conversations SET message_count = message_count - (SELECT count(*) FROM d),
+          active_leaf_id = '${before#* }' WHERE user_id = '$USER_ID' AND id = '$conv';
+        COMMIT;" >/dev/null
+      [[ "$(active_state "$conv")" == "$before" ]] || die "the appends of round $round were not undone"
+    done
+  done
+  # The rounds of each measurement, summed up.
+  local m ins logs outs prefixes
+  for size in big small; do
+    for m in switch create; do
+      ins= prefixes=
+      for ((round = 1; round <= SWITCH_ROUNDS; round++)); do
+        ins+=${ins:+,}$WORK/out/$m.$size.grpc.r$round.json
+        prefixes+=${prefixes:+,}$m.$size.grpc.r$round
+      done
+      "$BT" ghzsum -in "$ins" -results "$RESULTS" -prefix "$m.$size.grpc"
+      "$BT" cpumerge -results "$RESULTS" -prefix "$m.$size.grpc" -from "$prefixes"
+      logs= outs= prefixes=
+      for ((round = 1; round <= SWITCH_ROUNDS; round++)); do
+        logs+=${logs:+,}$WORK/out/$m.$size.pg.r$round.log
+        outs+=${outs:+,}$WORK/out/$m.$size.pg.r$round.txt
+        prefixes+=${prefixes:+,}$m.$size.pg.r$round
+      done
+      "$BT" pgsum -stdout "$outs" -logs "$logs" -rc "${pg_rc[$m.$size]:-0}" -results "$RESULTS" \
+        -prefix "$m.$size.pg"
+      "$BT" cpumerge -results "$RESULTS" -prefix "$m.$size.pg" -from "$prefixes"
+    done
   done
 
   # Chat: the message service again, now against the fake provider.

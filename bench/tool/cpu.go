@@ -51,18 +51,26 @@ func parentOf(pid int) int {
 // whose pids it returns too. The sum only grows once every backend that
 // ended has been reaped, so two readings give the CPU time in between (see
 // waitReaped).
+// A child reaped between the reading of the postmaster's own line and the
+// scan of its children would be in neither: the reading starts again when
+// the postmaster's count moved meanwhile.
 func postgresTicks(postmaster int) (uint64, map[int]bool) {
-	sum := procTicks(postmaster, true)
-	children := map[int]bool{}
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, dir := range dirs {
-		pid, err := strconv.Atoi(filepath.Base(dir))
-		if err == nil && parentOf(pid) == postmaster {
-			sum += procTicks(pid, false)
-			children[pid] = true
+	for attempt := 0; ; attempt++ {
+		own := procTicks(postmaster, true)
+		sum := own
+		children := map[int]bool{}
+		dirs, _ := filepath.Glob("/proc/[0-9]*")
+		for _, dir := range dirs {
+			pid, err := strconv.Atoi(filepath.Base(dir))
+			if err == nil && parentOf(pid) == postmaster {
+				sum += procTicks(pid, false)
+				children[pid] = true
+			}
+		}
+		if procTicks(postmaster, true) == own || attempt == 10 {
+			return sum, children
 		}
 	}
-	return sum, children
 }
 
 // waitReaped waits (at most a second) until the postmaster has no child

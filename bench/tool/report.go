@@ -106,7 +106,8 @@ func cmdReport(args []string) error {
 	sizes := map[string]string{"big": thousands(get("config.messages")), "small": thousands(get("config.small_messages"))}
 	switchConc := get("config.switch_concurrency")
 	for _, size := range []string{"big", "small"} {
-		in := " (" + sizes[size] + "-message conversation, " + switchConc + " in flight)"
+		in := " (" + sizes[size] + "-message conversation, " + switchConc + " in flight, " +
+			get("config.switch_rounds") + " rounds of " + get("config.switch_round_duration") + " s)"
 		what := "switch the active branch " + get("config.switch_depth") +
 			" messages above the leaf to another version and back" + in
 		load("switch."+size+".grpc", what, "gRPC, ghz (UpdateConversation)")
