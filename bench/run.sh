@@ -20,13 +20,15 @@
 #      message $BENCH_DEEP_SEQ.
 #   4. Conversation trees: both seeded conversations get side branches (every
 #      $BENCH_BRANCH_EVERY-th message of the active branch two older,
-#      inactive versions, and the message $BENCH_SWITCH_DEPTH above the leaf
-#      a newer, inactive one); the two pages again, now of the active branch
-#      of a tree; then, $BENCH_SWITCH_CONCURRENCY request(s) in flight, in
-#      each of the two conversations: switching the active branch to that
-#      newer version and back (UpdateConversation active_message_id over
-#      gRPC, and the conversation service's SQL in pgbench), against an
-#      append in the same conversation.
+#      inactive versions); the two pages again, now of the active branch of
+#      a tree; then, $BENCH_SWITCH_CONCURRENCY request(s) in flight, in each
+#      of the two conversations: switching the active branch to a newer
+#      version of the message $BENCH_SWITCH_DEPTH above the leaf and back
+#      (UpdateConversation active_message_id over gRPC, and the conversation
+#      service's SQL in pgbench), against an append in the same
+#      conversation; $BENCH_SWITCH_ROUNDS rounds of
+#      $BENCH_SWITCH_ROUND_DURATION s, the rounds of these eight
+#      measurements in turn.
 #   5. The message service restarted with PROVIDER=openai against a fake
 #      OpenAI-compatible provider (benchtool provider): time to the first
 #      delta through the stack (REST SSE) against the provider's own, then
@@ -40,10 +42,10 @@
 # BENCH_DEEP_SEQ (900000), BENCH_SMALL_MESSAGES (100), BENCH_BRANCH_EVERY
 # (1000), BENCH_BRANCH_AT (10: the depths of the branch points are 10, 1010,
 # 2010, ...: the first page and the page after message 900,000 each hold one),
-# BENCH_SWITCH_DEPTH (10), BENCH_SWITCH_CONCURRENCY (1), BENCH_STREAMS (1000),
+# BENCH_SWITCH_DEPTH (10), BENCH_SWITCH_CONCURRENCY (1), BENCH_SWITCH_ROUNDS
+# (3), BENCH_SWITCH_ROUND_DURATION (4), BENCH_STREAMS (1000),
 # BENCH_TTFB_REQUESTS (200), BENCH_APPEND_CONVS (256), BENCH_GHZ_CONNECTIONS
-# (1), BENCH_OUT (also write
-# the table to this file), BENCH_KEEP=1 (keep the temp dir with the logs and
+# (1), BENCH_OUT (also write the table to this file), BENCH_KEEP=1 (keep the temp dir with the logs and
 # raw outputs), BENCH_PERF=1 (perf record -a during the gRPC runs, reports in
 # the temp dir; needs perf), PG_BIN.
 #
