@@ -8,31 +8,48 @@
 #   2. A stack of its own: a private PostgreSQL cluster in a temp dir
 #      (scripts/postgres.sh), chat-migrate, the three services (message with
 #      PROVIDER=echo and DB_POOL_SIZE=concurrency) and the gateway, on free
-#      ports. One user, $BENCH_APPEND_CONVS conversations for appends, and one
-#      conversation seeded with $BENCH_MESSAGES messages by SQL.
+#      ports. One user, $BENCH_APPEND_CONVS conversations for appends, one
+#      conversation seeded with $BENCH_MESSAGES messages by SQL (one branch:
+#      each message the child of the one before, all of it active) and a
+#      small one of $BENCH_SMALL_MESSAGES seeded the same way.
 #   3. At the same concurrency, $BENCH_DURATION s each after a warm-up:
 #      append-message over gRPC (ghz), REST (wrk) and as the same SQL in
 #      pgbench (role chat_message, BEGIN; set_config; the statement of
 #      services/message/message_storage.cc; COMMIT, -M prepared); the same
 #      for the first page of 50 of the big conversation and for the page after
 #      message $BENCH_DEEP_SEQ.
-#   4. The message service restarted with PROVIDER=openai against a fake
+#   4. Conversation trees: both seeded conversations get side branches (every
+#      $BENCH_BRANCH_EVERY-th message of the active branch two older,
+#      inactive versions); the two pages again, now of the active branch of
+#      a tree; then, $BENCH_SWITCH_CONCURRENCY request(s) in flight, in each
+#      of the two conversations: switching the active branch to a newer
+#      version of the message $BENCH_SWITCH_DEPTH above the leaf and back
+#      (UpdateConversation active_message_id over gRPC, and the conversation
+#      service's SQL in pgbench), against an append in the same
+#      conversation; $BENCH_SWITCH_ROUNDS rounds of
+#      $BENCH_SWITCH_ROUND_DURATION s, the rounds of these eight
+#      measurements in turn.
+#   5. The message service restarted with PROVIDER=openai against a fake
 #      OpenAI-compatible provider (benchtool provider): time to the first
 #      delta through the stack (REST SSE) against the provider's own, then
 #      the RSS of every process with $BENCH_STREAMS streams held open.
-#   5. The table: rates, p50/p99, non-OK answers, CPU per process, the
+#   6. The table: rates, p50/p99, non-OK answers, CPU per process, the
 #      targets as ratios with PASS or MISS, and the machine.
 # Everything it starts stops on exit (also on Ctrl-C) and the temp dir goes.
 #
 # Environment: BUILD_DIR (default build), BENCH_TOOLS, BENCH_CONCURRENCY (16),
 # BENCH_DURATION (10), BENCH_WARMUP (2), BENCH_MESSAGES (1000000),
-# BENCH_DEEP_SEQ (900000), BENCH_STREAMS (1000), BENCH_TTFB_REQUESTS (200),
-# BENCH_APPEND_CONVS (256), BENCH_GHZ_CONNECTIONS (1), BENCH_OUT (also write
-# the table to this file), BENCH_KEEP=1 (keep the temp dir with the logs and
+# BENCH_DEEP_SEQ (900000), BENCH_SMALL_MESSAGES (100), BENCH_BRANCH_EVERY
+# (1000), BENCH_BRANCH_AT (10: the depths of the branch points are 10, 1010,
+# 2010, ...: the first page and the page after message 900,000 each hold one),
+# BENCH_SWITCH_DEPTH (10), BENCH_SWITCH_CONCURRENCY (1), BENCH_SWITCH_ROUNDS
+# (3), BENCH_SWITCH_ROUND_DURATION (4), BENCH_STREAMS (1000),
+# BENCH_TTFB_REQUESTS (200), BENCH_APPEND_CONVS (256), BENCH_GHZ_CONNECTIONS
+# (1), BENCH_OUT (also write the table to this file), BENCH_KEEP=1 (keep the temp dir with the logs and
 # raw outputs), BENCH_PERF=1 (perf record -a during the gRPC runs, reports in
 # the temp dir; needs perf), PG_BIN.
 #
-# About 3 minutes and 2 GB in /tmp (the seeded cluster and its WAL). The
+# About 6 minutes and 2 GB in /tmp (the seeded cluster and its WAL). The
 # pgbench script is made from the service's own SQL at run time
 # (benchtool pgscript); see BENCHMARKS.md for what differs.
 set -euo pipefail
@@ -48,6 +65,13 @@ DURATION=${BENCH_DURATION:-10}
 WARMUP=${BENCH_WARMUP:-2}
 MESSAGES=${BENCH_MESSAGES:-1000000}
 DEEP_SEQ=${BENCH_DEEP_SEQ:-900000}
+SMALL_MESSAGES=${BENCH_SMALL_MESSAGES:-100}
+BRANCH_EVERY=${BENCH_BRANCH_EVERY:-1000}
+BRANCH_AT=${BENCH_BRANCH_AT:-10}
+SWITCH_DEPTH=${BENCH_SWITCH_DEPTH:-10}
+SWITCH_CONCURRENCY=${BENCH_SWITCH_CONCURRENCY:-1}
+SWITCH_ROUNDS=${BENCH_SWITCH_ROUNDS:-3}
+SWITCH_ROUND_DURATION=${BENCH_SWITCH_ROUND_DURATION:-4}
 STREAMS=${BENCH_STREAMS:-1000}
 TTFB_REQUESTS=${BENCH_TTFB_REQUESTS:-200}
 # ghz sends its concurrent calls over one HTTP/2 connection, as a gRPC client
@@ -228,42 +252,152 @@ start_stack() {
 
 psql_admin() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -d "$ADMIN_URL" "$@"; }
 
-# The big conversation: $MESSAGES messages with positions 1..n, UUIDv7-shaped
-# ids in position order, alternating user/assistant, 1 ms apart, and the
-# conversation's count and last position to match.
-seed() {
-  say "seeding $MESSAGES messages into one conversation (SQL as the admin)"
-  local t0=$SECONDS
-  psql_admin -v uid="$USER_ID" -v cid="$BIG_CONV" -v n="$MESSAGES" >/dev/null <<'SQL'
+# Seeded conversations are trees as the message service keeps them
+# (deploy/migrations/0005_conversation_trees.sql): every message has a
+# parent_id (the message before it; the nil UUID for the root), the messages
+# of the active branch have active = true, and the conversation's
+# active_leaf_id is the end of that branch. Seeding makes one branch of n
+# messages; add_branches later gives it side branches. The message at depth
+# d (1..n) has the position seq(d) = d + 2 * (branch points at depths <= d),
+# so that the two older versions of each branch point (depths
+# $BRANCH_AT, $BRANCH_AT + $BRANCH_EVERY, ...) fit in the two positions
+# before it: positions follow creation order, as they would had the user
+# made those versions first. Ids are UUIDv7-shaped and in position order,
+# created_at 1 ms apart, from a base time in ms (SEED_BASE[conversation]).
+declare -A SEED_BASE=()
+SWITCH_X=
+SWITCH_O=
+seed_sql_functions() {
+  cat <<'SQL'
 SET synchronous_commit = off;
+CREATE FUNCTION pg_temp.bench_seq(d bigint, every bigint, at bigint)
+RETURNS bigint LANGUAGE sql IMMUTABLE
+AS $$ SELECT d + 2 * ((d + every - at) / every) $$;
+CREATE FUNCTION pg_temp.bench_id(base bigint, seq bigint)
+RETURNS uuid LANGUAGE sql IMMUTABLE
+AS $$ SELECT (lpad(to_hex(base + seq), 12, '0') || '7' || lpad(to_hex(seq % 4096), 3, '0') ||
+              '8' || lpad(to_hex(seq), 15, '0'))::uuid $$;
+CREATE FUNCTION pg_temp.bench_at(base bigint, seq bigint)
+RETURNS timestamptz LANGUAGE sql IMMUTABLE
+AS $$ SELECT to_timestamp((base + seq) / 1000.0) $$;
+SQL
+}
+
+# seq_of DEPTH: the position of the message at that depth of a seeded branch.
+seq_of() { echo $(($1 + 2 * (($1 + BRANCH_EVERY - BRANCH_AT) / BRANCH_EVERY))); }
+
+# seed CONV N: one branch of N messages, alternating user/assistant, the
+# conversation's count, last position and active leaf to match.
+seed() {
+  local conv=$1 n=$2 t0=$SECONDS base
+  say "seeding $n messages into one conversation (SQL as the admin)"
+  # Room for the positions and a margin.
+  base=$(($(date +%s%3N) - $(seq_of "$n") - 1000))
+  SEED_BASE[$conv]=$base
+  {
+    seed_sql_functions
+    cat <<'SQL'
 BEGIN;
-INSERT INTO messages (user_id, conversation_id, seq, id, role, content, status,
-                      model, metadata, created_at, updated_at)
-SELECT :'uid'::uuid, :'cid'::uuid, g,
-       (lpad(to_hex(b.ms + g), 12, '0') || '7' || lpad(to_hex(g % 4096), 3, '0') ||
-        '8' || lpad(to_hex(g), 15, '0'))::uuid,
-       CASE WHEN g % 2 = 1 THEN 'user' ELSE 'assistant' END,
-       'Seeded message ' || g || ': ' || repeat('lorem ipsum dolor sit amet ', 4),
-       'complete', CASE WHEN g % 2 = 1 THEN '' ELSE 'bench-model' END, '{}'::jsonb,
-       b.t + g * interval '1 millisecond', b.t + g * interval '1 millisecond'
-FROM (SELECT t, (extract(epoch FROM t) * 1000)::bigint AS ms
-      FROM (SELECT now() - (:n + 1) * interval '1 millisecond' AS t) x) b,
-     generate_series(1, :n) g;
+INSERT INTO messages (user_id, conversation_id, seq, id, parent_id, active,
+                      role, content, status, model, metadata, created_at, updated_at)
+SELECT :'uid'::uuid, :'cid'::uuid, q.seq, pg_temp.bench_id(:base, q.seq),
+       CASE WHEN d = 1 THEN '00000000-0000-0000-0000-000000000000'::uuid
+            ELSE pg_temp.bench_id(:base, q.parent_seq) END,
+       true, CASE WHEN d % 2 = 1 THEN 'user' ELSE 'assistant' END,
+       'Seeded message ' || d || ': ' || repeat('lorem ipsum dolor sit amet ', 4),
+       'complete', CASE WHEN d % 2 = 1 THEN '' ELSE 'bench-model' END, '{}'::jsonb,
+       pg_temp.bench_at(:base, q.seq), pg_temp.bench_at(:base, q.seq)
+FROM generate_series(1::bigint, :n) d
+CROSS JOIN LATERAL (SELECT pg_temp.bench_seq(d, :every, :at) AS seq,
+                           pg_temp.bench_seq(d - 1, :every, :at) AS parent_seq) q;
 UPDATE conversations c
-SET message_count = :n, last_seq = :n, last_message_at = m.created_at,
-    updated_at = GREATEST(c.updated_at, m.created_at)
-FROM messages m
-WHERE c.user_id = :'uid' AND c.id = :'cid'
-  AND m.user_id = :'uid' AND m.conversation_id = :'cid' AND m.seq = :n;
+SET message_count = :n, last_seq = l.seq, last_message_at = pg_temp.bench_at(:base, l.seq),
+    updated_at = GREATEST(c.updated_at, pg_temp.bench_at(:base, l.seq)),
+    active_leaf_id = pg_temp.bench_id(:base, l.seq)
+FROM (SELECT pg_temp.bench_seq(:n, :every, :at) AS seq) l
+WHERE c.user_id = :'uid' AND c.id = :'cid';
 COMMIT;
 VACUUM (ANALYZE) messages;
 ANALYZE conversations;
 CHECKPOINT;
 SQL
-  local count
-  count=$(psql_admin -t -A -c "SELECT message_count FROM conversations WHERE id = '$BIG_CONV'")
-  [[ "$count" == "$MESSAGES" ]] || die "seeding left message_count = $count"
+  } | psql_admin -v uid="$USER_ID" -v cid="$conv" -v n="$n" -v base="$base" \
+    -v every="$BRANCH_EVERY" -v at="$BRANCH_AT" >/dev/null
+  local state
+  state=$(psql_admin -t -A -F ' ' -c "SELECT c.message_count, c.active_leaf_id = m.id AND m.seq = c.last_seq
+      FROM conversations c JOIN messages m ON m.user_id = c.user_id AND m.conversation_id = c.id
+      WHERE c.id = '$conv' AND m.seq = $(seq_of "$n") AND m.active")
+  [[ "$state" == "$n t" ]] || die "seeding left message_count and leaf: '$state'"
   say "seeded in $((SECONDS - t0)) s"
+}
+
+# add_branches CONV N: side branches on the branch seed made: at every
+# branch point two older versions (the positions just before it), not
+# active.
+add_branches() {
+  local conv=$1 n=$2 base=${SEED_BASE[$1]}
+  say "adding side branches to a conversation of $n messages"
+  {
+    seed_sql_functions
+    cat <<'SQL'
+BEGIN;
+INSERT INTO messages (user_id, conversation_id, seq, id, parent_id, active,
+                      role, content, status, model, metadata, created_at, updated_at)
+SELECT :'uid'::uuid, :'cid'::uuid, v.seq, pg_temp.bench_id(:base, v.seq),
+       pg_temp.bench_id(:base, pg_temp.bench_seq(v.d - 1, :every, :at)),
+       false, CASE WHEN v.d % 2 = 1 THEN 'user' ELSE 'assistant' END,
+       'Seeded message ' || v.d || ', older version ' || v.k || ': ' ||
+         repeat('lorem ipsum dolor sit amet ', 4),
+       'complete', CASE WHEN v.d % 2 = 1 THEN '' ELSE 'bench-model' END, '{}'::jsonb,
+       pg_temp.bench_at(:base, v.seq), pg_temp.bench_at(:base, v.seq)
+FROM (SELECT d, k, pg_temp.bench_seq(d, :every, :at) - 3 + k AS seq
+        FROM generate_series(:at::bigint, :n, :every) d, generate_series(1, 2) k) v;
+UPDATE conversations c
+SET message_count = (SELECT count(*) FROM messages m
+                      WHERE m.user_id = :'uid' AND m.conversation_id = :'cid')
+WHERE c.user_id = :'uid' AND c.id = :'cid';
+COMMIT;
+VACUUM (ANALYZE) messages;
+SQL
+  } | psql_admin -v uid="$USER_ID" -v cid="$conv" -v n="$n" -v base="$base" \
+    -v every="$BRANCH_EVERY" -v at="$BRANCH_AT" >/dev/null
+}
+
+# new_switch_pair CONV: a newer version X of the active message O that is
+# $SWITCH_DEPTH messages above the leaf, made as a client would (a create
+# under O's parent, which makes X the leaf, then the branch back through O;
+# the service's own SQL functions, as the admin), so that switching to X
+# and back moves $SWITCH_DEPTH + 1 messages off and on the active branch.
+# Sets SWITCH_X and SWITCH_O.
+new_switch_pair() {
+  local ids
+  ids=$(psql_admin -t -A -F ' ' -v uid="$USER_ID" -v cid="$1" -v depth="$SWITCH_DEPTH" <<'SQL'
+SELECT set_config('app.user_id', :'uid', false) \gset
+SELECT id AS o, parent_id AS p, role AS r, seq AS s FROM messages
+ WHERE user_id = :'uid' AND conversation_id = :'cid' AND active
+ ORDER BY seq DESC OFFSET :depth LIMIT 1 \gset
+SELECT id AS x FROM append_message(:'uid', :'cid', gen_random_uuid(), :'p', :'r',
+  'A newer version of the message at position ' || :s, 'complete', '', now(), '{}') \gset
+SELECT activate_branch(:'uid', :'cid', :'o') IS NOT NULL AS back \gset
+SELECT :'x', :'o', :'back';
+SQL
+  )
+  local back
+  read -r SWITCH_X SWITCH_O back <<<"$ids"
+  [[ "$back" == t ]] || die "new_switch_pair printed '$ids'"
+}
+
+# switch_request CONV MESSAGE: an UpdateConversationRequest (ghz call data)
+# that makes the active branch pass through MESSAGE.
+switch_request() {
+  printf '{"id":"%s","conversation":{"active_message_id":"%s"},"update_mask":{"paths":["active_message_id"]}}' "$1" "$2"
+}
+
+# active_state CONV: "<active messages> <active leaf>" of a conversation.
+active_state() {
+  psql_admin -t -A -F ' ' -c "SELECT (SELECT count(*) FROM messages
+        WHERE user_id = '$USER_ID' AND conversation_id = '$1' AND active),
+      (SELECT active_leaf_id FROM conversations WHERE user_id = '$USER_ID' AND id = '$1')"
 }
 
 # --- measurements --------------------------------------------------------------
@@ -280,23 +414,30 @@ measure() {
   check_alive
 }
 
-ghz_load() { # PREFIX LABEL METHOD (data flags...)
-  local prefix=$1 label=$2 method=$3
-  shift 3
-  local common=(--insecure --proto chat/v1/message.proto --import-paths "$ROOT/proto,/usr/include"
-    --call "chat.v1.MessageService.$method" --metadata "{\"authorization\":\"Bearer $TOKEN\"}"
-    --concurrency "$CONCURRENCY" --connections "$GHZ_CONNECTIONS" --duration-stop wait
+ghz_load() { # PREFIX LABEL SERVICE.METHOD CONCURRENCY (data flags...)
+  local prefix=$1 label=$2 call=$3 concurrency=$4 proto port
+  shift 4
+  case $call in
+    MessageService.*) proto=chat/v1/message.proto port=$MSG_PORT ;;
+    ConversationService.*) proto=chat/v1/conversation.proto port=$CONV_PORT ;;
+    *) die "ghz_load: no service for $call" ;;
+  esac
+  local common=(--insecure --proto "$proto" --import-paths "$ROOT/proto,/usr/include"
+    --call "chat.v1.$call" --metadata "{\"authorization\":\"Bearer $TOKEN\"}"
+    --concurrency "$concurrency" --connections "$GHZ_CONNECTIONS" --duration-stop wait
     --timeout 10s "$@")
   say "$label: gRPC (ghz)"
-  "$GHZ" "${common[@]}" --duration "${WARMUP}s" --format json --output /dev/null "127.0.0.1:$MSG_PORT" ||
-    die "ghz warm-up failed"
+  if ((${LOAD_WARMUP:-$WARMUP} > 0)); then
+    "$GHZ" "${common[@]}" --duration "${LOAD_WARMUP:-$WARMUP}s" --format json --output /dev/null \
+      "127.0.0.1:$port" || die "ghz warm-up failed"
+  fi
   local perf_pid=
   if [[ "${BENCH_PERF:-0}" == 1 ]]; then
-    perf record -q -a -g -F 499 -o "$WORK/out/$prefix.perf" -- sleep "$DURATION" >/dev/null 2>&1 &
+    perf record -q -a -g -F 499 -o "$WORK/out/$prefix.perf" -- sleep "${LOAD_DURATION:-$DURATION}" >/dev/null 2>&1 &
     perf_pid=$!
   fi
-  measure "$prefix" "$GHZ" "${common[@]}" --duration "${DURATION}s" --format json \
-    --output "$WORK/out/$prefix.json" "127.0.0.1:$MSG_PORT"
+  measure "$prefix" "$GHZ" "${common[@]}" --duration "${LOAD_DURATION:-$DURATION}s" --format json \
+    --output "$WORK/out/$prefix.json" "127.0.0.1:$port"
   if [[ -n "$perf_pid" ]]; then
     wait "$perf_pid" || true
     {
@@ -329,15 +470,18 @@ wrk_load() { # PREFIX LABEL MODE URL (wrk flags...)
   "$BT" wrksum -in "$WORK/out/$prefix.wrk" -results "$RESULTS" -prefix "$prefix"
 }
 
-pgbench_load() { # PREFIX LABEL SCRIPT (pgbench -D flags...)
-  local prefix=$1 label=$2 script=$3
-  shift 3
+pgbench_load() { # PREFIX LABEL SCRIPT ROLE CONCURRENCY (pgbench -D flags...)
+  local prefix=$1 label=$2 script=$3 role=$4 concurrency=$5 threads=2
+  shift 5
+  ((concurrency >= threads)) || threads=$concurrency
   say "$label: the same SQL in pgbench"
-  local common=(-h 127.0.0.1 -p "$PG_PORT" -U chat_message -n -M prepared
-    -c "$CONCURRENCY" -j 2 -f "$script" -D user="$USER_ID" "$@")
-  PGPASSWORD=$ROLE_PASSWORD "$PG_BIN/pgbench" "${common[@]}" -T "$WARMUP" "$DATABASE" \
-    >"$WORK/out/$prefix.warmup" 2>&1 || die "pgbench warm-up failed: $(tail -n 5 "$WORK/out/$prefix.warmup")"
-  PGPASSWORD=$ROLE_PASSWORD measure "$prefix" "$PG_BIN/pgbench" "${common[@]}" -T "$DURATION" \
+  local common=(-h 127.0.0.1 -p "$PG_PORT" -U "$role" -n -M prepared
+    -c "$concurrency" -j "$threads" -f "$script" -D user="$USER_ID" "$@")
+  if ((${LOAD_WARMUP:-$WARMUP} > 0)); then
+    PGPASSWORD=$ROLE_PASSWORD "$PG_BIN/pgbench" "${common[@]}" -T "${LOAD_WARMUP:-$WARMUP}" "$DATABASE" \
+      >"$WORK/out/$prefix.warmup" 2>&1 || die "pgbench warm-up failed: $(tail -n 5 "$WORK/out/$prefix.warmup")"
+  fi
+  PGPASSWORD=$ROLE_PASSWORD measure "$prefix" "$PG_BIN/pgbench" "${common[@]}" -T "${LOAD_DURATION:-$DURATION}" \
     --log --log-prefix="$WORK/out/$prefix.log" "$DATABASE" >"$WORK/out/$prefix.txt" 2>&1
   "$BT" pgsum -stdout "$WORK/out/$prefix.txt" -logs "$WORK/out/$prefix.log" -rc "$RC" \
     -results "$RESULTS" -prefix "$prefix"
@@ -378,6 +522,12 @@ main() {
     echo "config.ghz_connections=$GHZ_CONNECTIONS"
     echo "config.messages=$MESSAGES"
     echo "config.deep_seq=$DEEP_SEQ"
+    echo "config.small_messages=$SMALL_MESSAGES"
+    echo "config.branch_every=$BRANCH_EVERY"
+    echo "config.switch_depth=$SWITCH_DEPTH"
+    echo "config.switch_concurrency=$SWITCH_CONCURRENCY"
+    echo "config.switch_rounds=$SWITCH_ROUNDS"
+    echo "config.switch_round_duration=$SWITCH_ROUND_DURATION"
   } >"$RESULTS"
 
   start_stack
@@ -385,32 +535,41 @@ main() {
   TOKEN=$(<"$WORK/token")
   USER_ID=$(<"$WORK/user_id")
   BIG_CONV=$(<"$WORK/big_conv")
-  seed
+  SMALL_CONV=$(<"$WORK/small_conv")
+  seed "$BIG_CONV" "$MESSAGES"
+  seed "$SMALL_CONV" "$SMALL_MESSAGES"
 
   # Appends: conversations picked at random among $APPEND_CONVS by every tool.
   local src=$ROOT/services/message/message_storage.cc
+  local conv_src=$ROOT/services/conversation/conversation_storage.cc
   "$BT" pgscript -src "$src" -kind append -convs "$WORK/convs" -out "$WORK/append.sql"
   "$BT" pgscript -src "$src" -kind list -out "$WORK/list.sql"
+  "$BT" pgscript -src "$conv_src" -kind switch -out "$WORK/switch.sql"
   "$BT" ghzdata -convs "$WORK/convs" -content "$CONTENT" -out "$WORK/append.json"
   local conv_vars=() i=0 id
   while read -r id; do
     conv_vars+=(-D "c$i=$id")
     i=$((i + 1))
   done <"$WORK/convs"
-  pgbench_load append.pg "append" "$WORK/append.sql" "${conv_vars[@]}" \
-    -D role=user -D content="$CONTENT" -D status=complete -D meta='{}' \
-    -D ts="$(date -u '+%Y-%m-%d %H:%M:%S.%6N+00')"
-  ghz_load append.grpc "append" CreateMessage --data-file "$WORK/append.json"
+  local append_vars=(-D role=user -D content="$CONTENT" -D status=complete -D meta='{}'
+    -D ts="$(date -u '+%Y-%m-%d %H:%M:%S.%6N+00')")
+  pgbench_load append.pg "append" "$WORK/append.sql" chat_message "$CONCURRENCY" \
+    "${conv_vars[@]}" "${append_vars[@]}"
+  ghz_load append.grpc "append" MessageService.CreateMessage "$CONCURRENCY" \
+    --data-file "$WORK/append.json"
   wrk_load append.rest "append" append "$BASE"
 
   # Every append that answered OK is stored once, and the counts match.
-  psql_admin -t -A -F ' ' -c "SELECT (SELECT count(*) FROM messages WHERE conversation_id <> '$BIG_CONV'),
-      (SELECT sum(message_count) FROM conversations WHERE id <> '$BIG_CONV')" |
+  psql_admin -t -A -F ' ' -c "SELECT
+      (SELECT count(*) FROM messages WHERE conversation_id NOT IN ('$BIG_CONV', '$SMALL_CONV')),
+      (SELECT sum(message_count) FROM conversations WHERE id NOT IN ('$BIG_CONV', '$SMALL_CONV'))" |
     { read -r stored counted && printf 'append.check.stored=%s\nappend.check.counted=%s\n' "$stored" "$counted"; } >>"$RESULTS"
 
-  # Listings of the big conversation: the first page and one deep in it.
-  local deep_token list_url="$BASE/v1/conversations/$BIG_CONV/messages?page_size=$PAGE_SIZE"
-  deep_token=$("$BT" token -conv "$BIG_CONV" -seq "$DEEP_SEQ")
+  # Listings of the big conversation: the first page and one deep in it,
+  # first while it is one branch, then (tlist) once it has side branches.
+  local deep_seq deep_token list_url="$BASE/v1/conversations/$BIG_CONV/messages?page_size=$PAGE_SIZE"
+  deep_seq=$(seq_of "$DEEP_SEQ")
+  deep_token=$("$BT" token -conv "$BIG_CONV" -seq "$deep_seq")
   local first_data="{\"conversation_id\":\"$BIG_CONV\",\"page_size\":$PAGE_SIZE}"
   local deep_data="{\"conversation_id\":\"$BIG_CONV\",\"page_size\":$PAGE_SIZE,\"page_token\":\"$deep_token\"}"
   # The deep token must work and land where it says.
@@ -419,13 +578,122 @@ main() {
     die "the deep page token was refused"
   grep -q "Seeded message $((DEEP_SEQ + 1)):" <<<"$page" || die "the deep page does not start after message $DEEP_SEQ"
   local list_vars=(-D conv="$BIG_CONV" -D lim=$((PAGE_SIZE + 1)))
-  pgbench_load list1.pg "list, first page" "$WORK/list.sql" "${list_vars[@]}" -D after=0
-  ghz_load list1.grpc "list, first page" ListMessages --data "$first_data"
-  wrk_load list1.rest "list, first page" get "$list_url" -H "Authorization: Bearer $TOKEN"
-  pgbench_load listdeep.pg "list, deep page" "$WORK/list.sql" "${list_vars[@]}" -D after="$DEEP_SEQ"
-  ghz_load listdeep.grpc "list, deep page" ListMessages --data "$deep_data"
-  wrk_load listdeep.rest "list, deep page" get "$list_url&page_token=$deep_token" \
-    -H "Authorization: Bearer $TOKEN"
+  local p
+  for p in list tlist; do
+    if [[ $p == tlist ]]; then
+      add_branches "$BIG_CONV" "$MESSAGES"
+      add_branches "$SMALL_CONV" "$SMALL_MESSAGES"
+      # Both pages now hold a message with two older versions, and only
+      # messages of the active branch.
+      local check
+      for check in "" "&page_token=$deep_token"; do
+        page=$(curl -sf "$list_url$check" -H "Authorization: Bearer $TOKEN") || die "listing the tree failed"
+        grep -Eq '"sibling_count": ?3[,}]' <<<"$page" || die "a page of the tree shows no message with its versions: $page"
+        ! grep -Eq '(older|newer) version' <<<"$page" || die "a page of the active branch holds an inactive version"
+      done
+    fi
+    pgbench_load "${p}1.pg" "$p, first page" "$WORK/list.sql" chat_message "$CONCURRENCY" \
+      "${list_vars[@]}" -D after=0
+    ghz_load "${p}1.grpc" "$p, first page" MessageService.ListMessages "$CONCURRENCY" --data "$first_data"
+    wrk_load "${p}1.rest" "$p, first page" get "$list_url" -H "Authorization: Bearer $TOKEN"
+    pgbench_load "${p}deep.pg" "$p, deep page" "$WORK/list.sql" chat_message "$CONCURRENCY" \
+      "${list_vars[@]}" -D after="$deep_seq"
+    ghz_load "${p}deep.grpc" "$p, deep page" MessageService.ListMessages "$CONCURRENCY" --data "$deep_data"
+    wrk_load "${p}deep.rest" "$p, deep page" get "$list_url&page_token=$deep_token" \
+      -H "Authorization: Bearer $TOKEN"
+  done
+
+  # Switching the active branch $SWITCH_DEPTH messages above the leaf and
+  # back, against appends to the same conversation, in the big and the small
+  # one. The switches alternate between a newer version X and the message O
+  # it is a version of: ghz sends its call data round-robin, which
+  # alternates at concurrency 1; pgbench alternates by itself (pgscript).
+  # Each of the eight measurements runs in $SWITCH_ROUNDS rounds of
+  # $SWITCH_ROUND_DURATION s, the rounds of all eight taken in turn, so that
+  # a change in what the machine's other tenants do falls on all of them
+  # alike. Every round makes its own X, and ends by deleting what its
+  # appends added (the leaf back where the appends found it), so that the
+  # small conversation stays small and each round switches as far from the
+  # leaf as the first.
+  local round size conv before after count leaf created last_seq
+  local -A pg_rc=()
+  for ((round = 1; round <= SWITCH_ROUNDS; round++)); do
+    for size in big small; do
+      if [[ $size == big ]]; then conv=$BIG_CONV; else conv=$SMALL_CONV; fi
+      new_switch_pair "$conv"
+      before=$(active_state "$conv")
+      printf '[%s,\n%s]\n' "$(switch_request "$conv" "$SWITCH_X")" "$(switch_request "$conv" "$SWITCH_O")" \
+        >"$WORK/switch.$size.json"
+      # The warm-up of each measurement in its first round only.
+      ((round == 1)) && LOAD_WARMUP=$WARMUP || LOAD_WARMUP=0
+      LOAD_DURATION=$SWITCH_ROUND_DURATION
+      ghz_load "switch.$size.grpc.r$round" "switch, $size conversation, round $round" \
+        ConversationService.UpdateConversation "$SWITCH_CONCURRENCY" --data-file "$WORK/switch.$size.json"
+      pgbench_load "switch.$size.pg.r$round" "switch, $size conversation, round $round" "$WORK/switch.sql" \
+        chat_conversation "$SWITCH_CONCURRENCY" -D conv="$conv" -D x="$SWITCH_X" -D o="$SWITCH_O" \
+        -D flip=0 -D ts="$(date -u '+%Y-%m-%d %H:%M:%S.%6N+00')"
+      ((RC <= ${pg_rc[switch.$size]:-0})) || pg_rc[switch.$size]=$RC
+      # Whichever switch came last, the active branch is O's (as before) or
+      # X's: $SWITCH_DEPTH messages fewer, ending at X.
+      after=$(active_state "$conv")
+      count=${before% *} leaf=${before#* }
+      [[ "$after" == "$count $leaf" || "$after" == "$((count - SWITCH_DEPTH)) $SWITCH_X" ]] ||
+        die "after the switches the active branch is '$after' (before: '$before', X $SWITCH_X)"
+      printf 'switch.%s.check=%s\n' "$size" "$after" >>"$RESULTS"
+
+      before=$after
+      last_seq=$(psql_admin -t -A -c "SELECT last_seq FROM conversations WHERE user_id = '$USER_ID' AND id = '$conv'")
+      echo "$conv" >"$WORK/conv.$size"
+      "$BT" ghzdata -convs "$WORK/conv.$size" -content "$CONTENT" -out "$WORK/create.$size.json"
+      "$BT" pgscript -src "$src" -kind append -convs "$WORK/conv.$size" -out "$WORK/create.$size.sql"
+      ghz_load "create.$size.grpc.r$round" "append, $size conversation, round $round" \
+        MessageService.CreateMessage "$SWITCH_CONCURRENCY" --data-file "$WORK/create.$size.json"
+      pgbench_load "create.$size.pg.r$round" "append, $size conversation, round $round" \
+        "$WORK/create.$size.sql" chat_message "$SWITCH_CONCURRENCY" -D c0="$conv" "${append_vars[@]}"
+      ((RC <= ${pg_rc[create.$size]:-0})) || pg_rc[create.$size]=$RC
+      unset LOAD_WARMUP LOAD_DURATION
+      # Every append went under the active leaf: the branch grew by as many.
+      after=$(active_state "$conv")
+      created=$(psql_admin -t -A -c "SELECT count(*) FROM messages WHERE user_id = '$USER_ID'
+          AND conversation_id = '$conv' AND seq > $last_seq")
+      [[ "${after% *}" == "$((${before% *} + created))" ]] ||
+        die "after $created appends the active branch is '$after' (before: '$before')"
+      printf 'switch.%s.appended_round%s=%s\n' "$size" "$round" "$created" >>"$RESULTS"
+      psql_admin -c "BEGIN;
+        WITH d AS (DELETE FROM messages WHERE user_id = '$USER_ID' AND conversation_id = '$conv'
+                     AND seq > $last_seq RETURNING 1)
+        UPDATE conversations SET message_count = message_count - (SELECT count(*) FROM d),
+          active_leaf_id = '${before#* }' WHERE user_id = '$USER_ID' AND id = '$conv';
+        COMMIT;" >/dev/null
+      [[ "$(active_state "$conv")" == "$before" ]] || die "the appends of round $round were not undone"
+    done
+    # The index entries of the deleted messages lie in the range that the
+    # next round's switches scan (every active message after the fork):
+    # gone, as autovacuum would make them.
+    psql_admin -c "VACUUM (INDEX_CLEANUP ON) messages" >/dev/null
+  done
+  # The rounds of each measurement, summed up.
+  local m ins logs outs prefixes
+  for size in big small; do
+    for m in switch create; do
+      ins= prefixes=
+      for ((round = 1; round <= SWITCH_ROUNDS; round++)); do
+        ins+=${ins:+,}$WORK/out/$m.$size.grpc.r$round.json
+        prefixes+=${prefixes:+,}$m.$size.grpc.r$round
+      done
+      "$BT" ghzsum -in "$ins" -results "$RESULTS" -prefix "$m.$size.grpc"
+      "$BT" cpumerge -results "$RESULTS" -prefix "$m.$size.grpc" -from "$prefixes"
+      logs= outs= prefixes=
+      for ((round = 1; round <= SWITCH_ROUNDS; round++)); do
+        logs+=${logs:+,}$WORK/out/$m.$size.pg.r$round.log
+        outs+=${outs:+,}$WORK/out/$m.$size.pg.r$round.txt
+        prefixes+=${prefixes:+,}$m.$size.pg.r$round
+      done
+      "$BT" pgsum -stdout "$outs" -logs "$logs" -rc "${pg_rc[$m.$size]:-0}" -results "$RESULTS" \
+        -prefix "$m.$size.pg"
+      "$BT" cpumerge -results "$RESULTS" -prefix "$m.$size.pg" -from "$prefixes"
+    done
+  done
 
   # Chat: the message service again, now against the fake provider.
   say "restarting the message service with PROVIDER=openai and a fake provider"

@@ -47,18 +47,54 @@ func parentOf(pid int) int {
 }
 
 // postgresTicks counts the whole cluster: the postmaster with its reaped
-// children (backends that ended, such as pgbench's) plus its live children.
-// The sum only grows, so two readings give the CPU time in between.
-func postgresTicks(postmaster int) uint64 {
-	sum := procTicks(postmaster, true)
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, dir := range dirs {
-		pid, err := strconv.Atoi(filepath.Base(dir))
-		if err == nil && parentOf(pid) == postmaster {
-			sum += procTicks(pid, false)
+// children (backends that ended, such as pgbench's) plus its live children,
+// whose pids it returns too. The sum only grows once every backend that
+// ended has been reaped, so two readings give the CPU time in between (see
+// waitReaped).
+// A child reaped between the reading of the postmaster's own line and the
+// scan of its children would be in neither: the reading starts again when
+// the postmaster's count moved meanwhile.
+func postgresTicks(postmaster int) (uint64, map[int]bool) {
+	for attempt := 0; ; attempt++ {
+		own := procTicks(postmaster, true)
+		sum := own
+		children := map[int]bool{}
+		dirs, _ := filepath.Glob("/proc/[0-9]*")
+		for _, dir := range dirs {
+			pid, err := strconv.Atoi(filepath.Base(dir))
+			if err == nil && parentOf(pid) == postmaster {
+				sum += procTicks(pid, false)
+				children[pid] = true
+			}
+		}
+		if procTicks(postmaster, true) == own || attempt == 10 {
+			return sum, children
 		}
 	}
-	return sum
+}
+
+// waitReaped waits (at most a second) until the postmaster has no child
+// that was not there before the load: a backend of the load tool that is
+// still exiting, or a zombie not yet reaped, shows no CPU time in /proc,
+// and it reaches the postmaster's own count only once reaped. Without the
+// wait, a load whose connections end with it (pgbench) may lose its
+// backends' CPU time entirely.
+func waitReaped(postmaster int, before map[int]bool) uint64 {
+	deadline := time.Now().Add(time.Second)
+	for {
+		ticks, children := postgresTicks(postmaster)
+		settled := true
+		for pid := range children {
+			if !before[pid] {
+				settled = false
+				break
+			}
+		}
+		if settled || time.Now().After(deadline) {
+			return ticks
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // machineTicks: all ticks and busy ticks (everything but idle and iowait)
@@ -93,6 +129,7 @@ type cpuReading struct {
 	total, busy  uint64
 	procs        map[string]uint64
 	postgresTick uint64
+	pgChildren   map[int]bool
 }
 
 func readCPU(pids map[string]int, postmaster int) cpuReading {
@@ -101,7 +138,7 @@ func readCPU(pids map[string]int, postmaster int) cpuReading {
 		r.procs[name] = procTicks(pid, false)
 	}
 	if postmaster > 0 {
-		r.postgresTick = postgresTicks(postmaster)
+		r.postgresTick, r.pgChildren = postgresTicks(postmaster)
 	}
 	r.total, r.busy, _ = machineTicks()
 	return r
@@ -152,6 +189,11 @@ func cmdRun(args []string) error {
 	after := readCPU(pids, *postmaster)
 	if cmd.ProcessState == nil {
 		return runErr
+	}
+	if *postmaster > 0 {
+		// The elapsed time and the machine's counters stay those of the end
+		// of the command.
+		after.postgresTick = waitReaped(*postmaster, before.pgChildren)
 	}
 
 	elapsed := after.at.Sub(before.at).Seconds()

@@ -32,6 +32,7 @@ var commands = map[string]struct {
 	"wrksum":   {cmdWrkSum, "summarise bench/wrk/report.lua's output into the results file"},
 	"pgsum":    {cmdPgSum, "summarise pgbench's output and per-transaction logs"},
 	"run":      {cmdRun, "run a load command and record the CPU time of the stack around it"},
+	"cpumerge": {cmdCPUMerge, "record the mean CPU of the rounds of a measurement"},
 	"provider": {cmdProvider, "serve a fake OpenAI-compatible streaming provider"},
 	"ttfb":     {cmdTTFB, "time to first byte of chat replies: provider direct and through the stack"},
 	"streams":  {cmdStreams, "open many chat streams at once and read the processes' RSS"},

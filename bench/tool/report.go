@@ -8,11 +8,21 @@ import (
 	"strings"
 )
 
-// Targets of issues 3 and 4, as ratios within one run.
+// Targets of issues 3 and 4, and of conversation trees (SPEC.md
+// "Conversation trees"), as ratios within one run.
 const (
 	minGRPCOverPgAppend = 0.60 // gRPC append throughput ≥ 60% of pgbench's
 	minRESTOverGRPC     = 0.50 // REST append throughput ≥ 50% of gRPC's
 	maxDeepOverFirst    = 1.20 // deep page p50 ≤ 1.2x the first page's
+	// The active branch of a tree, deep in a conversation of 1,000,000
+	// messages: within 1.5x of the first page.
+	maxTreeDeepOverFirst = 1.50
+	// A branch switch near the leaf costs about a create in the same
+	// conversation (here: p50 within 1.5x) ...
+	maxSwitchOverCreate = 1.50
+	// ... and does not grow with the conversation: the big conversation's
+	// p50 within 1.2x of the small one's.
+	maxSwitchBigOverSmall = 1.20
 )
 
 // report prints one markdown table: the load rows, the chat rows, the memory
@@ -53,7 +63,13 @@ func cmdReport(args []string) error {
 		if _, ok := r[p+".cpu_machine"]; !ok {
 			return ""
 		}
-		return fmt.Sprintf("%s / %s / %s / %s / %s", get(p+".cpu_message"), get(p+".cpu_gateway"),
+		// The conversation service answers the switches: its CPU takes the
+		// message service's place, marked.
+		service := get(p + ".cpu_message")
+		if strings.HasPrefix(p, "switch.") && strings.HasSuffix(p, ".grpc") {
+			service = "conv " + get(p+".cpu_conversation")
+		}
+		return fmt.Sprintf("%s / %s / %s / %s / %s", service, get(p+".cpu_gateway"),
 			get(p+".cpu_postgres"), get(p+".cpu_tool"), get(p+".cpu_other"))
 	}
 	errs := func(p string) string {
@@ -80,6 +96,25 @@ func cmdReport(args []string) error {
 	load("listdeep.grpc", "list, page after message "+deep, "gRPC, ghz")
 	load("listdeep.rest", "list, page after message "+deep, "REST, wrk")
 	load("listdeep.pg", "list, page after message "+deep+": the service's SQL", "pgbench")
+	tree := " (tree: side branches every " + thousands(get("config.branch_every")) + " messages)"
+	load("tlist1.grpc", "list the active branch, first page"+tree, "gRPC, ghz")
+	load("tlist1.rest", "list the active branch, first page"+tree, "REST, wrk")
+	load("tlist1.pg", "list the active branch, first page"+tree+": the service's SQL", "pgbench")
+	load("tlistdeep.grpc", "list the active branch, page after message "+deep+tree, "gRPC, ghz")
+	load("tlistdeep.rest", "list the active branch, page after message "+deep+tree, "REST, wrk")
+	load("tlistdeep.pg", "list the active branch, page after message "+deep+tree+": the service's SQL", "pgbench")
+	sizes := map[string]string{"big": thousands(get("config.messages")), "small": thousands(get("config.small_messages"))}
+	switchConc := get("config.switch_concurrency")
+	for _, size := range []string{"big", "small"} {
+		in := " (" + sizes[size] + "-message conversation, " + switchConc + " in flight, " +
+			get("config.switch_rounds") + " rounds of " + get("config.switch_round_duration") + " s)"
+		what := "switch the active branch " + get("config.switch_depth") +
+			" messages above the leaf to another version and back" + in
+		load("switch."+size+".grpc", what, "gRPC, ghz (UpdateConversation)")
+		load("switch."+size+".pg", what+": the conversation service's SQL", "pgbench")
+		load("create."+size+".grpc", "append a message"+in, "gRPC, ghz")
+		load("create."+size+".pg", "append a message"+in+": the service's SQL", "pgbench")
+	}
 
 	if stored, ok := r["append.check.stored"]; ok {
 		verdict := "exact"
@@ -127,6 +162,11 @@ func cmdReport(args []string) error {
 		fmt.Sprintf("%s of %s in %s s", get("streams.opened"), streams, get("streams.open_seconds")),
 		"", "", errs("streams"), "ended with done: "+get("streams.done"))
 
+	if _, ok := r["switch.big.check"]; ok {
+		row("active branch after the switches (messages on it, leaf)", "SQL after the runs",
+			"", "", "", "", sizes["big"]+" messages: "+get("switch.big.check")+"; "+sizes["small"]+": "+get("switch.small.check"))
+	}
+
 	ratio := func(what, num1, num2 string, min, max float64, percent bool) {
 		a, ok1 := num(num1)
 		c, ok2 := num(num2)
@@ -159,6 +199,19 @@ func cmdReport(args []string) error {
 		0, maxDeepOverFirst, false)
 	ratio("deep page p50 ÷ first page p50, pgbench", "listdeep.pg.p50_ms", "list1.pg.p50_ms",
 		0, maxDeepOverFirst, false)
+	for _, t := range [][2]string{{"gRPC", "grpc"}, {"REST", "rest"}, {"pgbench", "pg"}} {
+		ratio("active branch of the tree: deep page p50 ÷ first page p50, "+t[0],
+			"tlistdeep."+t[1]+".p50_ms", "tlist1."+t[1]+".p50_ms", 0, maxTreeDeepOverFirst, false)
+	}
+	for _, t := range [][2]string{{"gRPC", "grpc"}, {"pgbench", "pg"}} {
+		for _, size := range []string{"big", "small"} {
+			ratio("switch p50 ÷ append p50, "+sizes[size]+"-message conversation, "+t[0],
+				"switch."+size+"."+t[1]+".p50_ms", "create."+size+"."+t[1]+".p50_ms",
+				0, maxSwitchOverCreate, false)
+		}
+		ratio("switch p50, "+sizes["big"]+" ÷ "+sizes["small"]+" messages, "+t[0],
+			"switch.big."+t[1]+".p50_ms", "switch.small."+t[1]+".p50_ms", 0, maxSwitchBigOverSmall, false)
+	}
 	row("machine", "", fmt.Sprintf("%s CPUs, %s", get("machine.nproc"), get("machine.cpu")),
 		"", "", "", fmt.Sprintf("Linux %s, %s, PostgreSQL %s, load average before: %s",
 			get("machine.kernel"), get("machine.date"), get("machine.postgres"), get("machine.loadavg")))

@@ -146,9 +146,9 @@ func createConversations(base, token, titlePrefix string, n int) ([]string, erro
 	return ids, nil
 }
 
-// setup: one user, -convs conversations for the append load and one for the
-// big listing. Files in -out: token, user_id, convs (one id a line),
-// big_conv.
+// setup: one user, -convs conversations for the append load, one for the
+// big listing and one small one for the branch switches. Files in -out:
+// token, user_id, convs (one id a line), big_conv, small_conv.
 func cmdSetup(args []string) error {
 	fs := flag.NewFlagSet("setup", flag.ExitOnError)
 	base := fs.String("base", "", "gateway base URL")
@@ -167,11 +167,16 @@ func cmdSetup(args []string) error {
 	if err != nil {
 		return err
 	}
+	small, err := createConversations(*base, acc.Token, "bench small tree", 1)
+	if err != nil {
+		return err
+	}
 	files := map[string]string{
-		"token":    acc.Token + "\n",
-		"user_id":  acc.UserID + "\n",
-		"convs":    strings.Join(ids, "\n") + "\n",
-		"big_conv": big[0] + "\n",
+		"token":      acc.Token + "\n",
+		"user_id":    acc.UserID + "\n",
+		"convs":      strings.Join(ids, "\n") + "\n",
+		"big_conv":   big[0] + "\n",
+		"small_conv": small[0] + "\n",
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(*out, name), []byte(content), 0o600); err != nil {

@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -100,18 +101,35 @@ func cmdSQL(args []string) error {
 	return nil
 }
 
-// bindParams replaces $n by pgbench variables (":name"), highest n first so
-// that $1 does not eat $10.
+var paramRe = regexp.MustCompile(`\$([0-9]+)`)
+
+// bindParams replaces every $n by vars[n] (a pgbench variable such as
+// ":name", or a literal), all in one pass so that $1 never eats $10. A $n
+// without a binding is an error, and so is a binding of a $n the statement
+// does not have: a statement whose parameters changed fails here instead of
+// running with its arguments in the wrong places.
 func bindParams(sql string, vars map[int]string) (string, error) {
-	for n := 20; n >= 1; n-- {
-		token := fmt.Sprintf("$%d", n)
-		if v, ok := vars[n]; ok {
-			sql = strings.ReplaceAll(sql, token, v)
-		} else if strings.Contains(sql, token) {
-			return "", fmt.Errorf("no binding for %s", token)
+	used := map[int]bool{}
+	var missing []string
+	bound := paramRe.ReplaceAllStringFunc(sql, func(token string) string {
+		n, _ := strconv.Atoi(token[1:])
+		v, ok := vars[n]
+		if !ok {
+			missing = append(missing, token)
+			return token
+		}
+		used[n] = true
+		return v
+	})
+	if len(missing) > 0 {
+		return "", fmt.Errorf("no binding for %s in %q", strings.Join(missing, ", "), sql)
+	}
+	for n := range vars {
+		if !used[n] {
+			return "", fmt.Errorf("$%d is bound but not in %q", n, sql)
 		}
 	}
-	return sql, nil
+	return bound, nil
 }
 
 // The statement that opens every transaction of the services
@@ -120,21 +138,32 @@ func bindParams(sql string, vars map[int]string) (string, error) {
 const setUserSQL = "SELECT EXISTS (SELECT 1 FROM users WHERE id = :user::uuid) FROM set_config('app.user_id', :user, true);"
 
 // pgscript writes a pgbench script that runs, as one transaction, exactly
-// what the message service runs for an append or a page of a listing:
-// BEGIN; set_config; the statement of services/message/message_storage.cc;
-// COMMIT.
+// what a service runs for one operation: BEGIN; set_config; the statements
+// of the service's storage code; COMMIT.
 //
-// Append: pgbench variables cannot hold a fresh uuid, so the new message id
-// ($3) is gen_random_uuid() in the database instead of a parameter made by
-// the service, and they cannot be empty, so the model of a user message ($7)
-// is an empty string literal; every other parameter is bound like the
-// service binds it.
+// Append (-src services/message/message_storage.cc, kAppendSql): pgbench
+// variables cannot hold a fresh uuid, so the new message id ($3) is
+// gen_random_uuid() in the database instead of a parameter made by the
+// service, and they cannot be empty or NULL, so the parent ($4) is a NULL
+// literal (a create without parent_id: under the leaf of the active branch,
+// as the service binds it) and the model of a user message ($8) an empty
+// string literal; every other parameter is bound like the service binds it.
 // The conversation is chosen uniformly at random among the -convs ones for
 // each transaction, like the ghz and wrk loads do.
+//
+// List (kListAscendingSql): a page of the active branch after :after.
+//
+// Switch (-src services/conversation/conversation_storage.cc): what
+// UpdateConversation runs for update_mask "active_message_id": kUpdateSql
+// with every optional field NULL (unchanged), then kActivateBranchSql. The
+// target alternates between the messages :x and :o, one transaction each:
+// the client's variable :flip (start it with -D flip=0) survives from one
+// transaction to the next, so every switch really moves the branch.
 func cmdPgScript(args []string) error {
 	fs := flag.NewFlagSet("pgscript", flag.ExitOnError)
-	src := fs.String("src", "", "services/message/message_storage.cc")
-	kind := fs.String("kind", "append", "append or list")
+	src := fs.String("src", "", "services/message/message_storage.cc (append, list) or "+
+		"services/conversation/conversation_storage.cc (switch)")
+	kind := fs.String("kind", "append", "append, list or switch")
 	convsFile := fs.String("convs", "", "conversation ids, one a line (append)")
 	out := fs.String("out", "", "script file to write")
 	fs.Parse(args)
@@ -152,8 +181,8 @@ func cmdPgScript(args []string) error {
 		fmt.Fprintf(&script, "\\set k random(0, %d)\nBEGIN;\n%s\n", len(convs)-1, setUserSQL)
 		for i := range convs {
 			bound, err := bindParams(sql, map[int]string{
-				1: ":user", 2: fmt.Sprintf(":c%d", i), 3: "gen_random_uuid()", 4: ":role",
-				5: ":content", 6: ":status", 7: "''", 8: ":ts", 9: ":meta",
+				1: ":user", 2: fmt.Sprintf(":c%d", i), 3: "gen_random_uuid()", 4: "NULL",
+				5: ":role", 6: ":content", 7: ":status", 8: "''", 9: ":ts", 10: ":meta",
 			})
 			if err != nil {
 				return err
@@ -175,8 +204,33 @@ func cmdPgScript(args []string) error {
 			return err
 		}
 		fmt.Fprintf(&script, "BEGIN;\n%s\n%s;\nCOMMIT;\n", setUserSQL, bound)
+	case "switch":
+		update, err := extractSQL(*src, "kUpdateSql")
+		if err != nil {
+			return err
+		}
+		activate, err := extractSQL(*src, "kActivateBranchSql")
+		if err != nil {
+			return err
+		}
+		update, err = bindParams(update, map[int]string{
+			1: ":user", 2: ":conv", 3: "NULL", 4: "NULL", 5: "NULL", 6: "NULL", 7: ":ts",
+		})
+		if err != nil {
+			return err
+		}
+		toX, err := bindParams(activate, map[int]string{1: ":user", 2: ":conv", 3: ":x"})
+		if err != nil {
+			return err
+		}
+		toO, err := bindParams(activate, map[int]string{1: ":user", 2: ":conv", 3: ":o"})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&script, "\\set flip 1 - :flip\nBEGIN;\n%s\n%s;\n\\if :flip = 1\n%s;\n\\else\n%s;\n\\endif\nCOMMIT;\n",
+			setUserSQL, update, toX, toO)
 	default:
-		return fmt.Errorf("-kind must be append or list")
+		return fmt.Errorf("-kind must be append, list or switch")
 	}
 	return os.WriteFile(*out, []byte(script.String()), 0o644)
 }

@@ -18,50 +18,88 @@ import (
 // non-OK statuses, non-2xx answers, socket errors, failed or aborted
 // transactions) and, when there were errors, error_detail.
 
+type ghzReport struct {
+	Count               uint64        `json:"count"`
+	Total               time.Duration `json:"total"`
+	LatencyDistribution []struct {
+		Percentage int           `json:"percentage"`
+		Latency    time.Duration `json:"latency"`
+	} `json:"latencyDistribution"`
+	StatusCodeDistribution map[string]int `json:"statusCodeDistribution"`
+	ErrorDistribution      map[string]int `json:"errorDistribution"`
+	Details                []struct {
+		Latency time.Duration `json:"latency"`
+		Status  string        `json:"status"`
+	} `json:"details"`
+}
+
+// ghzsum summarises one ghz report, or several (-in a,b,...: the rounds
+// of one measurement, taken in turn with others): calls and time add up,
+// and the percentiles come from every successful call of every round.
 func cmdGhzSum(args []string) error {
 	fs := flag.NewFlagSet("ghzsum", flag.ExitOnError)
-	in := fs.String("in", "", "ghz JSON report (-O json)")
+	in := fs.String("in", "", "ghz JSON report (-O json); several separated by commas")
 	resultsFile := fs.String("results", "", "results file")
 	prefix := fs.String("prefix", "", "key prefix")
 	fs.Parse(args)
-	data, err := os.ReadFile(*in)
-	if err != nil {
-		return err
+	var reps []ghzReport
+	for _, file := range strings.Split(*in, ",") {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		var rep ghzReport
+		if err := json.Unmarshal(data, &rep); err != nil {
+			return fmt.Errorf("%s: %v", file, err)
+		}
+		reps = append(reps, rep)
 	}
-	var rep struct {
-		Count               uint64        `json:"count"`
-		Total               time.Duration `json:"total"`
-		LatencyDistribution []struct {
-			Percentage int           `json:"percentage"`
-			Latency    time.Duration `json:"latency"`
-		} `json:"latencyDistribution"`
-		StatusCodeDistribution map[string]int `json:"statusCodeDistribution"`
-		ErrorDistribution      map[string]int `json:"errorDistribution"`
-	}
-	if err := json.Unmarshal(data, &rep); err != nil {
-		return fmt.Errorf("%s: %v", *in, err)
-	}
-	ok := rep.StatusCodeDistribution["OK"]
-	kv := map[string]string{
-		"ok":     strconv.Itoa(ok),
-		"errors": strconv.Itoa(int(rep.Count) - ok),
-		"rate":   f2(float64(ok) / rep.Total.Seconds()),
-	}
-	for _, l := range rep.LatencyDistribution {
-		switch l.Percentage {
-		case 50:
-			kv["p50_ms"] = ms(l.Latency)
-		case 99:
-			kv["p99_ms"] = ms(l.Latency)
+	ok, count := 0, 0
+	var total time.Duration
+	statuses, errorsSeen := map[string]int{}, map[string]int{}
+	var lat []time.Duration
+	for _, rep := range reps {
+		ok += rep.StatusCodeDistribution["OK"]
+		count += int(rep.Count)
+		total += rep.Total
+		for code, n := range rep.StatusCodeDistribution {
+			statuses[code] += n
+		}
+		for msg, n := range rep.ErrorDistribution {
+			errorsSeen[msg] += n
+		}
+		for _, d := range rep.Details {
+			if d.Status == "OK" {
+				lat = append(lat, d.Latency)
+			}
 		}
 	}
+	kv := map[string]string{
+		"ok":     strconv.Itoa(ok),
+		"errors": strconv.Itoa(count - ok),
+		"rate":   f2(float64(ok) / total.Seconds()),
+	}
+	if len(reps) == 1 {
+		for _, l := range reps[0].LatencyDistribution {
+			switch l.Percentage {
+			case 50:
+				kv["p50_ms"] = ms(l.Latency)
+			case 99:
+				kv["p99_ms"] = ms(l.Latency)
+			}
+		}
+	} else {
+		sortDurations(lat)
+		kv["p50_ms"] = ms(percentile(lat, 50))
+		kv["p99_ms"] = ms(percentile(lat, 99))
+	}
 	var details []string
-	for code, n := range rep.StatusCodeDistribution {
+	for code, n := range statuses {
 		if code != "OK" {
 			details = append(details, fmt.Sprintf("%s x%d", code, n))
 		}
 	}
-	for msg, n := range rep.ErrorDistribution {
+	for msg, n := range errorsSeen {
 		details = append(details, fmt.Sprintf("%q x%d", msg, n))
 	}
 	if len(details) > 0 {
@@ -107,33 +145,53 @@ func cmdWrkSum(args []string) error {
 }
 
 var (
-	tpsRe     = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
-	failedRe  = regexp.MustCompile(`number of failed transactions: (\d+)`)
-	abortedRe = regexp.MustCompile(`(?m)^.*client \d+ aborted.*$`)
+	tpsRe       = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+	processedRe = regexp.MustCompile(`number of transactions actually processed: (\d+)`)
+	failedRe    = regexp.MustCompile(`number of failed transactions: (\d+)`)
+	abortedRe   = regexp.MustCompile(`(?m)^.*client \d+ aborted.*$`)
 )
 
 // pgsum reads pgbench's standard output (tps, failed transactions, aborted
 // clients) and its per-transaction logs (--log): latency percentiles from
-// every transaction's time.
+// every transaction's time. Several runs (-stdout a,b,... -logs a,b,...:
+// the rounds of one measurement) add up: the rate is all their
+// transactions over all their time.
 func cmdPgSum(args []string) error {
 	fs := flag.NewFlagSet("pgsum", flag.ExitOnError)
-	stdout := fs.String("stdout", "", "pgbench's standard output and error")
-	logPrefix := fs.String("logs", "", "--log-prefix of the run")
-	rc := fs.Int("rc", 0, "pgbench's exit status")
+	stdout := fs.String("stdout", "", "pgbench's standard output and error; several separated by commas")
+	logPrefix := fs.String("logs", "", "--log-prefix of the run; several separated by commas")
+	rc := fs.Int("rc", 0, "pgbench's exit status (the highest of the runs)")
 	resultsFile := fs.String("results", "", "results file")
 	prefix := fs.String("prefix", "", "key prefix")
 	fs.Parse(args)
-	out, err := os.ReadFile(*stdout)
-	if err != nil {
-		return err
+	var text string
+	var txns, seconds float64
+	for _, file := range strings.Split(*stdout, ",") {
+		out, err := os.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		text += string(out)
+		n, tps := processedRe.FindStringSubmatch(string(out)), tpsRe.FindStringSubmatch(string(out))
+		if n != nil && tps != nil {
+			count, _ := strconv.ParseFloat(n[1], 64)
+			rate, _ := strconv.ParseFloat(tps[1], 64)
+			if rate > 0 {
+				txns += count
+				seconds += count / rate
+			}
+		}
 	}
-	text := string(out)
-	files, err := filepath.Glob(*logPrefix + ".*")
-	if err != nil {
-		return err
-	}
-	if len(files) == 0 {
-		return fmt.Errorf("no pgbench log files %s.*; pgbench said:\n%s", *logPrefix, text)
+	var files []string
+	for _, p := range strings.Split(*logPrefix, ",") {
+		matched, err := filepath.Glob(p + ".*")
+		if err != nil {
+			return err
+		}
+		if len(matched) == 0 {
+			return fmt.Errorf("no pgbench log files %s.*; pgbench said:\n%s", p, text)
+		}
+		files = append(files, matched...)
 	}
 	var lat []time.Duration
 	failed := 0
@@ -161,8 +219,8 @@ func cmdPgSum(args []string) error {
 		"p50_ms": ms(percentile(lat, 50)),
 		"p99_ms": ms(percentile(lat, 99)),
 	}
-	if m := tpsRe.FindStringSubmatch(text); m != nil {
-		kv["rate"] = m[1]
+	if seconds > 0 {
+		kv["rate"] = f2(txns / seconds)
 	}
 	if m := failedRe.FindStringSubmatch(text); m != nil {
 		if n, _ := strconv.Atoi(m[1]); n > failed {
@@ -181,6 +239,40 @@ func cmdPgSum(args []string) error {
 			detail += ": " + aborted[0]
 		}
 		kv["error_detail"] = detail
+	}
+	return record(*resultsFile, *prefix, kv)
+}
+
+// cpumerge records, under -prefix, the mean of each cpu_* key of the
+// -from prefixes: the CPU of a measurement taken in rounds of equal length.
+func cmdCPUMerge(args []string) error {
+	fs := flag.NewFlagSet("cpumerge", flag.ExitOnError)
+	resultsFile := fs.String("results", "", "results file")
+	prefix := fs.String("prefix", "", "key prefix to record")
+	from := fs.String("from", "", "prefixes of the rounds, separated by commas")
+	fs.Parse(args)
+	r, err := readResults(*resultsFile)
+	if err != nil {
+		return err
+	}
+	rounds := strings.Split(*from, ",")
+	sums := map[string]float64{}
+	for _, round := range rounds {
+		for k, v := range r {
+			key, ok := strings.CutPrefix(k, round+".")
+			if !ok || !strings.HasPrefix(key, "cpu_") {
+				continue
+			}
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return fmt.Errorf("%s=%s: %v", k, v, err)
+			}
+			sums[key] += n
+		}
+	}
+	kv := map[string]string{}
+	for key, sum := range sums {
+		kv[key] = strconv.Itoa(int(sum/float64(len(rounds)) + 0.5))
 	}
 	return record(*resultsFile, *prefix, kv)
 }
