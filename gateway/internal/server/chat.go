@@ -301,7 +301,7 @@ func (o *eventWriter) write(ev *chatv1.ChatEvent) error {
 			// The reply's length after this chunk, in code points: what a
 			// client that has read this far sends back as Last-Event-ID.
 			o.buf.WriteString("\nid: ")
-			o.buf.WriteString(strconv.FormatInt(d.GetOffset()+int64(utf8.RuneCountInString(d.GetText())), 10))
+			o.buf.WriteString(strconv.FormatInt(int64(d.GetOffset())+int64(utf8.RuneCountInString(d.GetText())), 10))
 		}
 		o.buf.WriteString("\ndata: ")
 		if err := appendJSON(&o.buf, data); err != nil {

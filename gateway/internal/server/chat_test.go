@@ -58,7 +58,7 @@ func deltaEvent(text string) *chatv1.ChatEvent {
 }
 
 // deltaAt is a delta whose text follows offset characters of the reply.
-func deltaAt(text string, offset int64) *chatv1.ChatEvent {
+func deltaAt(text string, offset int32) *chatv1.ChatEvent {
 	return &chatv1.ChatEvent{Event: &chatv1.ChatEvent_Delta{Delta: &chatv1.ChatDelta{Text: text, Offset: offset}}}
 }
 
@@ -226,8 +226,8 @@ func TestStreamFraming(t *testing.T) {
 	message := event{"message", "", messageJSON, `{"message":` + messageJSON + `}`}
 	reply := event{"reply", "", replyJSON, `{"reply":` + replyJSON + `}`}
 	rest := []event{
-		{"delta", "3", `{"text":"Hel","offset":"0"}`, `{"delta":{"text":"Hel","offset":"0"}}`},
-		{"delta", "5", `{"text":"lo","offset":"3"}`, `{"delta":{"text":"lo","offset":"3"}}`},
+		{"delta", "3", `{"text":"Hel","offset":0}`, `{"delta":{"text":"Hel","offset":0}}`},
+		{"delta", "5", `{"text":"lo","offset":3}`, `{"delta":{"text":"lo","offset":3}}`},
 		{"done", "", doneJSON, `{"done":` + doneJSON + `}`},
 	}
 	for _, route := range streamRoutes {
@@ -343,7 +343,7 @@ func TestRegenerateRequest(t *testing.T) {
 	g, b := newGateway(t, server.Options{})
 	for _, body := range []string{"", "{}", `{"conversation_id":"c9","id":"m9","model":"m"}`} {
 		r := g.do("POST", "/v1/conversations/c1/messages/m1:regenerate", body)
-		if r.status != 200 || string(r.body) != `{"delta":{"text":"hi","offset":"0"}}`+"\n" {
+		if r.status != 200 || string(r.body) != `{"delta":{"text":"hi","offset":0}}`+"\n" {
 			t.Fatalf("body %q: %d %q", body, r.status, r.body)
 		}
 		req := b.lastCall(t).req.(*chatv1.RegenerateRequest)
@@ -641,7 +641,7 @@ func TestStreamCORS(t *testing.T) {
 		if r.status != 200 || r.header.Get("Access-Control-Allow-Origin") != "https://app.example" {
 			t.Errorf("%s: status %d, Allow-Origin %q", route.rpc, r.status, r.header.Get("Access-Control-Allow-Origin"))
 		}
-		if want := "event: delta\nid: 2\ndata: {\"text\":\"hi\",\"offset\":\"0\"}\n\n"; string(r.body) != want {
+		if want := "event: delta\nid: 2\ndata: {\"text\":\"hi\",\"offset\":0}\n\n"; string(r.body) != want {
 			t.Errorf("%s: body = %q, want %q", route.rpc, r.body, want)
 		}
 	}

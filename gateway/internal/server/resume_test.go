@@ -34,7 +34,7 @@ func TestStreamDeltaIDsCountCodePoints(t *testing.T) {
 			deltaAt("🙂!", 5),      // 2 code points, 5 bytes
 			deltaAt("日本語", 7),     // 3 code points, 9 bytes
 			deltaAt("", 10),       // nothing new: the same id again
-			deltaAt("x", 1<<53+1), // past float64's exact integers
+			deltaAt("x", 1<<31-1), // the largest offset
 			{Event: &chatv1.ChatEvent_Error{Error: &chatv1.Error{Code: "UNAVAILABLE", Message: "the model provider cannot be reached"}}},
 		} {
 			if err := s.Send(ev); err != nil {
@@ -45,18 +45,18 @@ func TestStreamDeltaIDsCountCodePoints(t *testing.T) {
 	})
 	const errorJSON = `{"error":{"code":"UNAVAILABLE","message":"the model provider cannot be reached","details":[],"request_id":"rid-ids"}}`
 	wantSSE := "event: reply\ndata: " + replyJSON + "\n\n" +
-		"event: delta\nid: 5\ndata: {\"text\":\"héllo\",\"offset\":\"0\"}\n\n" +
-		"event: delta\nid: 7\ndata: {\"text\":\"🙂!\",\"offset\":\"5\"}\n\n" +
-		"event: delta\nid: 10\ndata: {\"text\":\"日本語\",\"offset\":\"7\"}\n\n" +
-		"event: delta\nid: 10\ndata: {\"text\":\"\",\"offset\":\"10\"}\n\n" +
-		"event: delta\nid: 9007199254740994\ndata: {\"text\":\"x\",\"offset\":\"9007199254740993\"}\n\n" +
+		"event: delta\nid: 5\ndata: {\"text\":\"héllo\",\"offset\":0}\n\n" +
+		"event: delta\nid: 7\ndata: {\"text\":\"🙂!\",\"offset\":5}\n\n" +
+		"event: delta\nid: 10\ndata: {\"text\":\"日本語\",\"offset\":7}\n\n" +
+		"event: delta\nid: 10\ndata: {\"text\":\"\",\"offset\":10}\n\n" +
+		"event: delta\nid: 2147483648\ndata: {\"text\":\"x\",\"offset\":2147483647}\n\n" +
 		"event: error\ndata: " + errorJSON + "\n\n"
 	wantNDJSON := `{"reply":` + replyJSON + "}\n" +
-		`{"delta":{"text":"héllo","offset":"0"}}` + "\n" +
-		`{"delta":{"text":"🙂!","offset":"5"}}` + "\n" +
-		`{"delta":{"text":"日本語","offset":"7"}}` + "\n" +
-		`{"delta":{"text":"","offset":"10"}}` + "\n" +
-		`{"delta":{"text":"x","offset":"9007199254740993"}}` + "\n" +
+		`{"delta":{"text":"héllo","offset":0}}` + "\n" +
+		`{"delta":{"text":"🙂!","offset":5}}` + "\n" +
+		`{"delta":{"text":"日本語","offset":7}}` + "\n" +
+		`{"delta":{"text":"","offset":10}}` + "\n" +
+		`{"delta":{"text":"x","offset":2147483647}}` + "\n" +
 		errorJSON + "\n"
 	for _, route := range streamRoutes {
 		for accept, want := range map[string]string{"text/event-stream": wantSSE, "": wantNDJSON} {
@@ -77,7 +77,7 @@ func TestStreamReplyOffset(t *testing.T) {
 	for _, tc := range []struct {
 		name, query string
 		headers     []string
-		want        int64
+		want        int32
 	}{
 		{"none", "", nil, 0},
 		{"query", "?after=5", nil, 5},
@@ -88,7 +88,7 @@ func TestStreamReplyOffset(t *testing.T) {
 		{"header wins when smaller", "?after=9", []string{"Last-Event-ID", "2"}, 2},
 		{"header zero wins", "?after=9", []string{"Last-Event-ID", "0"}, 0},
 		{"empty header is none", "?after=5", []string{"Last-Event-ID", ""}, 5},
-		{"largest", "", []string{"Last-Event-ID", "9223372036854775807"}, 1<<63 - 1},
+		{"largest", "", []string{"Last-Event-ID", "2147483647"}, 1<<31 - 1},
 		{"path over query", "?after=3&conversation_id=c9&id=m9", nil, 3},
 		{"other parameters ignored", "?after=4&model=x", nil, 4},
 	} {
@@ -116,7 +116,7 @@ func TestStreamReplyOffset(t *testing.T) {
 // one is listed, the query's first.
 func TestStreamReplyBadOffset(t *testing.T) {
 	g, b := newGateway(t, server.Options{})
-	const integer = "must be an integer from 0 to 9223372036854775807"
+	const integer = "must be an integer from 0 to 2147483647"
 	type detail struct{ field, description string }
 	for _, tc := range []struct {
 		name, query string
@@ -126,14 +126,14 @@ func TestStreamReplyBadOffset(t *testing.T) {
 		{"negative", "?after=-1", nil, []detail{{"after", integer}}},
 		{"not a number", "?after=abc", nil, []detail{{"after", integer}}},
 		{"fraction", "?after=1.5", nil, []detail{{"after", integer}}},
-		{"too large", "?after=9223372036854775808", nil, []detail{{"after", integer}}},
+		{"too large", "?after=2147483648", nil, []detail{{"after", integer}}},
 		{"empty", "?after=", nil, []detail{{"after", integer}}},
 		{"twice", "?after=1&after=2", nil, []detail{{"after", "must be given once"}}},
 		{"header negative", "", [][2]string{{"Last-Event-ID", "-1"}}, []detail{{"Last-Event-ID", integer}}},
 		{"header not a number", "", [][2]string{{"Last-Event-ID", "abc"}}, []detail{{"Last-Event-ID", integer}}},
 		{"header suffix", "", [][2]string{{"Last-Event-ID", "5x"}}, []detail{{"Last-Event-ID", integer}}},
 		{"header exponent", "", [][2]string{{"Last-Event-ID", "1e3"}}, []detail{{"Last-Event-ID", integer}}},
-		{"header too large", "", [][2]string{{"Last-Event-ID", "9223372036854775808"}}, []detail{{"Last-Event-ID", integer}}},
+		{"header too large", "", [][2]string{{"Last-Event-ID", "2147483648"}}, []detail{{"Last-Event-ID", integer}}},
 		{"header not UTF-8", "", [][2]string{{"Last-Event-ID", "\xff"}}, []detail{{"Last-Event-ID", integer}}},
 		{"header twice", "", [][2]string{{"Last-Event-ID", "1"}, {"Last-Event-ID", "2"}}, []detail{{"Last-Event-ID", "must be given once"}}},
 		{"both bad", "?after=-1", [][2]string{{"Last-Event-ID", "x"}}, []detail{{"after", integer}, {"Last-Event-ID", integer}}},
@@ -286,7 +286,7 @@ func TestStreamReplyHangUp(t *testing.T) {
 	hangUp, stop := context.WithCancel(ctx)
 	resp := openStream(t, g, hangUp, "GET", streamReplyPath, "", "Accept", "text/event-stream", "Last-Event-ID", "3")
 	events := newEventReader(t, resp, true)
-	if name, data := events.next(); name != "delta" || events.id != "5" || data != `{"text":"lo","offset":"3"}` {
+	if name, data := events.next(); name != "delta" || events.id != "5" || data != `{"text":"lo","offset":3}` {
 		t.Fatalf("first event = %s %q %s", name, events.id, data)
 	}
 	stop()

@@ -890,7 +890,7 @@ func TestOpenAPI(t *testing.T) {
 		in = append(in, p.Name+" "+p.In+" "+p.Type)
 	}
 	if !slices.Equal(stream.Produces, []string{"application/x-ndjson", "text/event-stream"}) ||
-		!slices.Contains(in, "after query string") || !slices.Contains(in, "Last-Event-ID header integer") ||
+		!slices.Contains(in, "after query integer") || !slices.Contains(in, "Last-Event-ID header integer") ||
 		stream.Responses["200"].Schema.Ref != "#/definitions/v1ChatEvent" {
 		t.Errorf("stream route = %+v", stream)
 	}
