@@ -207,7 +207,10 @@ void Chats::Generate(const std::string& user_id, const MessageRecord* last,
 
   absl::StatusOr<std::vector<ProviderMessage>> context =
       Context(user_id, conversation_id, last);
-  absl::StatusOr<ProviderReply> answer = context.status();
+  absl::StatusOr<ProviderReply> answer =
+      context.ok() ? absl::StatusOr<ProviderReply>(
+                         absl::UnknownError("the provider was not asked"))
+                   : absl::StatusOr<ProviderReply>(context.status());
   if (context.ok()) {
     answer = provider_->Complete(
         reply.model, *context,

@@ -349,8 +349,9 @@ TEST_F(ChatTest, AProviderTimeoutStoresTheReplyFailed) {
   provider_.error = absl::DeadlineExceededError("the model provider timed out");
   Chats chats(&store_, &provider_, &clock_, {});
   ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
-  ASSERT_THAT(sink_.Kinds(), ElementsAre(Kind::kMessage, Kind::kError));
-  EXPECT_THAT(sink_.events[1].error,
+  ASSERT_THAT(sink_.Kinds(),
+              ElementsAre(Kind::kMessage, Kind::kReply, Kind::kError));
+  EXPECT_THAT(sink_.events[2].error,
               StatusIs(absl::StatusCode::kDeadlineExceeded));
   ASSERT_EQ(Stored().size(), 2u);
   EXPECT_EQ(Stored()[1].status, MessageStatus::kFailed);

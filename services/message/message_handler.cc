@@ -84,7 +84,7 @@ class GrpcChatSink final : public ChatSink {
   bool SendDelta(absl::string_view text, int64_t offset) override {
     chat::v1::ChatEvent event;
     event.mutable_delta()->set_text(std::string(text));
-    event.mutable_delta()->set_offset(offset);
+    event.mutable_delta()->set_offset(static_cast<int32_t>(offset));
     return Write(event);
   }
   bool SendDone(const MessageRecord& reply,
