@@ -1,8 +1,9 @@
 #include "services/message/message_storage.h"
 
+#include <openssl/rand.h>
+
 #include <limits>
 
-#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -692,8 +693,9 @@ absl::StatusOr<std::unique_ptr<ReplyOwnership>> ReplyOwnership::Acquire(
     pqxx::nontransaction tx(*connection);
     // A random positive key; 0 stands for "no owner" in recovery.
     for (;;) {
-      const int64_t key =
-          static_cast<int64_t>(absl::Uniform<uint64_t>(absl::BitGen()) >> 1);
+      uint64_t random = 0;
+      RAND_bytes(reinterpret_cast<unsigned char*>(&random), sizeof random);
+      const int64_t key = static_cast<int64_t>(random >> 1);
       if (key != 0 && tx.exec_params1("SELECT pg_try_advisory_lock($1)", key)[0]
                           .as<bool>()) {
         return std::unique_ptr<ReplyOwnership>(
