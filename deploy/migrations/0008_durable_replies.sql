@@ -17,10 +17,16 @@ CREATE INDEX messages_in_progress_idx ON messages (user_id, owner_key)
 
 -- Finding replies of gone owners reads across users. The message service
 -- may do that, and only that, while it says so in the transaction
--- (app.reply_recovery = 'on'): see, and mark incomplete, replies in
--- progress. Every other statement stays bound to app.user_id.
-CREATE POLICY messages_reply_recovery ON messages TO chat_message
-  USING (status = 'in_progress'
-         AND current_setting('app.reply_recovery', true) = 'on')
+-- (app.reply_recovery = 'on'): see replies in progress and make them
+-- incomplete. Every other statement stays bound to app.user_id. (An
+-- UPDATE's new row must also pass a SELECT policy, hence "or incomplete"
+-- there; UPDATE itself reaches only rows in progress.)
+CREATE POLICY messages_reply_recovery_read ON messages FOR SELECT
+  TO chat_message
+  USING (current_setting('app.reply_recovery', true) = 'on'
+         AND status IN ('in_progress', 'incomplete'));
+CREATE POLICY messages_reply_recovery ON messages FOR UPDATE TO chat_message
+  USING (current_setting('app.reply_recovery', true) = 'on'
+         AND status = 'in_progress')
   WITH CHECK (current_setting('app.reply_recovery', true) = 'on'
               AND status = 'incomplete');

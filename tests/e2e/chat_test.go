@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 var (
@@ -22,9 +24,10 @@ var (
 )
 
 // ChatStack is a stack whose message service asks the fake provider, with a
-// small context budget, a system prompt, a 1 s idle timeout and one stream
-// per user; its conversation and message services also accept tokens of an
-// external (Supabase-like) issuer.
+// small context budget, a system prompt, a 1 s idle timeout, one reply in
+// progress per user and two allowed models besides the default; its
+// conversation and message services also accept tokens of an external
+// (Supabase-like) issuer.
 func ChatStack(t *testing.T) (*Stack, *FakeProvider) {
 	t.Helper()
 	chatOnce.Do(func() {
@@ -36,6 +39,7 @@ func ChatStack(t *testing.T) (*Stack, *FakeProvider) {
 			"message": append([]string{
 				"PROVIDER=openai", "PROVIDER_BASE_URL=" + chatProvider.URL + "/v1",
 				"PROVIDER_API_KEY=" + providerKey, "PROVIDER_MODEL=fake-model-1",
+				"PROVIDER_MODELS=fake-model-2,fake-model-3",
 				"PROVIDER_IDLE_TIMEOUT=1s", "SYSTEM_PROMPT=You are a test assistant.",
 				"CONTEXT_BUDGET_CHARS=400", "MAX_STREAMS_PER_USER=1",
 			}, external...),
@@ -47,16 +51,27 @@ func ChatStack(t *testing.T) (*Stack, *FakeProvider) {
 	return chatStack, chatProvider
 }
 
+// streamClient bounds a whole stream at 60 s, so that a stream that never
+// ends fails its test instead of hanging the suite.
+var streamClient = &http.Client{Timeout: 60 * time.Second}
+
 // ChatStream reads the events of one reply, over SSE or NDJSON.
 type ChatStream struct {
 	Resp   *http.Response
 	reader *bufio.Reader
 	sse    bool
+	// What the deltas read so far said (check).
+	deltas     int
+	first, end int64
+	text       strings.Builder
 }
 
 type Event struct {
 	Name string
 	Data map[string]any
+	// ID is the SSE "id:" line of the event ("" when it has none, and
+	// always over NDJSON).
+	ID string
 }
 
 func (s *Stack) OpenChat(t *testing.T, token, conversationID, content string, sse bool) *ChatStream {
@@ -73,17 +88,49 @@ func (s *Stack) OpenStream(t *testing.T, token, path string, body any, sse bool)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest("POST", s.BaseURL+path, strings.NewReader(string(encoded)))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+token)
-	if sse {
-		req.Header.Set("Accept", "text/event-stream")
-	}
-	resp, err := http.DefaultClient.Do(req)
+	c, err := s.openEvents("POST", path, string(encoded), sse, Bearer(token)...)
 	if err != nil {
 		t.Fatalf("POST %s: %v", path, err)
 	}
-	return &ChatStream{Resp: resp, reader: bufio.NewReader(resp.Body), sse: sse}
+	return c
+}
+
+// OpenReplyStream GETs a reply's stream (StreamReply) with extra headers
+// (Last-Event-ID), the query being part of path.
+func (s *Stack) OpenReplyStream(t *testing.T, token, path string, sse bool, headers ...string) *ChatStream {
+	t.Helper()
+	c, err := s.openEvents("GET", path, "", sse, append(Bearer(token), headers...)...)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return c
+}
+
+// openEvents sends a request to a streaming route; headers are name, value
+// pairs, added (a name given twice is sent twice).
+func (s *Stack) openEvents(method, path, body string, sse bool, headers ...string) (*ChatStream, error) {
+	var reader io.Reader
+	if body != "" {
+		reader = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, s.BaseURL+path, reader)
+	if err != nil {
+		return nil, err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if sse {
+		req.Header.Set("Accept", "text/event-stream")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Add(headers[i], headers[i+1])
+	}
+	resp, err := streamClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	return &ChatStream{Resp: resp, reader: bufio.NewReader(resp.Body), sse: sse}, nil
 }
 
 // Next returns the next event, or io.EOF at the end of the stream.
@@ -101,7 +148,7 @@ func (c *ChatStream) Next() (Event, error) {
 			if name == "error" {
 				data = map[string]any{"error": data}
 			}
-			return Event{name, data}, nil
+			return Event{Name: name, Data: data}, nil
 		}
 	}
 	var ev Event
@@ -116,6 +163,8 @@ func (c *ChatStream) Next() (Event, error) {
 			return ev, nil
 		case strings.HasPrefix(line, "event:"):
 			ev.Name = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
+		case strings.HasPrefix(line, "id:"):
+			ev.ID = strings.TrimSpace(strings.TrimPrefix(line, "id:"))
 		case strings.HasPrefix(line, "data:"):
 			if err := json.Unmarshal([]byte(strings.TrimSpace(strings.TrimPrefix(line, "data:"))), &ev.Data); err != nil {
 				return Event{}, fmt.Errorf("bad data line %q", line)
@@ -124,7 +173,8 @@ func (c *ChatStream) Next() (Event, error) {
 	}
 }
 
-func (c *ChatStream) Expect(t *testing.T, name string) map[string]any {
+// ExpectEvent is Expect returning the whole event (its SSE id too).
+func (c *ChatStream) ExpectEvent(t *testing.T, name string) Event {
 	t.Helper()
 	ev, err := c.Next()
 	if err != nil {
@@ -133,7 +183,83 @@ func (c *ChatStream) Expect(t *testing.T, name string) map[string]any {
 	if ev.Name != name {
 		t.Fatalf("event %s %v, want %s", ev.Name, ev.Data, name)
 	}
-	return ev.Data
+	if problem := c.check(ev); problem != "" {
+		t.Error(problem)
+	}
+	return ev
+}
+
+// Expect reads the next event, which must be name, and returns its data.
+// Deltas are checked as they come (check).
+func (c *ChatStream) Expect(t *testing.T, name string) map[string]any {
+	t.Helper()
+	return c.ExpectEvent(t, name).Data
+}
+
+// check says what is wrong with an event of the stream: a delta's offset
+// must be a JSON number equal to the characters (code points) of the
+// deltas before it, after the first delta's offset; over SSE a delta, and
+// no other event, has the id offset + characters of its text.
+func (c *ChatStream) check(ev Event) string {
+	if ev.Name != "delta" {
+		if ev.ID != "" {
+			return fmt.Sprintf("%s event with an SSE id %q", ev.Name, ev.ID)
+		}
+		return ""
+	}
+	raw, ok := ev.Data["offset"].(float64)
+	if !ok {
+		return fmt.Sprintf("delta offset %#v is not a JSON number: %v", ev.Data["offset"], ev.Data)
+	}
+	offset := int64(raw)
+	text := Str(ev.Data, "text")
+	var problem string
+	if c.deltas > 0 && offset != c.end {
+		problem = fmt.Sprintf("delta offset %d, want %d (the characters of the deltas before it, after %d)", offset, c.end, c.first)
+	}
+	if c.deltas == 0 {
+		c.first = offset
+	}
+	c.deltas++
+	c.end = offset + int64(utf8.RuneCountInString(text))
+	c.text.WriteString(text)
+	if c.sse && ev.ID != strconv.FormatInt(c.end, 10) && problem == "" {
+		problem = fmt.Sprintf("delta {offset %d, %d characters} has SSE id %q, want %d", offset, utf8.RuneCountInString(text), ev.ID, c.end)
+	}
+	return problem
+}
+
+// Deltas is what the stream's deltas said so far: their text joined, the
+// offset of the first and the offset after the last (the SSE id of the
+// last), and how many there were.
+func (c *ChatStream) Deltas() (text string, first, end int64, count int) {
+	return c.text.String(), c.first, c.end, c.deltas
+}
+
+// ReadToEnd reads deltas until the last event (done or error) and checks
+// that the stream ends after it.
+func (c *ChatStream) ReadToEnd(t *testing.T) Event {
+	t.Helper()
+	for {
+		ev, err := c.Next()
+		if err != nil {
+			t.Fatalf("reading the stream to its end: %v (after %d deltas)", err, c.deltas)
+		}
+		if problem := c.check(ev); problem != "" {
+			t.Error(problem)
+		}
+		switch ev.Name {
+		case "delta":
+			continue
+		case "done", "error":
+			if more, err := c.Next(); err != io.EOF {
+				t.Errorf("the stream goes on after %s: %v %v", ev.Name, more, err)
+			}
+			return ev
+		default:
+			t.Fatalf("event %s %v in the middle of the deltas", ev.Name, ev.Data)
+		}
+	}
 }
 
 func unique(prefix string) string {
