@@ -4,12 +4,13 @@
 // (make test-sanitize).
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "common/ids.h"
 #include "gtest/gtest.h"
@@ -39,6 +40,26 @@ class SlowProvider final : public Provider {
   std::string model_ = "slow";
 };
 
+// std's, not absl::Notification: TSan sees pthreads, and Debian's absl is
+// not instrumented.
+class Started {
+ public:
+  void Notify() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    done_ = true;
+    cv_.notify_all();
+  }
+  void WaitForNotification() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait(lock, [this] { return done_; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool done_ = false;
+};
+
 // Counts what arrives; drops everything else.
 class CountingSink final : public ChatSink {
  public:
@@ -57,7 +78,7 @@ class CountingSink final : public ChatSink {
   bool Cancelled() override { return false; }
 
   std::string reply_id;
-  absl::Notification started;
+  Started started;
   MessageStatus done_status = MessageStatus::kInProgress;
   int errors = 0;
 };
