@@ -304,6 +304,44 @@ func waitForAssistant(t *testing.T, s *Stack, a Account, id string) map[string]a
 	return nil
 }
 
+// expectStarted checks a `reply` event: the assistant message as stored
+// when the reply starts (in progress, no text yet) under parentID, and
+// returns it.
+func expectStarted(t *testing.T, c *ChatStream, convID, parentID, model string) map[string]any {
+	t.Helper()
+	reply := c.Expect(t, "reply")
+	if Str(reply, "role") != "assistant" || Str(reply, "status") != "in_progress" || Str(reply, "content") != "" ||
+		Str(reply, "conversation_id") != convID || Str(reply, "parent_id") != parentID || Str(reply, "model") != model ||
+		!uuidV7Pattern.MatchString(Str(reply, "id")) {
+		t.Errorf("reply event %v, want the assistant message in progress under %s with model %s", reply, parentID, model)
+	}
+	return reply
+}
+
+// waitForMessage polls GET message until ok(message) holds, for at most
+// limit, and returns the last message read (failing the test if ok never
+// held, with what it was last).
+func waitForMessage(t *testing.T, s *Stack, a Account, convID, id string, limit time.Duration,
+	what string, ok func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		r := s.Do(t, "GET", messagePath(convID, id), nil, Bearer(a.Access)...)
+		mustStatus(t, r, http.StatusOK, "GET message "+id)
+		if ok(r.JSON) {
+			return r.JSON
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v; the message is %.600s", what, limit, r.Body)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func hasStatus(status string) func(map[string]any) bool {
+	return func(m map[string]any) bool { return Str(m, "status") == status }
+}
+
 func TestChatStreamsOverSSEAndStoresBothMessages(t *testing.T) {
 	s, p := ChatStack(t)
 	a := s.NewAccount(t)
@@ -318,18 +356,29 @@ func TestChatStreamsOverSSEAndStoresBothMessages(t *testing.T) {
 	if Str(user, "role") != "user" || Str(user, "content") != content || Str(user, "status") != "complete" {
 		t.Errorf("user message %v", user)
 	}
+	// The assistant message, stored in progress, comes at once, so a
+	// client knows its id.
+	started := expectStarted(t, c, id, Str(user, "id"), "fake-model-1")
+	if stored := getOK(t, s, a, messagePath(id, Str(started, "id"))); Str(stored, "role") != "assistant" {
+		t.Errorf("the reply of the reply event is not stored: %v", stored)
+	}
 	var text string
-	for _, want := range []string{"Hello", ", ", "world"} {
-		if got := Str(c.Expect(t, "delta"), "text"); got != want {
-			t.Errorf("delta %q, want %q", got, want)
+	for i, want := range []struct {
+		text   string
+		offset float64
+		id     string
+	}{{"Hello", 0, "5"}, {", ", 5, "7"}, {"world", 7, "12"}} {
+		ev := c.ExpectEvent(t, "delta")
+		if Str(ev.Data, "text") != want.text || ev.Data["offset"] != want.offset || ev.ID != want.id {
+			t.Errorf("delta %d: %v id %q, want {%q %v} id %s", i, ev.Data, ev.ID, want.text, want.offset, want.id)
 		}
-		text += want
+		text += want.text
 	}
 	done := c.Expect(t, "done")
 	reply := Get(done, "message")
-	if Str(reply, "role") != "assistant" || Str(reply, "content") != text ||
+	if Str(reply, "role") != "assistant" || Str(reply, "content") != text || Str(reply, "id") != Str(started, "id") ||
 		Str(reply, "status") != "complete" || Str(reply, "model") != "fake-model-1" {
-		t.Errorf("reply %v", reply)
+		t.Errorf("reply %v, want the one of the reply event (%s), complete", reply, Str(started, "id"))
 	}
 	if Get(done, "usage", "total_tokens") != float64(14) {
 		t.Errorf("usage %v", Get(done, "usage"))
@@ -372,9 +421,14 @@ func TestChatStreamsNDJSONWithoutEventStreamAccept(t *testing.T) {
 	if ct := c.Resp.Header.Get("Content-Type"); !strings.Contains(ct, "ndjson") {
 		t.Errorf("content type %q", ct)
 	}
-	c.Expect(t, "message")
+	user := c.Expect(t, "message")
+	expectStarted(t, c, id, Str(user, "id"), "fake-model-1")
+	// NDJSON has no ids: the offsets are in the deltas (checked by Expect).
 	for i := 0; i < 3; i++ {
 		c.Expect(t, "delta")
+	}
+	if text, first, end, _ := c.Deltas(); text != "Hello, world" || first != 0 || end != 12 {
+		t.Errorf("deltas %q from %d to %d, want \"Hello, world\" from 0 to 12", text, first, end)
 	}
 	if Str(c.Expect(t, "done"), "message", "content") != "Hello, world" {
 		t.Error("done without the reply")
@@ -390,6 +444,7 @@ func TestChatFirstDeltaReachesTheClientBeforeTheProviderFinishes(t *testing.T) {
 	c := s.OpenChat(t, a.Access, id, content, true)
 	defer c.Resp.Body.Close()
 	c.Expect(t, "message")
+	c.Expect(t, "reply")
 	// The provider is still waiting on the gate: this delta was not buffered.
 	if got := Str(c.Expect(t, "delta"), "text"); got != "First" {
 		t.Fatalf("first delta %q", got)
@@ -411,6 +466,7 @@ func TestChatMalformedChunkEndsWithAnErrorAndAFailedMessage(t *testing.T) {
 	c := s.OpenChat(t, a.Access, id, content, true)
 	defer c.Resp.Body.Close()
 	c.Expect(t, "message")
+	c.Expect(t, "reply")
 	c.Expect(t, "delta")
 	e := c.Expect(t, "error")
 	if Str(e, "error", "code") != "UNAVAILABLE" || Str(e, "error", "request_id") != c.Resp.Header.Get("X-Request-Id") {
@@ -455,6 +511,7 @@ func TestChatStalledProviderTimesOut(t *testing.T) {
 	c := s.OpenChat(t, a.Access, id, unique("Wait scenario:stall"), true)
 	defer c.Resp.Body.Close()
 	c.Expect(t, "message")
+	c.Expect(t, "reply")
 	c.Expect(t, "delta")
 	if e := c.Expect(t, "error"); Str(e, "error", "code") != "DEADLINE_EXCEEDED" {
 		t.Errorf("error event %v", e)
@@ -465,27 +522,27 @@ func TestChatStalledProviderTimesOut(t *testing.T) {
 	}
 }
 
-func TestChatClientHangingUpCancelsTheProviderAndKeepsTheText(t *testing.T) {
-	s, p := ChatStack(t)
+// Replies are durable (docs/api.md "Durable replies"): a client that hangs
+// up no longer cancels the provider request; the reply is generated to its
+// end and stored complete.
+func TestChatClientHangingUpLetsTheReplyFinish(t *testing.T) {
+	s, _ := ChatStack(t)
 	a := s.NewAccount(t)
 	id := newConversation(t, s, a)
-	content := unique("Go on scenario:hangup")
+	content := unique("Go on scenario:drip chunks:16 every:40ms")
 	c := s.OpenChat(t, a.Access, id, content, true)
-	c.Expect(t, "message")
+	user := c.Expect(t, "message")
+	reply := expectStarted(t, c, id, Str(user, "id"), "fake-model-1")
+	c.Expect(t, "delta")
 	c.Expect(t, "delta")
 	c.Resp.Body.Close() // the browser tab closes
-	req := p.Request(content)
-	select {
-	case <-req.cancelled:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the provider request was not cancelled")
+	stored := waitForMessage(t, s, a, id, Str(reply, "id"), 15*time.Second,
+		"the reply completes after the client hung up", func(m map[string]any) bool { return Str(m, "status") != "in_progress" })
+	if Str(stored, "status") != "complete" || Str(stored, "content") != dripText(16) {
+		t.Errorf("stored reply %v, want complete with the whole text %q", stored, dripText(16))
 	}
-	reply := waitForAssistant(t, s, a, id)
-	if Str(reply, "status") != "incomplete" || !strings.HasPrefix(Str(reply, "content"), "Tick") {
-		t.Errorf("stored reply %v", reply)
-	}
-	if stored := storedMessages(t, s, a, id); Str(stored[0], "content") != content {
-		t.Errorf("user message %v", stored[0])
+	if stored := storedMessages(t, s, a, id); len(stored) != 2 || Str(stored[0], "content") != content {
+		t.Errorf("stored messages %v", stored)
 	}
 }
 
@@ -530,6 +587,7 @@ func TestChatConcurrentStreamsPerUserAreCapped(t *testing.T) {
 	c := s.OpenChat(t, a.Access, id, content, true)
 	defer c.Resp.Body.Close()
 	c.Expect(t, "message")
+	c.Expect(t, "reply")
 	c.Expect(t, "delta")
 	second := s.Do(t, "POST", "/v1/conversations/"+id+"/chat",
 		map[string]string{"content": "another one"}, Bearer(a.Access)...)
