@@ -34,9 +34,11 @@ absl::StatusOr<std::unique_ptr<ServiceRuntime>> ServiceRuntime::FromFlags(
   return runtime;
 }
 
-absl::Status ServiceRuntime::Serve(
-    const std::string& name, const std::string& listen_address, int max_threads,
-    const std::vector<grpc::Service*>& services, std::function<void()> on_stop) {
+absl::Status ServiceRuntime::Serve(const std::string& name,
+                                   const std::string& listen_address,
+                                   int max_threads,
+                                   const std::vector<grpc::Service*>& services,
+                                   std::function<void()> on_stop) {
   DbPool* pool = pool_.get();
   return chat::Serve(
       {

@@ -1,7 +1,6 @@
 #include "common/utf8.h"
 
 #include <algorithm>
-
 #include <cstdint>
 
 namespace chat {

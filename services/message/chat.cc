@@ -133,9 +133,8 @@ absl::Status Chats::Run(const std::string& user_id,
   ASSIGN_OR_RETURN(
       StartedReply started,
       storage_->StartReply(user_id, prompt, input.parent_id,
-                           NewReply(conversation_id, input.model),
-                           std::nullopt, options_.owner,
-                           options_.max_streams_per_user));
+                           NewReply(conversation_id, input.model), std::nullopt,
+                           options_.owner, options_.max_streams_per_user));
   if (sink.SendMessage(*started.prompt)) sink.SendReply(started.reply);
   Generate(user_id, &*started.prompt, started.reply, sink);
   return absl::OkStatus();
@@ -156,15 +155,14 @@ absl::Status Chats::Regenerate(const std::string& user_id,
   }
   std::optional<MessageRecord> prompt;
   if (!original.parent_id.empty()) {
-    ASSIGN_OR_RETURN(prompt, storage_->Get(user_id, conversation_id,
-                                           original.parent_id));
+    ASSIGN_OR_RETURN(
+        prompt, storage_->Get(user_id, conversation_id, original.parent_id));
   }
   ASSIGN_OR_RETURN(
       StartedReply started,
       storage_->StartReply(user_id, std::nullopt, std::nullopt,
-                           NewReply(conversation_id, model),
-                           original.parent_id, options_.owner,
-                           options_.max_streams_per_user));
+                           NewReply(conversation_id, model), original.parent_id,
+                           options_.owner, options_.max_streams_per_user));
   sink.SendReply(started.reply);
   Generate(user_id, prompt ? &*prompt : nullptr, started.reply, sink);
   return absl::OkStatus();
@@ -179,10 +177,10 @@ void Chats::Generate(const std::string& user_id, const MessageRecord* last,
   }
   const std::string& conversation_id = reply.conversation_id;
   std::string text;
-  int64_t offset = 0;        // characters sent or stored so far
-  bool client_here = true;   // writes to the client still go through
-  bool taken_away = false;   // cancelled or recovered elsewhere
-  bool changed = false;      // text not stored yet
+  int64_t offset = 0;       // characters sent or stored so far
+  bool client_here = true;  // writes to the client still go through
+  bool taken_away = false;  // cancelled or recovered elsewhere
+  bool changed = false;     // text not stored yet
   absl::Time last_save = clock_->Now();
   // Stores the text (and learns whether the reply is still ours) at least
   // every save_interval while the reply runs.
@@ -190,9 +188,9 @@ void Chats::Generate(const std::string& user_id, const MessageRecord* last,
     const absl::Time now = clock_->Now();
     if (taken_away || now - last_save < options_.save_interval) return;
     last_save = now;
-    absl::StatusOr<bool> still_ours = storage_->SaveReplyText(
-        user_id, conversation_id, reply.id, options_.owner, text,
-        ToMicroseconds(now));
+    absl::StatusOr<bool> still_ours =
+        storage_->SaveReplyText(user_id, conversation_id, reply.id,
+                                options_.owner, text, ToMicroseconds(now));
     if (!still_ours.ok()) {
       log::Warn("cannot store a reply's text",
                 {{"error", still_ours.status().message()}});
@@ -242,11 +240,9 @@ void Chats::Generate(const std::string& user_id, const MessageRecord* last,
                {"error", answer.status().message()}});
   }
   const absl::Time done_at = ToMicroseconds(clock_->Now());
-  absl::StatusOr<std::optional<MessageRecord>> finished =
-      storage_->FinishReply(user_id, conversation_id, reply.id, options_.owner,
-                            text, status,
-                            answer.ok() ? answer->model : reply.model,
-                            done_at);
+  absl::StatusOr<std::optional<MessageRecord>> finished = storage_->FinishReply(
+      user_id, conversation_id, reply.id, options_.owner, text, status,
+      answer.ok() ? answer->model : reply.model, done_at);
   {
     std::lock_guard<std::mutex> lock(live->mutex);
     live->ended = true;
@@ -257,7 +253,7 @@ void Chats::Generate(const std::string& user_id, const MessageRecord* last,
     live_.erase(reply.id);
   }
   absl::StatusOr<MessageRecord> stored =
-      !finished.ok()     ? absl::StatusOr<MessageRecord>(finished.status())
+      !finished.ok() ? absl::StatusOr<MessageRecord>(finished.status())
       : finished->has_value()
           ? absl::StatusOr<MessageRecord>(**finished)
           // Cancelled or recovered elsewhere: it is as that left it.

@@ -626,9 +626,8 @@ TEST_F(ChatTest, RegenerateTakesOnlyAnAssistantMessageOfTheCaller) {
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(chats.Regenerate(kOtherUser, kConversation, reply.id, "", none),
               StatusIs(absl::StatusCode::kNotFound));
-  EXPECT_THAT(
-      chats.Regenerate(kUser, kSecondConversation, reply.id, "", none),
-      StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(chats.Regenerate(kUser, kSecondConversation, reply.id, "", none),
+              StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(chats.Regenerate(kUser, kConversation, "nope", "", none),
               StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(none.events, IsEmpty());
@@ -659,9 +658,8 @@ namespace {
 
 TEST_F(ChatTest, TheReplyIsStoredInProgressBeforeTheFirstDelta) {
   MessageStatus status_at_first_piece = MessageStatus::kComplete;
-  provider_.during.push_back([&] {
-    status_at_first_piece = Stored().back().status;
-  });
+  provider_.during.push_back(
+      [&] { status_at_first_piece = Stored().back().status; });
   Chats chats(&store_, &provider_, &clock_, {});
   ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
   ASSERT_EQ(sink_.events[1].kind, Kind::kReply);
@@ -728,8 +726,7 @@ TEST_F(ChatTest, AReplyCancelledElsewhereStopsAtItsNextSave) {
   provider_.during.push_back([&] {
     // Another replica cancels: the stored reply is incomplete at once.
     const MessageRecord reply = Stored().back();
-    ASSERT_OK(store_.CancelReply(kUser, kConversation, reply.id,
-                                 clock_.Now()));
+    ASSERT_OK(store_.CancelReply(kUser, kConversation, reply.id, clock_.Now()));
     clock_.Advance(absl::Seconds(1));  // the next piece is due to be saved
   });
   Chats chats(&store_, &provider_, &clock_, {});
@@ -749,10 +746,11 @@ TEST_F(ChatTest, StoppingTheServiceEndsRepliesIncomplete) {
   EXPECT_EQ(Stored().back().status, MessageStatus::kIncomplete);
 }
 
-TEST_F(ChatTest, AModelOutsideTheConfiguredOnesIsRefusedBeforeAnythingIsStored) {
+TEST_F(ChatTest,
+       AModelOutsideTheConfiguredOnesIsRefusedBeforeAnythingIsStored) {
   Chats chats(&store_, &provider_, &clock_, {.allowed_models = {"small"}});
-  absl::Status refused = chats.Run(
-      kUser, kConversation, {.content = "Hi", .model = "huge"}, sink_);
+  absl::Status refused = chats.Run(kUser, kConversation,
+                                   {.content = "Hi", .model = "huge"}, sink_);
   EXPECT_THAT(refused, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(FieldsOf(refused), ElementsAre("model"));
   EXPECT_THAT(Stored(), IsEmpty());
@@ -803,30 +801,28 @@ TEST_F(ChatTest, StreamReplyOfAnEndedReplySendsTheRestAndDone) {
 TEST_F(ChatTest, StreamReplyFollowsAReplyInProgressUntilItEnds) {
   // A reply in progress of another replica (owner 7), with text stored.
   const absl::Time now = clock_.Now();
-  absl::StatusOr<StartedReply> started = store_.StartReply(
-      kUser, std::nullopt, std::nullopt,
-      {.id = NewUuidV7(now),
-       .conversation_id = kConversation,
-       .role = Role::kAssistant,
-       .status = MessageStatus::kInProgress,
-       .created_at = now,
-       .updated_at = now},
-      std::string(), 7, 10);
+  absl::StatusOr<StartedReply> started =
+      store_.StartReply(kUser, std::nullopt, std::nullopt,
+                        {.id = NewUuidV7(now),
+                         .conversation_id = kConversation,
+                         .role = Role::kAssistant,
+                         .status = MessageStatus::kInProgress,
+                         .created_at = now,
+                         .updated_at = now},
+                        std::string(), 7, 10);
   ASSERT_OK(started);
   const std::string id = started->reply.id;
   ASSERT_OK(store_.SaveReplyText(kUser, kConversation, id, 7, "Hel", now));
   int looks = 0;
-  Chats chats(&store_, &provider_, &clock_,
-              {.sleep = [&](absl::Duration) {
-                 if (++looks == 1) {
-                   ASSERT_OK(store_.SaveReplyText(kUser, kConversation, id, 7,
-                                                  "Hello", now));
-                 } else {
-                   ASSERT_OK(store_.FinishReply(kUser, kConversation, id, 7,
-                                                "Hello!", MessageStatus::kComplete,
-                                                "m", now));
-                 }
-               }});
+  Chats chats(&store_, &provider_, &clock_, {.sleep = [&](absl::Duration) {
+    if (++looks == 1) {
+      ASSERT_OK(
+          store_.SaveReplyText(kUser, kConversation, id, 7, "Hello", now));
+    } else {
+      ASSERT_OK(store_.FinishReply(kUser, kConversation, id, 7, "Hello!",
+                                   MessageStatus::kComplete, "m", now));
+    }
+  }});
   FakeSink follower;
   ASSERT_OK(chats.StreamReply(kUser, kConversation, id, 1, follower));
   ASSERT_THAT(follower.Kinds(), ElementsAre(Kind::kDelta, Kind::kDelta,

@@ -202,8 +202,7 @@ absl::StatusOr<MessageRecord> InMemoryMessageStore::Append(
   }
   // Without the conversation or the parent the transaction rolls back: no
   // key is kept.
-  absl::StatusOr<MessageRecord> stored =
-      AppendLocked(user_id, message, parent);
+  absl::StatusOr<MessageRecord> stored = AppendLocked(user_id, message, parent);
   if (!stored.ok()) return stored.status();
   if (key) {
     idempotency_keys_[{user, key->key}] = StoredKey{
@@ -367,10 +366,10 @@ absl::Status InMemoryMessageStore::Delete(const std::string& user_id,
       for (const auto& [seq, other] : conversation->messages) {
         if (other.parent_id.empty()) newest_root = &other;
       }
-      state.active_leaf_id = newest_root == nullptr
-                                 ? ""
-                                 : NewestLeafUnder(*conversation,
-                                                   newest_root->id);
+      state.active_leaf_id =
+          newest_root == nullptr
+              ? ""
+              : NewestLeafUnder(*conversation, newest_root->id);
     }
   }
   state.message_count -= static_cast<int64_t>(doomed.size());
@@ -529,8 +528,7 @@ absl::StatusOr<StartedReply> InMemoryMessageStore::StartReply(
   }
   if (in_progress >= max_in_progress) {
     return ResourceExhaustedRetryAfter(
-        "too many replies in progress for this user at once",
-        absl::Seconds(1));
+        "too many replies in progress for this user at once", absl::Seconds(1));
   }
   StoredConversation* conversation = Find(user_id, reply.conversation_id);
   if (conversation == nullptr) return ConversationNotFound();
@@ -577,13 +575,10 @@ absl::StatusOr<bool> InMemoryMessageStore::SaveReplyText(
   return true;
 }
 
-absl::StatusOr<std::optional<MessageRecord>>
-InMemoryMessageStore::FinishReply(const std::string& user_id,
-                                  const std::string& conversation_id,
-                                  const std::string& id, int64_t owner,
-                                  const std::string& text,
-                                  MessageStatus status,
-                                  const std::string& model, absl::Time now) {
+absl::StatusOr<std::optional<MessageRecord>> InMemoryMessageStore::FinishReply(
+    const std::string& user_id, const std::string& conversation_id,
+    const std::string& id, int64_t owner, const std::string& text,
+    MessageStatus status, const std::string& model, absl::Time now) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (absl::Status error = TakeInjectedError(Method::kFinishReply);
       !error.ok()) {

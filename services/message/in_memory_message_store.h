@@ -150,7 +150,7 @@ class InMemoryMessageStore final : public MessageStore {
   struct StoredConversation {
     ConversationState state;
     std::map<int64_t, MessageRecord> messages;  // by seq
-    std::map<std::string, int64_t> owners;  // replies in progress, by id
+    std::map<std::string, int64_t> owners;      // replies in progress, by id
   };
   struct StoredKey {
     std::string request_hash;

@@ -9,8 +9,8 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/strings/str_split.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_split.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/server.h"
@@ -61,6 +61,10 @@ ABSL_FLAG(absl::Duration, reply_recovery_interval,
           chat::EnvOr("REPLY_RECOVERY_INTERVAL", absl::Seconds(30)),
           "how often replies left in progress by a gone replica are marked "
           "incomplete (env REPLY_RECOVERY_INTERVAL)");
+ABSL_FLAG(absl::Duration, reply_recovery_grace,
+          chat::EnvOr("REPLY_RECOVERY_GRACE", absl::Seconds(10)),
+          "a reply of a gone replica is recovered once it was not stored for "
+          "this long (env REPLY_RECOVERY_GRACE)");
 
 int main(int argc, char** argv) {
   chat::BlockTerminationSignals();
@@ -117,7 +121,8 @@ int main(int argc, char** argv) {
        .owner = (*ownership)->key()});
   chat::message::ReplyRecovery recovery(
       ownership->get(), (*runtime)->pool(), (*runtime)->clock(),
-      absl::GetFlag(FLAGS_reply_recovery_interval));
+      absl::GetFlag(FLAGS_reply_recovery_interval),
+      absl::GetFlag(FLAGS_reply_recovery_grace));
   chat::message::MessageServiceImpl service(&messages, &chats,
                                             (*runtime)->callers());
   absl::Status served = (*runtime)->Serve(

@@ -201,11 +201,11 @@ Status MessageServiceImpl::Chat(
     grpc::ServerWriter<chat::v1::ChatEvent>* writer) {
   return ForCaller(*callers_, *context, [&](const std::string& user) {
     GrpcChatSink sink(context, writer);
-    return chats_->Run(user, request->conversation_id(),
-                       {request->content(), request->model(),
-                        ParentOf(request->has_parent_id(),
-                                 request->parent_id())},
-                       sink);
+    return chats_->Run(
+        user, request->conversation_id(),
+        {request->content(), request->model(),
+         ParentOf(request->has_parent_id(), request->parent_id())},
+        sink);
   });
 }
 

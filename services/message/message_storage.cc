@@ -6,7 +6,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-
 #include "common/errors.h"
 #include "common/idempotency_storage.h"
 #include "common/log.h"
@@ -21,12 +20,13 @@ namespace {
 
 // The columns FromRow reads, over a row `m` of messages joined with
 // SIBLINGS; append_message returns the same columns.
-#define MESSAGE_COLUMNS                                                      \
-  "m.id::text, m.conversation_id::text, m.seq, m.role, m.content, "          \
-  "m.status, m.model, m.metadata::text, "                                    \
-  "(extract(epoch FROM m.created_at) * 1000000)::bigint, "                   \
-  "(extract(epoch FROM m.updated_at) * 1000000)::bigint, "                   \
-  "COALESCE(NULLIF(m.parent_id, " NIL_UUID ")::text, ''), s.sibling_index, " \
+#define MESSAGE_COLUMNS                                             \
+  "m.id::text, m.conversation_id::text, m.seq, m.role, m.content, " \
+  "m.status, m.model, m.metadata::text, "                           \
+  "(extract(epoch FROM m.created_at) * 1000000)::bigint, "          \
+  "(extract(epoch FROM m.updated_at) * 1000000)::bigint, "          \
+  "COALESCE(NULLIF(m.parent_id, " NIL_UUID                          \
+  ")::text, ''), s.sibling_index, "                                 \
   "s.sibling_count"
 
 // The place of `m` among the messages that share its parent.
@@ -269,7 +269,8 @@ constexpr char kOrphanReplies[] = "message_orphan_replies";
 constexpr char kOrphanRepliesSql[] =
     "UPDATE messages SET status = 'incomplete', owner_key = NULL, "
     "updated_at = $2::timestamptz "
-    "WHERE status = 'in_progress' AND COALESCE(owner_key, 0) = $1";
+    "WHERE status = 'in_progress' AND COALESCE(owner_key, 0) = $1 "
+    "AND updated_at < $3::timestamptz";
 
 // The fork's conversation: $5 its title (empty: the source's), $6 how many
 // messages it gets, $7 the id of the last one.
@@ -390,11 +391,9 @@ std::vector<PreparedStatement> MessageStorage::Statements() {
 namespace {
 
 // append_message in an open transaction; NOT_FOUND as Append.
-absl::StatusOr<MessageRecord> AppendIn(pqxx::work& tx,
-                                       const std::string& user_id,
-                                       const MessageRecord& message,
-                                       const std::optional<std::string>&
-                                           parent_id) {
+absl::StatusOr<MessageRecord> AppendIn(
+    pqxx::work& tx, const std::string& user_id, const MessageRecord& message,
+    const std::optional<std::string>& parent_id) {
   pqxx::result rows = tx.exec_prepared(
       kAppend, user_id, message.conversation_id, message.id, parent_id,
       std::string(RoleName(message.role)), message.content,
@@ -519,8 +518,7 @@ absl::Status MessageStorage::Delete(const std::string& user_id,
     if (active) {
       tx.exec_prepared(kEndBranchAt, user_id, conversation_id, parent_id);
     }
-    tx.exec_prepared0(kUncount, user_id, conversation_id, PgTime(now),
-                      deleted);
+    tx.exec_prepared0(kUncount, user_id, conversation_id, PgTime(now), deleted);
     return absl::OkStatus();
   });
 }
@@ -585,8 +583,8 @@ absl::StatusOr<ForkedConversation> MessageStorage::Fork(
         RETURN_IF_ERROR(
             LockConversation(tx, user_id, conversation_id).status());
         std::vector<std::string> path;
-        for (const pqxx::row& row : tx.exec_prepared(
-                 kPathIds, user_id, conversation_id, message_id)) {
+        for (const pqxx::row& row :
+             tx.exec_prepared(kPathIds, user_id, conversation_id, message_id)) {
           path.push_back(row[0].as<std::string>());
         }
         if (path.empty()) return MessageNotFound();
@@ -597,10 +595,10 @@ absl::StatusOr<ForkedConversation> MessageStorage::Fork(
         ForkedConversation made = fork;
         made.message_count = static_cast<int64_t>(path.size());
         made.active_leaf_id = copies.back();
-        const pqxx::row row = tx.exec_prepared1(
-            kInsertFork, user_id, conversation_id, fork.id, path.back(),
-            fork.title, made.message_count, made.active_leaf_id,
-            PgTime(fork.created_at));
+        const pqxx::row row =
+            tx.exec_prepared1(kInsertFork, user_id, conversation_id, fork.id,
+                              path.back(), fork.title, made.message_count,
+                              made.active_leaf_id, PgTime(fork.created_at));
         made.title = row[0].as<std::string>();
         made.metadata =
             MetadataFromJson(row[1].as<std::string>()).value_or(Metadata{});
@@ -650,9 +648,8 @@ absl::StatusOr<bool> MessageStorage::SaveReplyText(
     absl::Time now) {
   return pool_->Transact<bool>(
       user_id, [&](pqxx::work& tx) -> absl::StatusOr<bool> {
-        return tx
-                   .exec_prepared(kSaveReplyText, user_id, conversation_id, id,
-                                  owner, text, PgTime(now))
+        return tx.exec_prepared(kSaveReplyText, user_id, conversation_id, id,
+                                owner, text, PgTime(now))
                    .affected_rows() > 0;
       });
 }
@@ -679,8 +676,8 @@ absl::StatusOr<MessageRecord> MessageStorage::CancelReply(
       user_id, [&](pqxx::work& tx) -> absl::StatusOr<MessageRecord> {
         pqxx::result rows = tx.exec_prepared(kCancelReply, user_id,
                                              conversation_id, id, PgTime(now));
-        if (rows.empty()) rows = tx.exec_prepared(kGet, user_id,
-                                                  conversation_id, id);
+        if (rows.empty())
+          rows = tx.exec_prepared(kGet, user_id, conversation_id, id);
         if (rows.empty()) return MessageNotFound();
         return FromRow(rows[0]);
       });
@@ -708,7 +705,8 @@ absl::StatusOr<std::unique_ptr<ReplyOwnership>> ReplyOwnership::Acquire(
 }
 
 absl::StatusOr<int64_t> ReplyOwnership::RecoverOrphans(DbPool* pool,
-                                                       absl::Time now) {
+                                                       absl::Time now,
+                                                       absl::Duration grace) {
   return pool->Transact<int64_t>(
       "", [&](pqxx::work& tx) -> absl::StatusOr<int64_t> {
         tx.exec("SET LOCAL app.reply_recovery = 'on'");
@@ -723,8 +721,9 @@ absl::StatusOr<int64_t> ReplyOwnership::RecoverOrphans(DbPool* pool,
             continue;
           }
           if (key != 0) tx.exec_params("SELECT pg_advisory_unlock($1)", key);
-          recovered +=
-              tx.exec_prepared(kOrphanReplies, key, PgTime(now)).affected_rows();
+          recovered += tx.exec_prepared(kOrphanReplies, key, PgTime(now),
+                                        PgTime(now - grace))
+                           .affected_rows();
         }
         return recovered;
       });
@@ -753,8 +752,13 @@ absl::Status ReplyOwnership::KeepAlive() {
 }
 
 ReplyRecovery::ReplyRecovery(ReplyOwnership* ownership, DbPool* pool,
-                             const Clock* clock, absl::Duration interval)
-    : ownership_(ownership), pool_(pool), clock_(clock), interval_(interval) {
+                             const Clock* clock, absl::Duration interval,
+                             absl::Duration grace)
+    : ownership_(ownership),
+      pool_(pool),
+      clock_(clock),
+      interval_(interval),
+      grace_(grace) {
   thread_ = std::thread([this] {
     std::unique_lock<std::mutex> lock(mutex_);
     while (!stopping_) {
@@ -782,7 +786,7 @@ void ReplyRecovery::RunOnce() {
               {{"error", alive.message()}});
   }
   absl::StatusOr<int64_t> recovered =
-      ownership_->RecoverOrphans(pool_, ToMicroseconds(clock_->Now()));
+      ownership_->RecoverOrphans(pool_, ToMicroseconds(clock_->Now()), grace_);
   if (!recovered.ok()) {
     log::Warn("cannot recover replies of gone replicas",
               {{"error", recovered.status().message()}});

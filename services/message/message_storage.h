@@ -14,9 +14,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -105,14 +105,18 @@ class ReplyOwnership {
   int64_t key() const { return key_; }
 
   // Marks incomplete, with their stored text, the replies in progress whose
-  // owner is gone; answers how many.
-  absl::StatusOr<int64_t> RecoverOrphans(DbPool* pool, absl::Time now);
+  // owner is gone and that were not stored for `grace`; answers how many.
+  // A live owner stores each reply at least every save interval even when
+  // its text does not change, so `grace` rides out a moment in which the
+  // owner lost its session (and the lock) but not its replies.
+  absl::StatusOr<int64_t> RecoverOrphans(DbPool* pool, absl::Time now,
+                                         absl::Duration grace);
   // After the database restarted: connects again and takes the same lock.
   absl::Status KeepAlive();
 
  private:
-  ReplyOwnership(std::unique_ptr<pqxx::connection> connection,
-                 std::string url, int64_t key)
+  ReplyOwnership(std::unique_ptr<pqxx::connection> connection, std::string url,
+                 int64_t key)
       : connection_(std::move(connection)), url_(std::move(url)), key_(key) {}
 
   std::unique_ptr<pqxx::connection> connection_;
@@ -126,7 +130,7 @@ class ReplyOwnership {
 class ReplyRecovery {
  public:
   ReplyRecovery(ReplyOwnership* ownership, DbPool* pool, const Clock* clock,
-                absl::Duration interval);
+                absl::Duration interval, absl::Duration grace);
   ~ReplyRecovery();
 
  private:
@@ -136,6 +140,7 @@ class ReplyRecovery {
   DbPool* pool_;
   const Clock* clock_;
   absl::Duration interval_;
+  absl::Duration grace_;
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;

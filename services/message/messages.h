@@ -89,8 +89,7 @@ class MessageStore {
   // was used for the same request.
   virtual absl::StatusOr<MessageRecord> Append(
       const std::string& user_id, const MessageRecord& message,
-      const ParentChoice& parent,
-      const std::optional<IdempotencyKey>& key) = 0;
+      const ParentChoice& parent, const std::optional<IdempotencyKey>& key) = 0;
   virtual absl::StatusOr<MessageRecord> Get(const std::string& user_id,
                                             const std::string& conversation_id,
                                             const std::string& id) = 0;
@@ -132,8 +131,7 @@ class MessageStore {
   virtual absl::StatusOr<StartedReply> StartReply(
       const std::string& user_id, const std::optional<MessageRecord>& prompt,
       const ParentChoice& prompt_parent, const MessageRecord& reply,
-      const ParentChoice& reply_parent, int64_t owner,
-      int max_in_progress) = 0;
+      const ParentChoice& reply_parent, int64_t owner, int max_in_progress) = 0;
   // Stores the text of a reply in progress of `owner`. False when it is no
   // longer in progress under that owner (cancelled, or recovered by another
   // replica): the generation should stop.

@@ -42,6 +42,9 @@ func durableStack(t *testing.T, messageEnv ...string) (*Stack, *FakeProvider) {
 		"PROVIDER=openai", "PROVIDER_BASE_URL=" + p.URL + "/v1",
 		"PROVIDER_API_KEY=" + providerKey, "PROVIDER_MODEL=fake-model-1",
 		"PROVIDER_IDLE_TIMEOUT=20s",
+		// Recovery every second, of replies not stored for 3 s (a live
+		// replica stores each of its replies about every 500 ms).
+		"REPLY_RECOVERY_INTERVAL=1s", "REPLY_RECOVERY_GRACE=3s",
 	}, messageEnv...)
 	return startRobustStack(t, map[string][]string{"message": env}), p
 }

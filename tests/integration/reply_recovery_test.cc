@@ -64,12 +64,13 @@ class ReplyRecoveryTest : public ::testing::Test {
                          const std::string& text) {
     const absl::Time now = ToMicroseconds(absl::Now());
     absl::StatusOr<StartedReply> started = storage_->StartReply(
-        user, MessageRecord{.id = NewUuidV7(),
-                            .conversation_id = conversations_[user],
-                            .role = Role::kUser,
-                            .content = "question",
-                            .created_at = now,
-                            .updated_at = now},
+        user,
+        MessageRecord{.id = NewUuidV7(),
+                      .conversation_id = conversations_[user],
+                      .role = Role::kUser,
+                      .content = "question",
+                      .created_at = now,
+                      .updated_at = now},
         std::nullopt,
         MessageRecord{.id = NewUuidV7(),
                       .conversation_id = conversations_[user],
@@ -99,7 +100,8 @@ class ReplyRecoveryTest : public ::testing::Test {
   std::unique_ptr<MessageStorage> storage_;
 };
 
-TEST_F(ReplyRecoveryTest, ARepliesOwnerThatIsGoneLeavesItIncompleteWithItsText) {
+TEST_F(ReplyRecoveryTest,
+       ARepliesOwnerThatIsGoneLeavesItIncompleteWithItsText) {
   absl::StatusOr<std::unique_ptr<ReplyOwnership>> alive =
       ReplyOwnership::Acquire(db_->RoleUrl("chat_message"));
   absl::StatusOr<std::unique_ptr<ReplyOwnership>> crashed =
@@ -111,46 +113,58 @@ TEST_F(ReplyRecoveryTest, ARepliesOwnerThatIsGoneLeavesItIncompleteWithItsText) 
   const std::string kept = StartReply(kAlice, (*alive)->key(), "still going");
   const std::string lost = StartReply(kBob, (*crashed)->key(), "half an ans");
   // Both owners are alive: nothing to recover.
-  EXPECT_EQ((*alive)->RecoverOrphans(pool_.get(), absl::Now()).value_or(-1),
+  EXPECT_EQ((*alive)
+                ->RecoverOrphans(pool_.get(), absl::Now() + absl::Seconds(60),
+                                 absl::Seconds(10))
+                .value_or(-1),
             0);
 
   crashed->reset();  // its session ends, and the lock with it
-  EXPECT_EQ((*alive)->RecoverOrphans(pool_.get(), absl::Now()).value_or(-1),
+  EXPECT_EQ((*alive)
+                ->RecoverOrphans(pool_.get(), absl::Now(), absl::Seconds(10))
+                .value_or(-1),
+            0)
+      << "stored within the grace: its owner may only have lost its session";
+  EXPECT_EQ((*alive)
+                ->RecoverOrphans(pool_.get(), absl::Now() + absl::Seconds(60),
+                                 absl::Seconds(10))
+                .value_or(-1),
             1)
       << "Bob's reply, found across users";
   const MessageRecord recovered = Stored(kBob, lost);
   EXPECT_EQ(recovered.status, MessageStatus::kIncomplete);
   EXPECT_EQ(recovered.content, "half an ans");
   EXPECT_EQ(Stored(kAlice, kept).status, MessageStatus::kInProgress);
-  EXPECT_EQ((*alive)->RecoverOrphans(pool_.get(), absl::Now()).value_or(-1),
+  EXPECT_EQ((*alive)
+                ->RecoverOrphans(pool_.get(), absl::Now() + absl::Seconds(60),
+                                 absl::Seconds(10))
+                .value_or(-1),
             0);
 }
 
 TEST_F(ReplyRecoveryTest, TheInProgressCapCountsEveryOwner) {
   for (int i = 0; i < 2; ++i) StartReply(kAlice, 1000 + i, "x");
   const absl::Time now = ToMicroseconds(absl::Now());
-  EXPECT_THAT(
-      storage_->StartReply(
-          kAlice, std::nullopt, std::nullopt,
-          MessageRecord{.id = NewUuidV7(),
-                        .conversation_id = conversations_[kAlice],
-                        .role = Role::kAssistant,
-                        .status = MessageStatus::kInProgress,
-                        .created_at = now,
-                        .updated_at = now},
-          std::string(), 3000, 2),
-      StatusIs(absl::StatusCode::kResourceExhausted));
-  EXPECT_THAT(
-      storage_->StartReply(
-          kBob, std::nullopt, std::nullopt,
-          MessageRecord{.id = NewUuidV7(),
-                        .conversation_id = conversations_[kBob],
-                        .role = Role::kAssistant,
-                        .status = MessageStatus::kInProgress,
-                        .created_at = now,
-                        .updated_at = now},
-          std::string(), 3000, 2),
-      IsOk())
+  EXPECT_THAT(storage_->StartReply(
+                  kAlice, std::nullopt, std::nullopt,
+                  MessageRecord{.id = NewUuidV7(),
+                                .conversation_id = conversations_[kAlice],
+                                .role = Role::kAssistant,
+                                .status = MessageStatus::kInProgress,
+                                .created_at = now,
+                                .updated_at = now},
+                  std::string(), 3000, 2),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(storage_->StartReply(
+                  kBob, std::nullopt, std::nullopt,
+                  MessageRecord{.id = NewUuidV7(),
+                                .conversation_id = conversations_[kBob],
+                                .role = Role::kAssistant,
+                                .status = MessageStatus::kInProgress,
+                                .created_at = now,
+                                .updated_at = now},
+                  std::string(), 3000, 2),
+              IsOk())
       << "another user's replies do not count";
 }
 

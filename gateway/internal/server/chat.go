@@ -110,7 +110,7 @@ func eventStreams(client chatv1.MessageServiceClient) []eventStream {
 //     a `delta` with an "id: <offset after the chunk>" line too; the data
 //     of an `error` event is the error envelope {"error": {...}}.
 //   - otherwise: newline-delimited JSON, one ChatEvent per line
-//     ({"delta":{"text":"Hel","offset":"0"}}, {"error":{...}}).
+//     ({"delta":{"text":"Hel","offset":0}}, {"error":{...}}).
 //
 // Nothing is sent before the first event, so a call that fails before it
 // (UNAUTHENTICATED, NOT_FOUND, RESOURCE_EXHAUSTED...) answers the ordinary
