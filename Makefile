@@ -47,6 +47,8 @@ CXX_SOURCES  = $(shell find . $(PRUNE) -type f \( -name '*.cc' -o -name '*.h' \)
 GO_SOURCES   = $(shell find . $(PRUNE) -type f -name '*.go' -print)
 
 FUZZ_SECONDS ?= 60
+# make run REPLICAS=n: n processes of each service (scripts/run.sh).
+REPLICAS ?= 1
 
 .PHONY: all deps build run test test-sanitize fuzz fuzz-smoke bench fmt clean
 all: build
@@ -60,7 +62,7 @@ build: deps
 	$(MAKE) -C gateway build
 
 run: build
-	@BUILD_DIR=$(abspath $(BUILD_DIR)) scripts/run.sh
+	@BUILD_DIR=$(abspath $(BUILD_DIR)) REPLICAS=$(REPLICAS) scripts/run.sh
 
 test: build
 	@BUILD_DIR=$(abspath $(BUILD_DIR)) scripts/test.sh

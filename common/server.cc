@@ -159,6 +159,7 @@ absl::Status Serve(const ServerOptions& options,
   }
   stop_probe.notify_all();
   prober.join();
+  if (options.on_stop) options.on_stop();
   health->Shutdown();  // NOT_SERVING from now on
   server->Shutdown(absl::ToChronoTime(absl::Now() + options.drain_timeout));
   server->Wait();

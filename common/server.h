@@ -31,6 +31,9 @@ struct ServerOptions {
   // Polled every probe_interval; OK means ready to serve.
   std::function<absl::Status()> readiness_probe;
   absl::Duration probe_interval = absl::Seconds(2);
+  // Called once the signal arrives, before the drain: work that outlives
+  // calls (replies in progress) stops here.
+  std::function<void()> on_stop;
 };
 
 // Blocks SIGTERM and SIGINT in the calling thread and in every thread it

@@ -12,6 +12,7 @@ absl::StatusOr<std::unique_ptr<ServiceRuntime>> ServiceRuntime::FromFlags(
   absl::StatusOr<std::string> database_url = ReadSecret("DATABASE_URL");
   if (!database_url.ok()) return database_url.status();
   std::unique_ptr<ServiceRuntime> runtime(new ServiceRuntime());
+  runtime->database_url_ = *database_url;
   if (needs.callers) {
     absl::StatusOr<TokenVerification> tokens = TokenVerification::FromFlags();
     if (!tokens.ok()) return tokens.status();
@@ -33,9 +34,11 @@ absl::StatusOr<std::unique_ptr<ServiceRuntime>> ServiceRuntime::FromFlags(
   return runtime;
 }
 
-absl::Status ServiceRuntime::Serve(
-    const std::string& name, const std::string& listen_address, int max_threads,
-    const std::vector<grpc::Service*>& services) {
+absl::Status ServiceRuntime::Serve(const std::string& name,
+                                   const std::string& listen_address,
+                                   int max_threads,
+                                   const std::vector<grpc::Service*>& services,
+                                   std::function<void()> on_stop) {
   DbPool* pool = pool_.get();
   return chat::Serve(
       {
@@ -44,6 +47,7 @@ absl::Status ServiceRuntime::Serve(
           .max_threads = max_threads,
           .drain_timeout = absl::GetFlag(FLAGS_drain_timeout),
           .readiness_probe = [pool] { return pool->Ping(); },
+          .on_stop = std::move(on_stop),
       },
       services);
 }

@@ -11,6 +11,7 @@
 //   ...
 //   return runtime->Serve("conversation", listen, max_threads, {&service});
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,15 +43,21 @@ class ServiceRuntime {
   // Null unless Needs::callers.
   const CallerResolver* callers() const { return callers_.get(); }
 
-  // Serves until SIGTERM (common/server.h), with the shared drain timeout.
+  // The database URL the pool connects to (a secret: never log it).
+  const std::string& database_url() const { return database_url_; }
+
+  // Serves until SIGTERM (common/server.h), with the shared drain timeout;
+  // `on_stop` runs when the signal arrives, before the drain.
   absl::Status Serve(const std::string& name, const std::string& listen_address,
                      int max_threads,
-                     const std::vector<grpc::Service*>& services);
+                     const std::vector<grpc::Service*>& services,
+                     std::function<void()> on_stop = {});
 
  private:
   ServiceRuntime() = default;
 
   SystemClock clock_;
+  std::string database_url_;
   std::unique_ptr<DbPool> pool_;
   std::unique_ptr<TokenVerification> tokens_;
   std::unique_ptr<ExternalUsers> external_users_;

@@ -11,8 +11,8 @@ void ValidateText(absl::string_view field, absl::string_view text,
   if (!length) {
     violations.Add(field, "must be valid UTF-8");
   } else if (*length == 0 || *length > max_chars) {
-    violations.Add(field,
-                   absl::StrCat("must be 1 to ", max_chars, " characters long"));
+    violations.Add(
+        field, absl::StrCat("must be 1 to ", max_chars, " characters long"));
   } else if (text.find('\0') != absl::string_view::npos) {
     violations.Add(field, "must not contain NUL");
   }

@@ -1,5 +1,6 @@
 #include "common/utf8.h"
 
+#include <algorithm>
 #include <cstdint>
 
 namespace chat {
@@ -45,6 +46,14 @@ std::optional<size_t> CountCodePoints(absl::string_view text) {
     ++count;
   }
   return count;
+}
+
+size_t ByteOffsetOfCodePoint(absl::string_view text, int64_t code_points) {
+  size_t bytes = 0;
+  for (int64_t i = 0; i < code_points && bytes < text.size(); ++i) {
+    bytes += std::max<size_t>(1, Utf8SequenceLength(text.substr(bytes)));
+  }
+  return std::min(bytes, text.size());
 }
 
 }  // namespace chat

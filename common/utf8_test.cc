@@ -22,5 +22,16 @@ TEST(Utf8Test, RejectsInvalidSequences) {
   EXPECT_EQ(CountCodePoints("ok\x80"), std::nullopt);
 }
 
+TEST(Utf8Test, ByteOffsetOfCodePointCountsCharacters) {
+  const std::string text = "a\xC3\xA9\xF0\x9F\x98\x80z";  // a, é, 😀, z
+  EXPECT_EQ(ByteOffsetOfCodePoint(text, 0), 0u);
+  EXPECT_EQ(ByteOffsetOfCodePoint(text, 1), 1u);
+  EXPECT_EQ(ByteOffsetOfCodePoint(text, 2), 3u);
+  EXPECT_EQ(ByteOffsetOfCodePoint(text, 3), 7u);
+  EXPECT_EQ(ByteOffsetOfCodePoint(text, 4), 8u);
+  EXPECT_EQ(ByteOffsetOfCodePoint(text, 99), 8u);
+  EXPECT_EQ(ByteOffsetOfCodePoint("\xFFx", 1), 1u) << "a bad byte is one";
+}
+
 }  // namespace
 }  // namespace chat

@@ -18,7 +18,7 @@ domain=(
   services/message/chat.h services/message/echo_provider.h
   services/message/message_values.h services/message/messages.h
   services/message/openai_provider.h
-  services/message/provider.h services/message/stream_limiter.h
+  services/message/provider.h
 )
 handlers=(
   common/caller.h common/grpc_status.h common/request_context.h

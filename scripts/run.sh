@@ -14,7 +14,17 @@
 # .data/logs/<name>.log (the previous run's in <name>.log.1). Ctrl-C (or SIGTERM) stops the gateway, then the
 # services, then PostgreSQL; the data stays.
 #
-# Environment: DATABASE_URL, PGPORT_DEV, BUILD_DIR (default build), READY_TIMEOUT (seconds to wait for
+# REPLICAS=n (1 to 9, default 1) starts n processes of each service, replica
+# i listening 10 * (i - 1) above the first: auth 50051, 50061, ...;
+# conversation 50052, 50062, ...; message 50053, 50063, .... With n > 1 they
+# are named <service>-<i> (logs in .data/logs/<service>-<i>.log); the gateway
+# gets each service's list (AUTH_ADDR=127.0.0.1:50051,127.0.0.1:50061, ...)
+# and balances its calls over it round-robin; the conversation and message
+# replicas fetch the token keys from the first auth replica that answers
+# (AUTH_ADDR=ipv4:127.0.0.1:50051,127.0.0.1:50061,...). The replicas of a
+# service share its database URL and nothing else.
+#
+# Environment: DATABASE_URL, PGPORT_DEV, BUILD_DIR (default build), REPLICAS, READY_TIMEOUT (seconds to wait for
 # /readyz, default 90), STOP_TIMEOUT (seconds a process may take to drain
 # after SIGTERM before it is killed, default 40).
 set -euo pipefail
@@ -31,12 +41,19 @@ readonly PG_DIR=$DATA/postgres
 readonly PG_PORT=${PGPORT_DEV:-54329}
 readonly READY_TIMEOUT=${READY_TIMEOUT:-90}
 readonly STOP_TIMEOUT=${STOP_TIMEOUT:-40}
+readonly REPLICAS=${REPLICAS:-1}
 
-readonly AUTH_ADDR=127.0.0.1:50051
-readonly CONVERSATION_ADDR=127.0.0.1:50052
-readonly MESSAGE_ADDR=127.0.0.1:50053
+readonly AUTH_PORT=50051
+readonly CONVERSATION_PORT=50052
+readonly MESSAGE_PORT=50053
 readonly GATEWAY_ADDR=127.0.0.1:8080
 readonly BASE_URL=http://$GATEWAY_ADDR
+
+# Per service, its replicas' process names and gRPC addresses (set_replicas).
+AUTH_NAMES=() CONVERSATION_NAMES=() MESSAGE_NAMES=()
+AUTH_ADDRS=() CONVERSATION_ADDRS=() MESSAGE_ADDRS=()
+# Width of the process-name column of the terminal copy.
+NAME_WIDTH=12
 
 declare -A PIDS=()      # process name -> pid, in start order in NAMES
 NAMES=()
@@ -44,7 +61,7 @@ DISPLAY_PIDS=()         # the tail processes that copy logs to the terminal
 STARTED_POSTGRES=0
 STOPPING=0
 
-say() { printf '%-12s| %s\n' run "$*"; }
+say() { printf '%-*s| %s\n' "$NAME_WIDTH" run "$*"; }
 
 die() {
   say "error: $*" >&2
@@ -103,7 +120,7 @@ display_log() {
   local name=$1 file=$2
   # Both ignore SIGINT: a Ctrl-C must not cut off the shutdown messages.
   (trap '' INT && exec tail --pid=$$ -n +1 -F "$file" 2>/dev/null) \
-    > >(trap '' INT && exec sed -u "s/^/$(printf '%-12s' "$name")| /") &
+    > >(trap '' INT && exec sed -u "s/^/$(printf '%-*s' "$NAME_WIDTH" "$name")| /") &
   DISPLAY_PIDS+=("$!")
 }
 
@@ -166,7 +183,7 @@ cleanup() {
   if ((${#PIDS[@]} > 0)); then
     say "stopping the gateway and the services"
     stop_processes gateway
-    stop_processes auth conversation message
+    stop_processes "${AUTH_NAMES[@]}" "${CONVERSATION_NAMES[@]}" "${MESSAGE_NAMES[@]}"
   fi
   if ((STARTED_POSTGRES)); then
     say "stopping PostgreSQL (data stays in .data/postgres)"
@@ -189,15 +206,42 @@ port_in_use() {
   (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null
 }
 
+# Fills the *_NAMES and *_ADDRS arrays for REPLICAS replicas: one replica is
+# named after its service, as always; several are <service>-<i>, replica i
+# on the first one's port + 10 * (i - 1).
+set_replicas() {
+  [[ "$REPLICAS" =~ ^[1-9]$ ]] || die "REPLICAS: want a number of replicas from 1 to 9, got '$REPLICAS'"
+  local i suffix offset
+  for ((i = 1; i <= REPLICAS; i++)); do
+    suffix= offset=$((10 * (i - 1)))
+    ((REPLICAS > 1)) && suffix=-$i
+    AUTH_NAMES+=("auth$suffix")
+    AUTH_ADDRS+=("127.0.0.1:$((AUTH_PORT + offset))")
+    CONVERSATION_NAMES+=("conversation$suffix")
+    CONVERSATION_ADDRS+=("127.0.0.1:$((CONVERSATION_PORT + offset))")
+    MESSAGE_NAMES+=("message$suffix")
+    MESSAGE_ADDRS+=("127.0.0.1:$((MESSAGE_PORT + offset))")
+  done
+  ((REPLICAS > 1)) && NAME_WIDTH=14 # conversation-9
+  return 0
+}
+
+# The words joined with commas.
+join_commas() {
+  local IFS=,
+  printf '%s\n' "$*"
+}
+
 # --- main --------------------------------------------------------------------
 
 main() {
-  local name binary
+  local name binary i
+  set_replicas
   for binary in services/auth/chat-auth services/conversation/chat-conversation \
     services/message/chat-message bin/chat-gateway deploy/migrate/chat-migrate; do
     [[ -x "$BUILD/$binary" ]] || die "$BUILD/$binary is missing; run \`make build\` (or \`make run\`)"
   done
-  for name in "$AUTH_ADDR" "$CONVERSATION_ADDR" "$MESSAGE_ADDR" "$GATEWAY_ADDR"; do
+  for name in "${AUTH_ADDRS[@]}" "${CONVERSATION_ADDRS[@]}" "${MESSAGE_ADDRS[@]}" "$GATEWAY_ADDR"; do
     if port_in_use "$name"; then
       die "something already listens on $name (another \`make run\`?); stop it first"
     fi
@@ -235,7 +279,7 @@ main() {
     CHAT_CONVERSATION_DB_PASSWORD=$conversation_pw \
     CHAT_MESSAGE_DB_PASSWORD=$message_pw \
     "$BUILD/deploy/migrate/chat-migrate" --migrations_dir "$ROOT/deploy/migrations" \
-    2>&1 | tee -a "$LOGS/migrate.log" | sed -u "s/^/$(printf '%-12s' migrate)| /" ||
+    2>&1 | tee -a "$LOGS/migrate.log" | sed -u "s/^/$(printf '%-*s' "$NAME_WIDTH" migrate)| /" ||
     die "chat-migrate failed (see above)"
 
   # Each service's URL, with its role's password, goes to a file of its own.
@@ -247,19 +291,35 @@ main() {
       >"$SECRETS/${role}_database_url")
   done
 
-  start auth "$BUILD/services/auth/chat-auth" \
-    DATABASE_URL_FILE="$SECRETS/chat_auth_database_url" \
-    GRPC_LISTEN="$AUTH_ADDR" \
-    AUTH_SIGNING_KEY_FILE="$SECRETS/jwt_signing_key.pem"
-  start conversation "$BUILD/services/conversation/chat-conversation" \
-    DATABASE_URL_FILE="$SECRETS/chat_conversation_database_url" \
-    GRPC_LISTEN="$CONVERSATION_ADDR" AUTH_ADDR="$AUTH_ADDR"
-  start message "$BUILD/services/message/chat-message" \
-    DATABASE_URL_FILE="$SECRETS/chat_message_database_url" \
-    GRPC_LISTEN="$MESSAGE_ADDR" AUTH_ADDR="$AUTH_ADDR"
+  # The gateway balances over every replica of a service; a conversation or
+  # message replica fetches the token keys from the first auth replica that
+  # answers (gRPC's ipv4: target of several addresses, pick_first).
+  local auth_list conversation_list message_list services_auth
+  auth_list=$(join_commas "${AUTH_ADDRS[@]}")
+  conversation_list=$(join_commas "${CONVERSATION_ADDRS[@]}")
+  message_list=$(join_commas "${MESSAGE_ADDRS[@]}")
+  services_auth=$auth_list
+  ((REPLICAS > 1)) && services_auth=ipv4:$auth_list
+
+  for ((i = 0; i < REPLICAS; i++)); do
+    start "${AUTH_NAMES[i]}" "$BUILD/services/auth/chat-auth" \
+      DATABASE_URL_FILE="$SECRETS/chat_auth_database_url" \
+      GRPC_LISTEN="${AUTH_ADDRS[i]}" \
+      AUTH_SIGNING_KEY_FILE="$SECRETS/jwt_signing_key.pem"
+  done
+  for ((i = 0; i < REPLICAS; i++)); do
+    start "${CONVERSATION_NAMES[i]}" "$BUILD/services/conversation/chat-conversation" \
+      DATABASE_URL_FILE="$SECRETS/chat_conversation_database_url" \
+      GRPC_LISTEN="${CONVERSATION_ADDRS[i]}" AUTH_ADDR="$services_auth"
+  done
+  for ((i = 0; i < REPLICAS; i++)); do
+    start "${MESSAGE_NAMES[i]}" "$BUILD/services/message/chat-message" \
+      DATABASE_URL_FILE="$SECRETS/chat_message_database_url" \
+      GRPC_LISTEN="${MESSAGE_ADDRS[i]}" AUTH_ADDR="$services_auth"
+  done
   start gateway "$BUILD/bin/chat-gateway" \
-    GATEWAY_LISTEN="$GATEWAY_ADDR" AUTH_ADDR="$AUTH_ADDR" \
-    CONVERSATION_ADDR="$CONVERSATION_ADDR" MESSAGE_ADDR="$MESSAGE_ADDR"
+    GATEWAY_LISTEN="$GATEWAY_ADDR" AUTH_ADDR="$auth_list" \
+    CONVERSATION_ADDR="$conversation_list" MESSAGE_ADDR="$message_list"
 
   local deadline=$((SECONDS + READY_TIMEOUT)) code=
   while :; do
@@ -272,6 +332,12 @@ main() {
       fi
     done
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$BASE_URL/readyz" || true)
+    # /readyz asks one replica of each service; the others must listen too.
+    if [[ "$code" == 200 ]] && ((REPLICAS > 1)); then
+      for name in "${AUTH_ADDRS[@]}" "${CONVERSATION_ADDRS[@]}" "${MESSAGE_ADDRS[@]}"; do
+        port_in_use "$name" || code="200, but nothing listens on $name yet"
+      done
+    fi
     [[ "$code" == 200 ]] && break
     if ((SECONDS >= deadline)); then
       for name in "${NAMES[@]}"; do show_log_tail "$name"; done
@@ -280,11 +346,13 @@ main() {
     sleep 0.5
   done
 
+  local logs="{auth,conversation,message,gateway}.log"
+  ((REPLICAS > 1)) && logs="{auth,conversation,message}-{1..$REPLICAS}.log and gateway.log"
   cat <<EOF
 
   The chat backend is up: REST at $BASE_URL (OpenAPI: $BASE_URL/openapi.json)
-  gRPC: auth $AUTH_ADDR, conversation $CONVERSATION_ADDR, message $MESSAGE_ADDR
-  Logs: this terminal and .data/logs/{auth,conversation,message,gateway}.log
+  gRPC: auth ${auth_list//,/ }, conversation ${conversation_list//,/ }, message ${message_list//,/ }
+  Logs: this terminal and .data/logs/$logs
   Data: .data/ (kept between runs). Ctrl-C stops everything.
 
   Try it:

@@ -88,9 +88,10 @@ class FakeProvider final : public Provider {
 };
 
 struct SinkEvent {
-  enum class Kind { kMessage, kDelta, kDone, kError };
+  enum class Kind { kMessage, kReply, kDelta, kDone, kError };
   Kind kind;
   std::string text;       // a delta's
+  int64_t offset = 0;     // a delta's
   MessageRecord message;  // the message's or done's
   ProviderUsage usage;    // done's
   absl::Status error;     // error's
@@ -105,8 +106,13 @@ class FakeSink final : public ChatSink {
     events.push_back({.kind = Kind::kMessage, .message = user_message});
     return accept_message;
   }
-  bool SendDelta(absl::string_view text) override {
-    events.push_back({.kind = Kind::kDelta, .text = std::string(text)});
+  bool SendReply(const MessageRecord& reply) override {
+    events.push_back({.kind = Kind::kReply, .message = reply});
+    return true;
+  }
+  bool SendDelta(absl::string_view text, int64_t offset) override {
+    events.push_back(
+        {.kind = Kind::kDelta, .text = std::string(text), .offset = offset});
     ++deltas_;
     return deltas_ != refuse_delta;
   }
@@ -197,8 +203,10 @@ TEST_F(ChatTest, StreamsTheUserMessageTheDeltasAndDoneInOrder) {
   Chats chats(&store_, &provider_, &clock_, {});
   ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi there"}, sink_));
 
-  ASSERT_THAT(sink_.Kinds(), ElementsAre(Kind::kMessage, Kind::kDelta,
-                                         Kind::kDelta, Kind::kDone));
+  ASSERT_THAT(sink_.Kinds(),
+              ElementsAre(Kind::kMessage, Kind::kReply, Kind::kDelta,
+                          Kind::kDelta, Kind::kDone));
+  sink_.events.erase(sink_.events.begin() + 1);  // the reply: below
   const MessageRecord& sent_user = sink_.events[0].message;
   EXPECT_EQ(sent_user.role, Role::kUser);
   EXPECT_EQ(sent_user.content, "Hi there");
@@ -206,14 +214,16 @@ TEST_F(ChatTest, StreamsTheUserMessageTheDeltasAndDoneInOrder) {
   EXPECT_EQ(sent_user.conversation_id, kConversation);
   EXPECT_EQ(sent_user.created_at, start_);
   EXPECT_EQ(sink_.events[1].text, "Hel");
+  EXPECT_EQ(sink_.events[1].offset, 0);
   EXPECT_EQ(sink_.events[2].text, "lo");
+  EXPECT_EQ(sink_.events[2].offset, 3);
   const MessageRecord& done = sink_.events[3].message;
   EXPECT_EQ(done.role, Role::kAssistant);
   EXPECT_EQ(done.content, "Hello");
   EXPECT_EQ(done.status, MessageStatus::kComplete);
   EXPECT_EQ(done.model, "fake-model-2024") << "the model that answered";
-  EXPECT_EQ(done.created_at, start_ + absl::Seconds(3))
-      << "stored when the reply ended";
+  EXPECT_EQ(done.created_at, start_) << "stored when the reply started";
+  EXPECT_EQ(done.updated_at, start_ + absl::Seconds(3)) << "and when it ended";
   EXPECT_GT(done.seq, sent_user.seq);
   EXPECT_EQ(sink_.events[3].usage.prompt_tokens, 7);
   EXPECT_EQ(sink_.events[3].usage.completion_tokens, 2);
@@ -230,15 +240,17 @@ TEST_F(ChatTest, StreamsTheUserMessageTheDeltasAndDoneInOrder) {
   EXPECT_EQ(provider_.requested_model, "fake-default");
 }
 
-TEST_F(ChatTest, AClientGoneAtTheFirstEventKeepsTheUserMessage) {
+TEST_F(ChatTest, AClientGoneAtTheFirstEventStillGetsItsReplyStored) {
   sink_.accept_message = false;
   Chats chats(&store_, &provider_, &clock_, {});
   ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
-  EXPECT_THAT(sink_.Kinds(), ElementsAre(Kind::kMessage));
-  EXPECT_EQ(provider_.calls, 0) << "nobody to stream to";
+  EXPECT_EQ(sink_.Kinds().front(), Kind::kMessage);
+  EXPECT_EQ(provider_.calls, 1) << "the reply outlives the connection";
   const std::vector<MessageRecord> stored = Stored();
-  ASSERT_EQ(stored.size(), 1u);
+  ASSERT_EQ(stored.size(), 2u);
   EXPECT_EQ(stored[0].content, "Hi");
+  EXPECT_EQ(stored[1].content, "Hello");
+  EXPECT_EQ(stored[1].status, MessageStatus::kComplete);
 }
 
 // --- Context ----------------------------------------------------------------
@@ -315,9 +327,9 @@ TEST_F(ChatTest, AProviderErrorStoresTheReplyFailedAndSendsAnError) {
   ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_))
       << "once the message is stored, outcomes go to the sink";
 
-  ASSERT_THAT(sink_.Kinds(),
-              ElementsAre(Kind::kMessage, Kind::kDelta, Kind::kError));
-  EXPECT_THAT(sink_.events[2].error,
+  ASSERT_THAT(sink_.Kinds(), ElementsAre(Kind::kMessage, Kind::kReply,
+                                         Kind::kDelta, Kind::kError));
+  EXPECT_THAT(sink_.events[3].error,
               StatusIs(absl::StatusCode::kUnavailable,
                        "the model provider reported an error"));
   const std::vector<MessageRecord> stored = Stored();
@@ -337,43 +349,44 @@ TEST_F(ChatTest, AProviderTimeoutStoresTheReplyFailed) {
   provider_.error = absl::DeadlineExceededError("the model provider timed out");
   Chats chats(&store_, &provider_, &clock_, {});
   ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
-  ASSERT_THAT(sink_.Kinds(), ElementsAre(Kind::kMessage, Kind::kError));
-  EXPECT_THAT(sink_.events[1].error,
+  ASSERT_THAT(sink_.Kinds(),
+              ElementsAre(Kind::kMessage, Kind::kReply, Kind::kError));
+  EXPECT_THAT(sink_.events[2].error,
               StatusIs(absl::StatusCode::kDeadlineExceeded));
   ASSERT_EQ(Stored().size(), 2u);
   EXPECT_EQ(Stored()[1].status, MessageStatus::kFailed);
   EXPECT_EQ(Stored()[1].content, "");
 }
 
-TEST_F(ChatTest, AClientThatCancelsGetsTheReplyStoredIncomplete) {
+TEST_F(ChatTest, AClientThatHangsUpDoesNotStopTheReply) {
   provider_.pieces = {"Hel", "lo", " world"};
   sink_.cancel_after_deltas = 2;
   Chats chats(&store_, &provider_, &clock_, {});
   ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
-  EXPECT_TRUE(provider_.stopped) << "should_stop told the provider";
+  EXPECT_FALSE(provider_.stopped);
   EXPECT_THAT(sink_.Kinds(),
-              ElementsAre(Kind::kMessage, Kind::kDelta, Kind::kDelta))
-      << "nothing more is sent";
+              ElementsAre(Kind::kMessage, Kind::kReply, Kind::kDelta,
+                          Kind::kDelta, Kind::kDone))
+      << "no delta is written to a client that is gone";
   const std::vector<MessageRecord> stored = Stored();
   ASSERT_EQ(stored.size(), 2u);
-  EXPECT_EQ(stored[0].content, "Hi");
-  EXPECT_EQ(stored[1].status, MessageStatus::kIncomplete);
-  EXPECT_EQ(stored[1].content, "Hello");
-  EXPECT_TRUE(store_.Conversation(kUser, kConversation)->untitled);
+  EXPECT_EQ(stored[1].status, MessageStatus::kComplete);
+  EXPECT_EQ(stored[1].content, "Hello world");
+  EXPECT_FALSE(store_.Conversation(kUser, kConversation)->untitled);
 }
 
-TEST_F(ChatTest, AClientThatStopsReadingGetsTheReplyStoredIncomplete) {
+TEST_F(ChatTest, AClientThatStopsReadingDoesNotStopTheReply) {
   provider_.pieces = {"Hel", "lo", " world"};
   sink_.refuse_delta = 2;
   Chats chats(&store_, &provider_, &clock_, {});
   ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
   EXPECT_THAT(sink_.Kinds(),
-              ElementsAre(Kind::kMessage, Kind::kDelta, Kind::kDelta));
+              ElementsAre(Kind::kMessage, Kind::kReply, Kind::kDelta,
+                          Kind::kDelta, Kind::kDone));
   const std::vector<MessageRecord> stored = Stored();
   ASSERT_EQ(stored.size(), 2u);
-  EXPECT_EQ(stored[1].status, MessageStatus::kIncomplete);
-  EXPECT_EQ(stored[1].content, "Hello")
-      << "what the model produced, up to the write that failed";
+  EXPECT_EQ(stored[1].status, MessageStatus::kComplete);
+  EXPECT_EQ(stored[1].content, "Hello world");
 }
 
 TEST_F(ChatTest, AContextThatCannotBeReadSendsAnErrorAndKeepsTheMessage) {
@@ -381,28 +394,31 @@ TEST_F(ChatTest, AContextThatCannotBeReadSendsAnErrorAndKeepsTheMessage) {
                      absl::UnavailableError("database unavailable"));
   Chats chats(&store_, &provider_, &clock_, {});
   ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
-  ASSERT_THAT(sink_.Kinds(), ElementsAre(Kind::kMessage, Kind::kError));
-  EXPECT_THAT(sink_.events[1].error, StatusIs(absl::StatusCode::kUnavailable));
+  ASSERT_THAT(sink_.Kinds(),
+              ElementsAre(Kind::kMessage, Kind::kReply, Kind::kError));
+  EXPECT_THAT(sink_.events[2].error, StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_EQ(provider_.calls, 0);
-  ASSERT_EQ(Stored().size(), 1u);
+  ASSERT_EQ(Stored().size(), 2u);
   EXPECT_EQ(Stored()[0].content, "Hi");
+  EXPECT_EQ(Stored()[1].status, MessageStatus::kFailed);
 }
 
 TEST_F(ChatTest, AReplyThatCannotBeStoredSendsAnErrorInsteadOfDone) {
   provider_.during.push_back([&] {
-    store_.InjectError(InMemoryMessageStore::Method::kAppend,
+    store_.InjectError(InMemoryMessageStore::Method::kFinishReply,
                        absl::UnavailableError("database unavailable"));
   });
   Chats chats(&store_, &provider_, &clock_, {});
   ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
-  ASSERT_THAT(sink_.Kinds(), ElementsAre(Kind::kMessage, Kind::kDelta,
-                                         Kind::kDelta, Kind::kError));
-  EXPECT_THAT(sink_.events[3].error, StatusIs(absl::StatusCode::kUnavailable));
-  ASSERT_EQ(Stored().size(), 1u) << "the user message is kept";
+  ASSERT_THAT(sink_.Kinds(),
+              ElementsAre(Kind::kMessage, Kind::kReply, Kind::kDelta,
+                          Kind::kDelta, Kind::kError));
+  EXPECT_THAT(sink_.events[4].error, StatusIs(absl::StatusCode::kUnavailable));
+  ASSERT_EQ(Stored().size(), 2u) << "the user message is kept";
 }
 
 TEST_F(ChatTest, AUserMessageThatCannotBeStoredIsAnErrorBeforeTheStream) {
-  store_.InjectError(InMemoryMessageStore::Method::kAppend,
+  store_.InjectError(InMemoryMessageStore::Method::kStartReply,
                      absl::UnavailableError("database unavailable"));
   Chats chats(&store_, &provider_, &clock_, {});
   EXPECT_THAT(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_),
@@ -468,8 +484,9 @@ TEST_F(ChatTest, TheModelNameIsAtMost128Characters) {
   EXPECT_EQ(provider_.calls, 0);
 
   const std::string longest(128, 'm');
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi", .model = longest},
-                      sink_));
+  Chats allowing(&store_, &provider_, &clock_, {.allowed_models = {longest}});
+  ASSERT_OK(allowing.Run(kUser, kConversation,
+                         {.content = "Hi", .model = longest}, sink_));
   EXPECT_EQ(provider_.requested_model, longest);
   EXPECT_EQ(Stored().back().model, longest);
 }
@@ -586,8 +603,8 @@ TEST_F(ChatTest, RegenerateMakesASiblingWithTheSameContext) {
   provider_.pieces = {"Another ", "answer"};
   FakeSink again;
   ASSERT_OK(chats.Regenerate(kUser, kConversation, original.id, "", again));
-  EXPECT_THAT(again.Kinds(),
-              ElementsAre(Kind::kDelta, Kind::kDelta, Kind::kDone))
+  EXPECT_THAT(again.Kinds(), ElementsAre(Kind::kReply, Kind::kDelta,
+                                         Kind::kDelta, Kind::kDone))
       << "no user message";
   EXPECT_EQ(provider_.context, first_context);
   const MessageRecord version = again.events.back().message;
@@ -609,9 +626,8 @@ TEST_F(ChatTest, RegenerateTakesOnlyAnAssistantMessageOfTheCaller) {
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(chats.Regenerate(kOtherUser, kConversation, reply.id, "", none),
               StatusIs(absl::StatusCode::kNotFound));
-  EXPECT_THAT(
-      chats.Regenerate(kUser, kSecondConversation, reply.id, "", none),
-      StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(chats.Regenerate(kUser, kSecondConversation, reply.id, "", none),
+              StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(chats.Regenerate(kUser, kConversation, "nope", "", none),
               StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(none.events, IsEmpty());
@@ -630,6 +646,202 @@ TEST_F(ChatTest, AChatUnderAMissingParentIsNotFoundAndStoresNothing) {
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(Stored(), IsEmpty());
   EXPECT_EQ(provider_.calls, 0);
+}
+
+}  // namespace
+}  // namespace chat::message
+
+namespace chat::message {
+namespace {
+
+// --- Durable replies --------------------------------------------------------
+
+TEST_F(ChatTest, TheReplyIsStoredInProgressBeforeTheFirstDelta) {
+  MessageStatus status_at_first_piece = MessageStatus::kComplete;
+  provider_.during.push_back(
+      [&] { status_at_first_piece = Stored().back().status; });
+  Chats chats(&store_, &provider_, &clock_, {});
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
+  ASSERT_EQ(sink_.events[1].kind, Kind::kReply);
+  const MessageRecord& reply = sink_.events[1].message;
+  EXPECT_EQ(reply.status, MessageStatus::kInProgress);
+  EXPECT_EQ(reply.content, "");
+  EXPECT_EQ(reply.parent_id, sink_.events[0].message.id);
+  EXPECT_EQ(status_at_first_piece, MessageStatus::kInProgress);
+  EXPECT_EQ(sink_.events.back().message.id, reply.id) << "done is that one";
+}
+
+TEST_F(ChatTest, OffsetsCountCharactersNotBytes) {
+  provider_.pieces = {"\xC3\xA9t\xC3\xA9", " ok"};
+  Chats chats(&store_, &provider_, &clock_, {});
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
+  ASSERT_EQ(sink_.events[3].kind, Kind::kDelta);
+  EXPECT_EQ(sink_.events[3].offset, 3) << "three characters, five bytes";
+}
+
+TEST_F(ChatTest, TheTextIsStoredWhileItGrows) {
+  provider_.pieces = {"one ", "two ", "three"};
+  std::string stored_mid_reply;
+  // After the first piece a second passes; the second piece then saves.
+  provider_.during.push_back([&] {});
+  Chats chats(&store_, &provider_, &clock_,
+              {.save_interval = absl::Milliseconds(500)});
+  FakeSink sink;
+  class Watching final : public Provider {
+   public:
+    Watching(FakeProvider* inner, FakeClock* clock,
+             std::function<std::string()> stored)
+        : inner_(inner), clock_(clock), stored_(std::move(stored)) {}
+    const std::string& default_model() const override {
+      return inner_->default_model();
+    }
+    absl::StatusOr<ProviderReply> Complete(
+        const std::string& model, const std::vector<ProviderMessage>& messages,
+        const std::function<bool(absl::string_view)>& on_text,
+        const std::function<bool()>& should_stop) override {
+      on_text("one ");
+      clock_->Advance(absl::Seconds(1));
+      on_text("two ");
+      seen = stored_();
+      on_text("three");
+      return ProviderReply{.model = model};
+    }
+    std::string seen;
+
+   private:
+    FakeProvider* inner_;
+    FakeClock* clock_;
+    std::function<std::string()> stored_;
+  } watching(&provider_, &clock_, [&] { return Stored().back().content; });
+  Chats watched(&store_, &watching, &clock_,
+                {.save_interval = absl::Milliseconds(500)});
+  ASSERT_OK(watched.Run(kUser, kConversation, {.content = "Hi"}, sink));
+  EXPECT_EQ(watching.seen, "one two ") << "stored as it grew";
+  EXPECT_EQ(Stored().back().content, "one two three");
+  EXPECT_EQ(Stored().back().status, MessageStatus::kComplete);
+}
+
+TEST_F(ChatTest, AReplyCancelledElsewhereStopsAtItsNextSave) {
+  provider_.pieces = {"one ", "two ", "three ", "four"};
+  provider_.during.push_back([&] {
+    // Another replica cancels: the stored reply is incomplete at once.
+    const MessageRecord reply = Stored().back();
+    ASSERT_OK(store_.CancelReply(kUser, kConversation, reply.id, clock_.Now()));
+    clock_.Advance(absl::Seconds(1));  // the next piece is due to be saved
+  });
+  Chats chats(&store_, &provider_, &clock_, {});
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
+  EXPECT_TRUE(provider_.stopped);
+  const MessageRecord reply = Stored().back();
+  EXPECT_EQ(reply.status, MessageStatus::kIncomplete);
+  EXPECT_EQ(sink_.events.back().kind, Kind::kDone);
+  EXPECT_EQ(sink_.events.back().message.status, MessageStatus::kIncomplete);
+}
+
+TEST_F(ChatTest, StoppingTheServiceEndsRepliesIncomplete) {
+  provider_.pieces = {"one ", "two"};
+  Chats chats(&store_, &provider_, &clock_, {});
+  provider_.during.push_back([&] { chats.Stop(); });
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
+  EXPECT_EQ(Stored().back().status, MessageStatus::kIncomplete);
+}
+
+TEST_F(ChatTest,
+       AModelOutsideTheConfiguredOnesIsRefusedBeforeAnythingIsStored) {
+  Chats chats(&store_, &provider_, &clock_, {.allowed_models = {"small"}});
+  absl::Status refused = chats.Run(kUser, kConversation,
+                                   {.content = "Hi", .model = "huge"}, sink_);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(FieldsOf(refused), ElementsAre("model"));
+  EXPECT_THAT(Stored(), IsEmpty());
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi", .model = "small"},
+                      sink_));
+  FakeSink default_model;
+  ASSERT_OK(chats.Run(kUser, kConversation,
+                      {.content = "Hi", .model = "fake-default"},
+                      default_model));
+}
+
+TEST_F(ChatTest, TheLimitCountsRepliesInProgressOfEveryReplica) {
+  // Another replica (owner 99) has one reply in progress for this user.
+  const absl::Time now = clock_.Now();
+  ASSERT_OK(store_.StartReply(kUser, std::nullopt, std::nullopt,
+                              {.id = NewUuidV7(now),
+                               .conversation_id = kSecondConversation,
+                               .role = Role::kAssistant,
+                               .status = MessageStatus::kInProgress,
+                               .created_at = now,
+                               .updated_at = now},
+                              std::string(), 99, 10));
+  Chats chats(&store_, &provider_, &clock_, {.max_streams_per_user = 1});
+  EXPECT_THAT(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(Stored(), IsEmpty());
+}
+
+TEST_F(ChatTest, StreamReplyOfAnEndedReplySendsTheRestAndDone) {
+  Chats chats(&store_, &provider_, &clock_, {});
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
+  const std::string id = Stored().back().id;
+  FakeSink resumed;
+  ASSERT_OK(chats.StreamReply(kUser, kConversation, id, 2, resumed));
+  ASSERT_THAT(resumed.Kinds(), ElementsAre(Kind::kDelta, Kind::kDone));
+  EXPECT_EQ(resumed.events[0].text, "llo");
+  EXPECT_EQ(resumed.events[0].offset, 2);
+  FakeSink beyond;
+  ASSERT_OK(chats.StreamReply(kUser, kConversation, id, 50, beyond));
+  EXPECT_THAT(beyond.Kinds(), ElementsAre(Kind::kDone));
+  FakeSink none;
+  EXPECT_THAT(chats.StreamReply(kUser, kConversation, id, -1, none),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(chats.StreamReply(kOtherUser, kConversation, id, 0, none),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(ChatTest, StreamReplyFollowsAReplyInProgressUntilItEnds) {
+  // A reply in progress of another replica (owner 7), with text stored.
+  const absl::Time now = clock_.Now();
+  absl::StatusOr<StartedReply> started =
+      store_.StartReply(kUser, std::nullopt, std::nullopt,
+                        {.id = NewUuidV7(now),
+                         .conversation_id = kConversation,
+                         .role = Role::kAssistant,
+                         .status = MessageStatus::kInProgress,
+                         .created_at = now,
+                         .updated_at = now},
+                        std::string(), 7, 10);
+  ASSERT_OK(started);
+  const std::string id = started->reply.id;
+  ASSERT_OK(store_.SaveReplyText(kUser, kConversation, id, 7, "Hel", now));
+  int looks = 0;
+  Chats chats(&store_, &provider_, &clock_, {.sleep = [&](absl::Duration) {
+    if (++looks == 1) {
+      ASSERT_OK(
+          store_.SaveReplyText(kUser, kConversation, id, 7, "Hello", now));
+    } else {
+      ASSERT_OK(store_.FinishReply(kUser, kConversation, id, 7, "Hello!",
+                                   MessageStatus::kComplete, "m", now));
+    }
+  }});
+  FakeSink follower;
+  ASSERT_OK(chats.StreamReply(kUser, kConversation, id, 1, follower));
+  ASSERT_THAT(follower.Kinds(), ElementsAre(Kind::kDelta, Kind::kDelta,
+                                            Kind::kDelta, Kind::kDone));
+  std::string joined = "H";
+  for (int i = 0; i < 3; ++i) joined += follower.events[i].text;
+  EXPECT_EQ(joined, "Hello!");
+  EXPECT_EQ(follower.events[1].offset, 3);
+  EXPECT_EQ(follower.events[2].offset, 5);
+}
+
+TEST_F(ChatTest, CancelOfAnEndedReplyAnswersItUnchanged) {
+  Chats chats(&store_, &provider_, &clock_, {});
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
+  absl::StatusOr<MessageRecord> cancelled =
+      chats.CancelReply(kUser, kConversation, Stored().back().id);
+  ASSERT_OK(cancelled);
+  EXPECT_EQ(cancelled->status, MessageStatus::kComplete);
+  EXPECT_EQ(cancelled->content, "Hello");
 }
 
 }  // namespace

@@ -202,6 +202,22 @@ absl::StatusOr<MessageRecord> InMemoryMessageStore::Append(
   }
   // Without the conversation or the parent the transaction rolls back: no
   // key is kept.
+  absl::StatusOr<MessageRecord> stored = AppendLocked(user_id, message, parent);
+  if (!stored.ok()) return stored.status();
+  if (key) {
+    idempotency_keys_[{user, key->key}] = StoredKey{
+        .request_hash = key->request_hash,
+        .resource_id = stored->id,
+        .created_at = message.created_at,
+    };
+  }
+  return stored;
+}
+
+absl::StatusOr<MessageRecord> InMemoryMessageStore::AppendLocked(
+    const std::string& user_id, const MessageRecord& message,
+    const ParentChoice& parent) {
+  StoredConversation* conversation = Find(user_id, message.conversation_id);
   if (conversation == nullptr) return ConversationNotFound();
   ConversationState& state = conversation->state;
   const std::string parent_id =
@@ -226,13 +242,6 @@ absl::StatusOr<MessageRecord> InMemoryMessageStore::Append(
   stored.updated_at = *state.last_message_at;
   conversation->messages[stored.seq] = stored;
   state.active_leaf_id = stored.id;
-  if (key) {
-    idempotency_keys_[{user, key->key}] = StoredKey{
-        .request_hash = key->request_hash,
-        .resource_id = stored.id,
-        .created_at = message.created_at,
-    };
-  }
   return Placed(*conversation, stored);
 }
 
@@ -357,10 +366,10 @@ absl::Status InMemoryMessageStore::Delete(const std::string& user_id,
       for (const auto& [seq, other] : conversation->messages) {
         if (other.parent_id.empty()) newest_root = &other;
       }
-      state.active_leaf_id = newest_root == nullptr
-                                 ? ""
-                                 : NewestLeafUnder(*conversation,
-                                                   newest_root->id);
+      state.active_leaf_id =
+          newest_root == nullptr
+              ? ""
+              : NewestLeafUnder(*conversation, newest_root->id);
     }
   }
   state.message_count -= static_cast<int64_t>(doomed.size());
@@ -499,6 +508,117 @@ absl::StatusOr<ForkedConversation> InMemoryMessageStore::Fork(
   made.active_leaf_id = copy.state.active_leaf_id;
   conversations_[{Canonical(user_id), Canonical(fork.id)}] = std::move(copy);
   return made;
+}
+
+absl::StatusOr<StartedReply> InMemoryMessageStore::StartReply(
+    const std::string& user_id, const std::optional<MessageRecord>& prompt,
+    const ParentChoice& prompt_parent, const MessageRecord& reply,
+    const ParentChoice& reply_parent, int64_t owner, int max_in_progress) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (absl::Status error = TakeInjectedError(Method::kStartReply);
+      !error.ok()) {
+    return error;
+  }
+  const std::string user = Canonical(user_id);
+  int in_progress = 0;
+  for (const auto& [key, conversation] : conversations_) {
+    if (key.first == user) {
+      in_progress += static_cast<int>(conversation.owners.size());
+    }
+  }
+  if (in_progress >= max_in_progress) {
+    return ResourceExhaustedRetryAfter(
+        "too many replies in progress for this user at once", absl::Seconds(1));
+  }
+  StoredConversation* conversation = Find(user_id, reply.conversation_id);
+  if (conversation == nullptr) return ConversationNotFound();
+  // All or nothing, as the transaction: undo the prompt if the reply fails.
+  const StoredConversation before = *conversation;
+  StartedReply started;
+  ParentChoice parent = reply_parent;
+  if (prompt) {
+    absl::StatusOr<MessageRecord> stored =
+        AppendLocked(user_id, *prompt, prompt_parent);
+    if (!stored.ok()) return stored.status();
+    started.prompt = *stored;
+    parent = stored->id;
+  }
+  absl::StatusOr<MessageRecord> stored = AppendLocked(user_id, reply, parent);
+  if (!stored.ok()) {
+    *conversation = before;
+    return stored.status();
+  }
+  started.reply = *stored;
+  conversation->owners[started.reply.id] = owner;
+  return started;
+}
+
+absl::StatusOr<bool> InMemoryMessageStore::SaveReplyText(
+    const std::string& user_id, const std::string& conversation_id,
+    const std::string& id, int64_t owner, const std::string& text,
+    absl::Time now) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (absl::Status error = TakeInjectedError(Method::kSaveReplyText);
+      !error.ok()) {
+    return error;
+  }
+  StoredConversation* conversation = Find(user_id, conversation_id);
+  if (conversation == nullptr) return false;
+  MessageRecord* message = FindMessage(conversation->messages, id);
+  auto owned = conversation->owners.find(Canonical(id));
+  if (message == nullptr || message->status != MessageStatus::kInProgress ||
+      owned == conversation->owners.end() || owned->second != owner) {
+    return false;
+  }
+  message->content = text;
+  message->updated_at = now;
+  return true;
+}
+
+absl::StatusOr<std::optional<MessageRecord>> InMemoryMessageStore::FinishReply(
+    const std::string& user_id, const std::string& conversation_id,
+    const std::string& id, int64_t owner, const std::string& text,
+    MessageStatus status, const std::string& model, absl::Time now) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (absl::Status error = TakeInjectedError(Method::kFinishReply);
+      !error.ok()) {
+    return error;
+  }
+  StoredConversation* conversation = Find(user_id, conversation_id);
+  if (conversation == nullptr) return std::optional<MessageRecord>();
+  MessageRecord* message = FindMessage(conversation->messages, id);
+  auto owned = conversation->owners.find(Canonical(id));
+  if (message == nullptr || message->status != MessageStatus::kInProgress ||
+      owned == conversation->owners.end() || owned->second != owner) {
+    return std::optional<MessageRecord>();
+  }
+  conversation->owners.erase(owned);
+  message->content = text;
+  message->status = status;
+  message->model = model;
+  message->updated_at = now;
+  return std::optional<MessageRecord>(Placed(*conversation, *message));
+}
+
+absl::StatusOr<MessageRecord> InMemoryMessageStore::CancelReply(
+    const std::string& user_id, const std::string& conversation_id,
+    const std::string& id, absl::Time now) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (absl::Status error = TakeInjectedError(Method::kCancelReply);
+      !error.ok()) {
+    return error;
+  }
+  StoredConversation* conversation = Find(user_id, conversation_id);
+  MessageRecord* message = conversation == nullptr
+                               ? nullptr
+                               : FindMessage(conversation->messages, id);
+  if (message == nullptr) return MessageNotFound();
+  if (message->status == MessageStatus::kInProgress) {
+    message->status = MessageStatus::kIncomplete;
+    message->updated_at = now;
+    conversation->owners.erase(message->id);
+  }
+  return Placed(*conversation, *message);
 }
 
 }  // namespace chat::message

@@ -61,6 +61,10 @@ class InMemoryMessageStore final : public MessageStore {
     kContextPath,
     kNameUntitled,
     kFork,
+    kStartReply,
+    kSaveReplyText,
+    kFinishReply,
+    kCancelReply,
   };
 
   // Test setup: gives `user_id` a conversation without messages.
@@ -114,6 +118,24 @@ class InMemoryMessageStore final : public MessageStore {
       const std::string& user_id, const std::string& conversation_id,
       const std::string& last_id, int max_messages,
       int64_t budget_chars) override;
+  absl::StatusOr<StartedReply> StartReply(
+      const std::string& user_id, const std::optional<MessageRecord>& prompt,
+      const ParentChoice& prompt_parent, const MessageRecord& reply,
+      const ParentChoice& reply_parent, int64_t owner,
+      int max_in_progress) override;
+  absl::StatusOr<bool> SaveReplyText(const std::string& user_id,
+                                     const std::string& conversation_id,
+                                     const std::string& id, int64_t owner,
+                                     const std::string& text,
+                                     absl::Time now) override;
+  absl::StatusOr<std::optional<MessageRecord>> FinishReply(
+      const std::string& user_id, const std::string& conversation_id,
+      const std::string& id, int64_t owner, const std::string& text,
+      MessageStatus status, const std::string& model, absl::Time now) override;
+  absl::StatusOr<MessageRecord> CancelReply(const std::string& user_id,
+                                            const std::string& conversation_id,
+                                            const std::string& id,
+                                            absl::Time now) override;
   absl::StatusOr<ForkedConversation> Fork(
       const std::string& user_id, const std::string& conversation_id,
       const std::string& message_id, const ForkedConversation& fork,
@@ -128,6 +150,7 @@ class InMemoryMessageStore final : public MessageStore {
   struct StoredConversation {
     ConversationState state;
     std::map<int64_t, MessageRecord> messages;  // by seq
+    std::map<std::string, int64_t> owners;      // replies in progress, by id
   };
   struct StoredKey {
     std::string request_hash;
@@ -143,6 +166,10 @@ class InMemoryMessageStore final : public MessageStore {
                                  const std::string& conversation_id) const;
   // The injected error of `method`, once; OK without one.
   absl::Status TakeInjectedError(Method method);
+  // Append's work, under the lock.
+  absl::StatusOr<MessageRecord> AppendLocked(const std::string& user_id,
+                                             const MessageRecord& message,
+                                             const ParentChoice& parent);
   // The message with its sibling_index and sibling_count as they are now.
   static MessageRecord Placed(const StoredConversation& conversation,
                               const MessageRecord& message);

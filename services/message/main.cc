@@ -10,6 +10,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_split.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/server.h"
@@ -53,6 +54,17 @@ ABSL_FLAG(int, context_budget_chars, chat::EnvOr("CONTEXT_BUDGET_CHARS", 24000),
 ABSL_FLAG(int, max_streams_per_user, chat::EnvOr("MAX_STREAMS_PER_USER", 4),
           "replies one user may stream at once; more answer 429 "
           "(env MAX_STREAMS_PER_USER)");
+ABSL_FLAG(std::string, provider_models, chat::EnvOr("PROVIDER_MODELS", ""),
+          "comma-separated models a request may name besides the default "
+          "(env PROVIDER_MODELS)");
+ABSL_FLAG(absl::Duration, reply_recovery_interval,
+          chat::EnvOr("REPLY_RECOVERY_INTERVAL", absl::Seconds(30)),
+          "how often replies left in progress by a gone replica are marked "
+          "incomplete (env REPLY_RECOVERY_INTERVAL)");
+ABSL_FLAG(absl::Duration, reply_recovery_grace,
+          chat::EnvOr("REPLY_RECOVERY_GRACE", absl::Seconds(10)),
+          "a reply of a gone replica is recovered once it was not stored for "
+          "this long (env REPLY_RECOVERY_GRACE)");
 
 int main(int argc, char** argv) {
   chat::BlockTerminationSignals();
@@ -90,6 +102,12 @@ int main(int argc, char** argv) {
           chat::message::MessageStorage::Statements(), {.callers = true});
   if (!runtime.ok())
     return chat::log::Failure("cannot start", runtime.status());
+  // Replies are owned through a lock PostgreSQL holds for this process
+  // (services/message/message_storage.h, ReplyOwnership).
+  absl::StatusOr<std::unique_ptr<chat::message::ReplyOwnership>> ownership =
+      chat::message::ReplyOwnership::Acquire((*runtime)->database_url());
+  if (!ownership.ok())
+    return chat::log::Failure("cannot own replies", ownership.status());
   chat::message::MessageStorage storage((*runtime)->pool());
   chat::message::Messages messages(&storage, (*runtime)->clock());
   chat::message::Chats chats(
@@ -97,12 +115,19 @@ int main(int argc, char** argv) {
       {.system_prompt = absl::GetFlag(FLAGS_system_prompt),
        .context_budget_chars =
            static_cast<size_t>(absl::GetFlag(FLAGS_context_budget_chars)),
-       .max_streams_per_user = absl::GetFlag(FLAGS_max_streams_per_user)});
+       .max_streams_per_user = absl::GetFlag(FLAGS_max_streams_per_user),
+       .allowed_models = absl::StrSplit(absl::GetFlag(FLAGS_provider_models),
+                                        ',', absl::SkipWhitespace()),
+       .owner = (*ownership)->key()});
+  chat::message::ReplyRecovery recovery(
+      ownership->get(), (*runtime)->pool(), (*runtime)->clock(),
+      absl::GetFlag(FLAGS_reply_recovery_interval),
+      absl::GetFlag(FLAGS_reply_recovery_grace));
   chat::message::MessageServiceImpl service(&messages, &chats,
                                             (*runtime)->callers());
-  absl::Status served =
-      (*runtime)->Serve("message", absl::GetFlag(FLAGS_grpc_listen),
-                        absl::GetFlag(FLAGS_stream_threads), {&service});
+  absl::Status served = (*runtime)->Serve(
+      "message", absl::GetFlag(FLAGS_grpc_listen),
+      absl::GetFlag(FLAGS_stream_threads), {&service}, [&] { chats.Stop(); });
   curl_global_cleanup();
   if (!served.ok()) return chat::log::Failure("server failed", served);
   return EXIT_SUCCESS;

@@ -76,9 +76,15 @@ class GrpcChatSink final : public ChatSink {
     ToProto(user_message, event.mutable_message());
     return Write(event);
   }
-  bool SendDelta(absl::string_view text) override {
+  bool SendReply(const MessageRecord& reply) override {
+    chat::v1::ChatEvent event;
+    ToProto(reply, event.mutable_reply());
+    return Write(event);
+  }
+  bool SendDelta(absl::string_view text, int64_t offset) override {
     chat::v1::ChatEvent event;
     event.mutable_delta()->set_text(std::string(text));
+    event.mutable_delta()->set_offset(static_cast<int32_t>(offset));
     return Write(event);
   }
   bool SendDone(const MessageRecord& reply,
@@ -195,11 +201,11 @@ Status MessageServiceImpl::Chat(
     grpc::ServerWriter<chat::v1::ChatEvent>* writer) {
   return ForCaller(*callers_, *context, [&](const std::string& user) {
     GrpcChatSink sink(context, writer);
-    return chats_->Run(user, request->conversation_id(),
-                       {request->content(), request->model(),
-                        ParentOf(request->has_parent_id(),
-                                 request->parent_id())},
-                       sink);
+    return chats_->Run(
+        user, request->conversation_id(),
+        {request->content(), request->model(),
+         ParentOf(request->has_parent_id(), request->parent_id())},
+        sink);
   });
 }
 
@@ -211,6 +217,29 @@ Status MessageServiceImpl::Regenerate(
     return chats_->Regenerate(user, request->conversation_id(), request->id(),
                               request->model(), sink);
   });
+}
+
+Status MessageServiceImpl::StreamReply(
+    grpc::ServerContext* context, const chat::v1::StreamReplyRequest* request,
+    grpc::ServerWriter<chat::v1::ChatEvent>* writer) {
+  return ForCaller(*callers_, *context, [&](const std::string& user) {
+    GrpcChatSink sink(context, writer);
+    return chats_->StreamReply(user, request->conversation_id(), request->id(),
+                               request->after(), sink);
+  });
+}
+
+Status MessageServiceImpl::CancelReply(
+    grpc::ServerContext* context, const chat::v1::CancelReplyRequest* request,
+    chat::v1::Message* response) {
+  return ForCaller(
+      *callers_, *context, [&](const std::string& user) -> absl::Status {
+        ASSIGN_OR_RETURN(MessageRecord message,
+                         chats_->CancelReply(user, request->conversation_id(),
+                                             request->id()));
+        ToProto(message, response);
+        return absl::OkStatus();
+      });
 }
 
 Status MessageServiceImpl::ForkConversation(

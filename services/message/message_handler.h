@@ -41,6 +41,12 @@ class MessageServiceImpl final : public chat::v1::MessageService::Service {
   grpc::Status Regenerate(
       grpc::ServerContext* context, const chat::v1::RegenerateRequest* request,
       grpc::ServerWriter<chat::v1::ChatEvent>* writer) override;
+  grpc::Status StreamReply(
+      grpc::ServerContext* context, const chat::v1::StreamReplyRequest* request,
+      grpc::ServerWriter<chat::v1::ChatEvent>* writer) override;
+  grpc::Status CancelReply(grpc::ServerContext* context,
+                           const chat::v1::CancelReplyRequest* request,
+                           chat::v1::Message* response) override;
   grpc::Status ForkConversation(
       grpc::ServerContext* context,
       const chat::v1::ForkConversationRequest* request,

@@ -1,11 +1,14 @@
 #include "services/message/message_storage.h"
 
+#include <openssl/rand.h>
+
 #include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-
+#include "common/errors.h"
 #include "common/idempotency_storage.h"
+#include "common/log.h"
 #include "common/status_macros.h"
 
 namespace chat::message {
@@ -17,12 +20,13 @@ namespace {
 
 // The columns FromRow reads, over a row `m` of messages joined with
 // SIBLINGS; append_message returns the same columns.
-#define MESSAGE_COLUMNS                                                      \
-  "m.id::text, m.conversation_id::text, m.seq, m.role, m.content, "          \
-  "m.status, m.model, m.metadata::text, "                                    \
-  "(extract(epoch FROM m.created_at) * 1000000)::bigint, "                   \
-  "(extract(epoch FROM m.updated_at) * 1000000)::bigint, "                   \
-  "COALESCE(NULLIF(m.parent_id, " NIL_UUID ")::text, ''), s.sibling_index, " \
+#define MESSAGE_COLUMNS                                             \
+  "m.id::text, m.conversation_id::text, m.seq, m.role, m.content, " \
+  "m.status, m.model, m.metadata::text, "                           \
+  "(extract(epoch FROM m.created_at) * 1000000)::bigint, "          \
+  "(extract(epoch FROM m.updated_at) * 1000000)::bigint, "          \
+  "COALESCE(NULLIF(m.parent_id, " NIL_UUID                          \
+  ")::text, ''), s.sibling_index, "                                 \
   "s.sibling_count"
 
 // The place of `m` among the messages that share its parent.
@@ -215,6 +219,59 @@ constexpr char kPathIdsSql[] =
     "    AND m.id = up.parent_id) "
     "SELECT id::text FROM up ORDER BY depth DESC";
 
+// Starts of replies take turns per user, across replicas, so that the
+// count of replies in progress holds.
+constexpr char kLockUserReplies[] = "message_lock_user_replies";
+constexpr char kLockUserRepliesSql[] =
+    "SELECT pg_advisory_xact_lock(hashtextextended('replies:' || $1, 0))";
+
+constexpr char kRepliesInProgress[] = "message_replies_in_progress";
+constexpr char kRepliesInProgressSql[] =
+    "SELECT count(*) FROM messages WHERE user_id = $1::uuid "
+    "AND status = 'in_progress'";
+
+constexpr char kSetOwner[] = "message_set_owner";
+constexpr char kSetOwnerSql[] =
+    "UPDATE messages SET owner_key = $4 WHERE user_id = $1::uuid "
+    "AND conversation_id = $2::uuid AND id = $3::uuid";
+
+// A reply's text so far, while it is in progress under its owner.
+constexpr char kSaveReplyText[] = "message_save_reply_text";
+constexpr char kSaveReplyTextSql[] =
+    "UPDATE messages SET content = $5, updated_at = $6::timestamptz "
+    "WHERE user_id = $1::uuid AND conversation_id = $2::uuid "
+    "AND id = $3::uuid AND status = 'in_progress' AND owner_key = $4";
+
+constexpr char kFinishReply[] = "message_finish_reply";
+constexpr char kFinishReplySql[] =
+    "WITH m AS (UPDATE messages SET content = $5, status = $6, model = $7, "
+    "owner_key = NULL, updated_at = $8::timestamptz "
+    "WHERE user_id = $1::uuid AND conversation_id = $2::uuid "
+    "AND id = $3::uuid AND status = 'in_progress' AND owner_key = $4 "
+    "RETURNING *) SELECT " MESSAGE_COLUMNS " FROM m" SIBLINGS;
+
+constexpr char kCancelReply[] = "message_cancel_reply";
+constexpr char kCancelReplySql[] =
+    "WITH m AS (UPDATE messages SET status = 'incomplete', owner_key = NULL, "
+    "updated_at = $4::timestamptz "
+    "WHERE user_id = $1::uuid AND conversation_id = $2::uuid "
+    "AND id = $3::uuid AND status = 'in_progress' "
+    "RETURNING *) SELECT " MESSAGE_COLUMNS " FROM m" SIBLINGS;
+
+// Recovery (deploy/migrations/0008_durable_replies.sql): the owners of
+// replies in progress, and their replies once an owner is gone.
+constexpr char kReplyOwners[] = "message_reply_owners";
+constexpr char kReplyOwnersSql[] =
+    "SELECT DISTINCT COALESCE(owner_key, 0) FROM messages "
+    "WHERE status = 'in_progress'";
+
+constexpr char kOrphanReplies[] = "message_orphan_replies";
+constexpr char kOrphanRepliesSql[] =
+    "UPDATE messages SET status = 'incomplete', owner_key = NULL, "
+    "updated_at = $2::timestamptz "
+    "WHERE status = 'in_progress' AND COALESCE(owner_key, 0) = $1 "
+    "AND updated_at < $3::timestamptz";
+
 // The fork's conversation: $5 its title (empty: the source's), $6 how many
 // messages it gets, $7 the id of the last one.
 constexpr char kInsertFork[] = "message_insert_fork";
@@ -319,19 +376,57 @@ std::vector<PreparedStatement> MessageStorage::Statements() {
           {kPathIds, kPathIdsSql},
           {kInsertFork, kInsertForkSql},
           {kCopyPath, kCopyPathSql},
+          {kLockUserReplies, kLockUserRepliesSql},
+          {kRepliesInProgress, kRepliesInProgressSql},
+          {kSetOwner, kSetOwnerSql},
+          {kSaveReplyText, kSaveReplyTextSql},
+          {kFinishReply, kFinishReplySql},
+          {kCancelReply, kCancelReplySql},
+          {kReplyOwners, kReplyOwnersSql},
+          {kOrphanReplies, kOrphanRepliesSql},
       },
       IdempotencyStatements());
 }
 
+namespace {
+
+// append_message in an open transaction; NOT_FOUND as Append.
+absl::StatusOr<MessageRecord> AppendIn(
+    pqxx::work& tx, const std::string& user_id, const MessageRecord& message,
+    const std::optional<std::string>& parent_id) {
+  pqxx::result rows = tx.exec_prepared(
+      kAppend, user_id, message.conversation_id, message.id, parent_id,
+      std::string(RoleName(message.role)), message.content,
+      std::string(StatusName(message.status)), message.model,
+      PgTime(message.created_at), MetadataToJson(message.metadata));
+  if (!rows.empty()) return FromRow(rows[0]);
+  // No row: no such conversation, or no such parent in it.
+  if (tx.exec_prepared(kConversationExists, user_id, message.conversation_id)
+          .empty()) {
+    return ConversationNotFound();
+  }
+  return absl::NotFoundError("parent message not found");
+}
+
+// The parent as append_message takes it: NULL for the active leaf, the nil
+// UUID for a new root. NOT_FOUND for the nil UUID itself: it marks roots
+// inside the database, and no message has it.
+absl::StatusOr<std::optional<std::string>> ParentParameter(
+    const ParentChoice& parent) {
+  if (!parent) return std::optional<std::string>();
+  if (*parent == kNilUuid) {
+    return absl::NotFoundError("parent message not found");
+  }
+  return std::optional<std::string>(parent->empty() ? kNilUuid : *parent);
+}
+
+}  // namespace
+
 absl::StatusOr<MessageRecord> MessageStorage::Append(
     const std::string& user_id, const MessageRecord& message,
     const ParentChoice& parent, const std::optional<IdempotencyKey>& key) {
-  // The nil UUID marks roots inside the database; no message has it.
-  if (parent && *parent == kNilUuid) {
-    return absl::NotFoundError("parent message not found");
-  }
-  std::optional<std::string> parent_id;
-  if (parent) parent_id = parent->empty() ? kNilUuid : *parent;
+  ASSIGN_OR_RETURN(std::optional<std::string> parent_id,
+                   ParentParameter(parent));
   return pool_->Transact<MessageRecord>(
       user_id, [&](pqxx::work& tx) -> absl::StatusOr<MessageRecord> {
         if (key) {
@@ -345,19 +440,7 @@ absl::StatusOr<MessageRecord> MessageStorage::Append(
             return FromRow(rows[0]);
           }
         }
-        pqxx::result rows = tx.exec_prepared(
-            kAppend, user_id, message.conversation_id, message.id, parent_id,
-            std::string(RoleName(message.role)), message.content,
-            std::string(StatusName(message.status)), message.model,
-            PgTime(message.created_at), MetadataToJson(message.metadata));
-        if (!rows.empty()) return FromRow(rows[0]);
-        // No row: no such conversation, or no such parent in it.
-        if (tx.exec_prepared(kConversationExists, user_id,
-                             message.conversation_id)
-                .empty()) {
-          return ConversationNotFound();
-        }
-        return absl::NotFoundError("parent message not found");
+        return AppendIn(tx, user_id, message, parent_id);
       });
 }
 
@@ -435,8 +518,7 @@ absl::Status MessageStorage::Delete(const std::string& user_id,
     if (active) {
       tx.exec_prepared(kEndBranchAt, user_id, conversation_id, parent_id);
     }
-    tx.exec_prepared0(kUncount, user_id, conversation_id, PgTime(now),
-                      deleted);
+    tx.exec_prepared0(kUncount, user_id, conversation_id, PgTime(now), deleted);
     return absl::OkStatus();
   });
 }
@@ -501,8 +583,8 @@ absl::StatusOr<ForkedConversation> MessageStorage::Fork(
         RETURN_IF_ERROR(
             LockConversation(tx, user_id, conversation_id).status());
         std::vector<std::string> path;
-        for (const pqxx::row& row : tx.exec_prepared(
-                 kPathIds, user_id, conversation_id, message_id)) {
+        for (const pqxx::row& row :
+             tx.exec_prepared(kPathIds, user_id, conversation_id, message_id)) {
           path.push_back(row[0].as<std::string>());
         }
         if (path.empty()) return MessageNotFound();
@@ -513,10 +595,10 @@ absl::StatusOr<ForkedConversation> MessageStorage::Fork(
         ForkedConversation made = fork;
         made.message_count = static_cast<int64_t>(path.size());
         made.active_leaf_id = copies.back();
-        const pqxx::row row = tx.exec_prepared1(
-            kInsertFork, user_id, conversation_id, fork.id, path.back(),
-            fork.title, made.message_count, made.active_leaf_id,
-            PgTime(fork.created_at));
+        const pqxx::row row =
+            tx.exec_prepared1(kInsertFork, user_id, conversation_id, fork.id,
+                              path.back(), fork.title, made.message_count,
+                              made.active_leaf_id, PgTime(fork.created_at));
         made.title = row[0].as<std::string>();
         made.metadata =
             MetadataFromJson(row[1].as<std::string>()).value_or(Metadata{});
@@ -527,6 +609,191 @@ absl::StatusOr<ForkedConversation> MessageStorage::Fork(
                           UuidArray(path), UuidArray(copies));
         return made;
       });
+}
+
+absl::StatusOr<StartedReply> MessageStorage::StartReply(
+    const std::string& user_id, const std::optional<MessageRecord>& prompt,
+    const ParentChoice& prompt_parent, const MessageRecord& reply,
+    const ParentChoice& reply_parent, int64_t owner, int max_in_progress) {
+  ASSIGN_OR_RETURN(std::optional<std::string> prompt_parent_id,
+                   ParentParameter(prompt_parent));
+  ASSIGN_OR_RETURN(std::optional<std::string> reply_parent_id,
+                   ParentParameter(reply_parent));
+  return pool_->Transact<StartedReply>(
+      user_id, [&](pqxx::work& tx) -> absl::StatusOr<StartedReply> {
+        tx.exec_prepared(kLockUserReplies, user_id);
+        if (tx.exec_prepared1(kRepliesInProgress, user_id)[0].as<int64_t>() >=
+            max_in_progress) {
+          return ResourceExhaustedRetryAfter(
+              "too many replies in progress for this user at once",
+              absl::Seconds(1));
+        }
+        StartedReply started;
+        if (prompt) {
+          ASSIGN_OR_RETURN(started.prompt,
+                           AppendIn(tx, user_id, *prompt, prompt_parent_id));
+          reply_parent_id = started.prompt->id;
+        }
+        ASSIGN_OR_RETURN(started.reply,
+                         AppendIn(tx, user_id, reply, reply_parent_id));
+        tx.exec_prepared0(kSetOwner, user_id, reply.conversation_id,
+                          started.reply.id, owner);
+        return started;
+      });
+}
+
+absl::StatusOr<bool> MessageStorage::SaveReplyText(
+    const std::string& user_id, const std::string& conversation_id,
+    const std::string& id, int64_t owner, const std::string& text,
+    absl::Time now) {
+  return pool_->Transact<bool>(
+      user_id, [&](pqxx::work& tx) -> absl::StatusOr<bool> {
+        return tx.exec_prepared(kSaveReplyText, user_id, conversation_id, id,
+                                owner, text, PgTime(now))
+                   .affected_rows() > 0;
+      });
+}
+
+absl::StatusOr<std::optional<MessageRecord>> MessageStorage::FinishReply(
+    const std::string& user_id, const std::string& conversation_id,
+    const std::string& id, int64_t owner, const std::string& text,
+    MessageStatus status, const std::string& model, absl::Time now) {
+  return pool_->Transact<std::optional<MessageRecord>>(
+      user_id,
+      [&](pqxx::work& tx) -> absl::StatusOr<std::optional<MessageRecord>> {
+        pqxx::result rows = tx.exec_prepared(
+            kFinishReply, user_id, conversation_id, id, owner, text,
+            std::string(StatusName(status)), model, PgTime(now));
+        if (rows.empty()) return std::optional<MessageRecord>();
+        return std::optional<MessageRecord>(FromRow(rows[0]));
+      });
+}
+
+absl::StatusOr<MessageRecord> MessageStorage::CancelReply(
+    const std::string& user_id, const std::string& conversation_id,
+    const std::string& id, absl::Time now) {
+  return pool_->Transact<MessageRecord>(
+      user_id, [&](pqxx::work& tx) -> absl::StatusOr<MessageRecord> {
+        pqxx::result rows = tx.exec_prepared(kCancelReply, user_id,
+                                             conversation_id, id, PgTime(now));
+        if (rows.empty())
+          rows = tx.exec_prepared(kGet, user_id, conversation_id, id);
+        if (rows.empty()) return MessageNotFound();
+        return FromRow(rows[0]);
+      });
+}
+
+absl::StatusOr<std::unique_ptr<ReplyOwnership>> ReplyOwnership::Acquire(
+    const std::string& url) {
+  try {
+    auto connection = std::make_unique<pqxx::connection>(url);
+    pqxx::nontransaction tx(*connection);
+    // A random positive key; 0 stands for "no owner" in recovery.
+    for (;;) {
+      uint64_t random = 0;
+      RAND_bytes(reinterpret_cast<unsigned char*>(&random), sizeof random);
+      const int64_t key = static_cast<int64_t>(random >> 1);
+      if (key != 0 && tx.exec_params1("SELECT pg_try_advisory_lock($1)", key)[0]
+                          .as<bool>()) {
+        return std::unique_ptr<ReplyOwnership>(
+            new ReplyOwnership(std::move(connection), url, key));
+      }
+    }
+  } catch (const std::exception& e) {
+    return StatusFromDbError(e);
+  }
+}
+
+absl::StatusOr<int64_t> ReplyOwnership::RecoverOrphans(DbPool* pool,
+                                                       absl::Time now,
+                                                       absl::Duration grace) {
+  return pool->Transact<int64_t>(
+      "", [&](pqxx::work& tx) -> absl::StatusOr<int64_t> {
+        tx.exec("SET LOCAL app.reply_recovery = 'on'");
+        int64_t recovered = 0;
+        for (const pqxx::row& row : tx.exec_prepared(kReplyOwners)) {
+          const int64_t key = row[0].as<int64_t>();
+          if (key == key_) continue;
+          // The lock is free only when its owner's session is gone.
+          if (key != 0 &&
+              !tx.exec_params1("SELECT pg_try_advisory_lock($1)", key)[0]
+                   .as<bool>()) {
+            continue;
+          }
+          if (key != 0) tx.exec_params("SELECT pg_advisory_unlock($1)", key);
+          recovered += tx.exec_prepared(kOrphanReplies, key, PgTime(now),
+                                        PgTime(now - grace))
+                           .affected_rows();
+        }
+        return recovered;
+      });
+}
+
+absl::Status ReplyOwnership::KeepAlive() {
+  try {
+    pqxx::nontransaction tx(*connection_);
+    tx.exec("SELECT 1");
+    return absl::OkStatus();
+  } catch (const std::exception&) {
+    // The session is gone, and the lock with it: take it again.
+  }
+  try {
+    auto connection = std::make_unique<pqxx::connection>(url_);
+    pqxx::nontransaction tx(*connection);
+    if (!tx.exec_params1("SELECT pg_try_advisory_lock($1)", key_)[0]
+             .as<bool>()) {
+      return absl::UnavailableError("the reply owner's lock is taken");
+    }
+    connection_ = std::move(connection);
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return StatusFromDbError(e);
+  }
+}
+
+ReplyRecovery::ReplyRecovery(ReplyOwnership* ownership, DbPool* pool,
+                             const Clock* clock, absl::Duration interval,
+                             absl::Duration grace)
+    : ownership_(ownership),
+      pool_(pool),
+      clock_(clock),
+      interval_(interval),
+      grace_(grace) {
+  thread_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!stopping_) {
+      lock.unlock();
+      RunOnce();
+      lock.lock();
+      wake_.wait_for(lock, absl::ToChronoNanoseconds(interval_),
+                     [this] { return stopping_; });
+    }
+  });
+}
+
+ReplyRecovery::~ReplyRecovery() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void ReplyRecovery::RunOnce() {
+  if (absl::Status alive = ownership_->KeepAlive(); !alive.ok()) {
+    log::Warn("cannot hold the reply owner's lock",
+              {{"error", alive.message()}});
+  }
+  absl::StatusOr<int64_t> recovered =
+      ownership_->RecoverOrphans(pool_, ToMicroseconds(clock_->Now()), grace_);
+  if (!recovered.ok()) {
+    log::Warn("cannot recover replies of gone replicas",
+              {{"error", recovered.status().message()}});
+  } else if (*recovered > 0) {
+    log::Info("replies of gone replicas marked incomplete",
+              {{"count", absl::StrCat(*recovered)}});
+  }
 }
 
 }  // namespace chat::message

@@ -10,13 +10,18 @@
 // conversation's messages locks that row first, which also keeps
 // message_count and last_message_at exact under concurrency.
 
+#include <condition_variable>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 #include "common/db.h"
 #include "services/message/messages.h"
 
@@ -55,6 +60,24 @@ class MessageStorage final : public MessageStore {
       const std::string& user_id, const std::string& conversation_id,
       const std::string& last_id, int max_messages,
       int64_t budget_chars) override;
+  absl::StatusOr<StartedReply> StartReply(
+      const std::string& user_id, const std::optional<MessageRecord>& prompt,
+      const ParentChoice& prompt_parent, const MessageRecord& reply,
+      const ParentChoice& reply_parent, int64_t owner,
+      int max_in_progress) override;
+  absl::StatusOr<bool> SaveReplyText(const std::string& user_id,
+                                     const std::string& conversation_id,
+                                     const std::string& id, int64_t owner,
+                                     const std::string& text,
+                                     absl::Time now) override;
+  absl::StatusOr<std::optional<MessageRecord>> FinishReply(
+      const std::string& user_id, const std::string& conversation_id,
+      const std::string& id, int64_t owner, const std::string& text,
+      MessageStatus status, const std::string& model, absl::Time now) override;
+  absl::StatusOr<MessageRecord> CancelReply(const std::string& user_id,
+                                            const std::string& conversation_id,
+                                            const std::string& id,
+                                            absl::Time now) override;
   absl::StatusOr<ForkedConversation> Fork(
       const std::string& user_id, const std::string& conversation_id,
       const std::string& message_id, const ForkedConversation& fork,
@@ -67,6 +90,61 @@ class MessageStorage final : public MessageStore {
 
  private:
   DbPool* pool_;
+};
+
+// This process as the owner of the replies it generates
+// (deploy/migrations/0008_durable_replies.sql): a random key whose
+// session-level advisory lock it holds on a connection of its own while it
+// runs. PostgreSQL frees the lock when that session ends, so any replica
+// can tell that an owner is gone.
+class ReplyOwnership {
+ public:
+  static absl::StatusOr<std::unique_ptr<ReplyOwnership>> Acquire(
+      const std::string& url);
+
+  int64_t key() const { return key_; }
+
+  // Marks incomplete, with their stored text, the replies in progress whose
+  // owner is gone and that were not stored for `grace`; answers how many.
+  // A live owner stores each reply at least every save interval even when
+  // its text does not change, so `grace` rides out a moment in which the
+  // owner lost its session (and the lock) but not its replies.
+  absl::StatusOr<int64_t> RecoverOrphans(DbPool* pool, absl::Time now,
+                                         absl::Duration grace);
+  // After the database restarted: connects again and takes the same lock.
+  absl::Status KeepAlive();
+
+ private:
+  ReplyOwnership(std::unique_ptr<pqxx::connection> connection, std::string url,
+                 int64_t key)
+      : connection_(std::move(connection)), url_(std::move(url)), key_(key) {}
+
+  std::unique_ptr<pqxx::connection> connection_;
+  std::string url_;
+  int64_t key_;
+};
+
+// Runs recovery when it starts and then every `interval` on a thread of
+// its own, keeping the ownership's lock alive in between; stops when
+// destroyed.
+class ReplyRecovery {
+ public:
+  ReplyRecovery(ReplyOwnership* ownership, DbPool* pool, const Clock* clock,
+                absl::Duration interval, absl::Duration grace);
+  ~ReplyRecovery();
+
+ private:
+  void RunOnce();
+
+  ReplyOwnership* ownership_;
+  DbPool* pool_;
+  const Clock* clock_;
+  absl::Duration interval_;
+  absl::Duration grace_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::thread thread_;
 };
 
 }  // namespace chat::message

@@ -50,7 +50,8 @@ class MessageTreeTest : public ::testing::Test {
   }
 
   std::vector<std::string> Branch(
-      ListQuery query = {}, const std::string& conversation_id = kConversation) {
+      ListQuery query = {},
+      const std::string& conversation_id = kConversation) {
     std::vector<std::string> contents;
     do {
       absl::StatusOr<MessagePage> page =
@@ -104,8 +105,8 @@ TEST_F(MessageTreeTest, AParentMakesANewVersionAndMovesTheActiveBranch) {
   EXPECT_THAT(Branch({.order = Order::kDescending}),
               ElementsAre("answer 2", "question"));
 
-  absl::StatusOr<MessageRecord> old = messages_.Get(kUser, kConversation,
-                                                    first.id);
+  absl::StatusOr<MessageRecord> old =
+      messages_.Get(kUser, kConversation, first.id);
   ASSERT_OK(old);
   EXPECT_EQ(old->sibling_index, 0);
   EXPECT_EQ(old->sibling_count, 2) << "the count is as it is now";
@@ -137,12 +138,11 @@ TEST_F(MessageTreeTest, AParentOfAnotherConversationOrUserIsNotFound) {
   for (const std::string& parent :
        {elsewhere.id, foreign_parent->id,
         std::string("0190a000-0000-7000-8000-0000000000ff")}) {
-    EXPECT_THAT(messages_.Create(kUser, kConversation,
-                                 {.role = Role::kUser,
-                                  .content = "y",
-                                  .parent_id = parent},
-                                 ""),
-                StatusIs(absl::StatusCode::kNotFound, "parent message not found"))
+    EXPECT_THAT(
+        messages_.Create(
+            kUser, kConversation,
+            {.role = Role::kUser, .content = "y", .parent_id = parent}, ""),
+        StatusIs(absl::StatusCode::kNotFound, "parent message not found"))
         << parent;
   }
   EXPECT_EQ(store_.Conversation(kUser, kConversation)->message_count, 1)
@@ -180,7 +180,8 @@ TEST_F(MessageTreeTest, AnIdempotencyKeyCoversTheParent) {
               StatusIs(absl::StatusCode::kAlreadyExists));
 }
 
-TEST_F(MessageTreeTest, DeletingAVersionDeletesItsSubtreeAndEndsTheBranchAtItsParent) {
+TEST_F(MessageTreeTest,
+       DeletingAVersionDeletesItsSubtreeAndEndsTheBranchAtItsParent) {
   const MessageRecord q = Add("q");
   const MessageRecord a1 = Add("a1");
   Add("a1 follow-up");
@@ -211,8 +212,7 @@ TEST_F(MessageTreeTest, DeletingTheActiveRootMovesToTheNewestOtherRoot) {
   Add("v2 answer");
   ASSERT_OK(messages_.Delete(kUser, kConversation, new_root.id));
   EXPECT_THAT(Branch(), ElementsAre("v1", "v1 answer"));
-  EXPECT_EQ(messages_.Get(kUser, kConversation, old_root.id)->sibling_count,
-            1);
+  EXPECT_EQ(messages_.Get(kUser, kConversation, old_root.id)->sibling_count, 1);
 }
 
 TEST_F(MessageTreeTest, TheActiveBranchPagesWithoutOtherBranches) {

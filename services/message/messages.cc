@@ -97,10 +97,10 @@ absl::StatusOr<MessagePage> Messages::List(const std::string& user_id,
     after = cursor.seq();
   }
   // One extra row tells whether another page follows.
-  ASSIGN_OR_RETURN(std::vector<MessageRecord> rows,
-                   storage_->List(user_id, conversation_id, *query.branch,
-                                  descending, after, *page_size + 1,
-                                  kMaxPageContentBytes));
+  ASSIGN_OR_RETURN(
+      std::vector<MessageRecord> rows,
+      storage_->List(user_id, conversation_id, *query.branch, descending, after,
+                     *page_size + 1, kMaxPageContentBytes));
   // The page: up to page_size messages while their content fits the budget
   // (the first always does: one message is far smaller).
   size_t kept = 0;

@@ -727,7 +727,8 @@ TEST_F(MessagesTest, UpdateOfAMissingMessageIsNotFound) {
       StatusIs(absl::StatusCode::kNotFound, "message not found"));
 }
 
-TEST_F(MessagesTest, DeleteRemovesTheMessageAndItsSubtreeAndKeepsTheCountsExact) {
+TEST_F(MessagesTest,
+       DeleteRemovesTheMessageAndItsSubtreeAndKeepsTheCountsExact) {
   absl::StatusOr<MessageRecord> m1 = Create("1");
   clock_.Advance(absl::Seconds(1));
   absl::StatusOr<MessageRecord> m2 = Create("2");

@@ -4,12 +4,18 @@ package e2e
 // speaks the streaming Chat Completions API. What it does for a request is
 // chosen by a scenario word in the last user message ("scenario:slow"), so
 // tests can run side by side; it records every request it gets.
+//
+// "scenario:drip" paces a long reply: "chunks:N" pieces (default 20), one
+// every "every:D" (a Go duration, default 50ms), piece i being dripChunk(i),
+// so that the whole reply is dripText(N); it stops early when the service
+// hangs up.
 
 import (
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -62,21 +68,56 @@ func (p *FakeProvider) Request(marker string) *providerRequest {
 	return nil
 }
 
-func chunk(text string) string {
+// dripChunk is piece i of a "drip" reply: multi-byte characters (2 and 4
+// bytes, the emoji 2 UTF-16 units) so that offsets in code points differ
+// from offsets in bytes or UTF-16 units.
+func dripChunk(i int) string { return fmt.Sprintf("[%d é😀]", i) }
+
+// dripText is the whole text of a "drip" reply of n pieces.
+func dripText(n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		b.WriteString(dripChunk(i))
+	}
+	return b.String()
+}
+
+// dripSettings reads "chunks:N" and "every:D" from a message.
+func dripSettings(content string) (chunks int, every time.Duration) {
+	chunks, every = 20, 50*time.Millisecond
+	for _, word := range strings.Fields(content) {
+		if v, ok := strings.CutPrefix(word, "chunks:"); ok {
+			if n, err := strconv.Atoi(v); err == nil {
+				chunks = n
+			}
+		}
+		if v, ok := strings.CutPrefix(word, "every:"); ok {
+			if d, err := time.ParseDuration(v); err == nil {
+				every = d
+			}
+		}
+	}
+	return chunks, every
+}
+
+// chunk is one streamed piece, reporting the model that was asked.
+func chunk(model, text string) string {
 	b, _ := json.Marshal(map[string]any{
-		"id": "chatcmpl-e2e", "object": "chat.completion.chunk", "model": "fake-model-1",
+		"id": "chatcmpl-e2e", "object": "chat.completion.chunk", "model": model,
 		"choices": []any{map[string]any{"index": 0, "delta": map[string]any{"content": text}}},
 	})
 	return "data: " + string(b) + "\n\n"
 }
 
-const finalChunks = `data: {"id":"chatcmpl-e2e","model":"fake-model-1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}
+func finalChunks(model string) string {
+	return `data: {"id":"chatcmpl-e2e","model":"` + model + `","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}
 
-data: {"id":"chatcmpl-e2e","model":"fake-model-1","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":3,"total_tokens":14}}
+data: {"id":"chatcmpl-e2e","model":"` + model + `","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":3,"total_tokens":14}}
 
 data: [DONE]
 
 `
+}
 
 func (p *FakeProvider) serve(w http.ResponseWriter, r *http.Request) {
 	var body struct {
@@ -118,36 +159,40 @@ func (p *FakeProvider) serve(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, s)
 		flusher.Flush()
 	}
+	model := body.Model
 	switch scenario {
 	case "ok":
-		send(chunk("Hello"))
-		send(chunk(", "))
-		send(chunk("world"))
-		send(finalChunks)
+		send(chunk(model, "Hello"))
+		send(chunk(model, ", "))
+		send(chunk(model, "world"))
+		send(finalChunks(model))
 	case "slow": // the first piece, then nothing until the test opens the gate
-		send(chunk("First"))
+		send(chunk(model, "First"))
 		select {
 		case <-p.Gate(marker):
 		case <-r.Context().Done():
 			return
 		}
-		send(chunk(" and last"))
-		send(finalChunks)
+		send(chunk(model, " and last"))
+		send(finalChunks(model))
 	case "malformed":
-		send(chunk("Partial"))
+		send(chunk(model, "Partial"))
 		send("data: {this is not json\n\n")
 	case "stall": // one piece, then silence until the service gives up
-		send(chunk("Before the stall"))
+		send(chunk(model, "Before the stall"))
 		<-r.Context().Done()
-	case "hangup": // pieces until the service hangs up
-		send(chunk("Tick"))
-		for {
-			select {
-			case <-r.Context().Done():
-				return
-			case <-time.After(50 * time.Millisecond):
-				send(chunk(" tick"))
+	case "drip": // paced pieces (dripSettings) unless the service hangs up
+		chunks, every := dripSettings(last)
+		for i := 0; i < chunks; i++ {
+			if i > 0 {
+				select {
+				case <-r.Context().Done():
+					return
+				case <-time.After(every):
+				}
 			}
+			send(chunk(model, dripChunk(i)))
 		}
+		send(finalChunks(model))
 	}
 }

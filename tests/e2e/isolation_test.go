@@ -46,6 +46,9 @@ func chatRoutes() []route {
 			map[string]any{"role": "user", "content": "pwned", "parent_id": "{m}"}},
 		{"chat under a parent", "POST", "/v1/conversations/{c}/chat", map[string]any{"content": "pwned", "parent_id": "{m}"}},
 		{"regenerate", "POST", "/v1/conversations/{c}/messages/{m}:regenerate", map[string]any{}},
+		{"resume a reply", "GET", "/v1/conversations/{c}/messages/{m}/stream", nil},
+		{"resume a reply after an offset", "GET", "/v1/conversations/{c}/messages/{m}/stream?after=1", nil},
+		{"cancel a reply", "POST", "/v1/conversations/{c}/messages/{m}:cancel", map[string]any{}},
 		{"fork", "POST", "/v1/conversations/{c}/messages/{m}:fork", map[string]any{"title": "pwned"}},
 	}
 }
@@ -70,7 +73,8 @@ func (r route) names(placeholder string) bool {
 
 // streams reports whether the route answers a stream of events.
 func (r route) streams() bool {
-	return strings.HasSuffix(r.path, "/chat") || strings.HasSuffix(r.path, ":regenerate")
+	return strings.HasSuffix(r.path, "/chat") || strings.HasSuffix(r.path, ":regenerate") ||
+		strings.Contains(r.path, "/stream")
 }
 
 // snapshot is everything A can read, for comparing before and after.

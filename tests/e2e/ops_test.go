@@ -68,17 +68,19 @@ func TestHealthReadinessMetricsAndOpenAPI(t *testing.T) {
 	paths, _ := Get(r.JSON, "paths").(map[string]any)
 	// Every route of docs/api.md, with its methods.
 	want := map[string][]string{
-		"/v1/auth/register":                                {"post"},
-		"/v1/auth/login":                                   {"post"},
-		"/v1/auth/refresh":                                 {"post"},
-		"/v1/auth/logout":                                  {"post"},
-		"/v1/auth/profile":                                 {"get", "patch", "put", "delete"},
-		"/v1/auth/jwks":                                    {"get"},
-		"/v1/conversations":                                {"get", "post", "delete"},
-		"/v1/conversations/{id}":                           {"get", "patch", "put", "delete"},
-		"/v1/conversations/{conversationId}/messages":      {"get", "post", "delete"},
-		"/v1/conversations/{conversationId}/messages/{id}": {"get", "patch", "put", "delete"},
-		"/v1/conversations/{conversationId}/chat":          {"post"},
+		"/v1/auth/register":                                       {"post"},
+		"/v1/auth/login":                                          {"post"},
+		"/v1/auth/refresh":                                        {"post"},
+		"/v1/auth/logout":                                         {"post"},
+		"/v1/auth/profile":                                        {"get", "patch", "put", "delete"},
+		"/v1/auth/jwks":                                           {"get"},
+		"/v1/conversations":                                       {"get", "post", "delete"},
+		"/v1/conversations/{id}":                                  {"get", "patch", "put", "delete"},
+		"/v1/conversations/{conversationId}/messages":             {"get", "post", "delete"},
+		"/v1/conversations/{conversationId}/messages/{id}":        {"get", "patch", "put", "delete"},
+		"/v1/conversations/{conversationId}/chat":                 {"post"},
+		"/v1/conversations/{conversationId}/messages/{id}/stream": {"get"},
+		"/v1/conversations/{conversationId}/messages/{id}:cancel": {"post"},
 	}
 	for path, methods := range want {
 		entry, ok := paths[path].(map[string]any)

@@ -130,6 +130,10 @@ func TestRobustMalformedInputOnEveryRouteIs4xxInTheEnvelopeAndChangesNothing(t *
 		// m is a user message: a regenerate that got through is a 400 still.
 		{"POST", "/v1/conversations/{c}/messages/{m}:regenerate", map[string]any{"model": ""}, true},
 		{"POST", "/v1/conversations/{c}/messages/{m}:fork", map[string]any{"title": "forked"}, true},
+		// m is a user message, which has ended: a cancel that got through
+		// answers it unchanged, a stream its text and done.
+		{"GET", "/v1/conversations/{c}/messages/{m}/stream", nil, true},
+		{"POST", "/v1/conversations/{c}/messages/{m}:cancel", nil, true},
 	}
 	fill := func(path, conv, msg string) string {
 		return strings.ReplaceAll(strings.ReplaceAll(path, "{c}", conv), "{m}", msg)

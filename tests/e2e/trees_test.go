@@ -104,12 +104,14 @@ func expectPlace(t *testing.T, m map[string]any, parentID string, index, count i
 	}
 }
 
-// expectReply reads the rest of a fake-provider "ok" reply (three deltas,
+// expectReply reads the rest of a fake-provider "ok" reply (the reply
+// event, the assistant message in progress under parentID; three deltas;
 // done) to the end of the stream, which also means the stream's slot is
 // free again, and returns the stored assistant message.
-func expectReply(t *testing.T, c *ChatStream) map[string]any {
+func expectReply(t *testing.T, c *ChatStream, convID, parentID string) map[string]any {
 	t.Helper()
 	defer c.Resp.Body.Close()
+	started := expectStarted(t, c, convID, parentID, "fake-model-1")
 	for _, want := range []string{"Hello", ", ", "world"} {
 		if got := Str(c.Expect(t, "delta"), "text"); got != want {
 			t.Fatalf("delta %q, want %q", got, want)
@@ -120,6 +122,9 @@ func expectReply(t *testing.T, c *ChatStream) map[string]any {
 		t.Fatalf("after done: %v %v, want the end of the stream", ev, err)
 	}
 	reply, _ := done["message"].(map[string]any)
+	if Str(reply, "id") != Str(started, "id") {
+		t.Errorf("done carries %s, the reply event %s", Str(reply, "id"), Str(started, "id"))
+	}
 	if Str(reply, "role") != "assistant" || Str(reply, "content") != "Hello, world" ||
 		Str(reply, "status") != "complete" || Str(reply, "model") != "fake-model-1" {
 		t.Fatalf("done %v", done)
@@ -148,16 +153,17 @@ func chatTurn(t *testing.T, s *Stack, a Account, convID string, body map[string]
 	c := s.OpenStream(t, a.Access, "/v1/conversations/"+convID+"/chat", body, sse)
 	openOK(t, c, sse)
 	user = c.Expect(t, "message")
-	return user, expectReply(t, c)
+	return user, expectReply(t, c, convID, Str(user, "id"))
 }
 
 // regenerate streams a new version of reply id; its stream has no
-// `message` event, so the first event must be a delta.
+// `message` event, so the first event must be the reply, a sibling of id.
 func regenerate(t *testing.T, s *Stack, a Account, convID, id string, sse bool) map[string]any {
 	t.Helper()
+	parent := Str(getOK(t, s, a, messagePath(convID, id)), "parent_id")
 	c := s.OpenStream(t, a.Access, messagePath(convID, id)+":regenerate", map[string]any{}, sse)
 	openOK(t, c, sse)
-	return expectReply(t, c)
+	return expectReply(t, c, convID, parent)
 }
 
 // providerContext lists what the provider got, "role: content" each.
@@ -418,6 +424,7 @@ func TestTreeRegenerateStreamsANewSiblingReply(t *testing.T) {
 	c := s.OpenChat(t, a.Access, convID, slow, true)
 	openOK(t, c, true)
 	c.Expect(t, "message")
+	c.Expect(t, "reply")
 	c.Expect(t, "delta")
 	busy := regen(a, convID, Str(first, "id"), map[string]any{})
 	ExpectError(t, busy, http.StatusTooManyRequests, "RESOURCE_EXHAUSTED")

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"google.golang.org/grpc"
@@ -48,26 +49,21 @@ func run(cfg config.Config, log *slog.Logger) error {
 			_ = c.Close()
 		}
 	}()
-	dial := func(addr string) (*grpc.ClientConn, error) {
-		c, err := grpc.NewClient(addr, server.DialOptions()...)
-		if err == nil {
-			conns = append(conns, c)
-		}
-		return c, err
-	}
 	var up server.Upstreams
 	for _, d := range []struct {
-		addr string
-		conn *grpc.ClientConnInterface
+		name  string
+		addrs []string
+		conn  *grpc.ClientConnInterface
 	}{
-		{cfg.AuthAddr, &up.Auth},
-		{cfg.ConversationAddr, &up.Conversation},
-		{cfg.MessageAddr, &up.Message},
+		{"auth", cfg.AuthAddrs, &up.Auth},
+		{"conversation", cfg.ConversationAddrs, &up.Conversation},
+		{"message", cfg.MessageAddrs, &up.Message},
 	} {
-		c, err := dial(d.addr)
+		c, err := server.Dial(d.name, d.addrs)
 		if err != nil {
 			return err
 		}
+		conns = append(conns, c)
 		*d.conn = c
 	}
 
@@ -92,7 +88,8 @@ func run(cfg config.Config, log *slog.Logger) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("gateway listening", "addr", ln.Addr().String(),
-		"auth", cfg.AuthAddr, "conversation", cfg.ConversationAddr, "message", cfg.MessageAddr,
+		"auth", strings.Join(cfg.AuthAddrs, ","), "conversation", strings.Join(cfg.ConversationAddrs, ","),
+		"message", strings.Join(cfg.MessageAddrs, ","),
 		"cors_origins", cfg.CORSAllowedOrigins, "max_body_bytes", cfg.MaxBodyBytes,
 		"read_timeout", cfg.ReadTimeout.String(), "auth_rate_limit", cfg.AuthRateLimit,
 		"auth_rate_burst", cfg.AuthRateBurst, "trusted_proxy_header", cfg.TrustedProxyHeader)

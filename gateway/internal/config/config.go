@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -16,10 +17,13 @@ import (
 
 // Config is everything main needs.
 type Config struct {
-	Listen             string
-	AuthAddr           string
-	ConversationAddr   string
-	MessageAddr        string
+	Listen string
+	// AuthAddrs, ConversationAddrs and MessageAddrs are where each service
+	// is: one gRPC target (such as 127.0.0.1:50051 or dns:///auth:50051),
+	// or several host:port replicas to balance calls over (ParseAddrs).
+	AuthAddrs          []string
+	ConversationAddrs  []string
+	MessageAddrs       []string
 	CORSAllowedOrigins []string
 	MaxBodyBytes       int64
 	DrainTimeout       time.Duration
@@ -50,6 +54,9 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	}
 	var (
 		c            Config
+		authAddr     string
+		convAddr     string
+		messageAddr  string
 		origins      string
 		maxBody      string
 		drainTimeout string
@@ -59,12 +66,12 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	)
 	fs.StringVar(&c.Listen, "listen", env("GATEWAY_LISTEN", "127.0.0.1:8080"),
 		"HTTP listen address (env GATEWAY_LISTEN)")
-	fs.StringVar(&c.AuthAddr, "auth_addr", env("AUTH_ADDR", "127.0.0.1:50051"),
-		"AuthService gRPC address (env AUTH_ADDR)")
-	fs.StringVar(&c.ConversationAddr, "conversation_addr", env("CONVERSATION_ADDR", "127.0.0.1:50052"),
-		"ConversationService gRPC address (env CONVERSATION_ADDR)")
-	fs.StringVar(&c.MessageAddr, "message_addr", env("MESSAGE_ADDR", "127.0.0.1:50053"),
-		"MessageService gRPC address (env MESSAGE_ADDR)")
+	fs.StringVar(&authAddr, "auth_addr", env("AUTH_ADDR", "127.0.0.1:50051"),
+		"AuthService gRPC target, or comma-separated host:port replicas balanced round-robin (env AUTH_ADDR)")
+	fs.StringVar(&convAddr, "conversation_addr", env("CONVERSATION_ADDR", "127.0.0.1:50052"),
+		"ConversationService gRPC target, or comma-separated host:port replicas balanced round-robin (env CONVERSATION_ADDR)")
+	fs.StringVar(&messageAddr, "message_addr", env("MESSAGE_ADDR", "127.0.0.1:50053"),
+		"MessageService gRPC target, or comma-separated host:port replicas balanced round-robin (env MESSAGE_ADDR)")
 	fs.StringVar(&origins, "cors_allowed_origins", env("CORS_ALLOWED_ORIGINS", ""),
 		"comma-separated origins allowed by CORS; empty disables CORS (env CORS_ALLOWED_ORIGINS)")
 	fs.StringVar(&maxBody, "max_body_bytes", env("MAX_BODY_BYTES", "1048576"),
@@ -88,15 +95,23 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	}
 
 	var errs []error
-	for _, a := range []struct{ name, value string }{
-		{"listen", c.Listen},
-		{"auth_addr", c.AuthAddr},
-		{"conversation_addr", c.ConversationAddr},
-		{"message_addr", c.MessageAddr},
+	if strings.TrimSpace(c.Listen) == "" {
+		errs = append(errs, errors.New("--listen: must not be empty"))
+	}
+	for _, a := range []struct {
+		name, value string
+		addrs       *[]string
+	}{
+		{"auth_addr", authAddr, &c.AuthAddrs},
+		{"conversation_addr", convAddr, &c.ConversationAddrs},
+		{"message_addr", messageAddr, &c.MessageAddrs},
 	} {
-		if strings.TrimSpace(a.value) == "" {
-			errs = append(errs, fmt.Errorf("--%s: must not be empty", a.name))
+		addrs, err := ParseAddrs(a.value)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--%s: %w", a.name, err))
+			continue
 		}
+		*a.addrs = addrs
 	}
 	for _, o := range strings.Split(origins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -136,6 +151,48 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// ParseAddrs reads a service's address setting. A value without a comma is
+// one gRPC target, passed to grpc-go as it is (127.0.0.1:50051, or a name
+// for it to resolve such as dns:///auth:50051): one address works exactly
+// as before lists existed. A comma-separated value is a list of replicas,
+// each host:port with a host and a numeric port (spaces around an element
+// are ignored); an empty element, a missing port, a scheme or an address
+// listed twice is an error.
+func ParseAddrs(value string) ([]string, error) {
+	if strings.TrimSpace(value) == "" {
+		return nil, errors.New("must not be empty")
+	}
+	if !strings.Contains(value, ",") {
+		return []string{value}, nil
+	}
+	elems := strings.Split(value, ",")
+	addrs := make([]string, 0, len(elems))
+	seen := make(map[string]bool, len(elems))
+	for i, e := range elems {
+		e = strings.TrimSpace(e)
+		where := fmt.Sprintf("element %d of %q", i+1, value)
+		if e == "" {
+			return nil, fmt.Errorf("%s is empty; want host:port,host:port,...", where)
+		}
+		host, port, err := net.SplitHostPort(e)
+		if err != nil {
+			return nil, fmt.Errorf("%s (%q) is not host:port; every element of a list is host:port", where, e)
+		}
+		if host == "" {
+			return nil, fmt.Errorf("%s (%q) has no host", where, e)
+		}
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			return nil, fmt.Errorf("%s (%q) has no valid port; want a number from 1 to 65535", where, e)
+		}
+		if seen[e] {
+			return nil, fmt.Errorf("%s (%q) is listed twice", where, e)
+		}
+		seen[e] = true
+		addrs = append(addrs, e)
+	}
+	return addrs, nil
 }
 
 // validHeaderName reports whether s is empty or an HTTP field name (an RFC

@@ -20,15 +20,15 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{
-		Listen:           "127.0.0.1:8080",
-		AuthAddr:         "127.0.0.1:50051",
-		ConversationAddr: "127.0.0.1:50052",
-		MessageAddr:      "127.0.0.1:50053",
-		MaxBodyBytes:     1 << 20,
-		DrainTimeout:     30 * time.Second,
-		ReadTimeout:      30 * time.Second,
-		AuthRateLimit:    30,
-		AuthRateBurst:    10,
+		Listen:            "127.0.0.1:8080",
+		AuthAddrs:         []string{"127.0.0.1:50051"},
+		ConversationAddrs: []string{"127.0.0.1:50052"},
+		MessageAddrs:      []string{"127.0.0.1:50053"},
+		MaxBodyBytes:      1 << 20,
+		DrainTimeout:      30 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		AuthRateLimit:     30,
+		AuthRateBurst:     10,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load() = %+v, want %+v", got, want)
@@ -54,9 +54,9 @@ func TestEnvironmentFallback(t *testing.T) {
 	}
 	want := Config{
 		Listen:             ":9090",
-		AuthAddr:           "auth:1",
-		ConversationAddr:   "conv:2",
-		MessageAddr:        "msg:3",
+		AuthAddrs:          []string{"auth:1"},
+		ConversationAddrs:  []string{"conv:2"},
+		MessageAddrs:       []string{"msg:3"},
 		CORSAllowedOrigins: []string{"https://a.example", "https://b.example"},
 		MaxBodyBytes:       2048,
 		DrainTimeout:       5 * time.Second,
@@ -86,7 +86,7 @@ func TestFlagsWinOverEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{
-		Listen: ":1", AuthAddr: "a:1", ConversationAddr: "c:1", MessageAddr: "m:1",
+		Listen: ":1", AuthAddrs: []string{"a:1"}, ConversationAddrs: []string{"c:1"}, MessageAddrs: []string{"m:1"},
 		CORSAllowedOrigins: []string{"https://x.example"}, MaxBodyBytes: 10, DrainTimeout: time.Minute,
 		ReadTimeout: 3 * time.Second, AuthRateLimit: 5, AuthRateBurst: 2,
 		TrustedProxyHeader: "X-Forwarded-For",
@@ -120,5 +120,99 @@ func TestUnknownFlagAndHelp(t *testing.T) {
 	}
 	if _, err := Load([]string{"stray"}, envOf(nil), io.Discard); err == nil {
 		t.Error("stray argument accepted")
+	}
+}
+
+func TestAddressLists(t *testing.T) {
+	got, err := Load([]string{"--message_addr=10.0.0.1:50053,10.0.0.2:50063"}, envOf(map[string]string{
+		"AUTH_ADDR":         "127.0.0.1:50051, 127.0.0.1:50061 ,[::1]:50071",
+		"CONVERSATION_ADDR": "dns:///conversation:50052",
+		"MESSAGE_ADDR":      "m:1,m:2",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name      string
+		got, want []string
+	}{
+		{"auth", got.AuthAddrs, []string{"127.0.0.1:50051", "127.0.0.1:50061", "[::1]:50071"}},
+		{"conversation", got.ConversationAddrs, []string{"dns:///conversation:50052"}},
+		{"message (flag over environment)", got.MessageAddrs, []string{"10.0.0.1:50053", "10.0.0.2:50063"}},
+	} {
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("%s: %q, want %q", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestParseAddrs(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		// One address is a gRPC target, passed on exactly as before.
+		{"127.0.0.1:50051", []string{"127.0.0.1:50051"}},
+		{"dns:///auth:50051", []string{"dns:///auth:50051"}},
+		{"auth", []string{"auth"}},
+		{"unix:///run/auth.sock", []string{"unix:///run/auth.sock"}},
+		// A list: host:port elements, spaces around them ignored.
+		{"a:1,b:2", []string{"a:1", "b:2"}},
+		{" 127.0.0.1:50053 , 127.0.0.1:50063 ", []string{"127.0.0.1:50053", "127.0.0.1:50063"}},
+		{"[::1]:1,[::1]:2,localhost:65535", []string{"[::1]:1", "[::1]:2", "localhost:65535"}},
+	} {
+		got, err := ParseAddrs(tc.in)
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("ParseAddrs(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	for _, tc := range []struct{ in, wantErr string }{
+		{"", "must not be empty"},
+		{"   ", "must not be empty"},
+		{"a:1,", `element 2 of "a:1," is empty`},
+		{",a:1", `element 1 of ",a:1" is empty`},
+		{"a:1,,b:2", `element 2 of "a:1,,b:2" is empty`},
+		{"a:1, ,b:2", `element 2 of "a:1, ,b:2" is empty`},
+		{",", "element 1"},
+		{"a:1,b", `element 2 of "a:1,b" ("b") is not host:port`},
+		{"a,b:2", `element 1 of "a,b:2" ("a") is not host:port`},
+		{"a:1,b:", `("b:") has no valid port`},
+		{"a:1,b:http", `("b:http") has no valid port`},
+		{"a:1,b:0", `("b:0") has no valid port`},
+		{"a:1,b:65536", `("b:65536") has no valid port`},
+		{"a:1,:2", `(":2") has no host`},
+		{"dns:///a:1,dns:///b:1", "is not host:port"},
+		{"::1:1,::1:2", "is not host:port"},
+		{"a:1,a:1", `element 2 of "a:1,a:1" ("a:1") is listed twice`},
+	} {
+		got, err := ParseAddrs(tc.in)
+		if err == nil {
+			t.Errorf("ParseAddrs(%q) = %q, want an error", tc.in, got)
+		} else if !strings.Contains(err.Error(), tc.wantErr) {
+			t.Errorf("ParseAddrs(%q): error %q, want it to contain %q", tc.in, err, tc.wantErr)
+		}
+	}
+}
+
+// A malformed list stops the gateway at start-up with the flag's name.
+func TestMalformedListIsAStartUpError(t *testing.T) {
+	_, err := Load(nil, envOf(map[string]string{
+		"AUTH_ADDR":         "127.0.0.1:50051,",
+		"CONVERSATION_ADDR": "127.0.0.1:50052,127.0.0.1",
+		"MESSAGE_ADDR":      "127.0.0.1:50053,127.0.0.1:50063",
+	}), io.Discard)
+	if err == nil {
+		t.Fatal("Load() succeeded, want an error")
+	}
+	for _, want := range []string{
+		`--auth_addr: element 2 of "127.0.0.1:50051," is empty`,
+		`--conversation_addr: element 2 of "127.0.0.1:50052,127.0.0.1" ("127.0.0.1") is not host:port`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "--message_addr") {
+		t.Errorf("error %q blames the valid --message_addr", err)
 	}
 }

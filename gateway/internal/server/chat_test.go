@@ -1,10 +1,11 @@
 package server_test
 
-// POST /v1/conversations/{conversation_id}/chat and
-// POST /v1/conversations/{conversation_id}/messages/{id}:regenerate: the
-// gateway's own handler of both event streams (chat.go) against a fake
-// MessageService.Chat and Regenerate over real gRPC. Every test runs on both
-// routes: they share one handler and must behave alike.
+// POST /v1/conversations/{conversation_id}/chat,
+// POST /v1/conversations/{conversation_id}/messages/{id}:regenerate and
+// GET /v1/conversations/{conversation_id}/messages/{id}/stream: the
+// gateway's own handler of the event streams (chat.go) against a fake
+// MessageService.Chat, Regenerate and StreamReply over real gRPC. Every test
+// runs on every route: they share one handler and must behave alike.
 
 import (
 	"bufio"
@@ -35,14 +36,14 @@ const streamTimeout = 20 * time.Second
 
 type chatStream = grpc.ServerStreamingServer[chatv1.ChatEvent]
 
-// streamRoutes are the two routes of streamEvents: the path, a valid body,
-// and the events its stream opens with (Chat's stored user message;
-// Regenerate has none).
+// streamRoutes are the routes of streamEvents: the method, the path and a
+// valid body (StreamReply, a GET, has none).
 var streamRoutes = []struct {
-	rpc, path, body string
+	rpc, method, path, body string
 }{
-	{"Chat", "/v1/conversations/c1/chat", `{"content":"hello","model":"echo"}`},
-	{"Regenerate", "/v1/conversations/c1/messages/m1:regenerate", `{"model":"echo"}`},
+	{"Chat", "POST", "/v1/conversations/c1/chat", `{"content":"hello","model":"echo"}`},
+	{"Regenerate", "POST", "/v1/conversations/c1/messages/m1:regenerate", `{"model":"echo"}`},
+	{"StreamReply", "GET", "/v1/conversations/c1/messages/m2/stream", ""},
 }
 
 func messageEvent(content string) *chatv1.ChatEvent {
@@ -53,7 +54,20 @@ func messageEvent(content string) *chatv1.ChatEvent {
 }
 
 func deltaEvent(text string) *chatv1.ChatEvent {
-	return &chatv1.ChatEvent{Event: &chatv1.ChatEvent_Delta{Delta: &chatv1.ChatDelta{Text: text}}}
+	return deltaAt(text, 0)
+}
+
+// deltaAt is a delta whose text follows offset characters of the reply.
+func deltaAt(text string, offset int32) *chatv1.ChatEvent {
+	return &chatv1.ChatEvent{Event: &chatv1.ChatEvent_Delta{Delta: &chatv1.ChatDelta{Text: text, Offset: offset}}}
+}
+
+// replyEvent is the assistant message as stored when the reply starts.
+func replyEvent() *chatv1.ChatEvent {
+	return &chatv1.ChatEvent{Event: &chatv1.ChatEvent_Reply{Reply: &chatv1.Message{
+		Id: "m2", ConversationId: "c1", Role: "assistant", Status: "in_progress", Model: "echo",
+		ParentId: proto.String("m1"), SiblingIndex: 1, SiblingCount: 2,
+	}}}
 }
 
 func doneEvent() *chatv1.ChatEvent {
@@ -70,6 +84,7 @@ func doneEvent() *chatv1.ChatEvent {
 // compact.
 const (
 	messageJSON = `{"id":"m1","conversation_id":"c1","role":"user","content":"hello","status":"complete","model":"","metadata":{},"created_at":null,"updated_at":null,"parent_id":"","sibling_index":0,"sibling_count":1}`
+	replyJSON   = `{"id":"m2","conversation_id":"c1","role":"assistant","content":"","status":"in_progress","model":"echo","metadata":{},"created_at":null,"updated_at":null,"parent_id":"m1","sibling_index":1,"sibling_count":2}`
 	doneJSON    = `{"message":{"id":"m2","conversation_id":"c1","role":"assistant","content":"Hello","status":"complete","model":"echo","metadata":{"k":"v"},"created_at":null,"updated_at":null,"parent_id":"m1","sibling_index":1,"sibling_count":2},"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}`
 )
 
@@ -77,13 +92,17 @@ const (
 // is in; the body is still streaming. headers are name, value pairs.
 func openChat(t *testing.T, g *gw, ctx context.Context, body string, headers ...string) *http.Response {
 	t.Helper()
-	return openStream(t, g, ctx, "/v1/conversations/c1/chat", body, headers...)
+	return openStream(t, g, ctx, "POST", "/v1/conversations/c1/chat", body, headers...)
 }
 
-// openStream is openChat for any path.
-func openStream(t *testing.T, g *gw, ctx context.Context, path, body string, headers ...string) *http.Response {
+// openStream is openChat for any method and path.
+func openStream(t *testing.T, g *gw, ctx context.Context, method, path, body string, headers ...string) *http.Response {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, "POST", g.url+path, strings.NewReader(body))
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, g.url+path, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +122,10 @@ type eventReader struct {
 	t   *testing.T
 	r   *bufio.Reader
 	sse bool
+	// id is the "id:" line of the last SSE event read, hasID whether it
+	// had one.
+	id    string
+	hasID bool
 }
 
 func newEventReader(t *testing.T, resp *http.Response, sse bool) *eventReader {
@@ -132,7 +155,15 @@ func (e *eventReader) next() (string, string) {
 			return name, l
 		}
 	}
-	ev, data, blank := line(), line(), line()
+	// "event: <name>", then "id: <offset>" for a delta, "data: <json>" and
+	// a blank line.
+	ev, data := line(), line()
+	e.id, e.hasID = "", false
+	if id, ok := strings.CutPrefix(data, "id: "); ok {
+		e.id, e.hasID = id, true
+		data = line()
+	}
+	blank := line()
 	name, ok1 := strings.CutPrefix(ev, "event: ")
 	payload, ok2 := strings.CutPrefix(data, "data: ")
 	if !ok1 || !ok2 || blank != "" {
@@ -166,44 +197,51 @@ var framings = []framing{
 
 // streamRun is one route of streamRoutes in one framing.
 type streamRun struct {
-	name, rpc, path, body string
-	framing               framing
+	name, rpc, method, path, body string
+	framing                       framing
 }
 
-// streamRuns are both routes in SSE, in SSE among other types, and in
+// streamRuns are every route in SSE, in SSE among other types, and in
 // NDJSON.
 func streamRuns() []streamRun {
 	var runs []streamRun
 	for _, route := range streamRoutes {
 		for _, f := range framings[:3] {
-			runs = append(runs, streamRun{route.rpc + "/" + f.name, route.rpc, route.path, route.body, f})
+			runs = append(runs, streamRun{route.rpc + "/" + f.name, route.rpc, route.method, route.path, route.body, f})
 		}
 	}
 	return runs
 }
 
-// TestStreamFraming runs Chat's message, delta, delta, done and
-// Regenerate's delta, delta, done in both framings. The fake sends each
-// event only after the test has read the previous one, so the test would
-// time out if any layer (the gateway's writer, the metrics/access-log
-// wrapper, net/http) held an event back.
+// TestStreamFraming runs Chat's message, reply, delta, delta, done,
+// Regenerate's reply, delta, delta, done and StreamReply's delta, delta,
+// done in every framing. The fake sends each event only after the test has
+// read the previous one, so the test would time out if any layer (the
+// gateway's writer, the metrics/access-log wrapper, net/http) held an event
+// back. Over SSE the deltas, and only they, carry "id: <offset after the
+// chunk>".
 func TestStreamFraming(t *testing.T) {
 	g, b := newGateway(t, server.Options{})
-	type event struct{ name, sse, ndjson string }
-	message := event{"message", messageJSON, `{"message":` + messageJSON + `}`}
+	type event struct{ name, id, sse, ndjson string }
+	message := event{"message", "", messageJSON, `{"message":` + messageJSON + `}`}
+	reply := event{"reply", "", replyJSON, `{"reply":` + replyJSON + `}`}
 	rest := []event{
-		{"delta", `{"text":"Hel"}`, `{"delta":{"text":"Hel"}}`},
-		{"delta", `{"text":"lo"}`, `{"delta":{"text":"lo"}}`},
-		{"done", doneJSON, `{"done":` + doneJSON + `}`},
+		{"delta", "3", `{"text":"Hel","offset":0}`, `{"delta":{"text":"Hel","offset":0}}`},
+		{"delta", "5", `{"text":"lo","offset":3}`, `{"delta":{"text":"lo","offset":3}}`},
+		{"done", "", doneJSON, `{"done":` + doneJSON + `}`},
 	}
 	for _, route := range streamRoutes {
 		for _, f := range framings {
 			t.Run(route.rpc+"/"+f.name, func(t *testing.T) {
-				sent := []*chatv1.ChatEvent{deltaEvent("Hel"), deltaEvent("lo"), doneEvent()}
+				sent := []*chatv1.ChatEvent{deltaAt("Hel", 0), deltaAt("lo", 3), doneEvent()}
 				want := rest
-				if route.rpc == "Chat" {
-					sent = append([]*chatv1.ChatEvent{messageEvent("hello")}, sent...)
-					want = append([]event{message}, rest...)
+				switch route.rpc {
+				case "Chat":
+					sent = append([]*chatv1.ChatEvent{messageEvent("hello"), replyEvent()}, sent...)
+					want = append([]event{message, reply}, rest...)
+				case "Regenerate":
+					sent = append([]*chatv1.ChatEvent{replyEvent()}, sent...)
+					want = append([]event{reply}, rest...)
 				}
 				read := make(chan struct{})
 				b.setStream(func(_ proto.Message, s chatStream) error {
@@ -223,7 +261,7 @@ func TestStreamFraming(t *testing.T) {
 				})
 				ctx, cancel := context.WithTimeout(context.Background(), streamTimeout)
 				defer cancel()
-				resp := openStream(t, g, ctx, route.path, route.body,
+				resp := openStream(t, g, ctx, route.method, route.path, route.body,
 					"Accept", f.accept, "Authorization", "Bearer tok-1", "X-Request-Id", "rid-chat")
 				if resp.StatusCode != 200 {
 					body, _ := io.ReadAll(resp.Body)
@@ -250,6 +288,9 @@ func TestStreamFraming(t *testing.T) {
 					if name != w.name || data != wantData {
 						t.Errorf("event %d = %s %s\nwant %s %s", i, name, data, w.name, wantData)
 					}
+					if f.sse && (events.hasID != (w.id != "") || events.id != w.id) {
+						t.Errorf("event %d (%s): id %q (%v), want %q", i, name, events.id, events.hasID, w.id)
+					}
 					if i < len(want)-1 {
 						read <- struct{}{} // Only now may the fake send the next one.
 					}
@@ -264,6 +305,10 @@ func TestStreamFraming(t *testing.T) {
 					}
 				case *chatv1.RegenerateRequest:
 					if c.method != route.rpc || req.GetConversationId() != "c1" || req.GetId() != "m1" || req.GetModel() != "echo" {
+						t.Errorf("request = %s %v", c.method, req)
+					}
+				case *chatv1.StreamReplyRequest:
+					if c.method != route.rpc || req.GetConversationId() != "c1" || req.GetId() != "m2" || req.GetAfter() != 0 {
 						t.Errorf("request = %s %v", c.method, req)
 					}
 				default:
@@ -282,10 +327,11 @@ func TestStreamFraming(t *testing.T) {
 	// Counted and logged under its route template with the 200 of the stream.
 	r := g.do("GET", "/metrics", "")
 	for _, route := range []string{
-		"/v1/conversations/{conversation_id}/chat",
-		"/v1/conversations/{conversation_id}/messages/{id}:regenerate",
+		`method="POST",route="/v1/conversations/{conversation_id}/chat"`,
+		`method="POST",route="/v1/conversations/{conversation_id}/messages/{id}:regenerate"`,
+		`method="GET",route="/v1/conversations/{conversation_id}/messages/{id}/stream"`,
 	} {
-		if want := `gateway_http_requests_total{code="200",method="POST",route="` + route + `"} 5`; !strings.Contains(string(r.body), want) {
+		if want := `gateway_http_requests_total{code="200",` + route + `} 5`; !strings.Contains(string(r.body), want) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
@@ -297,7 +343,7 @@ func TestRegenerateRequest(t *testing.T) {
 	g, b := newGateway(t, server.Options{})
 	for _, body := range []string{"", "{}", `{"conversation_id":"c9","id":"m9","model":"m"}`} {
 		r := g.do("POST", "/v1/conversations/c1/messages/m1:regenerate", body)
-		if r.status != 200 || string(r.body) != `{"delta":{"text":"hi"}}`+"\n" {
+		if r.status != 200 || string(r.body) != `{"delta":{"text":"hi","offset":0}}`+"\n" {
 			t.Fatalf("body %q: %d %q", body, r.status, r.body)
 		}
 		req := b.lastCall(t).req.(*chatv1.RegenerateRequest)
@@ -331,7 +377,7 @@ func TestStreamErrorBeforeFirstEvent(t *testing.T) {
 			for _, accept := range []string{"text/event-stream", ""} {
 				t.Run(route.rpc+"/"+tc.code+"/"+accept, func(t *testing.T) {
 					b.setFail(tc.err)
-					r := g.do("POST", route.path, route.body, "Accept", accept)
+					r := g.do(route.method, route.path, route.body, "Accept", accept)
 					e := envelopeOf(t, r, tc.httpStatus, tc.code)
 					if st := status.Convert(tc.err); tc.code != "UNAVAILABLE" && e.Error.Message != st.Message() {
 						t.Errorf("message = %q", e.Error.Message)
@@ -357,7 +403,7 @@ func TestStreamErrorBeforeFirstEvent(t *testing.T) {
 	// A stream that ends at once is an empty 200 stream.
 	b.setStream(func(proto.Message, chatStream) error { return nil })
 	for _, route := range streamRoutes {
-		r := g.do("POST", route.path, route.body)
+		r := g.do(route.method, route.path, route.body)
 		if r.status != 200 || len(r.body) != 0 || r.header.Get("Content-Type") != "application/x-ndjson" {
 			t.Errorf("%s: empty stream = %d %q %q", route.rpc, r.status, r.header.Get("Content-Type"), r.body)
 		}
@@ -397,7 +443,7 @@ func TestStreamErrorMidStream(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), streamTimeout)
 				defer cancel()
 				f := run.framing
-				resp := openStream(t, g, ctx, run.path, run.body, "Accept", f.accept, "X-Request-Id", "rid-mid")
+				resp := openStream(t, g, ctx, run.method, run.path, run.body, "Accept", f.accept, "X-Request-Id", "rid-mid")
 				if resp.StatusCode != 200 {
 					t.Fatalf("status = %d", resp.StatusCode)
 				}
@@ -491,7 +537,7 @@ func TestStreamErrorEventOfTheService(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), streamTimeout)
 				defer cancel()
 				f := run.framing
-				resp := openStream(t, g, ctx, run.path, run.body, "Accept", f.accept, "X-Request-Id", "rid-svc")
+				resp := openStream(t, g, ctx, run.method, run.path, run.body, "Accept", f.accept, "X-Request-Id", "rid-svc")
 				events := newEventReader(t, resp, f.sse)
 				events.next()
 				name, data := events.next()
@@ -536,7 +582,7 @@ func TestStreamClientDisconnectCancelsUpstream(t *testing.T) {
 			})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			resp := openStream(t, g, ctx, run.path, run.body, "Accept", run.framing.accept)
+			resp := openStream(t, g, ctx, run.method, run.path, run.body, "Accept", run.framing.accept)
 			if name, data := newEventReader(t, resp, run.framing.sse).next(); name != "delta" {
 				t.Fatalf("first event = %s %s", name, data)
 			}
@@ -554,7 +600,7 @@ func TestStreamClientDisconnectCancelsUpstream(t *testing.T) {
 	}
 }
 
-// TestStreamBadBodies: the body of either route is decoded like any
+// TestStreamBadBodies: the body of a POST route is decoded like any
 // other: one JSON value of the request message, no unknown fields.
 func TestStreamBadBodies(t *testing.T) {
 	g, b := newGateway(t, server.Options{})
@@ -569,9 +615,12 @@ func TestStreamBadBodies(t *testing.T) {
 		{"not an object", `["m"]`, "invalid JSON body: "},
 	} {
 		for _, route := range streamRoutes {
+			if route.method != "POST" {
+				continue
+			}
 			for _, accept := range []string{"text/event-stream", ""} {
 				t.Run(route.rpc+"/"+tc.name+"/"+accept, func(t *testing.T) {
-					r := g.do("POST", route.path, tc.body, "Accept", accept)
+					r := g.do(route.method, route.path, tc.body, "Accept", accept)
 					e := envelopeOf(t, r, 400, "INVALID_ARGUMENT")
 					if !strings.HasPrefix(e.Error.Message, tc.message) {
 						t.Errorf("message = %q, want prefix %q", e.Error.Message, tc.message)
@@ -588,11 +637,11 @@ func TestStreamBadBodies(t *testing.T) {
 func TestStreamCORS(t *testing.T) {
 	g, _ := newGateway(t, server.Options{CORSAllowedOrigins: []string{"https://app.example"}})
 	for _, route := range streamRoutes {
-		r := g.do("POST", route.path, route.body, "Origin", "https://app.example", "Accept", "text/event-stream")
+		r := g.do(route.method, route.path, route.body, "Origin", "https://app.example", "Accept", "text/event-stream")
 		if r.status != 200 || r.header.Get("Access-Control-Allow-Origin") != "https://app.example" {
 			t.Errorf("%s: status %d, Allow-Origin %q", route.rpc, r.status, r.header.Get("Access-Control-Allow-Origin"))
 		}
-		if want := "event: delta\ndata: {\"text\":\"hi\"}\n\n"; string(r.body) != want {
+		if want := "event: delta\nid: 2\ndata: {\"text\":\"hi\",\"offset\":0}\n\n"; string(r.body) != want {
 			t.Errorf("%s: body = %q, want %q", route.rpc, r.body, want)
 		}
 	}

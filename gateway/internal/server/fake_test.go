@@ -29,7 +29,7 @@ type backend struct {
 	mu       sync.Mutex
 	calls    []call
 	fail     error                                                                   // answered by every RPC when set
-	streamFn func(proto.Message, grpc.ServerStreamingServer[chatv1.ChatEvent]) error // Chat's and Regenerate's behaviour
+	streamFn func(proto.Message, grpc.ServerStreamingServer[chatv1.ChatEvent]) error // Chat's, Regenerate's and StreamReply's behaviour
 	block    bool                                                                    // unary RPCs wait for their context to end
 	delay    time.Duration                                                           // unary RPCs answer after this long
 	page     *chatv1.ListMessagesResponse                                            // ListMessages' answer when set
@@ -82,8 +82,8 @@ func (b *backend) setMessagePage(p *chatv1.ListMessagesResponse) {
 	b.page = p
 }
 
-// setStream sets what Chat and Regenerate do after recording the call; req
-// is their request.
+// setStream sets what Chat, Regenerate and StreamReply do after recording
+// the call; req is their request.
 func (b *backend) setStream(fn func(req proto.Message, s grpc.ServerStreamingServer[chatv1.ChatEvent]) error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -257,6 +257,17 @@ func (f *fakeMessages) Chat(r *chatv1.ChatRequest, stream grpc.ServerStreamingSe
 
 func (f *fakeMessages) Regenerate(r *chatv1.RegenerateRequest, stream grpc.ServerStreamingServer[chatv1.ChatEvent]) error {
 	return f.stream("Regenerate", r, stream)
+}
+
+func (f *fakeMessages) StreamReply(r *chatv1.StreamReplyRequest, stream grpc.ServerStreamingServer[chatv1.ChatEvent]) error {
+	return f.stream("StreamReply", r, stream)
+}
+
+func (f *fakeMessages) CancelReply(ctx context.Context, r *chatv1.CancelReplyRequest) (*chatv1.Message, error) {
+	return answer(f.b, ctx, "CancelReply", r, &chatv1.Message{
+		Id: r.GetId(), ConversationId: r.GetConversationId(), Role: "assistant", Content: "Hel",
+		Status: "incomplete", Model: "echo", ParentId: proto.String("m1"), SiblingCount: 1,
+	})
 }
 
 // stream records a streaming call, then fails, runs the configured

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/chat-backend/gateway"
 	chatv1 "github.com/chat-backend/gateway/gen/chat/v1"
@@ -70,6 +72,8 @@ func TestRouteTableFromTheEmbeddedDocument(t *testing.T) {
 		"/v1/conversations/c1/messages/m1":            {"DELETE", "GET", "PATCH", "PUT"},
 		"/v1/conversations/c1/messages/m1:regenerate": {"POST"},
 		"/v1/conversations/c1/messages/m1:fork":       {"POST"},
+		"/v1/conversations/c1/messages/m1:cancel":     {"POST"},
+		"/v1/conversations/c1/messages/m1/stream":     {"GET"},
 		"/v1/conversations/c1/messages/a:b:fork":      {"POST"},
 		"/v1/conversations/c1/messages/m1:frobnicate": nil,
 		"/v1/conversations/c1/messages/m1:":           nil,
@@ -85,6 +89,44 @@ func TestRouteTableFromTheEmbeddedDocument(t *testing.T) {
 	}
 	if _, err := newRouteTable([]byte(`{"paths":{}}`), nil); err == nil {
 		t.Error("a document without paths was accepted")
+	}
+}
+
+// Every name of nonNegativeFields is an integer field of chat.v1, so a
+// renamed field cannot silently lose its check.
+func TestNonNegativeFieldsExist(t *testing.T) {
+	for name := range nonNegativeFields {
+		d, err := protoregistry.GlobalFiles.FindDescriptorByName(name)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		fd, ok := d.(protoreflect.FieldDescriptor)
+		if !ok || typeProblem(fd, 1) != "must be an integer from 0 to 9223372036854775807" &&
+			typeProblem(fd, 1) != "must be an integer from 0 to 2147483647" {
+			t.Errorf("%s is not a signed integer field", name)
+		}
+	}
+}
+
+func TestAddHeaderParams(t *testing.T) {
+	rt, err := newRouteTable(gateway.OpenAPI, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const stream = "/v1/conversations/{conversation_id}/messages/{id}/stream"
+	if err := rt.addHeaderParams("GET", stream, map[string]protoreflect.Name{"Last-Event-ID": "before"}); err == nil {
+		t.Error("a header for a field the request lacks was accepted")
+	}
+	if err := rt.addHeaderParams("POST", stream, map[string]protoreflect.Name{"Last-Event-ID": "after"}); err == nil {
+		t.Error("a header for a route that does not exist was accepted")
+	}
+	if err := rt.addHeaderParams("GET", stream, map[string]protoreflect.Name{"Last-Event-ID": "after"}); err != nil {
+		t.Fatal(err)
+	}
+	op, _ := rt.operation("GET", stream)
+	if fd := op.headers["Last-Event-ID"]; fd == nil || fd.FullName() != "chat.v1.StreamReplyRequest.after" {
+		t.Errorf("headers = %v", op.headers)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
@@ -32,7 +33,14 @@ import (
 //   - a query parameter the route reads does not parse as its field's type
 //     (page_size=99999999999999999999, archived=maybe) or is given twice. The
 //     check is grpc-gateway's own parser, one parameter at a time, so the
-//     details name every bad parameter, not just the first.
+//     details name every bad parameter, not just the first. A field that
+//     counts characters (nonNegativeFields: StreamReply's after) must not
+//     be negative either.
+//
+//   - a header that sets a field of the route's request (Last-Event-ID on
+//     StreamReply, which sets after) does not parse as that field, is
+//     negative where the field is, or is given twice. The detail's field is
+//     the header's name. An empty value is no value.
 //
 //   - an Idempotency-Key header is not 1 to 255 printable ASCII characters
 //     (0x20..0x7E, the services' own rule), or is given twice. grpc-gateway
@@ -59,6 +67,7 @@ func (s *server) checkParams(next runtime.HandlerFunc) runtime.HandlerFunc {
 			op, _ = s.routes.operation(r.Method, templateOf(p.String()))
 		}
 		v := paramViolations(params, query, op)
+		v = append(v, headerParamViolations(r.Header, op)...)
 		v = append(v, headerViolations(r.Header)...)
 		if len(v) > 0 {
 			s.handleError(r.Context(), nil, nil, w, r, validationError(v))
@@ -118,9 +127,49 @@ func paramViolations(params map[string]string, query url.Values, op operation) [
 			} else {
 				add(key, typeProblem(fd, len(values)))
 			}
+		} else if root == key && negative(msg, fd) {
+			add(key, typeProblem(fd, len(values)))
 		}
 	}
 	return out
+}
+
+// headerParamViolations lists what is wrong with the headers that set
+// fields of the route's request (operation.headers), in name order.
+func headerParamViolations(h http.Header, op operation) []*errdetails.BadRequest_FieldViolation {
+	var out []*errdetails.BadRequest_FieldViolation
+	for _, name := range slices.Sorted(maps.Keys(op.headers)) {
+		fd := op.headers[name]
+		values := h.Values(name)
+		if len(values) == 0 || len(values) == 1 && values[0] == "" {
+			continue
+		}
+		msg := op.input.New().Interface()
+		if len(values) > 1 || runtime.PopulateFieldFromPath(msg, string(fd.Name()), values[0]) != nil || negative(msg, fd) {
+			out = append(out, &errdetails.BadRequest_FieldViolation{Field: name, Description: typeProblem(fd, len(values))})
+		}
+	}
+	return out
+}
+
+// nonNegativeFields are the integer fields of requests that count
+// characters: a negative value is refused like one that does not parse.
+var nonNegativeFields = map[protoreflect.FullName]bool{
+	"chat.v1.StreamReplyRequest.after": true,
+}
+
+// negative reports whether msg's field fd is a non-negative field
+// (nonNegativeFields) that holds a negative value.
+func negative(msg proto.Message, fd protoreflect.FieldDescriptor) bool {
+	if !nonNegativeFields[fd.FullName()] || fd.IsList() || fd.IsMap() {
+		return false
+	}
+	switch fd.Kind() {
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind,
+		protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		return msg.ProtoReflect().Get(fd).Int() < 0
+	}
+	return false
 }
 
 // idempotencyKeyField is the field name the services use for the
@@ -190,6 +239,14 @@ func forwardedHeaderBytes(r *http.Request) int {
 func typeProblem(fd protoreflect.FieldDescriptor, n int) string {
 	if n > 1 && !fd.IsList() {
 		return "must be given once"
+	}
+	if nonNegativeFields[fd.FullName()] {
+		switch fd.Kind() {
+		case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+			return "must be an integer from 0 to 2147483647"
+		case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+			return "must be an integer from 0 to 9223372036854775807"
+		}
 	}
 	switch fd.Kind() {
 	case protoreflect.BoolKind:

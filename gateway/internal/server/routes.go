@@ -19,8 +19,9 @@ import (
 // api/chat_v1.yaml as the handlers, so it cannot drift from the mux. The mux
 // keeps its routes private; this table answers the questions the mux
 // cannot: the Allow header of a 405, which PUT routes are updates that also
-// have a PATCH binding, and which query parameters a route reads into which
-// fields of its request message (checked up front, params.go).
+// have a PATCH binding, and which query parameters (and, for the event
+// streams, headers) a route reads into which fields of its request message
+// (checked up front, params.go).
 type routeTable struct {
 	routes []route
 	ops    map[string]operation // "METHOD /template"
@@ -31,6 +32,9 @@ type operation struct {
 	// query maps each query parameter the handler reads, by its proto name
 	// and its JSON name (grpc-gateway accepts both), to its field.
 	query map[string]protoreflect.FieldDescriptor
+	// headers maps each request header that sets a field (Last-Event-ID
+	// on StreamReply, addHeaderParams) to its field.
+	headers map[string]protoreflect.FieldDescriptor
 	// input is the request message of the RPC.
 	input protoreflect.MessageType
 }
@@ -133,6 +137,32 @@ func inputOf(operationID string) (protoreflect.MessageType, error) {
 		return nil, fmt.Errorf("operationId %q does not name an RPC", operationID)
 	}
 	return protoregistry.GlobalTypes.FindMessageByName(md.Input().FullName())
+}
+
+// addHeaderParams records the request headers that set fields of a
+// route's request (names of fields of its input message), so that
+// checkParams checks them like query parameters.
+func (t *routeTable) addHeaderParams(method, template string, headers map[string]protoreflect.Name) error {
+	if len(headers) == 0 {
+		return nil
+	}
+	op, ok := t.ops[method+" "+template]
+	if !ok {
+		return fmt.Errorf("%s %s is not a route of the OpenAPI document", method, template)
+	}
+	if op.headers == nil {
+		op.headers = make(map[string]protoreflect.FieldDescriptor, len(headers))
+	}
+	for name, field := range headers {
+		fd := op.input.Descriptor().Fields().ByName(field)
+		if fd == nil {
+			return fmt.Errorf("%s %s: header %s: %q is not a field of %s",
+				method, template, name, field, op.input.Descriptor().FullName())
+		}
+		op.headers[name] = fd
+	}
+	t.ops[method+" "+template] = op
+	return nil
 }
 
 // operation returns the OpenAPI operation of a matched route template, if

@@ -12,7 +12,7 @@
 //	putAsPatch  PUT on an update route is served by its PATCH binding
 //	customMethods  ".../m1:verb" reaches only routes with that verb
 //	runtime.ServeMux  generated handlers, the event streams' own (Chat,
-//	                  Regenerate: chat.go),
+//	                  Regenerate, StreamReply: chat.go),
 //	                  /healthz /readyz /metrics /openapi.json; inside it,
 //	                  around each matched route:
 //	  recordRoute     the route template for metrics and logs
@@ -189,11 +189,14 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 	// Registered after the generated handlers, so they serve their routes
 	// (chat.go).
 	for _, route := range eventStreams(messages) {
-		if op, ok := routes.operation(http.MethodPost, route.path); !ok ||
+		if op, ok := routes.operation(route.verb, route.path); !ok ||
 			op.input.Descriptor().FullName() != route.newRequest().ProtoReflect().Descriptor().FullName() {
-			return nil, fmt.Errorf("%s is not the POST route of %s in api/chat_v1.yaml", route.path, route.method)
+			return nil, fmt.Errorf("%s is not the %s route of %s in api/chat_v1.yaml", route.path, route.verb, route.method)
 		}
-		if err := mux.HandlePath(http.MethodPost, route.path, s.streamEvents(mux, route)); err != nil {
+		if err := routes.addHeaderParams(route.verb, route.path, route.headers); err != nil {
+			return nil, err
+		}
+		if err := mux.HandlePath(route.verb, route.path, s.streamEvents(mux, route)); err != nil {
 			return nil, err
 		}
 	}
@@ -222,7 +225,7 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 				http.MethodGet, http.MethodPost, http.MethodPut,
 				http.MethodPatch, http.MethodDelete, http.MethodOptions,
 			},
-			AllowedHeaders: []string{"Authorization", "Content-Type", "Idempotency-Key", requestid.Header},
+			AllowedHeaders: []string{"Authorization", "Content-Type", "Idempotency-Key", lastEventIDHeader, requestid.Header},
 			ExposedHeaders: []string{requestid.Header, "Retry-After"},
 			MaxAge:         600,
 		}).Handler(h)

@@ -460,6 +460,7 @@ func TestSuccessStatuses(t *testing.T) {
 		{"GET", "/v1/conversations/c1/messages?order=desc", "", "ListMessages", 200},
 		{"GET", "/v1/conversations/c1/messages/m1", "", "GetMessage", 200},
 		{"PATCH", "/v1/conversations/c1/messages/m1", `{"content":"x"}`, "UpdateMessage", 200},
+		{"POST", "/v1/conversations/c1/messages/m1:cancel", "", "CancelReply", 200},
 	} {
 		t.Run(tc.rpc, func(t *testing.T) {
 			r := g.do(tc.method, tc.path, tc.body)
@@ -615,6 +616,8 @@ func TestRoutingErrors(t *testing.T) {
 		{"GET", "/v1/conversations/c1/chat", "POST"},
 		{"GET", "/v1/conversations/c1/messages/m1:regenerate", "POST"},
 		{"DELETE", "/v1/conversations/c1/messages/m1:fork", "POST"},
+		{"GET", "/v1/conversations/c1/messages/m1:cancel", "POST"},
+		{"POST", "/v1/conversations/c1/messages/m1/stream", "GET"},
 		{"POST", "/v1/conversations/c1/messages/m1", "DELETE, GET, PATCH, PUT"},
 		{"POST", "/healthz", "GET"},
 		{"DELETE", "/openapi.json", "GET"},
@@ -630,7 +633,7 @@ func TestRoutingErrors(t *testing.T) {
 	}
 }
 
-// TestCustomMethods: ":regenerate" and ":fork" on a message reach their
+// TestCustomMethods: ":regenerate", ":fork" and ":cancel" on a message reach their
 // RPCs and leave GET, PATCH, PUT and DELETE of the message alone; a verb the
 // route does not have is never passed on as part of an id.
 func TestCustomMethods(t *testing.T) {
@@ -688,6 +691,8 @@ func TestCustomMethods(t *testing.T) {
 		{"POST", "/v1/conversations/c1:fork"},
 		{"GET", "/v1/conversations/c1:fork"},
 		{"POST", "/v1/conversations/c1/chat:regenerate"},
+		{"POST", "/v1/conversations/c1:cancel"},
+		{"GET", "/v1/conversations/c1/messages/m1/stream:cancel"},
 		{"GET", "/healthz:x"},
 	} {
 		e := envelopeOf(t, g.do(tc.method, tc.path, "{}"), 404, "NOT_FOUND")
@@ -696,7 +701,7 @@ func TestCustomMethods(t *testing.T) {
 		}
 	}
 	for _, method := range []string{"GET", "PATCH", "PUT", "DELETE"} {
-		for _, verb := range []string{"regenerate", "fork"} {
+		for _, verb := range []string{"regenerate", "fork", "cancel"} {
 			r := g.do(method, "/v1/conversations/c1/messages/m1:"+verb, "{}")
 			envelopeOf(t, r, 405, "UNIMPLEMENTED")
 			if got := r.header.Get("Allow"); got != "POST" {
@@ -862,6 +867,42 @@ func TestOpenAPI(t *testing.T) {
 		doc.Definitions["v1ErrorEnvelope"] == nil {
 		t.Errorf("unexpected document: swagger %q, %d paths", doc.Swagger, len(doc.Paths))
 	}
+	// The durable-reply routes: the stream's media types and Last-Event-ID
+	// header, cancel's 200 message.
+	var stream struct {
+		Produces   []string `json:"produces"`
+		Parameters []struct {
+			Name string `json:"name"`
+			In   string `json:"in"`
+			Type string `json:"type"`
+		} `json:"parameters"`
+		Responses map[string]struct {
+			Schema struct {
+				Ref string `json:"$ref"`
+			} `json:"schema"`
+		} `json:"responses"`
+	}
+	if err := json.Unmarshal(doc.Paths["/v1/conversations/{conversation_id}/messages/{id}/stream"]["get"], &stream); err != nil {
+		t.Fatal(err)
+	}
+	var in []string
+	for _, p := range stream.Parameters {
+		in = append(in, p.Name+" "+p.In+" "+p.Type)
+	}
+	if !slices.Equal(stream.Produces, []string{"application/x-ndjson", "text/event-stream"}) ||
+		!slices.Contains(in, "after query integer") || !slices.Contains(in, "Last-Event-ID header integer") ||
+		stream.Responses["200"].Schema.Ref != "#/definitions/v1ChatEvent" {
+		t.Errorf("stream route = %+v", stream)
+	}
+	cancel := stream
+	cancel.Responses = nil
+	if err := json.Unmarshal(doc.Paths["/v1/conversations/{conversation_id}/messages/{id}:cancel"]["post"], &cancel); err != nil {
+		t.Fatal(err)
+	}
+	if cancel.Responses["200"].Schema.Ref != "#/definitions/v1Message" {
+		t.Errorf("cancel route = %+v", cancel)
+	}
+
 	// Field names match the JSON the gateway answers (snake_case).
 	if !strings.Contains(string(doc.Definitions["v1Conversation"]), `"message_count"`) {
 		t.Error("the document does not use proto field names")

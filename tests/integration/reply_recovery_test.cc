@@ -1,0 +1,205 @@
+// Durable replies in PostgreSQL (deploy/migrations/0008_durable_replies.sql):
+// a reply in progress stays its owner's while the owner's session holds its
+// advisory lock; once that session is gone, any replica marks it incomplete
+// with its stored text. The cross-user policy of recovery lets the message
+// role do that and nothing else. Needs TEST_DATABASE_URL (skipped without).
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "common/clock.h"
+#include "common/db.h"
+#include "common/ids.h"
+#include "common/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "pqxx/pqxx"
+#include "services/message/message_storage.h"
+#include "tests/integration/test_database.h"
+
+namespace chat::message {
+namespace {
+
+using ::chat::testing::IsOk;
+using ::chat::testing::StatusIs;
+using ::chat::testing::TestDatabase;
+
+constexpr char kAlice[] = "0190f3a0-0000-7000-8000-00000000a11c";
+constexpr char kBob[] = "0190f3a0-0000-7000-8000-000000000b0b";
+
+class ReplyRecoveryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!TestDatabase::Configured())
+      GTEST_SKIP() << "TEST_DATABASE_URL is unset";
+    absl::StatusOr<std::unique_ptr<TestDatabase>> db = TestDatabase::Create();
+    ASSERT_TRUE(db.ok()) << db.status();
+    db_ = *std::move(db);
+    pqxx::connection admin(db_->admin_url());
+    pqxx::work tx(admin);
+    for (const auto& [user, name] :
+         {std::pair{kAlice, "alice"}, std::pair{kBob, "bob"}}) {
+      tx.exec_params(
+          "INSERT INTO users (id, username, email, password_hash, created_at, "
+          "updated_at) VALUES ($1::uuid, $2, $2 || '@example.com', 'x', "
+          "now(), now())",
+          std::string(user), std::string(name));
+      conversations_[user] = NewUuidV7();
+      tx.exec_params(
+          "INSERT INTO conversations (user_id, id, title, untitled, "
+          "created_at, updated_at) VALUES ($1::uuid, $2::uuid, 't', false, "
+          "now(), now())",
+          std::string(user), conversations_[user]);
+    }
+    tx.commit();
+    pool_ = DbPool::Create({.url = db_->RoleUrl("chat_message"),
+                            .size = 2,
+                            .statements = MessageStorage::Statements()});
+    storage_ = std::make_unique<MessageStorage>(pool_.get());
+  }
+
+  // A reply in progress of `owner`, with `text` stored.
+  std::string StartReply(const char* user, int64_t owner,
+                         const std::string& text) {
+    const absl::Time now = ToMicroseconds(absl::Now());
+    absl::StatusOr<StartedReply> started = storage_->StartReply(
+        user,
+        MessageRecord{.id = NewUuidV7(),
+                      .conversation_id = conversations_[user],
+                      .role = Role::kUser,
+                      .content = "question",
+                      .created_at = now,
+                      .updated_at = now},
+        std::nullopt,
+        MessageRecord{.id = NewUuidV7(),
+                      .conversation_id = conversations_[user],
+                      .role = Role::kAssistant,
+                      .status = MessageStatus::kInProgress,
+                      .created_at = now,
+                      .updated_at = now},
+        std::nullopt, owner, 4);
+    EXPECT_THAT(started, IsOk());
+    if (!started.ok()) return "";
+    EXPECT_THAT(storage_->SaveReplyText(user, conversations_[user],
+                                        started->reply.id, owner, text, now),
+                IsOk());
+    return started->reply.id;
+  }
+
+  MessageRecord Stored(const char* user, const std::string& id) {
+    absl::StatusOr<MessageRecord> m =
+        storage_->Get(user, conversations_[user], id);
+    EXPECT_THAT(m, IsOk());
+    return m.value_or(MessageRecord{});
+  }
+
+  std::unique_ptr<TestDatabase> db_;
+  std::map<std::string, std::string> conversations_;
+  std::unique_ptr<DbPool> pool_;
+  std::unique_ptr<MessageStorage> storage_;
+};
+
+TEST_F(ReplyRecoveryTest,
+       ARepliesOwnerThatIsGoneLeavesItIncompleteWithItsText) {
+  absl::StatusOr<std::unique_ptr<ReplyOwnership>> alive =
+      ReplyOwnership::Acquire(db_->RoleUrl("chat_message"));
+  absl::StatusOr<std::unique_ptr<ReplyOwnership>> crashed =
+      ReplyOwnership::Acquire(db_->RoleUrl("chat_message"));
+  ASSERT_THAT(alive, IsOk());
+  ASSERT_THAT(crashed, IsOk());
+  ASSERT_NE((*alive)->key(), (*crashed)->key());
+
+  const std::string kept = StartReply(kAlice, (*alive)->key(), "still going");
+  const std::string lost = StartReply(kBob, (*crashed)->key(), "half an ans");
+  // Both owners are alive: nothing to recover.
+  EXPECT_EQ((*alive)
+                ->RecoverOrphans(pool_.get(), absl::Now() + absl::Seconds(60),
+                                 absl::Seconds(10))
+                .value_or(-1),
+            0);
+
+  crashed->reset();  // its session ends, and the lock with it
+  EXPECT_EQ((*alive)
+                ->RecoverOrphans(pool_.get(), absl::Now(), absl::Seconds(10))
+                .value_or(-1),
+            0)
+      << "stored within the grace: its owner may only have lost its session";
+  EXPECT_EQ((*alive)
+                ->RecoverOrphans(pool_.get(), absl::Now() + absl::Seconds(60),
+                                 absl::Seconds(10))
+                .value_or(-1),
+            1)
+      << "Bob's reply, found across users";
+  const MessageRecord recovered = Stored(kBob, lost);
+  EXPECT_EQ(recovered.status, MessageStatus::kIncomplete);
+  EXPECT_EQ(recovered.content, "half an ans");
+  EXPECT_EQ(Stored(kAlice, kept).status, MessageStatus::kInProgress);
+  EXPECT_EQ((*alive)
+                ->RecoverOrphans(pool_.get(), absl::Now() + absl::Seconds(60),
+                                 absl::Seconds(10))
+                .value_or(-1),
+            0);
+}
+
+TEST_F(ReplyRecoveryTest, TheInProgressCapCountsEveryOwner) {
+  for (int i = 0; i < 2; ++i) StartReply(kAlice, 1000 + i, "x");
+  const absl::Time now = ToMicroseconds(absl::Now());
+  EXPECT_THAT(storage_->StartReply(
+                  kAlice, std::nullopt, std::nullopt,
+                  MessageRecord{.id = NewUuidV7(),
+                                .conversation_id = conversations_[kAlice],
+                                .role = Role::kAssistant,
+                                .status = MessageStatus::kInProgress,
+                                .created_at = now,
+                                .updated_at = now},
+                  std::string(), 3000, 2),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(storage_->StartReply(
+                  kBob, std::nullopt, std::nullopt,
+                  MessageRecord{.id = NewUuidV7(),
+                                .conversation_id = conversations_[kBob],
+                                .role = Role::kAssistant,
+                                .status = MessageStatus::kInProgress,
+                                .created_at = now,
+                                .updated_at = now},
+                  std::string(), 3000, 2),
+              IsOk())
+      << "another user's replies do not count";
+}
+
+TEST_F(ReplyRecoveryTest, RecoveryMayOnlyEndOtherUsersRepliesInProgress) {
+  const std::string bobs = StartReply(kBob, 77, "text");
+  pqxx::connection as_message(db_->RoleUrl("chat_message"));
+  {
+    pqxx::work tx(as_message);
+    tx.exec_params("SELECT set_config('app.user_id', $1, true)",
+                   std::string(kAlice));
+    tx.exec("SET LOCAL app.reply_recovery = 'on'");
+    // Seeing it is allowed; changing its text while keeping it in progress
+    // is not.
+    EXPECT_EQ(tx.exec("SELECT count(*) FROM messages WHERE status = "
+                      "'in_progress'")[0][0]
+                  .as<int>(),
+              1);
+    EXPECT_THROW(tx.exec_params("UPDATE messages SET content = 'stolen' "
+                                "WHERE id = $1::uuid",
+                                bobs),
+                 pqxx::sql_error);
+  }
+  {
+    pqxx::work tx(as_message);
+    tx.exec_params("SELECT set_config('app.user_id', $1, true)",
+                   std::string(kAlice));
+    tx.exec("SET LOCAL app.reply_recovery = 'on'");
+    EXPECT_EQ(tx.exec("SELECT count(*) FROM messages WHERE status = "
+                      "'complete'")[0][0]
+                  .as<int>(),
+              0)
+        << "Bob's question is not in progress: recovery does not see it";
+  }
+  EXPECT_EQ(Stored(kBob, bobs).content, "text");
+}
+
+}  // namespace
+}  // namespace chat::message
