@@ -45,15 +45,177 @@ std::string TitleFromMessage(absl::string_view content) {
   return title;
 }
 
+// A reply generated here: what the provider streams goes to the client
+// and the followers, and into the text SaveReplies stores.
+class Chats::Generation final
+    : public ProviderStream,
+      public std::enable_shared_from_this<Generation> {
+ public:
+  Generation(Chats* chats, std::string user_id, MessageRecord reply,
+             std::shared_ptr<ChatSink> client)
+      : chats_(chats),
+        user_id_(std::move(user_id)),
+        reply_(std::move(reply)),
+        client_(std::move(client)) {}
+
+  const std::string& user_id() const { return user_id_; }
+  const MessageRecord& reply() const { return reply_; }
+
+  bool OnText(absl::string_view piece) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const int64_t at = chars_;
+    const int64_t length =
+        static_cast<int64_t>(CountCodePoints(piece).value_or(piece.size()));
+    text_.append(piece.data(), piece.size());
+    chars_ += length;
+    ++version_;
+    if (client_here_ && !client_->SendDelta(piece, at)) {
+      client_here_ = false;  // the reply goes on without the client
+    }
+    for (auto f = followers_.begin(); f != followers_.end();) {
+      // A follower that asked for a later offset gets only what it lacks.
+      bool here = true;
+      if (f->sent < chars_) {
+        const int64_t skip = std::max<int64_t>(0, f->sent - at);
+        here = f->sink->SendDelta(
+            piece.substr(ByteOffsetOfCodePoint(piece, skip)), at + skip);
+        f->sent = chars_;
+      }
+      f = here ? std::next(f) : followers_.erase(f);
+    }
+    return !StopRequested();
+  }
+
+  bool ShouldStop() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (client_here_ && client_->Cancelled()) client_here_ = false;
+    return StopRequested();
+  }
+
+  void OnEnd(absl::StatusOr<ProviderReply> answer) override {
+    chats_->finisher_->Schedule(
+        [chats = chats_, self = shared_from_this(),
+         answer = std::move(answer)] { chats->Finish(self, answer); });
+  }
+
+  void Cancel() { cancel_ = true; }
+  void TakeAway() { taken_away_ = true; }
+
+  // The text to store: nullopt when SaveReplies stored this version.
+  std::optional<std::string> TextToSave(int64_t& version) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    version = version_;
+    if (version_ == saved_version_) return std::nullopt;
+    return text_;
+  }
+  void Saved(int64_t version) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    saved_version_ = std::max(saved_version_, version);
+  }
+
+  // Adds a follower from `after` characters on: false when the reply has
+  // ended (the caller reads the stored end instead).
+  bool AddFollower(std::shared_ptr<ChatSink> sink, int64_t after) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (ended_) return false;
+    int64_t sent = after;
+    if (after < chars_) {
+      const absl::string_view rest =
+          absl::string_view(text_).substr(ByteOffsetOfCodePoint(text_, after));
+      if (!sink->SendDelta(rest, after)) return true;
+      sent = chars_;
+    }
+    followers_.push_back({std::move(sink), sent});
+    return true;
+  }
+
+  std::string text() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return text_;
+  }
+
+  // The reply ended as `stored` (or failed with `error`): tells everyone
+  // and wakes CancelReply.
+  void End(const absl::StatusOr<MessageRecord>& stored,
+           const absl::Status& failure, const ProviderUsage& usage) {
+    std::vector<std::shared_ptr<ChatSink>> sinks;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ended_ = true;
+      // Also to a client that is gone: its sink may still hold the call.
+      sinks.push_back(std::move(client_));
+      for (Follower& f : followers_) sinks.push_back(std::move(f.sink));
+      followers_.clear();
+    }
+    ended_cv_.notify_all();
+    for (const std::shared_ptr<ChatSink>& sink : sinks) {
+      if (!stored.ok()) {
+        sink->SendError(stored.status());
+      } else if (!failure.ok()) {
+        sink->SendError(failure);
+      } else {
+        sink->SendDone(*stored, usage);
+      }
+    }
+  }
+
+  // Waits until End, at most `limit`; true when it ended.
+  bool WaitEnded(absl::Duration limit) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    return ended_cv_.wait_for(lock, absl::ToChronoNanoseconds(limit),
+                              [this] { return ended_; });
+  }
+
+ private:
+  struct Follower {
+    std::shared_ptr<ChatSink> sink;
+    int64_t sent;
+  };
+
+  bool StopRequested() const {
+    return cancel_.load() || taken_away_.load() || chats_->stopping_.load();
+  }
+
+  Chats* chats_;
+  const std::string user_id_;
+  const MessageRecord reply_;
+  std::atomic<bool> cancel_{false};
+  std::atomic<bool> taken_away_{false};
+
+  std::mutex mutex_;
+  std::condition_variable ended_cv_;
+  std::string text_;
+  int64_t chars_ = 0;  // characters of text_
+  int64_t version_ = 0;
+  int64_t saved_version_ = 0;
+  std::shared_ptr<ChatSink> client_;
+  bool client_here_ = true;  // writes to the client still go through
+  std::vector<Follower> followers_;
+  bool ended_ = false;
+};
+
 Chats::Chats(MessageStore* storage, Provider* provider, const Clock* clock,
              ChatOptions options)
     : storage_(storage),
       provider_(provider),
       clock_(clock),
       options_(std::move(options)) {
-  if (!options_.sleep) {
-    options_.sleep = [](absl::Duration d) { absl::SleepFor(d); };
+  if (options_.finish_threads > 0) {
+    finisher_ = std::make_unique<ThreadPool>(options_.finish_threads);
+  } else {
+    finisher_ = std::make_unique<InlineExecutor>();
   }
+}
+
+Chats::~Chats() {
+  Stop();
+  std::unique_lock<std::mutex> lock(live_mutex_);
+  live_ended_.wait(lock, [this] { return live_.empty(); });
+}
+
+int Chats::live_count() {
+  std::lock_guard<std::mutex> lock(live_mutex_);
+  return static_cast<int>(live_.size());
 }
 
 absl::Status Chats::CheckRequest(const std::string& conversation_id,
@@ -119,7 +281,8 @@ MessageRecord Chats::NewReply(const std::string& conversation_id,
 
 absl::Status Chats::Run(const std::string& user_id,
                         const std::string& conversation_id,
-                        const ChatInput& input, ChatSink& sink) {
+                        const ChatInput& input,
+                        std::shared_ptr<ChatSink> sink) {
   RETURN_IF_ERROR(CheckRequest(conversation_id, nullptr, &input.content,
                                input.parent_id, input.model));
   const absl::Time now = ToMicroseconds(clock_->Now());
@@ -135,15 +298,15 @@ absl::Status Chats::Run(const std::string& user_id,
       storage_->StartReply(user_id, prompt, input.parent_id,
                            NewReply(conversation_id, input.model), std::nullopt,
                            options_.owner, options_.max_streams_per_user));
-  if (sink.SendMessage(*started.prompt)) sink.SendReply(started.reply);
-  Generate(user_id, &*started.prompt, started.reply, sink);
+  if (sink->SendMessage(*started.prompt)) sink->SendReply(started.reply);
+  Generate(user_id, &*started.prompt, started.reply, std::move(sink));
   return absl::OkStatus();
 }
 
 absl::Status Chats::Regenerate(const std::string& user_id,
                                const std::string& conversation_id,
                                const std::string& id, const std::string& model,
-                               ChatSink& sink) {
+                               std::shared_ptr<ChatSink> sink) {
   RETURN_IF_ERROR(
       CheckRequest(conversation_id, &id, nullptr, std::nullopt, model));
   ASSIGN_OR_RETURN(MessageRecord original,
@@ -163,73 +326,35 @@ absl::Status Chats::Regenerate(const std::string& user_id,
       storage_->StartReply(user_id, std::nullopt, std::nullopt,
                            NewReply(conversation_id, model), original.parent_id,
                            options_.owner, options_.max_streams_per_user));
-  sink.SendReply(started.reply);
-  Generate(user_id, prompt ? &*prompt : nullptr, started.reply, sink);
+  sink->SendReply(started.reply);
+  Generate(user_id, prompt ? &*prompt : nullptr, started.reply,
+           std::move(sink));
   return absl::OkStatus();
 }
 
 void Chats::Generate(const std::string& user_id, const MessageRecord* last,
-                     const MessageRecord& reply, ChatSink& sink) {
-  auto live = std::make_shared<Live>();
+                     const MessageRecord& reply,
+                     std::shared_ptr<ChatSink> sink) {
+  auto generation =
+      std::make_shared<Generation>(this, user_id, reply, std::move(sink));
   {
     std::lock_guard<std::mutex> lock(live_mutex_);
-    live_[reply.id] = live;
+    live_[reply.id] = generation;
   }
-  const std::string& conversation_id = reply.conversation_id;
-  std::string text;
-  int64_t offset = 0;       // characters sent or stored so far
-  bool client_here = true;  // writes to the client still go through
-  bool taken_away = false;  // cancelled or recovered elsewhere
-  bool changed = false;     // text not stored yet
-  absl::Time last_save = clock_->Now();
-  // Stores the text (and learns whether the reply is still ours) at least
-  // every save_interval while the reply runs.
-  auto save_if_due = [&] {
-    const absl::Time now = clock_->Now();
-    if (taken_away || now - last_save < options_.save_interval) return;
-    last_save = now;
-    absl::StatusOr<bool> still_ours =
-        storage_->SaveReplyText(user_id, conversation_id, reply.id,
-                                options_.owner, text, ToMicroseconds(now));
-    if (!still_ours.ok()) {
-      log::Warn("cannot store a reply's text",
-                {{"error", still_ours.status().message()}});
-      return;  // tried again at the next interval
-    }
-    changed = false;
-    taken_away = !*still_ours;
-  };
-  auto stop_requested = [&] {
-    return live->cancel.load() || stopping_.load() || taken_away;
-  };
-
   absl::StatusOr<std::vector<ProviderMessage>> context =
-      Context(user_id, conversation_id, last);
-  absl::StatusOr<ProviderReply> answer =
-      context.ok() ? absl::StatusOr<ProviderReply>(
-                         absl::UnknownError("the provider was not asked"))
-                   : absl::StatusOr<ProviderReply>(context.status());
-  if (context.ok()) {
-    answer = provider_->Complete(
-        reply.model, *context,
-        [&](absl::string_view piece) {
-          text.append(piece.data(), piece.size());
-          if (client_here && !sink.SendDelta(piece, offset)) {
-            client_here = false;  // the reply goes on without the client
-          }
-          offset += static_cast<int64_t>(
-              CountCodePoints(piece).value_or(piece.size()));
-          changed = true;
-          save_if_due();
-          return !stop_requested();
-        },
-        [&] {
-          if (client_here && sink.Cancelled()) client_here = false;
-          save_if_due();
-          return stop_requested();
-        });
+      Context(user_id, reply.conversation_id, last);
+  if (!context.ok()) {
+    generation->OnEnd(context.status());
+    return;
   }
+  provider_->Start(reply.model, *std::move(context), std::move(generation));
+}
 
+void Chats::Finish(const std::shared_ptr<Generation>& generation,
+                   const absl::StatusOr<ProviderReply>& answer) {
+  const std::string& user_id = generation->user_id();
+  const MessageRecord& reply = generation->reply();
+  const std::string& conversation_id = reply.conversation_id;
   MessageStatus status = MessageStatus::kComplete;
   if (!answer.ok()) {
     status = answer.status().code() == absl::StatusCode::kCancelled
@@ -241,45 +366,56 @@ void Chats::Generate(const std::string& user_id, const MessageRecord* last,
   }
   const absl::Time done_at = ToMicroseconds(clock_->Now());
   absl::StatusOr<std::optional<MessageRecord>> finished = storage_->FinishReply(
-      user_id, conversation_id, reply.id, options_.owner, text, status,
-      answer.ok() ? answer->model : reply.model, done_at);
-  {
-    std::lock_guard<std::mutex> lock(live->mutex);
-    live->ended = true;
-  }
-  live->ended_cv.notify_all();
-  {
-    std::lock_guard<std::mutex> lock(live_mutex_);
-    live_.erase(reply.id);
-  }
+      user_id, conversation_id, reply.id, options_.owner, generation->text(),
+      status, answer.ok() ? answer->model : reply.model, done_at);
   absl::StatusOr<MessageRecord> stored =
       !finished.ok() ? absl::StatusOr<MessageRecord>(finished.status())
       : finished->has_value()
           ? absl::StatusOr<MessageRecord>(**finished)
           // Cancelled or recovered elsewhere: it is as that left it.
           : storage_->Get(user_id, conversation_id, reply.id);
-  if (!stored.ok()) {
-    sink.SendError(stored.status());
-    return;
-  }
-  if (status == MessageStatus::kFailed) {
-    sink.SendError(answer.status());
-    return;
-  }
-  if (status == MessageStatus::kComplete && finished->has_value()) {
+  if (stored.ok() && status == MessageStatus::kComplete &&
+      finished->has_value()) {
     absl::StatusOr<bool> named = storage_->NameUntitled(
         user_id, conversation_id, TitleFromMessage, done_at);
     if (!named.ok())
       log::Warn("cannot name the conversation",
                 {{"error", named.status().message()}});
   }
-  sink.SendDone(*stored, answer.ok() ? answer->usage : ProviderUsage{});
+  generation->End(
+      stored,
+      status == MessageStatus::kFailed ? answer.status() : absl::OkStatus(),
+      answer.ok() ? answer->usage : ProviderUsage{});
+  // Last: the destructor waits for this.
+  std::lock_guard<std::mutex> lock(live_mutex_);
+  live_.erase(reply.id);
+  live_ended_.notify_all();
+}
+
+bool Chats::Follow(const MessageRecord& message, int64_t& sent,
+                   ChatSink& sink) {
+  const absl::string_view text = message.content;
+  const size_t from = ByteOffsetOfCodePoint(text, sent);
+  if (from < text.size()) {
+    const absl::string_view rest = text.substr(from);
+    if (!sink.SendDelta(rest, sent)) return false;
+    sent += static_cast<int64_t>(CountCodePoints(rest).value_or(0));
+  }
+  if (message.status == MessageStatus::kFailed) {
+    sink.SendError(absl::UnavailableError("the reply failed"));
+    return false;
+  }
+  if (message.status != MessageStatus::kInProgress) {
+    sink.SendDone(message, {});
+    return false;
+  }
+  return !sink.Cancelled();
 }
 
 absl::Status Chats::StreamReply(const std::string& user_id,
                                 const std::string& conversation_id,
                                 const std::string& id, int64_t after,
-                                ChatSink& sink) {
+                                std::shared_ptr<ChatSink> sink) {
   RETURN_IF_ERROR(CheckResourceId("conversation", conversation_id));
   RETURN_IF_ERROR(CheckResourceId("message", id));
   if (after < 0) {
@@ -289,32 +425,84 @@ absl::Status Chats::StreamReply(const std::string& user_id,
   }
   ASSIGN_OR_RETURN(MessageRecord message,
                    storage_->Get(user_id, conversation_id, id));
-  int64_t sent = after;  // characters the client has
-  for (;;) {
-    const absl::string_view text = message.content;
-    const size_t from = ByteOffsetOfCodePoint(text, sent);
-    if (from < text.size()) {
-      const absl::string_view rest = text.substr(from);
-      if (!sink.SendDelta(rest, sent)) return absl::OkStatus();
-      sent += static_cast<int64_t>(CountCodePoints(rest).value_or(0));
+  if (message.status == MessageStatus::kInProgress) {
+    std::shared_ptr<Generation> generation;
+    {
+      std::lock_guard<std::mutex> lock(live_mutex_);
+      auto it = live_.find(message.id);
+      if (it != live_.end() && it->second->user_id() == user_id)
+        generation = it->second;
     }
-    if (message.status == MessageStatus::kFailed) {
-      sink.SendError(absl::UnavailableError("the reply failed"));
+    // Generated here: followed live, from the text in memory.
+    if (generation != nullptr && generation->AddFollower(sink, after)) {
       return absl::OkStatus();
     }
-    if (message.status != MessageStatus::kInProgress) {
-      sink.SendDone(message, {});
-      return absl::OkStatus();
+    if (generation != nullptr) {  // it ended meanwhile: read its end
+      ASSIGN_OR_RETURN(message, storage_->Get(user_id, conversation_id, id));
     }
-    if (sink.Cancelled()) return absl::OkStatus();
-    options_.sleep(options_.poll_interval);
+  }
+  int64_t sent = after;
+  if (Follow(message, sent, *sink)) {
+    std::lock_guard<std::mutex> lock(followers_mutex_);
+    followers_.push_back(
+        {user_id, conversation_id, message.id, sent, std::move(sink)});
+  }
+  return absl::OkStatus();
+}
+
+void Chats::FollowReplies() {
+  std::vector<RemoteFollower> followers;
+  {
+    std::lock_guard<std::mutex> lock(followers_mutex_);
+    followers.swap(followers_);
+  }
+  std::vector<RemoteFollower> staying;
+  for (RemoteFollower& f : followers) {
+    if (f.sink->Cancelled()) continue;
     absl::StatusOr<MessageRecord> now =
-        storage_->Get(user_id, conversation_id, id);
+        storage_->Get(f.user_id, f.conversation_id, f.id);
     if (!now.ok()) {
-      sink.SendError(now.status());
-      return absl::OkStatus();
+      f.sink->SendError(now.status());
+      continue;
     }
-    message = *std::move(now);
+    if (Follow(*now, f.sent, *f.sink)) staying.push_back(std::move(f));
+  }
+  std::lock_guard<std::mutex> lock(followers_mutex_);
+  for (RemoteFollower& f : staying) followers_.push_back(std::move(f));
+}
+
+void Chats::SaveReplies() {
+  std::vector<std::shared_ptr<Generation>> generations;
+  {
+    std::lock_guard<std::mutex> lock(live_mutex_);
+    generations.reserve(live_.size());
+    for (const auto& [id, generation] : live_)
+      generations.push_back(generation);
+  }
+  if (generations.empty()) return;
+  std::vector<ReplyText> batch;
+  std::vector<int64_t> versions(generations.size());
+  batch.reserve(generations.size());
+  for (size_t i = 0; i < generations.size(); ++i) {
+    const MessageRecord& reply = generations[i]->reply();
+    batch.push_back({generations[i]->user_id(), reply.conversation_id, reply.id,
+                     generations[i]->TextToSave(versions[i])});
+  }
+  absl::StatusOr<absl::flat_hash_set<std::string>> ours =
+      storage_->SaveReplyTexts(options_.owner, batch,
+                               ToMicroseconds(clock_->Now()));
+  if (!ours.ok()) {
+    // Tried again at the next call.
+    log::Warn("cannot store the text of replies",
+              {{"error", ours.status().message()}});
+    return;
+  }
+  for (size_t i = 0; i < generations.size(); ++i) {
+    if (ours->contains(generations[i]->reply().id)) {
+      generations[i]->Saved(versions[i]);
+    } else {
+      generations[i]->TakeAway();
+    }
   }
 }
 
@@ -326,23 +514,20 @@ absl::StatusOr<MessageRecord> Chats::CancelReply(
   ASSIGN_OR_RETURN(MessageRecord message,
                    storage_->Get(user_id, conversation_id, id));
   if (message.status != MessageStatus::kInProgress) return message;
-  std::shared_ptr<Live> live;
+  std::shared_ptr<Generation> generation;
   {
     std::lock_guard<std::mutex> lock(live_mutex_);
     auto it = live_.find(message.id);
-    if (it != live_.end()) live = it->second;
+    if (it != live_.end()) generation = it->second;
   }
-  if (live != nullptr) {
-    // Generated here: it stops at once and stores all of its text.
-    live->cancel = true;
-    std::unique_lock<std::mutex> lock(live->mutex);
-    if (live->ended_cv.wait_for(lock, std::chrono::seconds(5),
-                                [&] { return live->ended; })) {
-      lock.unlock();
+  // Generated here: it stops at once and stores all of its text.
+  if (generation != nullptr) {
+    generation->Cancel();
+    if (generation->WaitEnded(absl::Seconds(5))) {
       return storage_->Get(user_id, conversation_id, id);
     }
   }
-  // Another replica's (or a slow stop): it stops at its next look.
+  // Another replica's (or a slow stop): it stops at its next save.
   return storage_->CancelReply(user_id, conversation_id, id,
                                ToMicroseconds(clock_->Now()));
 }

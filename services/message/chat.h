@@ -10,6 +10,12 @@
 // stopping) or `failed` (the provider failed). Regenerate does the same for
 // a new version of a reply; StreamReply follows a reply from any replica;
 // CancelReply stops one on any replica.
+//
+// No reply holds a thread: the provider streams on its own threads (one for
+// every request of the process, services/message/curl_multi_loop.h), the
+// end of a reply is stored on a small pool, and the service calls
+// SaveReplies and FollowReplies on a rhythm (every save_interval and
+// poll_interval) for all replies at once.
 
 #include <atomic>
 #include <condition_variable>
@@ -22,13 +28,15 @@
 
 #include "absl/status/status.h"
 #include "common/clock.h"
+#include "common/thread_pool.h"
 #include "services/message/messages.h"
 #include "services/message/provider.h"
 
 namespace chat::message {
 
-// Where the events of one reply go. The Send methods return false when the
-// client is gone (the reply goes on without it).
+// Where the events of one reply go, one call at a time (from several
+// threads in turn). The Send methods return false when the client is gone
+// (the reply goes on without it) and do not block.
 class ChatSink {
  public:
   virtual ~ChatSink() = default;
@@ -57,13 +65,9 @@ struct ChatOptions {
   std::vector<std::string> allowed_models;
   // This process's key as the owner of the replies it generates.
   int64_t owner = 1;
-  // While a reply changes, its text is stored (and its state checked) at
-  // least this often.
-  absl::Duration save_interval = absl::Milliseconds(500);
-  // How often StreamReply looks at the stored reply for new text.
-  absl::Duration poll_interval = absl::Milliseconds(200);
-  // How StreamReply waits between looks; a real sleep by default.
-  std::function<void(absl::Duration)> sleep;
+  // Threads that store the ends of replies; 0: the thread that ends the
+  // provider's request does it (tests).
+  int finish_threads = 0;
 };
 
 struct ChatInput {
@@ -77,13 +81,16 @@ class Chats {
  public:
   Chats(MessageStore* storage, Provider* provider, const Clock* clock,
         ChatOptions options);
+  // Stops every reply in progress here and waits until each has ended.
+  ~Chats();
 
   // Errors before the stream starts (bad input, no such conversation, too
   // many replies in progress) are returned; once the messages are stored,
-  // every outcome goes to the sink and the result is OK.
+  // every outcome goes to the sink and the result is OK. Returns once the
+  // provider is asked; the reply goes on.
   absl::Status Run(const std::string& user_id,
                    const std::string& conversation_id, const ChatInput& input,
-                   ChatSink& sink);
+                   std::shared_ptr<ChatSink> sink);
   // A new version of the assistant message `id`: a sibling under the same
   // parent, asked with the same context, streamed as Run streams (without
   // the user's message). Errors as Run's; an id that is not an assistant
@@ -91,29 +98,44 @@ class Chats {
   absl::Status Regenerate(const std::string& user_id,
                           const std::string& conversation_id,
                           const std::string& id, const std::string& model,
-                          ChatSink& sink);
+                          std::shared_ptr<ChatSink> sink);
   // The reply's text after `after` characters as one delta, then what
-  // follows until it ends, then done (or error). Works on any replica.
+  // follows until it ends, then done (or error). Works on any replica: a
+  // reply generated here is followed live, another replica's through its
+  // stored text (FollowReplies).
   absl::Status StreamReply(const std::string& user_id,
                            const std::string& conversation_id,
                            const std::string& id, int64_t after,
-                           ChatSink& sink);
+                           std::shared_ptr<ChatSink> sink);
   // Stops a reply in progress: incomplete with its text so far. A reply
-  // this process generates stops at once; another replica's within
-  // save_interval. An ended reply is answered unchanged.
+  // this process generates stops at once; another replica's at its owner's
+  // next SaveReplies. An ended reply is answered unchanged.
   absl::StatusOr<MessageRecord> CancelReply(const std::string& user_id,
                                             const std::string& conversation_id,
                                             const std::string& id);
+  // Stores the text of every reply generated here that changed since the
+  // last call, and a sign of life for the others, in one call to the
+  // store; a reply that is no longer ours (cancelled on another replica,
+  // recovered) stops. Call it at least every 500 ms.
+  void SaveReplies();
+  // Sends the followers of other replicas' replies what their stored text
+  // gained, and the end. Call it every poll interval.
+  void FollowReplies();
   // The service is stopping: every reply in progress here ends incomplete.
   void Stop() { stopping_ = true; }
 
+  // Replies generated here that have not ended.
+  int live_count();
+
  private:
-  // A reply this process generates.
-  struct Live {
-    std::atomic<bool> cancel{false};
-    std::mutex mutex;
-    std::condition_variable ended_cv;
-    bool ended = false;
+  class Generation;
+  // A StreamReply client of another replica's reply.
+  struct RemoteFollower {
+    std::string user_id;
+    std::string conversation_id;
+    std::string id;
+    int64_t sent = 0;  // characters the client has
+    std::shared_ptr<ChatSink> sink;
   };
 
   // Checks what the calls take: ids, the model's name.
@@ -128,11 +150,17 @@ class Chats {
   absl::StatusOr<std::vector<ProviderMessage>> Context(
       const std::string& user_id, const std::string& conversation_id,
       const MessageRecord* last);
-  // Generates `reply` (stored in progress) from the context that ends at
-  // `last` (null: none), streams it to the sink while the client stays,
-  // stores its text as it grows and its end.
+  // Asks the provider for `reply` (stored in progress) with the context
+  // that ends at `last` (null: none); the generation streams it to the sink
+  // and Finish stores its end.
   void Generate(const std::string& user_id, const MessageRecord* last,
-                const MessageRecord& reply, ChatSink& sink);
+                const MessageRecord& reply, std::shared_ptr<ChatSink> sink);
+  void Finish(const std::shared_ptr<Generation>& generation,
+              const absl::StatusOr<ProviderReply>& answer);
+  // Sends a follower what `message` has after its `sent` characters, and
+  // the end when it ended; false once the follower is done with.
+  static bool Follow(const MessageRecord& message, int64_t& sent,
+                     ChatSink& sink);
   MessageRecord NewReply(const std::string& conversation_id,
                          const std::string& model) const;
 
@@ -141,8 +169,16 @@ class Chats {
   const Clock* clock_;
   ChatOptions options_;
   std::atomic<bool> stopping_{false};
+
   std::mutex live_mutex_;
-  std::map<std::string, std::shared_ptr<Live>> live_;  // by reply id
+  std::condition_variable live_ended_;
+  std::map<std::string, std::shared_ptr<Generation>> live_;  // by reply id
+
+  std::mutex followers_mutex_;
+  std::vector<RemoteFollower> followers_;
+
+  // Last: it runs what is queued while the rest still stands.
+  std::unique_ptr<Executor> finisher_;
 };
 
 // A title made from a conversation's first message: one line, at most 60

@@ -41,7 +41,7 @@ constexpr char kForeignConversation[] = "0190a000-0000-7000-8000-0000000000c3";
 // runs the next of `during` (one per call) as if time passed while the model
 // worked, streams `pieces` while nobody stops it, then fails with `error` or
 // answers.
-class FakeProvider final : public Provider {
+class FakeProvider final : public BlockingProvider {
  public:
   const std::string& default_model() const override { return default_model_; }
 
@@ -143,6 +143,11 @@ class FakeSink final : public ChatSink {
   int deltas_ = 0;
 };
 
+// A sink the test owns, for calls that end before they return.
+std::shared_ptr<ChatSink> Borrow(FakeSink& sink) {
+  return std::shared_ptr<ChatSink>(&sink, [](ChatSink*) {});
+}
+
 std::string Repeat(absl::string_view text, int times) {
   std::string out;
   for (int i = 0; i < times; ++i) out.append(text.data(), text.size());
@@ -201,7 +206,8 @@ TEST_F(ChatTest, StreamsTheUserMessageTheDeltasAndDoneInOrder) {
   provider_.answering_model = "fake-model-2024";
   provider_.during.push_back([&] { clock_.Advance(absl::Seconds(3)); });
   Chats chats(&store_, &provider_, &clock_, {});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi there"}, sink_));
+  ASSERT_OK(
+      chats.Run(kUser, kConversation, {.content = "Hi there"}, Borrow(sink_)));
 
   ASSERT_THAT(sink_.Kinds(),
               ElementsAre(Kind::kMessage, Kind::kReply, Kind::kDelta,
@@ -243,7 +249,7 @@ TEST_F(ChatTest, StreamsTheUserMessageTheDeltasAndDoneInOrder) {
 TEST_F(ChatTest, AClientGoneAtTheFirstEventStillGetsItsReplyStored) {
   sink_.accept_message = false;
   Chats chats(&store_, &provider_, &clock_, {});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)));
   EXPECT_EQ(sink_.Kinds().front(), Kind::kMessage);
   EXPECT_EQ(provider_.calls, 1) << "the reply outlives the connection";
   const std::vector<MessageRecord> stored = Stored();
@@ -273,7 +279,7 @@ TEST_F(ChatTest, ContextIsPromptThenEarlierMessagesWithinBudgetThenNewOne) {
 
   Chats chats(&store_, &provider_, &clock_,
               {.system_prompt = "Be brief.", .context_budget_chars = 27});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "hi?"}, sink_));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "hi?"}, Borrow(sink_)));
   EXPECT_THAT(provider_.context,
               ElementsAre("system: Be brief.", "assistant: " + twelve_e,
                           "assistant: newest-12-ch", "user: hi?"));
@@ -284,7 +290,8 @@ TEST_F(ChatTest, WithoutASystemPromptTheContextStartsWithTheOldestKept) {
   Earlier(Role::kUser, "first");
   Earlier(Role::kAssistant, "reply");
   Chats chats(&store_, &provider_, &clock_, {});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "second"}, sink_));
+  ASSERT_OK(
+      chats.Run(kUser, kConversation, {.content = "second"}, Borrow(sink_)));
   EXPECT_THAT(provider_.context,
               ElementsAre("system: You are a pirate.", "user: first",
                           "assistant: reply", "user: second"));
@@ -295,7 +302,8 @@ TEST_F(ChatTest, ContextReadsAtMostContextMaxMessages) {
   Earlier(Role::kAssistant, "two");
   Earlier(Role::kUser, "three");
   Chats chats(&store_, &provider_, &clock_, {.context_max_messages = 2});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "four"}, sink_));
+  ASSERT_OK(
+      chats.Run(kUser, kConversation, {.content = "four"}, Borrow(sink_)));
   EXPECT_THAT(provider_.context,
               ElementsAre("assistant: two", "user: three", "user: four"));
 }
@@ -304,15 +312,17 @@ TEST_F(ChatTest, ANewMessageThatFillsTheBudgetIsSentAlone) {
   Earlier(Role::kUser, "a");
   Chats chats(&store_, &provider_, &clock_,
               {.system_prompt = "Be brief.", .context_budget_chars = 5});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "12345"}, sink_));
+  ASSERT_OK(
+      chats.Run(kUser, kConversation, {.content = "12345"}, Borrow(sink_)));
   EXPECT_THAT(provider_.context,
               ElementsAre("system: Be brief.", "user: 12345"));
 }
 
 TEST_F(ChatTest, EarlierRepliesOfThisChatEnterTheNextContext) {
   Chats chats(&store_, &provider_, &clock_, {});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Again"}, sink_));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)));
+  ASSERT_OK(
+      chats.Run(kUser, kConversation, {.content = "Again"}, Borrow(sink_)));
   EXPECT_THAT(provider_.context,
               ElementsAre("user: Hi", "assistant: Hello", "user: Again"));
 }
@@ -324,7 +334,7 @@ TEST_F(ChatTest, AProviderErrorStoresTheReplyFailedAndSendsAnError) {
   provider_.error =
       absl::UnavailableError("the model provider reported an error");
   Chats chats(&store_, &provider_, &clock_, {});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_))
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)))
       << "once the message is stored, outcomes go to the sink";
 
   ASSERT_THAT(sink_.Kinds(), ElementsAre(Kind::kMessage, Kind::kReply,
@@ -348,7 +358,7 @@ TEST_F(ChatTest, AProviderTimeoutStoresTheReplyFailed) {
   provider_.pieces = {};
   provider_.error = absl::DeadlineExceededError("the model provider timed out");
   Chats chats(&store_, &provider_, &clock_, {});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)));
   ASSERT_THAT(sink_.Kinds(),
               ElementsAre(Kind::kMessage, Kind::kReply, Kind::kError));
   EXPECT_THAT(sink_.events[2].error,
@@ -362,7 +372,7 @@ TEST_F(ChatTest, AClientThatHangsUpDoesNotStopTheReply) {
   provider_.pieces = {"Hel", "lo", " world"};
   sink_.cancel_after_deltas = 2;
   Chats chats(&store_, &provider_, &clock_, {});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)));
   EXPECT_FALSE(provider_.stopped);
   EXPECT_THAT(sink_.Kinds(),
               ElementsAre(Kind::kMessage, Kind::kReply, Kind::kDelta,
@@ -379,7 +389,7 @@ TEST_F(ChatTest, AClientThatStopsReadingDoesNotStopTheReply) {
   provider_.pieces = {"Hel", "lo", " world"};
   sink_.refuse_delta = 2;
   Chats chats(&store_, &provider_, &clock_, {});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)));
   EXPECT_THAT(sink_.Kinds(),
               ElementsAre(Kind::kMessage, Kind::kReply, Kind::kDelta,
                           Kind::kDelta, Kind::kDone));
@@ -393,7 +403,7 @@ TEST_F(ChatTest, AContextThatCannotBeReadSendsAnErrorAndKeepsTheMessage) {
   store_.InjectError(InMemoryMessageStore::Method::kContextPath,
                      absl::UnavailableError("database unavailable"));
   Chats chats(&store_, &provider_, &clock_, {});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)));
   ASSERT_THAT(sink_.Kinds(),
               ElementsAre(Kind::kMessage, Kind::kReply, Kind::kError));
   EXPECT_THAT(sink_.events[2].error, StatusIs(absl::StatusCode::kUnavailable));
@@ -409,7 +419,7 @@ TEST_F(ChatTest, AReplyThatCannotBeStoredSendsAnErrorInsteadOfDone) {
                        absl::UnavailableError("database unavailable"));
   });
   Chats chats(&store_, &provider_, &clock_, {});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)));
   ASSERT_THAT(sink_.Kinds(),
               ElementsAre(Kind::kMessage, Kind::kReply, Kind::kDelta,
                           Kind::kDelta, Kind::kError));
@@ -421,7 +431,7 @@ TEST_F(ChatTest, AUserMessageThatCannotBeStoredIsAnErrorBeforeTheStream) {
   store_.InjectError(InMemoryMessageStore::Method::kStartReply,
                      absl::UnavailableError("database unavailable"));
   Chats chats(&store_, &provider_, &clock_, {});
-  EXPECT_THAT(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_),
+  EXPECT_THAT(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)),
               StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_THAT(sink_.events, IsEmpty());
   EXPECT_EQ(provider_.calls, 0);
@@ -436,15 +446,16 @@ TEST_F(ChatTest, TheStreamLimitIsPerUser) {
   FakeSink second_sink, third_sink, other_user_sink;
   absl::Status second, third, other_user;
   provider_.during.push_back([&] {
-    second =
-        chats.Run(kUser, kSecondConversation, {.content = "B"}, second_sink);
+    second = chats.Run(kUser, kSecondConversation, {.content = "B"},
+                       Borrow(second_sink));
   });
   provider_.during.push_back([&] {
-    third = chats.Run(kUser, kConversation, {.content = "C"}, third_sink);
+    third =
+        chats.Run(kUser, kConversation, {.content = "C"}, Borrow(third_sink));
     other_user = chats.Run(kOtherUser, kForeignConversation, {.content = "D"},
-                           other_user_sink);
+                           Borrow(other_user_sink));
   });
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "A"}, sink_));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "A"}, Borrow(sink_)));
 
   EXPECT_OK(second);
   EXPECT_THAT(third, StatusIs(absl::StatusCode::kResourceExhausted));
@@ -461,22 +472,24 @@ TEST_F(ChatTest, TheStreamLimitIsPerUser) {
   // Every slot was given back when its reply ended.
   for (int i = 0; i < 3; ++i) {
     FakeSink again;
-    EXPECT_OK(chats.Run(kUser, kConversation, {.content = "again"}, again));
+    EXPECT_OK(
+        chats.Run(kUser, kConversation, {.content = "again"}, Borrow(again)));
   }
 }
 
 TEST_F(ChatTest, ARefusedRequestGivesItsSlotBack) {
   Chats chats(&store_, &provider_, &clock_, {.max_streams_per_user = 1});
-  EXPECT_THAT(chats.Run(kUser, kForeignConversation, {.content = "Hi"}, sink_),
-              StatusIs(absl::StatusCode::kNotFound));
-  EXPECT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
+  EXPECT_THAT(
+      chats.Run(kUser, kForeignConversation, {.content = "Hi"}, Borrow(sink_)),
+      StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)));
 }
 
 TEST_F(ChatTest, TheModelNameIsAtMost128Characters) {
   Chats chats(&store_, &provider_, &clock_, {});
-  absl::Status refused =
-      chats.Run(kUser, kConversation,
-                {.content = "Hi", .model = std::string(129, 'm')}, sink_);
+  absl::Status refused = chats.Run(
+      kUser, kConversation, {.content = "Hi", .model = std::string(129, 'm')},
+      Borrow(sink_));
   EXPECT_THAT(refused, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(FieldsOf(refused), ElementsAre("model"));
   EXPECT_THAT(sink_.events, IsEmpty());
@@ -486,7 +499,7 @@ TEST_F(ChatTest, TheModelNameIsAtMost128Characters) {
   const std::string longest(128, 'm');
   Chats allowing(&store_, &provider_, &clock_, {.allowed_models = {longest}});
   ASSERT_OK(allowing.Run(kUser, kConversation,
-                         {.content = "Hi", .model = longest}, sink_));
+                         {.content = "Hi", .model = longest}, Borrow(sink_)));
   EXPECT_EQ(provider_.requested_model, longest);
   EXPECT_EQ(Stored().back().model, longest);
 }
@@ -497,13 +510,13 @@ TEST_F(ChatTest, InvalidInputIsRefusedWithEveryViolation) {
        {std::string(), std::string("a\0b", 3), std::string("\xC3\x28"),
         std::string(100001, 'a')}) {
     absl::Status refused =
-        chats.Run(kUser, kConversation, {.content = content}, sink_);
+        chats.Run(kUser, kConversation, {.content = content}, Borrow(sink_));
     EXPECT_THAT(refused, StatusIs(absl::StatusCode::kInvalidArgument));
     EXPECT_THAT(FieldsOf(refused), ElementsAre("content"));
   }
   absl::Status both =
       chats.Run(kUser, kConversation,
-                {.content = "", .model = std::string(129, 'm')}, sink_);
+                {.content = "", .model = std::string(129, 'm')}, Borrow(sink_));
   EXPECT_THAT(FieldsOf(both), UnorderedElementsAre("content", "model"));
   EXPECT_THAT(sink_.events, IsEmpty());
   EXPECT_THAT(Stored(), IsEmpty());
@@ -512,9 +525,10 @@ TEST_F(ChatTest, InvalidInputIsRefusedWithEveryViolation) {
 
 TEST_F(ChatTest, AnotherUsersOrAMalformedConversationIsNotFound) {
   Chats chats(&store_, &provider_, &clock_, {});
-  EXPECT_THAT(chats.Run(kUser, kForeignConversation, {.content = "Hi"}, sink_),
-              StatusIs(absl::StatusCode::kNotFound));
-  EXPECT_THAT(chats.Run(kUser, "not-a-uuid", {.content = "Hi"}, sink_),
+  EXPECT_THAT(
+      chats.Run(kUser, kForeignConversation, {.content = "Hi"}, Borrow(sink_)),
+      StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(chats.Run(kUser, "not-a-uuid", {.content = "Hi"}, Borrow(sink_)),
               StatusIs(absl::StatusCode::kNotFound, "conversation not found"));
   EXPECT_THAT(sink_.events, IsEmpty());
   EXPECT_EQ(provider_.calls, 0);
@@ -527,12 +541,13 @@ TEST_F(ChatTest, AnotherUsersOrAMalformedConversationIsNotFound) {
 TEST_F(ChatTest, TheFirstCompleteReplyNamesAnUntitledConversation) {
   Chats chats(&store_, &provider_, &clock_, {});
   ASSERT_OK(chats.Run(kUser, kConversation,
-                      {.content = "How do   I\nbake bread?"}, sink_));
+                      {.content = "How do   I\nbake bread?"}, Borrow(sink_)));
   auto conversation = store_.Conversation(kUser, kConversation);
   EXPECT_FALSE(conversation->untitled);
   EXPECT_EQ(conversation->title, "How do I bake bread?");
 
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "And rye?"}, sink_));
+  ASSERT_OK(
+      chats.Run(kUser, kConversation, {.content = "And rye?"}, Borrow(sink_)));
   EXPECT_EQ(store_.Title(kUser, kConversation), "How do I bake bread?")
       << "named once";
 }
@@ -541,13 +556,15 @@ TEST_F(ChatTest, TheTitleComesFromTheFirstUserMessage) {
   Earlier(Role::kSystem, "You are a travel agent.");
   Earlier(Role::kUser, "Plan a trip to Lisbon");
   Chats chats(&store_, &provider_, &clock_, {});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "and Porto?"}, sink_));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "and Porto?"},
+                      Borrow(sink_)));
   EXPECT_EQ(store_.Title(kUser, kConversation), "Plan a trip to Lisbon");
 }
 
 TEST_F(ChatTest, ATitledConversationKeepsItsTitle) {
   Chats chats(&store_, &provider_, &clock_, {});
-  ASSERT_OK(chats.Run(kUser, kTitledConversation, {.content = "Hi"}, sink_));
+  ASSERT_OK(
+      chats.Run(kUser, kTitledConversation, {.content = "Hi"}, Borrow(sink_)));
   EXPECT_EQ(sink_.Kinds().back(), Kind::kDone);
   EXPECT_EQ(store_.Title(kUser, kTitledConversation), "My own title");
 }
@@ -556,7 +573,7 @@ TEST_F(ChatTest, AConversationThatCannotBeNamedStillGetsDone) {
   store_.InjectError(InMemoryMessageStore::Method::kNameUntitled,
                      absl::UnavailableError("database unavailable"));
   Chats chats(&store_, &provider_, &clock_, {});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)));
   EXPECT_EQ(sink_.Kinds().back(), Kind::kDone);
   EXPECT_TRUE(store_.Conversation(kUser, kConversation)->untitled);
 }
@@ -571,14 +588,16 @@ namespace {
 
 TEST_F(ChatTest, TheContextIsThePathFromTheRootAndNoOtherBranch) {
   Chats chats(&store_, &provider_, &clock_, {});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Q1"}, sink_));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Q1"}, Borrow(sink_)));
   const std::string q1 = sink_.events[0].message.id;
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "old branch"}, sink_));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "old branch"},
+                      Borrow(sink_)));
   // A new version of the second question: a sibling of "old branch".
   const std::string a1 = Stored()[1].id;
   FakeSink versioned;
   ASSERT_OK(chats.Run(kUser, kConversation,
-                      {.content = "new branch", .parent_id = a1}, versioned));
+                      {.content = "new branch", .parent_id = a1},
+                      Borrow(versioned)));
   EXPECT_THAT(provider_.context,
               ElementsAre("user: Q1", "assistant: Hello", "user: new branch"));
   ASSERT_EQ(versioned.events[0].kind, Kind::kMessage);
@@ -595,14 +614,15 @@ TEST_F(ChatTest, TheContextIsThePathFromTheRootAndNoOtherBranch) {
 
 TEST_F(ChatTest, RegenerateMakesASiblingWithTheSameContext) {
   Chats chats(&store_, &provider_, &clock_, {});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Q1"}, sink_));
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Q2"}, sink_));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Q1"}, Borrow(sink_)));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Q2"}, Borrow(sink_)));
   const MessageRecord original = sink_.events.back().message;
   const std::vector<std::string> first_context = provider_.context;
 
   provider_.pieces = {"Another ", "answer"};
   FakeSink again;
-  ASSERT_OK(chats.Regenerate(kUser, kConversation, original.id, "", again));
+  ASSERT_OK(
+      chats.Regenerate(kUser, kConversation, original.id, "", Borrow(again)));
   EXPECT_THAT(again.Kinds(), ElementsAre(Kind::kReply, Kind::kDelta,
                                          Kind::kDelta, Kind::kDone))
       << "no user message";
@@ -618,17 +638,20 @@ TEST_F(ChatTest, RegenerateMakesASiblingWithTheSameContext) {
 
 TEST_F(ChatTest, RegenerateTakesOnlyAnAssistantMessageOfTheCaller) {
   Chats chats(&store_, &provider_, &clock_, {});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Q1"}, sink_));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Q1"}, Borrow(sink_)));
   const MessageRecord question = sink_.events[0].message;
   const MessageRecord reply = sink_.events.back().message;
   FakeSink none;
-  EXPECT_THAT(chats.Regenerate(kUser, kConversation, question.id, "", none),
-              StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(chats.Regenerate(kOtherUser, kConversation, reply.id, "", none),
-              StatusIs(absl::StatusCode::kNotFound));
-  EXPECT_THAT(chats.Regenerate(kUser, kSecondConversation, reply.id, "", none),
-              StatusIs(absl::StatusCode::kNotFound));
-  EXPECT_THAT(chats.Regenerate(kUser, kConversation, "nope", "", none),
+  EXPECT_THAT(
+      chats.Regenerate(kUser, kConversation, question.id, "", Borrow(none)),
+      StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(
+      chats.Regenerate(kOtherUser, kConversation, reply.id, "", Borrow(none)),
+      StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(
+      chats.Regenerate(kUser, kSecondConversation, reply.id, "", Borrow(none)),
+      StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(chats.Regenerate(kUser, kConversation, "nope", "", Borrow(none)),
               StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(none.events, IsEmpty());
   EXPECT_EQ(provider_.calls, 1);
@@ -639,10 +662,10 @@ TEST_F(ChatTest, AChatUnderAMissingParentIsNotFoundAndStoresNothing) {
   EXPECT_THAT(chats.Run(kUser, kConversation,
                         {.content = "Hi",
                          .parent_id = "0190a000-0000-7000-8000-0000000000ff"},
-                        sink_),
+                        Borrow(sink_)),
               StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(chats.Run(kUser, kConversation,
-                        {.content = "Hi", .parent_id = "bad"}, sink_),
+                        {.content = "Hi", .parent_id = "bad"}, Borrow(sink_)),
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(Stored(), IsEmpty());
   EXPECT_EQ(provider_.calls, 0);
@@ -661,7 +684,7 @@ TEST_F(ChatTest, TheReplyIsStoredInProgressBeforeTheFirstDelta) {
   provider_.during.push_back(
       [&] { status_at_first_piece = Stored().back().status; });
   Chats chats(&store_, &provider_, &clock_, {});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)));
   ASSERT_EQ(sink_.events[1].kind, Kind::kReply);
   const MessageRecord& reply = sink_.events[1].message;
   EXPECT_EQ(reply.status, MessageStatus::kInProgress);
@@ -674,48 +697,43 @@ TEST_F(ChatTest, TheReplyIsStoredInProgressBeforeTheFirstDelta) {
 TEST_F(ChatTest, OffsetsCountCharactersNotBytes) {
   provider_.pieces = {"\xC3\xA9t\xC3\xA9", " ok"};
   Chats chats(&store_, &provider_, &clock_, {});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)));
   ASSERT_EQ(sink_.events[3].kind, Kind::kDelta);
   EXPECT_EQ(sink_.events[3].offset, 3) << "three characters, five bytes";
 }
 
-TEST_F(ChatTest, TheTextIsStoredWhileItGrows) {
-  provider_.pieces = {"one ", "two ", "three"};
-  std::string stored_mid_reply;
-  // After the first piece a second passes; the second piece then saves.
-  provider_.during.push_back([&] {});
-  Chats chats(&store_, &provider_, &clock_,
-              {.save_interval = absl::Milliseconds(500)});
-  FakeSink sink;
-  class Watching final : public Provider {
+TEST_F(ChatTest, SaveRepliesStoresTheTextWhileItGrows) {
+  // A provider that lets the service store the reply between two pieces.
+  class Watching final : public BlockingProvider {
    public:
-    Watching(FakeProvider* inner, FakeClock* clock,
-             std::function<std::string()> stored)
-        : inner_(inner), clock_(clock), stored_(std::move(stored)) {}
-    const std::string& default_model() const override {
-      return inner_->default_model();
-    }
+    explicit Watching(std::function<std::string()> save_and_read)
+        : save_and_read_(std::move(save_and_read)) {}
+    const std::string& default_model() const override { return model_; }
     absl::StatusOr<ProviderReply> Complete(
         const std::string& model, const std::vector<ProviderMessage>& messages,
         const std::function<bool(absl::string_view)>& on_text,
         const std::function<bool()>& should_stop) override {
       on_text("one ");
-      clock_->Advance(absl::Seconds(1));
       on_text("two ");
-      seen = stored_();
+      seen = save_and_read_();
       on_text("three");
       return ProviderReply{.model = model};
     }
     std::string seen;
 
    private:
-    FakeProvider* inner_;
-    FakeClock* clock_;
-    std::function<std::string()> stored_;
-  } watching(&provider_, &clock_, [&] { return Stored().back().content; });
-  Chats watched(&store_, &watching, &clock_,
-                {.save_interval = absl::Milliseconds(500)});
-  ASSERT_OK(watched.Run(kUser, kConversation, {.content = "Hi"}, sink));
+    std::string model_ = "m";
+    std::function<std::string()> save_and_read_;
+  };
+  Chats* chats = nullptr;
+  Watching watching([&] {
+    chats->SaveReplies();
+    return Stored().back().content;
+  });
+  Chats watched(&store_, &watching, &clock_, {});
+  chats = &watched;
+  FakeSink sink;
+  ASSERT_OK(watched.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink)));
   EXPECT_EQ(watching.seen, "one two ") << "stored as it grew";
   EXPECT_EQ(Stored().back().content, "one two three");
   EXPECT_EQ(Stored().back().status, MessageStatus::kComplete);
@@ -723,14 +741,14 @@ TEST_F(ChatTest, TheTextIsStoredWhileItGrows) {
 
 TEST_F(ChatTest, AReplyCancelledElsewhereStopsAtItsNextSave) {
   provider_.pieces = {"one ", "two ", "three ", "four"};
+  Chats chats(&store_, &provider_, &clock_, {});
   provider_.during.push_back([&] {
     // Another replica cancels: the stored reply is incomplete at once.
     const MessageRecord reply = Stored().back();
     ASSERT_OK(store_.CancelReply(kUser, kConversation, reply.id, clock_.Now()));
-    clock_.Advance(absl::Seconds(1));  // the next piece is due to be saved
+    chats.SaveReplies();  // learns that the reply is no longer its own
   });
-  Chats chats(&store_, &provider_, &clock_, {});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)));
   EXPECT_TRUE(provider_.stopped);
   const MessageRecord reply = Stored().back();
   EXPECT_EQ(reply.status, MessageStatus::kIncomplete);
@@ -742,24 +760,24 @@ TEST_F(ChatTest, StoppingTheServiceEndsRepliesIncomplete) {
   provider_.pieces = {"one ", "two"};
   Chats chats(&store_, &provider_, &clock_, {});
   provider_.during.push_back([&] { chats.Stop(); });
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)));
   EXPECT_EQ(Stored().back().status, MessageStatus::kIncomplete);
 }
 
 TEST_F(ChatTest,
        AModelOutsideTheConfiguredOnesIsRefusedBeforeAnythingIsStored) {
   Chats chats(&store_, &provider_, &clock_, {.allowed_models = {"small"}});
-  absl::Status refused = chats.Run(kUser, kConversation,
-                                   {.content = "Hi", .model = "huge"}, sink_);
+  absl::Status refused = chats.Run(
+      kUser, kConversation, {.content = "Hi", .model = "huge"}, Borrow(sink_));
   EXPECT_THAT(refused, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(FieldsOf(refused), ElementsAre("model"));
   EXPECT_THAT(Stored(), IsEmpty());
   ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi", .model = "small"},
-                      sink_));
+                      Borrow(sink_)));
   FakeSink default_model;
   ASSERT_OK(chats.Run(kUser, kConversation,
                       {.content = "Hi", .model = "fake-default"},
-                      default_model));
+                      Borrow(default_model)));
 }
 
 TEST_F(ChatTest, TheLimitCountsRepliesInProgressOfEveryReplica) {
@@ -774,31 +792,31 @@ TEST_F(ChatTest, TheLimitCountsRepliesInProgressOfEveryReplica) {
                                .updated_at = now},
                               std::string(), 99, 10));
   Chats chats(&store_, &provider_, &clock_, {.max_streams_per_user = 1});
-  EXPECT_THAT(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_),
+  EXPECT_THAT(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)),
               StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_THAT(Stored(), IsEmpty());
 }
 
 TEST_F(ChatTest, StreamReplyOfAnEndedReplySendsTheRestAndDone) {
   Chats chats(&store_, &provider_, &clock_, {});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)));
   const std::string id = Stored().back().id;
   FakeSink resumed;
-  ASSERT_OK(chats.StreamReply(kUser, kConversation, id, 2, resumed));
+  ASSERT_OK(chats.StreamReply(kUser, kConversation, id, 2, Borrow(resumed)));
   ASSERT_THAT(resumed.Kinds(), ElementsAre(Kind::kDelta, Kind::kDone));
   EXPECT_EQ(resumed.events[0].text, "llo");
   EXPECT_EQ(resumed.events[0].offset, 2);
   FakeSink beyond;
-  ASSERT_OK(chats.StreamReply(kUser, kConversation, id, 50, beyond));
+  ASSERT_OK(chats.StreamReply(kUser, kConversation, id, 50, Borrow(beyond)));
   EXPECT_THAT(beyond.Kinds(), ElementsAre(Kind::kDone));
   FakeSink none;
-  EXPECT_THAT(chats.StreamReply(kUser, kConversation, id, -1, none),
+  EXPECT_THAT(chats.StreamReply(kUser, kConversation, id, -1, Borrow(none)),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(chats.StreamReply(kOtherUser, kConversation, id, 0, none),
+  EXPECT_THAT(chats.StreamReply(kOtherUser, kConversation, id, 0, Borrow(none)),
               StatusIs(absl::StatusCode::kNotFound));
 }
 
-TEST_F(ChatTest, StreamReplyFollowsAReplyInProgressUntilItEnds) {
+TEST_F(ChatTest, StreamReplyFollowsAnotherReplicasReplyUntilItEnds) {
   // A reply in progress of another replica (owner 7), with text stored.
   const absl::Time now = clock_.Now();
   absl::StatusOr<StartedReply> started =
@@ -812,19 +830,23 @@ TEST_F(ChatTest, StreamReplyFollowsAReplyInProgressUntilItEnds) {
                         std::string(), 7, 10);
   ASSERT_OK(started);
   const std::string id = started->reply.id;
-  ASSERT_OK(store_.SaveReplyText(kUser, kConversation, id, 7, "Hel", now));
-  int looks = 0;
-  Chats chats(&store_, &provider_, &clock_, {.sleep = [&](absl::Duration) {
-    if (++looks == 1) {
-      ASSERT_OK(
-          store_.SaveReplyText(kUser, kConversation, id, 7, "Hello", now));
-    } else {
-      ASSERT_OK(store_.FinishReply(kUser, kConversation, id, 7, "Hello!",
-                                   MessageStatus::kComplete, "m", now));
-    }
-  }});
+  auto save = [&](const std::string& text) {
+    absl::StatusOr<absl::flat_hash_set<std::string>> ours =
+        store_.SaveReplyTexts(7, {{kUser, kConversation, id, text}}, now);
+    ASSERT_OK(ours);
+    EXPECT_TRUE(ours->contains(id));
+  };
+  save("Hel");
+  Chats chats(&store_, &provider_, &clock_, {});
   FakeSink follower;
-  ASSERT_OK(chats.StreamReply(kUser, kConversation, id, 1, follower));
+  ASSERT_OK(chats.StreamReply(kUser, kConversation, id, 1, Borrow(follower)));
+  chats.FollowReplies();  // nothing new
+  save("Hello");
+  chats.FollowReplies();
+  ASSERT_OK(store_.FinishReply(kUser, kConversation, id, 7, "Hello!",
+                               MessageStatus::kComplete, "m", now));
+  chats.FollowReplies();
+  chats.FollowReplies();  // ended: nothing more
   ASSERT_THAT(follower.Kinds(), ElementsAre(Kind::kDelta, Kind::kDelta,
                                             Kind::kDelta, Kind::kDone));
   std::string joined = "H";
@@ -834,9 +856,51 @@ TEST_F(ChatTest, StreamReplyFollowsAReplyInProgressUntilItEnds) {
   EXPECT_EQ(follower.events[2].offset, 5);
 }
 
+TEST_F(ChatTest, StreamReplyFollowsAReplyGeneratedHereLive) {
+  provider_.pieces = {"Hel", "lo", " you"};
+  Chats chats(&store_, &provider_, &clock_, {});
+  FakeSink from_start, from_four;
+  provider_.during.push_back([&] {
+    // The first piece has not arrived: a follower from 0 and one from 4.
+    const std::string id = Stored().back().id;
+    ASSERT_OK(
+        chats.StreamReply(kUser, kConversation, id, 0, Borrow(from_start)));
+    ASSERT_OK(
+        chats.StreamReply(kUser, kConversation, id, 4, Borrow(from_four)));
+  });
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)));
+  ASSERT_THAT(from_start.Kinds(), ElementsAre(Kind::kDelta, Kind::kDelta,
+                                              Kind::kDelta, Kind::kDone));
+  EXPECT_EQ(from_start.events[2].text, " you");
+  EXPECT_EQ(from_start.events[2].offset, 5);
+  // From character 4: the "o" of "lo", then " you".
+  ASSERT_THAT(from_four.Kinds(),
+              ElementsAre(Kind::kDelta, Kind::kDelta, Kind::kDone));
+  EXPECT_EQ(from_four.events[0].text, "o");
+  EXPECT_EQ(from_four.events[0].offset, 4);
+  EXPECT_EQ(from_four.events[1].text, " you");
+  EXPECT_EQ(from_four.events[2].message.content, "Hello you");
+  EXPECT_EQ(from_four.events[2].message.status, MessageStatus::kComplete);
+}
+
+TEST_F(ChatTest, SaveRepliesSignsLifeForAnUnchangedReply) {
+  provider_.pieces = {"Hel", "lo"};
+  Chats chats(&store_, &provider_, &clock_, {});
+  absl::Time stored_at;
+  provider_.during.push_back([&] {
+    clock_.Advance(absl::Seconds(3));
+    chats.SaveReplies();  // no text yet: only the sign of life
+    stored_at = Stored().back().updated_at;
+  });
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)));
+  EXPECT_EQ(stored_at, ToMicroseconds(clock_.Now()));
+  EXPECT_FALSE(provider_.stopped);
+  EXPECT_EQ(Stored().back().status, MessageStatus::kComplete);
+}
+
 TEST_F(ChatTest, CancelOfAnEndedReplyAnswersItUnchanged) {
   Chats chats(&store_, &provider_, &clock_, {});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, sink_));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)));
   absl::StatusOr<MessageRecord> cancelled =
       chats.CancelReply(kUser, kConversation, Stored().back().id);
   ASSERT_OK(cancelled);

@@ -9,7 +9,7 @@
 
 namespace chat::message {
 
-class EchoProvider final : public Provider {
+class EchoProvider final : public BlockingProvider {
  public:
   const std::string& default_model() const override { return model_; }
   absl::StatusOr<ProviderReply> Complete(

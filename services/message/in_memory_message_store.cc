@@ -553,26 +553,30 @@ absl::StatusOr<StartedReply> InMemoryMessageStore::StartReply(
   return started;
 }
 
-absl::StatusOr<bool> InMemoryMessageStore::SaveReplyText(
-    const std::string& user_id, const std::string& conversation_id,
-    const std::string& id, int64_t owner, const std::string& text,
-    absl::Time now) {
+absl::StatusOr<absl::flat_hash_set<std::string>>
+InMemoryMessageStore::SaveReplyTexts(int64_t owner,
+                                     const std::vector<ReplyText>& replies,
+                                     absl::Time now) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (absl::Status error = TakeInjectedError(Method::kSaveReplyText);
+  if (absl::Status error = TakeInjectedError(Method::kSaveReplyTexts);
       !error.ok()) {
     return error;
   }
-  StoredConversation* conversation = Find(user_id, conversation_id);
-  if (conversation == nullptr) return false;
-  MessageRecord* message = FindMessage(conversation->messages, id);
-  auto owned = conversation->owners.find(Canonical(id));
-  if (message == nullptr || message->status != MessageStatus::kInProgress ||
-      owned == conversation->owners.end() || owned->second != owner) {
-    return false;
+  absl::flat_hash_set<std::string> ours;
+  for (const ReplyText& r : replies) {
+    StoredConversation* conversation = Find(r.user_id, r.conversation_id);
+    if (conversation == nullptr) continue;
+    MessageRecord* message = FindMessage(conversation->messages, r.id);
+    auto owned = conversation->owners.find(Canonical(r.id));
+    if (message == nullptr || message->status != MessageStatus::kInProgress ||
+        owned == conversation->owners.end() || owned->second != owner) {
+      continue;
+    }
+    if (r.text) message->content = *r.text;
+    message->updated_at = now;
+    ours.insert(r.id);
   }
-  message->content = text;
-  message->updated_at = now;
-  return true;
+  return ours;
 }
 
 absl::StatusOr<std::optional<MessageRecord>> InMemoryMessageStore::FinishReply(

@@ -62,7 +62,7 @@ class InMemoryMessageStore final : public MessageStore {
     kNameUntitled,
     kFork,
     kStartReply,
-    kSaveReplyText,
+    kSaveReplyTexts,
     kFinishReply,
     kCancelReply,
   };
@@ -123,11 +123,9 @@ class InMemoryMessageStore final : public MessageStore {
       const ParentChoice& prompt_parent, const MessageRecord& reply,
       const ParentChoice& reply_parent, int64_t owner,
       int max_in_progress) override;
-  absl::StatusOr<bool> SaveReplyText(const std::string& user_id,
-                                     const std::string& conversation_id,
-                                     const std::string& id, int64_t owner,
-                                     const std::string& text,
-                                     absl::Time now) override;
+  absl::StatusOr<absl::flat_hash_set<std::string>> SaveReplyTexts(
+      int64_t owner, const std::vector<ReplyText>& replies,
+      absl::Time now) override;
   absl::StatusOr<std::optional<MessageRecord>> FinishReply(
       const std::string& user_id, const std::string& conversation_id,
       const std::string& id, int64_t owner, const std::string& text,

@@ -3,6 +3,7 @@
 
 #include <curl/curl.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -16,6 +17,7 @@
 #include "common/server.h"
 #include "common/service_flags.h"
 #include "common/service_runtime.h"
+#include "common/thread_pool.h"
 #include "services/message/chat.h"
 #include "services/message/echo_provider.h"
 #include "services/message/message_handler.h"
@@ -26,9 +28,9 @@
 ABSL_FLAG(std::string, grpc_listen,
           chat::EnvOr("GRPC_LISTEN", "127.0.0.1:50053"),
           "host:port to serve gRPC on (env GRPC_LISTEN)");
-ABSL_FLAG(int, stream_threads, chat::EnvOr("STREAM_THREADS", 1100),
-          "gRPC worker threads at most; each streaming reply holds one "
-          "(env STREAM_THREADS)");
+ABSL_FLAG(int, reply_workers, chat::EnvOr("REPLY_WORKERS", 8),
+          "threads that start and end replies (their database work); no "
+          "reply holds one while it streams (env REPLY_WORKERS)");
 ABSL_FLAG(std::string, provider, chat::EnvOr("PROVIDER", "echo"),
           "the model provider: echo (offline) or openai (env PROVIDER)");
 ABSL_FLAG(std::string, provider_base_url,
@@ -81,8 +83,8 @@ int main(int argc, char** argv) {
   if (provider_name == "echo") {
     provider = std::make_unique<chat::message::EchoProvider>();
   } else if (provider_name == "openai") {
-    provider = std::make_unique<chat::message::OpenAiProvider>(
-        chat::message::OpenAiOptions{
+    absl::StatusOr<std::unique_ptr<chat::message::OpenAiProvider>> openai =
+        chat::message::OpenAiProvider::Create(chat::message::OpenAiOptions{
             .base_url = absl::GetFlag(FLAGS_provider_base_url),
             .api_key = chat::ReadSecret("PROVIDER_API_KEY").value_or(""),
             .model = absl::GetFlag(FLAGS_provider_model),
@@ -90,6 +92,9 @@ int main(int argc, char** argv) {
             .total_timeout = absl::GetFlag(FLAGS_provider_timeout),
             .idle_timeout = absl::GetFlag(FLAGS_provider_idle_timeout),
         });
+    if (!openai.ok())
+      return chat::log::Failure("cannot start the provider", openai.status());
+    provider = *std::move(openai);
   } else {
     return chat::log::Failure("bad --provider",
                               absl::InvalidArgumentError("use echo or openai"));
@@ -118,16 +123,24 @@ int main(int argc, char** argv) {
        .max_streams_per_user = absl::GetFlag(FLAGS_max_streams_per_user),
        .allowed_models = absl::StrSplit(absl::GetFlag(FLAGS_provider_models),
                                         ',', absl::SkipWhitespace()),
-       .owner = (*ownership)->key()});
+       .owner = (*ownership)->key(),
+       .finish_threads = absl::GetFlag(FLAGS_reply_workers)});
+  // Every reply in progress here, stored (and checked) twice a second;
+  // StreamReply clients of other replicas' replies, fed from the store.
+  chat::PeriodicThread saver(std::chrono::milliseconds(500),
+                             [&] { chats.SaveReplies(); });
+  chat::PeriodicThread follower(std::chrono::milliseconds(200),
+                                [&] { chats.FollowReplies(); });
   chat::message::ReplyRecovery recovery(
       ownership->get(), (*runtime)->pool(), (*runtime)->clock(),
       absl::GetFlag(FLAGS_reply_recovery_interval),
       absl::GetFlag(FLAGS_reply_recovery_grace));
+  chat::ThreadPool work(absl::GetFlag(FLAGS_reply_workers));
   chat::message::MessageServiceImpl service(&messages, &chats,
-                                            (*runtime)->callers());
+                                            (*runtime)->callers(), &work);
   absl::Status served = (*runtime)->Serve(
       "message", absl::GetFlag(FLAGS_grpc_listen),
-      absl::GetFlag(FLAGS_stream_threads), {&service}, [&] { chats.Stop(); });
+      absl::GetFlag(FLAGS_max_threads), {&service}, [&] { chats.Stop(); });
   curl_global_cleanup();
   if (!served.ok()) return chat::log::Failure("server failed", served);
   return EXIT_SUCCESS;

@@ -1,5 +1,8 @@
 #include "services/message/message_handler.h"
 
+#include <memory>
+#include <utility>
+
 #include "common/errors.h"
 #include "common/grpc_status.h"
 #include "common/proto_metadata.h"
@@ -7,6 +10,7 @@
 #include "common/request_context.h"
 #include "common/status_macros.h"
 #include "common/update_mask.h"
+#include "services/message/chat_event_stream.h"
 
 namespace chat::message {
 namespace {
@@ -62,30 +66,28 @@ absl::StatusOr<MessageChange> ChangeOf(
   return change;
 }
 
-// Writes the events of one reply to a gRPC stream.
-class GrpcChatSink final : public ChatSink {
+// The events of one reply, as the call's stream writes them.
+class StreamChatSink final : public ChatSink {
  public:
-  GrpcChatSink(grpc::ServerContext* context,
-               grpc::ServerWriter<chat::v1::ChatEvent>* writer)
-      : context_(context),
-        writer_(writer),
-        request_id_(RequestIdOf(*context)) {}
+  StreamChatSink(std::shared_ptr<ChatEventStream::Writer> writer,
+                 std::string request_id)
+      : writer_(std::move(writer)), request_id_(std::move(request_id)) {}
 
   bool SendMessage(const MessageRecord& user_message) override {
     chat::v1::ChatEvent event;
     ToProto(user_message, event.mutable_message());
-    return Write(event);
+    return writer_->Write(std::move(event), false);
   }
   bool SendReply(const MessageRecord& reply) override {
     chat::v1::ChatEvent event;
     ToProto(reply, event.mutable_reply());
-    return Write(event);
+    return writer_->Write(std::move(event), false);
   }
   bool SendDelta(absl::string_view text, int64_t offset) override {
     chat::v1::ChatEvent event;
     event.mutable_delta()->set_text(std::string(text));
     event.mutable_delta()->set_offset(static_cast<int32_t>(offset));
-    return Write(event);
+    return writer_->Write(std::move(event), false);
   }
   bool SendDone(const MessageRecord& reply,
                 const ProviderUsage& usage) override {
@@ -95,22 +97,17 @@ class GrpcChatSink final : public ChatSink {
     out->set_prompt_tokens(usage.prompt_tokens);
     out->set_completion_tokens(usage.completion_tokens);
     out->set_total_tokens(usage.total_tokens);
-    return Write(event);
+    return writer_->Write(std::move(event), true);
   }
   void SendError(const absl::Status& error) override {
     chat::v1::ChatEvent event;
     ToErrorEvent(error, request_id_, event.mutable_error());
-    Write(event);
+    writer_->Write(std::move(event), true);
   }
-  bool Cancelled() override { return context_->IsCancelled(); }
+  bool Cancelled() override { return writer_->Cancelled(); }
 
  private:
-  bool Write(const chat::v1::ChatEvent& event) {
-    return !context_->IsCancelled() && writer_->Write(event);
-  }
-
-  grpc::ServerContext* context_;
-  grpc::ServerWriter<chat::v1::ChatEvent>* writer_;
+  std::shared_ptr<ChatEventStream::Writer> writer_;
   std::string request_id_;
 };
 
@@ -196,36 +193,57 @@ Status MessageServiceImpl::ClearMessages(
   });
 }
 
-Status MessageServiceImpl::Chat(
-    grpc::ServerContext* context, const chat::v1::ChatRequest* request,
-    grpc::ServerWriter<chat::v1::ChatEvent>* writer) {
-  return ForCaller(*callers_, *context, [&](const std::string& user) {
-    GrpcChatSink sink(context, writer);
+grpc::ServerWriteReactor<chat::v1::ChatEvent>* MessageServiceImpl::Stream(
+    grpc::CallbackServerContext* context,
+    std::function<absl::Status(const std::string& user,
+                               std::shared_ptr<ChatSink> sink)>
+        start) {
+  auto* stream = new ChatEventStream();
+  // The caller's token, the database and the provider's request are work
+  // for the pool; gRPC's callback threads never wait.
+  work_->Schedule(
+      [this, context, start = std::move(start), writer = stream->writer()] {
+        const grpc::Status status =
+            ForCaller(*callers_, *context, [&](const std::string& user) {
+              return start(user, std::make_shared<StreamChatSink>(
+                                     writer, RequestIdOf(*context)));
+            });
+        if (!status.ok()) writer->Fail(status);
+        writer->Started();
+      });
+  return stream;
+}
+
+grpc::ServerWriteReactor<chat::v1::ChatEvent>* MessageServiceImpl::Chat(
+    grpc::CallbackServerContext* context,
+    const chat::v1::ChatRequest* request) {
+  return Stream(context, [this, request](const std::string& user,
+                                         std::shared_ptr<ChatSink> sink) {
     return chats_->Run(
         user, request->conversation_id(),
         {request->content(), request->model(),
          ParentOf(request->has_parent_id(), request->parent_id())},
-        sink);
+        std::move(sink));
   });
 }
 
-Status MessageServiceImpl::Regenerate(
-    grpc::ServerContext* context, const chat::v1::RegenerateRequest* request,
-    grpc::ServerWriter<chat::v1::ChatEvent>* writer) {
-  return ForCaller(*callers_, *context, [&](const std::string& user) {
-    GrpcChatSink sink(context, writer);
+grpc::ServerWriteReactor<chat::v1::ChatEvent>* MessageServiceImpl::Regenerate(
+    grpc::CallbackServerContext* context,
+    const chat::v1::RegenerateRequest* request) {
+  return Stream(context, [this, request](const std::string& user,
+                                         std::shared_ptr<ChatSink> sink) {
     return chats_->Regenerate(user, request->conversation_id(), request->id(),
-                              request->model(), sink);
+                              request->model(), std::move(sink));
   });
 }
 
-Status MessageServiceImpl::StreamReply(
-    grpc::ServerContext* context, const chat::v1::StreamReplyRequest* request,
-    grpc::ServerWriter<chat::v1::ChatEvent>* writer) {
-  return ForCaller(*callers_, *context, [&](const std::string& user) {
-    GrpcChatSink sink(context, writer);
+grpc::ServerWriteReactor<chat::v1::ChatEvent>* MessageServiceImpl::StreamReply(
+    grpc::CallbackServerContext* context,
+    const chat::v1::StreamReplyRequest* request) {
+  return Stream(context, [this, request](const std::string& user,
+                                         std::shared_ptr<ChatSink> sink) {
     return chats_->StreamReply(user, request->conversation_id(), request->id(),
-                               request->after(), sink);
+                               request->after(), std::move(sink));
   });
 }
 

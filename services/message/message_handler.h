@@ -2,20 +2,34 @@
 #define CHAT_SERVICES_MESSAGE_MESSAGE_HANDLER_H_
 
 // chat.v1.MessageService over gRPC: authenticates the caller, reads the
-// request, calls Messages, maps the result. No rules live here.
+// request, calls Messages, maps the result. No rules live here. The
+// streaming methods use the callback API (services/message/
+// chat_event_stream.h): a reply holds no thread.
+
+#include <functional>
+#include <memory>
+#include <string>
 
 #include "chat/v1/message.grpc.pb.h"
 #include "common/caller.h"
+#include "common/thread_pool.h"
 #include "services/message/chat.h"
 #include "services/message/messages.h"
 
 namespace chat::message {
 
-class MessageServiceImpl final : public chat::v1::MessageService::Service {
+using MessageServiceBase = chat::v1::MessageService::WithCallbackMethod_Chat<
+    chat::v1::MessageService::WithCallbackMethod_Regenerate<
+        chat::v1::MessageService::WithCallbackMethod_StreamReply<
+            chat::v1::MessageService::Service>>>;
+
+class MessageServiceImpl final : public MessageServiceBase {
  public:
+  // The streaming calls start (caller, database, provider request) on
+  // `work`, which must outlive the calls.
   MessageServiceImpl(Messages* messages, Chats* chats,
-                     const CallerResolver* callers)
-      : messages_(messages), chats_(chats), callers_(callers) {}
+                     const CallerResolver* callers, Executor* work)
+      : messages_(messages), chats_(chats), callers_(callers), work_(work) {}
 
   grpc::Status CreateMessage(grpc::ServerContext* context,
                              const chat::v1::CreateMessageRequest* request,
@@ -35,15 +49,15 @@ class MessageServiceImpl final : public chat::v1::MessageService::Service {
   grpc::Status ClearMessages(grpc::ServerContext* context,
                              const chat::v1::ClearMessagesRequest* request,
                              google::protobuf::Empty* response) override;
-  grpc::Status Chat(grpc::ServerContext* context,
-                    const chat::v1::ChatRequest* request,
-                    grpc::ServerWriter<chat::v1::ChatEvent>* writer) override;
-  grpc::Status Regenerate(
-      grpc::ServerContext* context, const chat::v1::RegenerateRequest* request,
-      grpc::ServerWriter<chat::v1::ChatEvent>* writer) override;
-  grpc::Status StreamReply(
-      grpc::ServerContext* context, const chat::v1::StreamReplyRequest* request,
-      grpc::ServerWriter<chat::v1::ChatEvent>* writer) override;
+  grpc::ServerWriteReactor<chat::v1::ChatEvent>* Chat(
+      grpc::CallbackServerContext* context,
+      const chat::v1::ChatRequest* request) override;
+  grpc::ServerWriteReactor<chat::v1::ChatEvent>* Regenerate(
+      grpc::CallbackServerContext* context,
+      const chat::v1::RegenerateRequest* request) override;
+  grpc::ServerWriteReactor<chat::v1::ChatEvent>* StreamReply(
+      grpc::CallbackServerContext* context,
+      const chat::v1::StreamReplyRequest* request) override;
   grpc::Status CancelReply(grpc::ServerContext* context,
                            const chat::v1::CancelReplyRequest* request,
                            chat::v1::Message* response) override;
@@ -53,9 +67,18 @@ class MessageServiceImpl final : public chat::v1::MessageService::Service {
       chat::v1::Conversation* response) override;
 
  private:
+  // A streaming call: `start` runs on the pool for the caller, with the
+  // sink of the call's stream; its error ends the call before any event.
+  grpc::ServerWriteReactor<chat::v1::ChatEvent>* Stream(
+      grpc::CallbackServerContext* context,
+      std::function<absl::Status(const std::string& user,
+                                 std::shared_ptr<ChatSink> sink)>
+          start);
+
   Messages* messages_;
   Chats* chats_;
   const CallerResolver* callers_;
+  Executor* work_;
 };
 
 }  // namespace chat::message

@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "common/errors.h"
 #include "common/idempotency_storage.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 
@@ -235,12 +236,24 @@ constexpr char kSetOwnerSql[] =
     "UPDATE messages SET owner_key = $4 WHERE user_id = $1::uuid "
     "AND conversation_id = $2::uuid AND id = $3::uuid";
 
-// A reply's text so far, while it is in progress under its owner.
-constexpr char kSaveReplyText[] = "message_save_reply_text";
-constexpr char kSaveReplyTextSql[] =
-    "UPDATE messages SET content = $5, updated_at = $6::timestamptz "
-    "WHERE user_id = $1::uuid AND conversation_id = $2::uuid "
-    "AND id = $3::uuid AND status = 'in_progress' AND owner_key = $4";
+// The replies in progress of one owner, in one statement: $3 a JSON array
+// of {"user_id","conversation_id","id","text"} ("text" absent or null: the
+// stored text stays). Answers the ids still in progress under the owner.
+// Reads across users through the owner's policies
+// (deploy/migrations/0009_reply_saves.sql), named by kSetReplyOwner.
+constexpr char kSetReplyOwner[] = "message_set_reply_owner";
+constexpr char kSetReplyOwnerSql[] =
+    "SELECT set_config('app.reply_owner', $1::bigint::text, true)";
+
+constexpr char kSaveReplyTexts[] = "message_save_reply_texts";
+constexpr char kSaveReplyTextsSql[] =
+    "UPDATE messages m SET content = COALESCE(v.text, m.content), "
+    "updated_at = $2::timestamptz "
+    "FROM jsonb_to_recordset($3::jsonb) "
+    "AS v(user_id uuid, conversation_id uuid, id uuid, text text) "
+    "WHERE m.user_id = v.user_id AND m.conversation_id = v.conversation_id "
+    "AND m.id = v.id AND m.status = 'in_progress' AND m.owner_key = $1 "
+    "RETURNING m.id";
 
 constexpr char kFinishReply[] = "message_finish_reply";
 constexpr char kFinishReplySql[] =
@@ -379,7 +392,8 @@ std::vector<PreparedStatement> MessageStorage::Statements() {
           {kLockUserReplies, kLockUserRepliesSql},
           {kRepliesInProgress, kRepliesInProgressSql},
           {kSetOwner, kSetOwnerSql},
-          {kSaveReplyText, kSaveReplyTextSql},
+          {kSetReplyOwner, kSetReplyOwnerSql},
+          {kSaveReplyTexts, kSaveReplyTextsSql},
           {kFinishReply, kFinishReplySql},
           {kCancelReply, kCancelReplySql},
           {kReplyOwners, kReplyOwnersSql},
@@ -642,15 +656,29 @@ absl::StatusOr<StartedReply> MessageStorage::StartReply(
       });
 }
 
-absl::StatusOr<bool> MessageStorage::SaveReplyText(
-    const std::string& user_id, const std::string& conversation_id,
-    const std::string& id, int64_t owner, const std::string& text,
-    absl::Time now) {
-  return pool_->Transact<bool>(
-      user_id, [&](pqxx::work& tx) -> absl::StatusOr<bool> {
-        return tx.exec_prepared(kSaveReplyText, user_id, conversation_id, id,
-                                owner, text, PgTime(now))
-                   .affected_rows() > 0;
+absl::StatusOr<absl::flat_hash_set<std::string>> MessageStorage::SaveReplyTexts(
+    int64_t owner, const std::vector<ReplyText>& replies, absl::Time now) {
+  if (replies.empty()) return absl::flat_hash_set<std::string>();
+  std::string batch = "[";
+  for (const ReplyText& r : replies) {
+    absl::StrAppend(&batch, batch.size() > 1 ? "," : "",
+                    "{\"user_id\":", JsonQuote(r.user_id),
+                    ",\"conversation_id\":", JsonQuote(r.conversation_id),
+                    ",\"id\":", JsonQuote(r.id));
+    if (r.text) absl::StrAppend(&batch, ",\"text\":", JsonQuote(*r.text));
+    batch += "}";
+  }
+  batch += "]";
+  return pool_->Transact<absl::flat_hash_set<std::string>>(
+      "",
+      [&](pqxx::work& tx) -> absl::StatusOr<absl::flat_hash_set<std::string>> {
+        tx.exec_prepared(kSetReplyOwner, owner);
+        absl::flat_hash_set<std::string> ours;
+        for (const pqxx::row& row :
+             tx.exec_prepared(kSaveReplyTexts, owner, PgTime(now), batch)) {
+          ours.insert(row[0].as<std::string>());
+        }
+        return ours;
       });
 }
 
@@ -757,28 +785,8 @@ ReplyRecovery::ReplyRecovery(ReplyOwnership* ownership, DbPool* pool,
     : ownership_(ownership),
       pool_(pool),
       clock_(clock),
-      interval_(interval),
-      grace_(grace) {
-  thread_ = std::thread([this] {
-    std::unique_lock<std::mutex> lock(mutex_);
-    while (!stopping_) {
-      lock.unlock();
-      RunOnce();
-      lock.lock();
-      wake_.wait_for(lock, absl::ToChronoNanoseconds(interval_),
-                     [this] { return stopping_; });
-    }
-  });
-}
-
-ReplyRecovery::~ReplyRecovery() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  thread_.join();
-}
+      grace_(grace),
+      thread_(absl::ToChronoNanoseconds(interval), [this] { RunOnce(); }) {}
 
 void ReplyRecovery::RunOnce() {
   if (absl::Status alive = ownership_->KeepAlive(); !alive.ok()) {

@@ -10,19 +10,17 @@
 // conversation's messages locks that row first, which also keeps
 // message_count and last_message_at exact under concurrency.
 
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/db.h"
+#include "common/thread_pool.h"
 #include "services/message/messages.h"
 
 namespace chat::message {
@@ -65,11 +63,9 @@ class MessageStorage final : public MessageStore {
       const ParentChoice& prompt_parent, const MessageRecord& reply,
       const ParentChoice& reply_parent, int64_t owner,
       int max_in_progress) override;
-  absl::StatusOr<bool> SaveReplyText(const std::string& user_id,
-                                     const std::string& conversation_id,
-                                     const std::string& id, int64_t owner,
-                                     const std::string& text,
-                                     absl::Time now) override;
+  absl::StatusOr<absl::flat_hash_set<std::string>> SaveReplyTexts(
+      int64_t owner, const std::vector<ReplyText>& replies,
+      absl::Time now) override;
   absl::StatusOr<std::optional<MessageRecord>> FinishReply(
       const std::string& user_id, const std::string& conversation_id,
       const std::string& id, int64_t owner, const std::string& text,
@@ -131,7 +127,6 @@ class ReplyRecovery {
  public:
   ReplyRecovery(ReplyOwnership* ownership, DbPool* pool, const Clock* clock,
                 absl::Duration interval, absl::Duration grace);
-  ~ReplyRecovery();
 
  private:
   void RunOnce();
@@ -139,12 +134,8 @@ class ReplyRecovery {
   ReplyOwnership* ownership_;
   DbPool* pool_;
   const Clock* clock_;
-  absl::Duration interval_;
   absl::Duration grace_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stopping_ = false;
-  std::thread thread_;
+  PeriodicThread thread_;  // last: it stops before the rest goes
 };
 
 }  // namespace chat::message

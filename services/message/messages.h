@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
@@ -50,6 +51,14 @@ using ParentChoice = std::optional<std::string>;
 struct StartedReply {
   std::optional<MessageRecord> prompt;
   MessageRecord reply;
+};
+
+// A reply's text to store; nullopt: unchanged since the last store.
+struct ReplyText {
+  std::string user_id;
+  std::string conversation_id;
+  std::string id;
+  std::optional<std::string> text;
 };
 
 // What a fork makes: a conversation of the caller's own.
@@ -132,15 +141,13 @@ class MessageStore {
       const std::string& user_id, const std::optional<MessageRecord>& prompt,
       const ParentChoice& prompt_parent, const MessageRecord& reply,
       const ParentChoice& reply_parent, int64_t owner, int max_in_progress) = 0;
-  // Stores the text of a reply in progress of `owner`. False when it is no
-  // longer in progress under that owner (cancelled, or recovered by another
-  // replica): the generation should stop.
-  virtual absl::StatusOr<bool> SaveReplyText(const std::string& user_id,
-                                             const std::string& conversation_id,
-                                             const std::string& id,
-                                             int64_t owner,
-                                             const std::string& text,
-                                             absl::Time now) = 0;
+  // Stores the text of the replies in progress of `owner` (those without
+  // text: only `now` as their updated_at, a sign that the owner lives), and
+  // answers the ids of those still in progress under that owner; the others
+  // were cancelled or recovered by another replica: their generation should
+  // stop.
+  virtual absl::StatusOr<absl::flat_hash_set<std::string>> SaveReplyTexts(
+      int64_t owner, const std::vector<ReplyText>& replies, absl::Time now) = 0;
   // Ends a reply of `owner` with its text, status and model; nullopt when
   // it is no longer in progress under that owner (then it is left alone).
   virtual absl::StatusOr<std::optional<MessageRecord>> FinishReply(

@@ -17,55 +17,150 @@ namespace {
 
 constexpr size_t kMaxErrorBody = 2048;
 
-// What the curl callbacks share for one request.
-struct Exchange {
-  explicit Exchange(const std::function<bool(absl::string_view)>& on_text)
-      : stream(on_text) {}
-  const std::function<bool()>* should_stop = nullptr;
-  absl::Duration idle_timeout;
-  CURL* curl = nullptr;
-  ChatCompletionsStream stream;
+// How often a running request is asked whether to stop; the contract is
+// "at least once a second".
+constexpr absl::Duration kCheckInterval = absl::Milliseconds(100);
+
+// One request: the easy handle, what its callbacks share, and the end.
+class ChatCompletionTransfer final : public CurlTransfer {
+ public:
+  ChatCompletionTransfer(const OpenAiOptions& options, const std::string& model,
+                         const std::vector<ProviderMessage>& messages,
+                         std::shared_ptr<ProviderStream> stream)
+      : easy_(curl_easy_init(), curl_easy_cleanup),
+        headers_(nullptr, curl_slist_free_all),
+        url_(absl::StrCat(absl::StripSuffix(options.base_url, "/"),
+                          "/chat/completions")),
+        body_(ChatCompletionsBody(model, messages)),
+        api_key_(options.api_key),
+        idle_timeout_(options.idle_timeout),
+        stream_(std::move(stream)),
+        parser_(
+            [this](absl::string_view text) { return stream_->OnText(text); }),
+        error_body_limit_(kMaxErrorBody + options.api_key.size()) {
+    parser_.reply().model = model;
+    if (!easy_) return;
+    struct curl_slist* headers = nullptr;
+    headers = curl_slist_append(headers, "Content-Type: application/json");
+    headers = curl_slist_append(headers, "Accept: text/event-stream");
+    if (!api_key_.empty()) {
+      const std::string authorization =
+          absl::StrCat("Authorization: Bearer ", api_key_);
+      headers = curl_slist_append(headers, authorization.c_str());
+    }
+    headers_.reset(headers);
+    CURL* c = easy_.get();
+    curl_easy_setopt(c, CURLOPT_URL, url_.c_str());
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers_.get());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body_.c_str());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+                     static_cast<curl_off_t>(body_.size()));
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &ChatCompletionTransfer::OnBody);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, this);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(
+        c, CURLOPT_CONNECTTIMEOUT_MS,
+        static_cast<long>(absl::ToInt64Milliseconds(options.connect_timeout)));
+    curl_easy_setopt(
+        c, CURLOPT_TIMEOUT_MS,
+        static_cast<long>(absl::ToInt64Milliseconds(options.total_timeout)));
+    curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+    // Chunks of a streamed reply are small; curl's 16 KiB default receive
+    // buffer would be most of a reply's memory.
+    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 4096L);
+  }
+
+  bool ready() const { return easy_ != nullptr; }
+  CURL* easy() override { return easy_.get(); }
+
+  absl::Status Check() override {
+    if (stream_->ShouldStop())
+      return absl::CancelledError("the reply was stopped");
+    if (absl::Now() - last_data_ > idle_timeout_)
+      return absl::DeadlineExceededError("the model provider stalled");
+    return absl::OkStatus();
+  }
+
+  void Done(CURLcode code, absl::Status stopped) override {
+    if (!stopped.ok() && failure_.ok()) failure_ = std::move(stopped);
+    stream_->OnEnd(Result(code));
+    stream_.reset();
+  }
+
+ private:
+  static size_t OnBody(char* data, size_t size, size_t count, void* user) {
+    return static_cast<ChatCompletionTransfer*>(user)->Body(
+        absl::string_view(data, size * count));
+  }
+
+  size_t Body(absl::string_view data) {
+    last_data_ = absl::Now();
+    long status = 0;
+    curl_easy_getinfo(easy_.get(), CURLINFO_RESPONSE_CODE, &status);
+    if (status != 200) {
+      const size_t room =
+          error_body_limit_ - std::min(error_body_limit_, error_body_.size());
+      error_body_.append(data.data(), std::min(data.size(), room));
+      error_body_cut_ |= data.size() > room;
+      return data.size();
+    }
+    if (!parser_.Feed(data)) {
+      failure_ = parser_.failure();
+      return 0;
+    }
+    return data.size();
+  }
+
+  absl::StatusOr<ProviderReply> Result(CURLcode code) {
+    long status = 0;
+    curl_easy_getinfo(easy_.get(), CURLINFO_RESPONSE_CODE, &status);
+    if (!failure_.ok()) return failure_;
+    if (code == CURLE_OPERATION_TIMEDOUT) {
+      return absl::DeadlineExceededError("the model provider timed out");
+    }
+    if (code != CURLE_OK) {
+      log::Warn("model provider request failed",
+                {{"error", curl_easy_strerror(code)}});
+      return absl::UnavailableError("the model provider cannot be reached");
+    }
+    if (status != 200) {
+      // The body helps an operator (a wrong model name, say); a server that
+      // echoes the Authorization header must not leak the key into the log.
+      // Redacted before it is cut, so a key across the cut cannot leak a
+      // part.
+      const std::string body = RedactedErrorBody(error_body_, error_body_cut_,
+                                                 api_key_, kMaxErrorBody);
+      log::Warn("model provider refused the request",
+                {{"status", absl::StrCat(status)}, {"body", body}});
+      return absl::UnavailableError(
+          absl::StrCat("the model provider answered HTTP ", status));
+    }
+    if (!parser_.done() && parser_.has_pending()) {
+      return absl::UnavailableError(
+          "the model provider sent a malformed chunk");
+    }
+    if (!parser_.done()) {
+      return absl::UnavailableError("the model provider ended the reply early");
+    }
+    return parser_.reply();
+  }
+
+  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> easy_;
+  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> headers_;
+  const std::string url_;
+  const std::string body_;
+  const std::string api_key_;
+  const absl::Duration idle_timeout_;
+  std::shared_ptr<ProviderStream> stream_;
+  ChatCompletionsStream parser_;
   // The start of a refused request's body: enough of it to redact the API
   // key before cutting to kMaxErrorBody.
-  std::string error_body;
-  size_t error_body_limit = kMaxErrorBody;
-  bool error_body_cut = false;
-  absl::Time last_data = absl::Now();
-  absl::Status failure;  // why a callback stopped the transfer
+  std::string error_body_;
+  const size_t error_body_limit_;
+  bool error_body_cut_ = false;
+  absl::Time last_data_ = absl::Now();
+  absl::Status failure_;  // why a callback stopped the transfer
 };
-
-size_t OnBody(char* data, size_t size, size_t count, void* user) {
-  Exchange& x = *static_cast<Exchange*>(user);
-  const size_t length = size * count;
-  x.last_data = absl::Now();
-  long status = 0;
-  curl_easy_getinfo(x.curl, CURLINFO_RESPONSE_CODE, &status);
-  if (status != 200) {
-    const size_t room =
-        x.error_body_limit - std::min(x.error_body_limit, x.error_body.size());
-    x.error_body.append(data, std::min(length, room));
-    x.error_body_cut |= length > room;
-    return length;
-  }
-  if (!x.stream.Feed(absl::string_view(data, length))) {
-    x.failure = x.stream.failure();
-    return 0;
-  }
-  return length;
-}
-
-int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  Exchange& x = *static_cast<Exchange*>(user);
-  if ((*x.should_stop)()) {
-    x.failure = absl::CancelledError("the client went away");
-    return 1;
-  }
-  if (absl::Now() - x.last_data > x.idle_timeout) {
-    x.failure = absl::DeadlineExceededError("the model provider stalled");
-    return 1;
-  }
-  return 0;
-}
 
 }  // namespace
 
@@ -104,83 +199,25 @@ std::string ChatCompletionsBody(const std::string& model,
   return body;
 }
 
-absl::StatusOr<ProviderReply> OpenAiProvider::Complete(
-    const std::string& model, const std::vector<ProviderMessage>& messages,
-    const std::function<bool(absl::string_view)>& on_text,
-    const std::function<bool()>& should_stop) {
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(),
-                                                           curl_easy_cleanup);
-  if (!curl) return absl::InternalError("cannot start an HTTP request");
-  const std::string url = absl::StrCat(
-      absl::StripSuffix(options_.base_url, "/"), "/chat/completions");
-  const std::string body = ChatCompletionsBody(model, messages);
-  struct curl_slist* raw_headers = nullptr;
-  raw_headers =
-      curl_slist_append(raw_headers, "Content-Type: application/json");
-  raw_headers = curl_slist_append(raw_headers, "Accept: text/event-stream");
-  std::string authorization;
-  if (!options_.api_key.empty()) {
-    authorization = absl::StrCat("Authorization: Bearer ", options_.api_key);
-    raw_headers = curl_slist_append(raw_headers, authorization.c_str());
-  }
-  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> headers(
-      raw_headers, curl_slist_free_all);
+absl::StatusOr<std::unique_ptr<OpenAiProvider>> OpenAiProvider::Create(
+    OpenAiOptions options) {
+  absl::StatusOr<std::unique_ptr<CurlMultiLoop>> loop =
+      CurlMultiLoop::Start(kCheckInterval);
+  if (!loop.ok()) return loop.status();
+  return std::unique_ptr<OpenAiProvider>(
+      new OpenAiProvider(std::move(options), *std::move(loop)));
+}
 
-  Exchange x(on_text);
-  x.should_stop = &should_stop;
-  x.idle_timeout = options_.idle_timeout;
-  x.curl = curl.get();
-  x.stream.reply().model = model;
-  x.error_body_limit = kMaxErrorBody + options_.api_key.size();
-  CURL* c = curl.get();
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
-  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
-  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
-                   static_cast<curl_off_t>(body.size()));
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
-  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, OnProgress);
-  curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(
-      c, CURLOPT_CONNECTTIMEOUT_MS,
-      static_cast<long>(absl::ToInt64Milliseconds(options_.connect_timeout)));
-  curl_easy_setopt(
-      c, CURLOPT_TIMEOUT_MS,
-      static_cast<long>(absl::ToInt64Milliseconds(options_.total_timeout)));
-  curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
-
-  const CURLcode code = curl_easy_perform(c);
-  long status = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-  if (!x.failure.ok()) return x.failure;
-  if (code == CURLE_OPERATION_TIMEDOUT) {
-    return absl::DeadlineExceededError("the model provider timed out");
+void OpenAiProvider::Start(const std::string& model,
+                           std::vector<ProviderMessage> messages,
+                           std::shared_ptr<ProviderStream> stream) {
+  auto transfer = std::make_shared<ChatCompletionTransfer>(options_, model,
+                                                           messages, stream);
+  if (!transfer->ready()) {
+    stream->OnEnd(absl::InternalError("cannot start an HTTP request"));
+    return;
   }
-  if (code != CURLE_OK) {
-    log::Warn("model provider request failed",
-              {{"error", curl_easy_strerror(code)}});
-    return absl::UnavailableError("the model provider cannot be reached");
-  }
-  if (status != 200) {
-    // The body helps an operator (a wrong model name, say); a server that
-    // echoes the Authorization header must not leak the key into the log.
-    // Redacted before it is cut, so a key across the cut cannot leak a part.
-    const std::string body = RedactedErrorBody(x.error_body, x.error_body_cut,
-                                               options_.api_key, kMaxErrorBody);
-    log::Warn("model provider refused the request",
-              {{"status", absl::StrCat(status)}, {"body", body}});
-    return absl::UnavailableError(
-        absl::StrCat("the model provider answered HTTP ", status));
-  }
-  if (!x.stream.done() && x.stream.has_pending()) {
-    return absl::UnavailableError("the model provider sent a malformed chunk");
-  }
-  if (!x.stream.done())
-    return absl::UnavailableError("the model provider ended the reply early");
-  return x.stream.reply();
+  loop_->Add(std::move(transfer));
 }
 
 }  // namespace chat::message

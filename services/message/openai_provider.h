@@ -4,11 +4,14 @@
 // The OpenAI Chat Completions API with `stream: true`, over HTTP(S) with
 // libcurl: works with OpenAI and every compatible server (vLLM, Ollama,
 // llama.cpp, LM Studio). The API key is sent only in the Authorization
-// header and never logged or returned.
+// header and never logged or returned. Every request of the process runs on
+// one thread (services/message/curl_multi_loop.h).
 
+#include <memory>
 #include <string>
 
 #include "absl/time/time.h"
+#include "services/message/curl_multi_loop.h"
 #include "services/message/provider.h"
 
 namespace chat::message {
@@ -26,17 +29,20 @@ struct OpenAiOptions {
 
 class OpenAiProvider final : public Provider {
  public:
-  explicit OpenAiProvider(OpenAiOptions options)
-      : options_(std::move(options)) {}
+  // Starts the thread of the requests.
+  static absl::StatusOr<std::unique_ptr<OpenAiProvider>> Create(
+      OpenAiOptions options);
 
   const std::string& default_model() const override { return options_.model; }
-  absl::StatusOr<ProviderReply> Complete(
-      const std::string& model, const std::vector<ProviderMessage>& messages,
-      const std::function<bool(absl::string_view)>& on_text,
-      const std::function<bool()>& should_stop) override;
+  void Start(const std::string& model, std::vector<ProviderMessage> messages,
+             std::shared_ptr<ProviderStream> stream) override;
 
  private:
+  OpenAiProvider(OpenAiOptions options, std::unique_ptr<CurlMultiLoop> loop)
+      : options_(std::move(options)), loop_(std::move(loop)) {}
+
   OpenAiOptions options_;
+  std::unique_ptr<CurlMultiLoop> loop_;
 };
 
 // An error body of the provider as it may be logged: every `secret` in it

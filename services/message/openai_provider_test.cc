@@ -5,8 +5,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -56,11 +62,14 @@ TEST(RedactedErrorBodyTest, LeavesABodyWithoutTheKeyAsItIs) {
   EXPECT_EQ(RedactedErrorBody("sk-", false, kKey, 2048), "sk-");
 }
 
-// One HTTP exchange on 127.0.0.1: reads a request, answers `response`.
+// HTTP on 127.0.0.1: reads each of `connections` requests, answers
+// `response` and closes; with `hold`, keeps each connection open after the
+// response until the client closes it.
 class OneShotHttpServer {
  public:
-  explicit OneShotHttpServer(std::string response)
-      : response_(std::move(response)) {
+  explicit OneShotHttpServer(std::string response, int connections = 1,
+                             bool hold = false)
+      : response_(std::move(response)), connections_(connections), hold_(hold) {
     listener_ = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -68,14 +77,22 @@ class OneShotHttpServer {
     socklen_t length = sizeof(addr);
     if (bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) !=
             0 ||
-        listen(listener_, 1) != 0 ||
+        listen(listener_, 128) != 0 ||
         getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &length) !=
             0) {
       ADD_FAILURE() << "cannot listen on 127.0.0.1";
       return;
     }
     port_ = ntohs(addr.sin_port);
-    thread_ = std::thread([this] { Serve(); });
+    thread_ = std::thread([this] {
+      std::vector<std::thread> exchanges;
+      for (int i = 0; i < connections_; ++i) {
+        const int conn = accept(listener_, nullptr, nullptr);
+        if (conn < 0) break;
+        exchanges.emplace_back([this, conn] { Serve(conn); });
+      }
+      for (std::thread& t : exchanges) t.join();
+    });
   }
   ~OneShotHttpServer() {
     shutdown(listener_, SHUT_RDWR);
@@ -87,9 +104,7 @@ class OneShotHttpServer {
   }
 
  private:
-  void Serve() {
-    const int conn = accept(listener_, nullptr, nullptr);
-    if (conn < 0) return;
+  void Serve(int conn) {
     // The request: headers, then Content-Length bytes.
     std::string request;
     char buffer[4096];
@@ -108,15 +123,20 @@ class OneShotHttpServer {
       }
     }
     for (size_t sent = 0; sent < response_.size();) {
-      const ssize_t n =
-          write(conn, response_.data() + sent, response_.size() - sent);
+      const ssize_t n = send(conn, response_.data() + sent,
+                             response_.size() - sent, MSG_NOSIGNAL);
       if (n <= 0) break;
       sent += n;
+    }
+    // Held until the client hangs up.
+    while (hold_ && read(conn, buffer, sizeof(buffer)) > 0) {
     }
     close(conn);
   }
 
   std::string response_;
+  int connections_;
+  bool hold_;
   int listener_ = -1;
   int port_ = 0;
   std::thread thread_;
@@ -129,16 +149,51 @@ std::string HttpResponse(absl::string_view status, absl::string_view type,
                       "\r\nConnection: close\r\n\r\n", body);
 }
 
+// Collects a reply's text and waits for its end.
+class CollectingStream final : public ProviderStream {
+ public:
+  bool OnText(absl::string_view text) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    absl::StrAppend(&text_, text);
+    return true;
+  }
+  bool ShouldStop() override { return stop_.load(); }
+  void OnEnd(absl::StatusOr<ProviderReply> reply) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    reply_ = std::move(reply);
+    ended_.notify_all();
+  }
+
+  void Stop() { stop_ = true; }
+  // The reply, once it ended, and its text.
+  absl::StatusOr<ProviderReply> Wait(std::string* text) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    ended_.wait(lock, [this] { return reply_.has_value(); });
+    *text = text_;
+    return *reply_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable ended_;
+  std::string text_;
+  std::optional<absl::StatusOr<ProviderReply>> reply_;
+  std::atomic<bool> stop_{false};
+};
+
+std::unique_ptr<OpenAiProvider> NewProvider(const std::string& base_url) {
+  absl::StatusOr<std::unique_ptr<OpenAiProvider>> provider =
+      OpenAiProvider::Create({.base_url = base_url, .api_key = kKey});
+  EXPECT_TRUE(provider.ok()) << provider.status();
+  return *std::move(provider);
+}
+
 absl::StatusOr<ProviderReply> Ask(const std::string& base_url,
                                   std::string* text) {
-  OpenAiProvider provider({.base_url = base_url, .api_key = kKey});
-  return provider.Complete(
-      "m", {{Role::kUser, "hi"}},
-      [text](absl::string_view piece) {
-        absl::StrAppend(text, piece);
-        return true;
-      },
-      [] { return false; });
+  std::unique_ptr<OpenAiProvider> provider = NewProvider(base_url);
+  auto stream = std::make_shared<CollectingStream>();
+  provider->Start("m", {{Role::kUser, "hi"}}, stream);
+  return stream->Wait(text);
 }
 
 TEST(OpenAiProviderTest, StreamsAReplyFromAServer) {
@@ -175,6 +230,60 @@ TEST(OpenAiProviderTest, NeverLogsTheKeyAServerEchoesAcrossTheCut) {
   EXPECT_THAT(log, HasSubstr("model provider refused the request"));
   EXPECT_THAT(log, HasSubstr("xxxx[redacte"));
   EXPECT_FALSE(HasPartOfKey(log)) << log;
+}
+
+TEST(OpenAiProviderTest, StreamsManyRepliesAtOnceOnOneThread) {
+  constexpr int kReplies = 48;
+  OneShotHttpServer server(
+      HttpResponse("200 OK", "text/event-stream",
+                   "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}"
+                   "\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"b\"},"
+                   "\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"),
+      kReplies);
+  std::unique_ptr<OpenAiProvider> provider = NewProvider(server.base_url());
+  std::vector<std::shared_ptr<CollectingStream>> streams;
+  for (int i = 0; i < kReplies; ++i) {
+    streams.push_back(std::make_shared<CollectingStream>());
+    provider->Start("m", {{Role::kUser, "hi"}}, streams.back());
+  }
+  for (const std::shared_ptr<CollectingStream>& stream : streams) {
+    std::string text;
+    absl::StatusOr<ProviderReply> reply = stream->Wait(&text);
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    EXPECT_EQ(text, "ab");
+  }
+}
+
+TEST(OpenAiProviderTest, StopsAHeldReplyWhenAskedAndKeepsItsText) {
+  // The server sends one piece and then nothing, keeping the connection.
+  OneShotHttpServer server(
+      "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+      "Connection: close\r\n\r\n"
+      "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+      1, /*hold=*/true);
+  std::unique_ptr<OpenAiProvider> provider = NewProvider(server.base_url());
+  auto stream = std::make_shared<CollectingStream>();
+  provider->Start("m", {{Role::kUser, "hi"}}, stream);
+  stream->Stop();
+  std::string text;
+  absl::StatusOr<ProviderReply> reply = stream->Wait(&text);
+  EXPECT_EQ(reply.status().code(), absl::StatusCode::kCancelled);
+  // Stopped before or after the piece arrived; never anything else.
+  EXPECT_TRUE(text.empty() || text == "Hel") << text;
+}
+
+TEST(OpenAiProviderTest, EndsRepliesInProgressWhenTheProviderGoes) {
+  OneShotHttpServer server(
+      "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+      "Connection: close\r\n\r\n",
+      1, /*hold=*/true);
+  auto stream = std::make_shared<CollectingStream>();
+  {
+    std::unique_ptr<OpenAiProvider> provider = NewProvider(server.base_url());
+    provider->Start("m", {{Role::kUser, "hi"}}, stream);
+  }
+  std::string text;
+  EXPECT_EQ(stream->Wait(&text).status().code(), absl::StatusCode::kCancelled);
 }
 
 }  // namespace

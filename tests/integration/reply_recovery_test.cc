@@ -1,4 +1,5 @@
-// Durable replies in PostgreSQL (deploy/migrations/0008_durable_replies.sql):
+// Durable replies in PostgreSQL (deploy/migrations/0008_durable_replies.sql,
+// 0009_reply_saves.sql):
 // a reply in progress stays its owner's while the owner's session holds its
 // advisory lock; once that session is gone, any replica marks it incomplete
 // with its stored text. The cross-user policy of recovery lets the message
@@ -6,8 +7,10 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "absl/container/flat_hash_set.h"
 #include "common/clock.h"
 #include "common/db.h"
 #include "common/ids.h"
@@ -81,9 +84,11 @@ class ReplyRecoveryTest : public ::testing::Test {
         std::nullopt, owner, 4);
     EXPECT_THAT(started, IsOk());
     if (!started.ok()) return "";
-    EXPECT_THAT(storage_->SaveReplyText(user, conversations_[user],
-                                        started->reply.id, owner, text, now),
-                IsOk());
+    absl::StatusOr<absl::flat_hash_set<std::string>> saved =
+        storage_->SaveReplyTexts(
+            owner, {{user, conversations_[user], started->reply.id, text}},
+            now);
+    EXPECT_THAT(saved, IsOk());
     return started->reply.id;
   }
 
@@ -199,6 +204,51 @@ TEST_F(ReplyRecoveryTest, RecoveryMayOnlyEndOtherUsersRepliesInProgress) {
         << "Bob's question is not in progress: recovery does not see it";
   }
   EXPECT_EQ(Stored(kBob, bobs).content, "text");
+}
+
+TEST_F(ReplyRecoveryTest, AnOwnerStoresTheTextOfAllItsRepliesAtOnce) {
+  const std::string alice = StartReply(kAlice, 41, "");
+  const std::string bob = StartReply(kBob, 41, "");
+  const std::string others = StartReply(kBob, 42, "kept");
+  const std::string cancelled = StartReply(kAlice, 41, "so far");
+  ASSERT_THAT(storage_->CancelReply(kAlice, conversations_[kAlice], cancelled,
+                                    ToMicroseconds(absl::Now())),
+              IsOk());
+  const std::string text =
+      "Quote \" backslash \\ caf\u00e9 \xF0\x9F\x99\x82 {}";
+  const absl::Time later = ToMicroseconds(absl::Now() + absl::Seconds(5));
+  absl::StatusOr<absl::flat_hash_set<std::string>> ours =
+      storage_->SaveReplyTexts(
+          41,
+          {{kAlice, conversations_[kAlice], alice, text},
+           {kBob, conversations_[kBob], bob, std::nullopt},
+           {kBob, conversations_[kBob], others, "stolen"},
+           {kAlice, conversations_[kAlice], cancelled, "after the cancel"}},
+          later);
+  ASSERT_THAT(ours, IsOk());
+  // Only the owner's replies still in progress.
+  EXPECT_EQ(*ours, (absl::flat_hash_set<std::string>{alice, bob}));
+  EXPECT_EQ(Stored(kAlice, alice).content, text) << "byte for byte";
+  EXPECT_EQ(Stored(kAlice, alice).updated_at, later);
+  EXPECT_EQ(Stored(kBob, bob).content, "") << "no text: unchanged";
+  EXPECT_EQ(Stored(kBob, bob).updated_at, later) << "but a sign of life";
+  EXPECT_EQ(Stored(kBob, others).content, "kept");
+  EXPECT_EQ(Stored(kAlice, cancelled).content, "so far");
+  EXPECT_EQ(Stored(kAlice, cancelled).status, MessageStatus::kIncomplete);
+}
+
+TEST_F(ReplyRecoveryTest, TheOwnersPolicyReachesNothingElse) {
+  const std::string reply = StartReply(kAlice, 41, "x");
+  pqxx::connection role(db_->RoleUrl("chat_message"));
+  pqxx::work tx(role);
+  tx.exec("SELECT set_config('app.reply_owner', '41', true)");
+  // Its replies in progress, and nothing else of any user.
+  EXPECT_EQ(tx.exec1("SELECT count(*) FROM messages")[0].as<int>(), 1);
+  EXPECT_EQ(tx.exec1("SELECT count(*) FROM conversations")[0].as<int>(), 0);
+  // It cannot end them or give them away: they stay in progress and its own.
+  EXPECT_THROW(tx.exec("UPDATE messages SET status = 'complete'"),
+               pqxx::sql_error);
+  (void)reply;
 }
 
 }  // namespace
