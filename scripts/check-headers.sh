@@ -11,11 +11,12 @@ cd "$src" || exit 2
 domain=(
   common/clock.h common/email.h common/errors.h common/external_jwt.h
   common/idempotency.h common/ids.h common/jwt.h common/metadata.h
-  common/page_token.h common/status_macros.h common/token_cache.h
-  common/utf8.h
+  common/page_token.h common/status_macros.h common/thread_pool.h
+  common/token_cache.h common/utf8.h
   services/auth/accounts.h services/auth/password.h services/auth/validation.h
   services/conversation/conversations.h
-  services/message/chat.h services/message/echo_provider.h
+  services/message/chat.h services/message/curl_multi_loop.h
+  services/message/echo_provider.h
   services/message/message_values.h services/message/messages.h
   services/message/openai_provider.h
   services/message/provider.h
@@ -24,7 +25,7 @@ handlers=(
   common/caller.h common/grpc_status.h common/request_context.h
   common/server.h
   services/auth/auth_handler.h services/conversation/conversation_handler.h
-  services/message/message_handler.h
+  services/message/chat_event_stream.h services/message/message_handler.h
 )
 
 failed=0
