@@ -33,13 +33,17 @@ data: [DONE]
 `
 
 // holdMarker in the last message makes the provider send its first chunk and
-// then wait for POST /release (or for the caller to hang up).
+// then wait for POST /release (or for the caller to hang up). Each
+// POST /release lets go of the replies held until then; replies held later
+// wait for the next one, so that every step of the benchmark can hold its
+// own.
 const holdMarker = "[hold]"
 
 // provider: a fake OpenAI-compatible server on loopback. Every reply: the
 // response headers at once, the first chunk after -first-delay, then
 // -chunks-1 more chunks -interval apart, then finish_reason, usage and
-// [DONE]. GET /stats answers {"active": replies under way, "served": total}.
+// [DONE]. GET /stats answers {"active": replies under way, "held": of those
+// waiting for POST /release, "served": total}.
 // It exits by itself after -lifetime.
 func cmdProvider(args []string) error {
 	fs := flag.NewFlagSet("provider", flag.ExitOnError)
@@ -50,9 +54,16 @@ func cmdProvider(args []string) error {
 	lifetime := fs.Duration("lifetime", 15*time.Minute, "exit after this long")
 	fs.Parse(args)
 
-	var active, served atomic.Int64
+	var active, served, held atomic.Int64
+	// release is closed by POST /release and replaced by a new one for the
+	// replies held after it.
+	var releaseMu sync.Mutex
 	release := make(chan struct{})
-	var releaseOnce sync.Once
+	holdRound := func() <-chan struct{} {
+		releaseMu.Lock()
+		defer releaseMu.Unlock()
+		return release
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
@@ -92,11 +103,21 @@ func cmdProvider(args []string) error {
 		if !wait(*firstDelay) {
 			return
 		}
+		// A held reply joins the round of releases before its first chunk
+		// goes out: whoever has seen that chunk and then releases, releases
+		// it.
+		var round <-chan struct{}
+		if hold {
+			round = holdRound()
+		}
 		send(chunk("Hello"))
 		if hold {
+			held.Add(1)
 			select {
-			case <-release:
+			case <-round:
+				held.Add(-1)
 			case <-ctx.Done():
+				held.Add(-1)
 				return
 			}
 		}
@@ -109,11 +130,14 @@ func cmdProvider(args []string) error {
 		send(finalChunks)
 	})
 	mux.HandleFunc("POST /release", func(w http.ResponseWriter, r *http.Request) {
-		releaseOnce.Do(func() { close(release) })
+		releaseMu.Lock()
+		close(release)
+		release = make(chan struct{})
+		releaseMu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, `{"active":%d,"served":%d}`, active.Load(), served.Load())
+		fmt.Fprintf(w, `{"active":%d,"held":%d,"served":%d}`, active.Load(), held.Load(), served.Load())
 	})
 	l, err := net.Listen("tcp", *listen)
 	if err != nil {
