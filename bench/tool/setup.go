@@ -43,7 +43,18 @@ func cmdPorts(args []string) error {
 	return nil
 }
 
-var httpClient = &http.Client{Timeout: 30 * time.Second}
+// conversationWorkers is how many conversations createConversations makes
+// at once.
+const conversationWorkers = 32
+
+// httpClient sends the ordinary requests; it keeps a connection for each
+// worker of createConversations.
+var httpClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+	DialContext:         (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	MaxIdleConns:        conversationWorkers,
+	MaxIdleConnsPerHost: conversationWorkers,
+	IdleConnTimeout:     30 * time.Second,
+}}
 
 // call sends a JSON request and decodes a JSON answer; any status but want
 // is an error that carries the body.
@@ -112,13 +123,14 @@ func register(base string) (account, error) {
 	return account{UserID: answer.User.ID, Token: answer.Tokens.AccessToken}, nil
 }
 
-// createConversations makes n conversations with 8 requests in flight.
+// createConversations makes n conversations with conversationWorkers
+// requests in flight.
 func createConversations(base, token, titlePrefix string, n int) ([]string, error) {
 	ids := make([]string, n)
 	errs := make(chan error, n)
 	next := make(chan int)
 	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
+	for w := 0; w < conversationWorkers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -7,12 +7,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
+	"net"
 	"net/http"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -20,7 +24,7 @@ import (
 // until fn returns false or the body ends.
 func sseEvents(body io.Reader, fn func(event, data string) bool) error {
 	sc := bufio.NewScanner(body)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	sc.Buffer(make([]byte, 4<<10), 4<<20) // small: thousands are open at once
 	event, data := "", ""
 	for sc.Scan() {
 		line := sc.Text()
@@ -67,10 +71,189 @@ func chatRequest(ctx context.Context, client *http.Client, base, token, conv, co
 	return resp, nil
 }
 
+// streamClient is the HTTP/1.1 client of the held streams: one connection a
+// stream, as an EventSource over http:// has, and up to conns of them kept
+// idle between uses.
+func streamClient(conns int) *http.Client {
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	return &http.Client{Transport: &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		Protocols:           protocols,
+		MaxIdleConns:        conns,
+		MaxIdleConnsPerHost: conns,
+		IdleConnTimeout:     30 * time.Second,
+		DisableCompression:  true,
+	}}
+}
+
+// raiseFileLimit raises the soft limit of open files to the hard one: each
+// held stream is a connection. (Go does this at start since 1.19; this
+// makes it explicit and says what the limit is.)
+func raiseFileLimit(need int) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			log.Printf("raising the open files limit to %d: %v", lim.Max, err)
+		}
+		syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+	if lim.Cur < uint64(need)+100 {
+		log.Printf("warning: %d open files at most (ulimit -n), %d streams need more", lim.Cur, need)
+	}
+}
+
+// scaledTimeout is how long opening (or ending) n held streams may take
+// when the flag says 0: 60 s and 25 ms a stream (10,000: 310 s).
+func scaledTimeout(flagValue time.Duration, n int) time.Duration {
+	if flagValue > 0 {
+		return flagValue
+	}
+	return 60*time.Second + time.Duration(n)*25*time.Millisecond
+}
+
+// setupSlots is how many held streams are set up at once (request sent,
+// first event not yet back).
+const setupSlots = 64
+
+// held is a set of chat streams (SSE through the gateway) whose replies the
+// fake provider holds after the first chunk (holdMarker): a stream is open
+// once its first delta has arrived, and ends well with `done`.
+type held struct {
+	start         time.Time
+	opened, done  atomic.Int64
+	openWG, allWG sync.WaitGroup
+	errMu         sync.Mutex
+	errorKinds    map[string]int
+}
+
+func (h *held) fail(err error) {
+	msg := err.Error()
+	if len(msg) > 160 {
+		msg = msg[:160]
+	}
+	h.errMu.Lock()
+	h.errorKinds[msg]++
+	h.errMu.Unlock()
+}
+
+// errorDetail: each kind of failure and how often, "" when none.
+func (h *held) errorDetail() string {
+	h.errMu.Lock()
+	defer h.errMu.Unlock()
+	var parts []string
+	for msg, c := range h.errorKinds {
+		parts = append(parts, fmt.Sprintf("%q x%d", msg, c))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, "; ")
+}
+
+// holdStreams starts one held chat stream in each conversation of convs
+// (ctx ends them all) and returns at once; at most setupSlots are set up
+// at a time.
+func holdStreams(ctx context.Context, client *http.Client, base, token string, convs []string, label string) *held {
+	h := &held{start: time.Now(), errorKinds: map[string]int{}}
+	slots := make(chan struct{}, setupSlots)
+	for i := range convs {
+		h.openWG.Add(1)
+		h.allWG.Add(1)
+		go func(i int) {
+			defer h.allWG.Done()
+			openedHere := false
+			markOpen := func() {
+				if !openedHere {
+					openedHere = true
+					h.openWG.Done()
+				}
+			}
+			defer markOpen()
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				h.fail(ctx.Err())
+				return
+			}
+			resp, err := chatRequest(ctx, client, base, token, convs[i],
+				fmt.Sprintf("%s %d %s", label, i, holdMarker))
+			<-slots
+			if err != nil {
+				h.fail(err)
+				return
+			}
+			defer resp.Body.Close()
+			var failure error
+			sawDone := false
+			err = sseEvents(resp.Body, func(event, data string) bool {
+				switch event {
+				case "delta":
+					if !openedHere {
+						h.opened.Add(1)
+						markOpen()
+					}
+				case "error":
+					failure = fmt.Errorf("error event: %s", data)
+					return false
+				case "done":
+					sawDone = true
+					return false
+				}
+				return true
+			})
+			switch {
+			case failure != nil:
+				h.fail(failure)
+			case sawDone:
+				h.done.Add(1)
+			case err != nil:
+				h.fail(err)
+			default:
+				h.fail(errors.New("the stream ended without done"))
+			}
+		}(i)
+	}
+	return h
+}
+
+// waitFor waits for wg for at most d; false if it had to give up.
+func waitFor(wg *sync.WaitGroup, d time.Duration) bool {
+	ch := make(chan struct{})
+	go func() { wg.Wait(); close(ch) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// releaseProvider lets go of the replies the fake provider holds
+// (providerRoot: its URL without /v1).
+func releaseProvider(providerRoot string) error {
+	resp, err := httpClient.Post(providerRoot+"/release", "text/plain", nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("POST /release: status %d", resp.StatusCode)
+	}
+	return nil
+}
+
 // ttfb measures, one request at a time: the fake provider's own time to its
 // first content chunk (the client talks to it directly), and through the
 // stack (REST, SSE) the time to the first event (the stored user message)
-// and to the first delta of the reply.
+// and to the first delta of the reply. With -background N it first opens N
+// held chat streams (as streams does) and measures while they are in
+// progress; then it releases them and counts each that does not end with
+// `done` as an error.
 func cmdTTFB(args []string) error {
 	fs := flag.NewFlagSet("ttfb", flag.ExitOnError)
 	base := fs.String("base", "", "gateway base URL")
@@ -78,6 +261,9 @@ func cmdTTFB(args []string) error {
 	provider := fs.String("provider", "", "fake provider base URL (…/v1)")
 	n := fs.Int("n", 200, "requests each way")
 	convCount := fs.Int("convs", 20, "conversations to spread the chats over")
+	background := fs.Int("background", 0, "held chat streams in progress during the measurement")
+	limit := fs.Duration("timeout", 0, "give up waiting for the background streams to open, "+
+		"and then to end, after this long each (0: 60 s + 25 ms a stream)")
 	resultsFile := fs.String("results", "", "results file")
 	prefix := fs.String("prefix", "ttfb", "key prefix")
 	fs.Parse(args)
@@ -86,11 +272,35 @@ func cmdTTFB(args []string) error {
 		return err
 	}
 	token := tokenLines[0]
+	providerRoot := strings.TrimSuffix(*provider, "/v1")
 	convs, err := createConversations(*base, token, "bench ttfb", *convCount)
 	if err != nil {
 		return err
 	}
 	client := &http.Client{Timeout: 30 * time.Second}
+	kv := map[string]string{"n": strconv.Itoa(*n)}
+
+	var bg *held
+	bgCtx, bgCancel := context.WithCancel(context.Background())
+	defer bgCancel()
+	wait := scaledTimeout(*limit, *background)
+	if *background > 0 {
+		raiseFileLimit(*background)
+		bgConvs, err := createConversations(*base, token, "bench ttfb background", *background)
+		if err != nil {
+			return err
+		}
+		bg = holdStreams(bgCtx, streamClient(*background), *base, token, bgConvs, "ttfb background")
+		allOpen := waitFor(&bg.openWG, wait)
+		kv["background.n"] = strconv.Itoa(*background)
+		kv["background.opened"] = strconv.Itoa(int(bg.opened.Load()))
+		kv["background.open_seconds"] = f2(time.Since(bg.start).Seconds())
+		if stats, err := getText(providerRoot + "/stats"); err == nil {
+			kv["background.provider_stats"] = stats
+		}
+		fmt.Printf("ttfb: %d of %d background streams open (all open: %v) after %ss\n",
+			bg.opened.Load(), *background, allOpen, kv["background.open_seconds"])
+	}
 
 	direct := func() (time.Duration, error) {
 		body := `{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"ttfb"}]}`
@@ -180,17 +390,43 @@ func cmdTTFB(args []string) error {
 			deltaLat = append(deltaLat, d)
 		}
 	}
+
+	if bg != nil {
+		// Every background stream still open: release, and each must end
+		// with done.
+		if err := releaseProvider(providerRoot); err != nil {
+			bg.fail(fmt.Errorf("release: %v", err))
+		}
+		if !waitFor(&bg.allWG, wait) {
+			bg.fail(fmt.Errorf("not ended %v after the release", wait))
+		}
+		bgCancel()
+		bg.allWG.Wait()
+		failed := *background - int(bg.done.Load())
+		kv["background.done"] = strconv.Itoa(int(bg.done.Load()))
+		kv["background.errors"] = strconv.Itoa(failed)
+		if d := bg.errorDetail(); d != "" {
+			kv["background.error_detail"] = d
+		}
+		errorsSeen += failed
+		if failed > 0 && firstErr == nil {
+			firstErr = fmt.Errorf("background streams: %s", bg.errorDetail())
+		}
+		fmt.Printf("ttfb: %d background streams ended with done, %d not\n", bg.done.Load(), failed)
+	}
+
 	sortDurations(provLat)
 	sortDurations(eventLat)
 	sortDurations(deltaLat)
-	kv := map[string]string{
+	for k, v := range map[string]string{
 		"provider.p50_ms": ms(percentile(provLat, 50)), "provider.p99_ms": ms(percentile(provLat, 99)),
 		"provider.ok":  strconv.Itoa(len(provLat)),
 		"event.p50_ms": ms(percentile(eventLat, 50)), "event.p99_ms": ms(percentile(eventLat, 99)),
 		"delta.p50_ms": ms(percentile(deltaLat, 50)), "delta.p99_ms": ms(percentile(deltaLat, 99)),
 		"delta.ok": strconv.Itoa(len(deltaLat)),
 		"errors":   strconv.Itoa(errorsSeen),
-		"n":        strconv.Itoa(*n),
+	} {
+		kv[k] = v
 	}
 	if firstErr != nil {
 		kv["error_detail"] = firstErr.Error()
@@ -235,7 +471,8 @@ func cmdStreams(args []string) error {
 	provider := fs.String("provider", "", "fake provider base URL (…/v1)")
 	n := fs.Int("n", 1000, "streams to hold open at once")
 	pidSpec := fs.String("pids", "", "name=pid,... of the processes to measure")
-	limit := fs.Duration("timeout", 90*time.Second, "give up after this long")
+	limit := fs.Duration("timeout", 0, "give up waiting for the streams to open, and then to end, "+
+		"after this long each (0: 60 s + 25 ms a stream)")
 	resultsFile := fs.String("results", "", "results file")
 	prefix := fs.String("prefix", "streams", "key prefix")
 	fs.Parse(args)
@@ -249,16 +486,16 @@ func cmdStreams(args []string) error {
 	}
 	token := tokenLines[0]
 	providerRoot := strings.TrimSuffix(*provider, "/v1")
+	raiseFileLimit(*n)
+	wait := scaledTimeout(*limit, *n)
 
 	convs, err := createConversations(*base, token, "bench stream", *n)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *limit)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	client := &http.Client{Transport: &http.Transport{
-		MaxIdleConns: *n, MaxIdleConnsPerHost: *n, IdleConnTimeout: 30 * time.Second,
-	}}
+	client := streamClient(*n)
 
 	kv := map[string]string{"n": strconv.Itoa(*n)}
 	time.Sleep(500 * time.Millisecond)
@@ -268,85 +505,10 @@ func cmdStreams(args []string) error {
 		kv[name+".idle_threads"] = strconv.Itoa(m.threads)
 	}
 
-	var opened, done, failed atomic.Int64
-	var errMu sync.Mutex
-	errorKinds := map[string]int{}
-	fail := func(err error) {
-		failed.Add(1)
-		msg := err.Error()
-		if len(msg) > 160 {
-			msg = msg[:160]
-		}
-		errMu.Lock()
-		errorKinds[msg]++
-		errMu.Unlock()
-	}
-	var openWG, allWG sync.WaitGroup
-	openSlots := make(chan struct{}, 64) // connections being set up at once
-	start := time.Now()
-	for i := 0; i < *n; i++ {
-		openWG.Add(1)
-		allWG.Add(1)
-		go func(i int) {
-			defer allWG.Done()
-			openedHere := false
-			markOpen := func() {
-				if !openedHere {
-					openedHere = true
-					openWG.Done()
-				}
-			}
-			defer markOpen()
-			openSlots <- struct{}{}
-			resp, err := chatRequest(ctx, client, *base, token, convs[i],
-				fmt.Sprintf("stream %d %s", i, holdMarker))
-			<-openSlots
-			if err != nil {
-				fail(err)
-				return
-			}
-			defer resp.Body.Close()
-			var failure error
-			sawDone := false
-			err = sseEvents(resp.Body, func(event, data string) bool {
-				switch event {
-				case "delta":
-					if !openedHere {
-						opened.Add(1)
-						markOpen()
-					}
-				case "error":
-					failure = fmt.Errorf("error event: %s", data)
-					return false
-				case "done":
-					sawDone = true
-					return false
-				}
-				return true
-			})
-			switch {
-			case failure != nil:
-				fail(failure)
-			case sawDone:
-				done.Add(1)
-			case err != nil:
-				fail(err)
-			}
-		}(i)
-	}
-	waitCtx := func(wg *sync.WaitGroup) bool {
-		ch := make(chan struct{})
-		go func() { wg.Wait(); close(ch) }()
-		select {
-		case <-ch:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	allOpen := waitCtx(&openWG)
-	kv["open_seconds"] = f2(time.Since(start).Seconds())
-	kv["opened"] = strconv.Itoa(int(opened.Load()))
+	h := holdStreams(ctx, client, *base, token, convs, "stream")
+	allOpen := waitFor(&h.openWG, wait)
+	kv["open_seconds"] = f2(time.Since(h.start).Seconds())
+	kv["opened"] = strconv.Itoa(int(h.opened.Load()))
 	time.Sleep(time.Second)
 	if stats, err := getText(providerRoot + "/stats"); err == nil {
 		kv["provider_stats_open"] = stats
@@ -356,20 +518,16 @@ func cmdStreams(args []string) error {
 		kv[name+".open_kib"] = strconv.Itoa(m.rssKiB)
 		kv[name+".open_threads"] = strconv.Itoa(m.threads)
 	}
-	fmt.Printf("streams: %d of %d open (all open: %v) after %ss\n", opened.Load(), *n, allOpen, kv["open_seconds"])
+	fmt.Printf("streams: %d of %d open (all open: %v) after %ss\n", h.opened.Load(), *n, allOpen, kv["open_seconds"])
 
-	if req, err := http.NewRequest("POST", providerRoot+"/release", nil); err == nil {
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		} else {
-			fail(fmt.Errorf("release: %v", err))
-		}
+	if err := releaseProvider(providerRoot); err != nil {
+		h.fail(fmt.Errorf("release: %v", err))
 	}
-	finished := waitCtx(&allWG)
+	if !waitFor(&h.allWG, wait) {
+		h.fail(fmt.Errorf("not ended %v after the release", wait))
+	}
 	cancel()
-	if !finished {
-		allWG.Wait() // the cancelled context ends every request
-	}
+	h.allWG.Wait() // the cancelled context ends every request
 	client.CloseIdleConnections()
 	time.Sleep(2 * time.Second)
 	for name, pid := range pids {
@@ -377,16 +535,12 @@ func cmdStreams(args []string) error {
 		kv[name+".after_kib"] = strconv.Itoa(m.rssKiB)
 		kv[name+".after_threads"] = strconv.Itoa(m.threads)
 	}
-	kv["done"] = strconv.Itoa(int(done.Load()))
-	kv["errors"] = strconv.Itoa(*n - int(done.Load())) // every stream that did not end with done
-	if len(errorKinds) > 0 {
-		var parts []string
-		for msg, c := range errorKinds {
-			parts = append(parts, fmt.Sprintf("%q x%d", msg, c))
-		}
-		kv["error_detail"] = strings.Join(parts, "; ")
+	kv["done"] = strconv.Itoa(int(h.done.Load()))
+	kv["errors"] = strconv.Itoa(*n - int(h.done.Load())) // every stream that did not end with done
+	if d := h.errorDetail(); d != "" {
+		kv["error_detail"] = d
 	}
-	fmt.Printf("streams: %d ended with done, %s not\n", done.Load(), kv["errors"])
+	fmt.Printf("streams: %d ended with done, %s not\n", h.done.Load(), kv["errors"])
 	return record(*resultsFile, *prefix, kv)
 }
 
