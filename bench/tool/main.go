@@ -2,8 +2,8 @@
 // bash: setting up a user and conversations through the gateway, page
 // tokens, pgbench scripts made from the service's own SQL, summaries of the
 // load tools' output, CPU accounting around a load run, a fake
-// OpenAI-compatible provider, time-to-first-byte and open-streams clients,
-// and the final table. Standard library only, so building it needs no
+// OpenAI-compatible provider, time-to-first-byte, open-streams and resume
+// clients, and the final table. Standard library only, so building it needs no
 // network.
 package main
 
@@ -36,6 +36,7 @@ var commands = map[string]struct {
 	"provider": {cmdProvider, "serve a fake OpenAI-compatible streaming provider"},
 	"ttfb":     {cmdTTFB, "time to first byte of chat replies: provider direct and through the stack"},
 	"streams":  {cmdStreams, "open many chat streams at once and read the processes' RSS"},
+	"resume":   {cmdResume, "time to the first replayed delta when resuming a reply in progress"},
 	"report":   {cmdReport, "print the markdown table of a results file"},
 }
 
