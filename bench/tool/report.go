@@ -25,6 +25,20 @@ const (
 	maxSwitchBigOverSmall = 1.20
 )
 
+// Targets of replies without a thread each (issue 11), as absolute values.
+const (
+	// Replies in progress at once, each ending with done.
+	targetStreams = 10000
+	// The message service's threads with that many in progress: below this.
+	maxMessageThreads = 64
+	// RSS growth per reply in progress (open minus idle, divided by n), of
+	// the message service and of the gateway each: below this.
+	maxKiBPerReply = 16.0
+	// First delta through the stack while 1,000 replies are in progress:
+	// p50 at most this much over the provider's own p50.
+	maxBusyDeltaOverProviderMs = 5.0
+)
+
 // report prints one markdown table: the load rows, the chat rows, the memory
 // rows, the ratios with PASS or MISS, and the machine.
 func cmdReport(args []string) error {
@@ -138,6 +152,27 @@ func cmdReport(args []string) error {
 	}
 	row("chat reply through the stack, first delta", "REST SSE, sequential", overhead,
 		get("ttfb.delta.p50_ms"), get("ttfb.delta.p99_ms"), errs("ttfb"), "")
+	if _, ok := r["ttfb_busy.n"]; ok {
+		busy := "first delta at " + thousands(get("ttfb_busy.background.n")) + " in progress"
+		row(busy+": provider alone (first content chunk)", "Go client, sequential", "n = "+get("ttfb_busy.n"),
+			get("ttfb_busy.provider.p50_ms"), get("ttfb_busy.provider.p99_ms"), "", "")
+		busyOverhead := "n/a"
+		if a, ok1 := num("ttfb_busy.delta.p50_ms"); ok1 {
+			if p, ok2 := num("ttfb_busy.provider.p50_ms"); ok2 {
+				busyOverhead = fmt.Sprintf("%+.1f ms over the provider", a-p)
+			}
+		}
+		row(busy+": through the stack", "REST SSE, sequential", busyOverhead,
+			get("ttfb_busy.delta.p50_ms"), get("ttfb_busy.delta.p99_ms"), errs("ttfb_busy"),
+			fmt.Sprintf("in progress meanwhile: %s of %s held (in %s s), %s ended with done",
+				thousands(get("ttfb_busy.background.opened")), thousands(get("ttfb_busy.background.n")),
+				get("ttfb_busy.background.open_seconds"), thousands(get("ttfb_busy.background.done"))))
+	}
+	if _, ok := r["resume.n"]; ok {
+		row("resume: offset to first replayed byte (a reply in progress, Last-Event-ID: 0)",
+			"REST SSE, sequential", "n = "+get("resume.n"), get("resume.p50_ms"), get("resume.p99_ms"),
+			errs("resume"), "")
+	}
 
 	streams := get("streams.n")
 	for _, name := range []string{"message", "gateway", "auth", "conversation"} {
@@ -152,7 +187,7 @@ func cmdReport(args []string) error {
 		if count > 0 {
 			perStream = fmt.Sprintf(", %+.0f KiB a stream", (open-idle)/count)
 		}
-		row(fmt.Sprintf("RSS of chat-%s with %s chat streams open", name, thousands(streams)),
+		row(fmt.Sprintf("RSS of chat-%s with %s replies in progress (chat streams open)", name, thousands(streams)),
 			"/proc VmRSS", fmt.Sprintf("%.1f MiB", open/1024),
 			"", "", "", fmt.Sprintf("idle %.1f MiB, after release %.1f MiB%s; threads %s → %s → %s",
 				idle/1024, after/1024, perStream, get("streams."+name+".idle_threads"),
@@ -211,6 +246,76 @@ func cmdReport(args []string) error {
 		}
 		ratio("switch p50, "+sizes["big"]+" ÷ "+sizes["small"]+" messages, "+t[0],
 			"switch.big."+t[1]+".p50_ms", "switch.small."+t[1]+".p50_ms", 0, maxSwitchBigOverSmall, false)
+	}
+
+	// Replies in progress (issue 11): absolute targets.
+	verdict := func(what, tool, value string, pass bool, target string) {
+		v := "MISS"
+		if pass {
+			v = "PASS"
+		}
+		row("**"+what+"**", tool, value, "", "", "", "**"+v+"** ("+target+")")
+	}
+	if d, ok1 := num("ttfb_busy.delta.p50_ms"); ok1 {
+		p, ok2 := num("ttfb_busy.provider.p50_ms")
+		bgN, _ := num("ttfb_busy.background.n")
+		bgOpened, _ := num("ttfb_busy.background.opened")
+		bgDone, _ := num("ttfb_busy.background.done")
+		target := fmt.Sprintf("target ≤ %.0f ms", maxBusyDeltaOverProviderMs)
+		if bgOpened < bgN || bgDone < bgN {
+			target += fmt.Sprintf("; only %s of %s held, %s ended with done",
+				thousands(get("ttfb_busy.background.opened")), thousands(get("ttfb_busy.background.n")),
+				thousands(get("ttfb_busy.background.done")))
+		}
+		if ok2 {
+			verdict("first delta at "+thousands(get("ttfb_busy.background.n"))+
+				" in progress: stack p50 − provider p50", "difference", fmt.Sprintf("%+.1f ms", d-p),
+				d-p <= maxBusyDeltaOverProviderMs && bgOpened == bgN && bgDone == bgN, target)
+		}
+	} else {
+		row("**first delta at 1,000 in progress: stack p50 − provider p50**", "difference", "n/a",
+			"", "", "", "MISS (not measured)")
+	}
+	if count, ok := num("streams.n"); ok && count > 0 {
+		opened, _ := num("streams.opened")
+		done, _ := num("streams.done")
+		all := opened == count && done == count
+		at := ""
+		if count != targetStreams {
+			at = fmt.Sprintf("; measured at %s", thousands(streams))
+		}
+		held := thousands(get("streams.opened")) + " of " + thousands(streams) + " held, " +
+			thousands(get("streams.done")) + " ended with done"
+		short := ""
+		if !all {
+			short = "; only " + held
+		}
+		verdict("replies in progress at once, each ending with done", "REST SSE, Go client",
+			held, all && count >= targetStreams,
+			"target "+thousands(strconv.Itoa(targetStreams))+" at once, each ending with done"+at)
+		if th, ok := num("streams.message.open_threads"); ok {
+			verdict(fmt.Sprintf("chat-message threads with %s replies in progress", thousands(streams)),
+				"/proc Threads", fmt.Sprintf("%.0f", th), th < maxMessageThreads && all,
+				fmt.Sprintf("target < %d at %s", maxMessageThreads, thousands(strconv.Itoa(targetStreams)))+at+short)
+		} else {
+			row("**chat-message threads with replies in progress**", "/proc Threads", "n/a", "", "", "",
+				"MISS (not measured)")
+		}
+		for _, name := range []string{"message", "gateway"} {
+			idle, ok1 := num("streams." + name + ".idle_kib")
+			open, ok2 := num("streams." + name + ".open_kib")
+			what := "RSS growth per reply in progress, chat-" + name + " (open − idle) ÷ n"
+			if !ok1 || !ok2 {
+				row("**"+what+"**", "/proc VmRSS", "n/a", "", "", "", "MISS (not measured)")
+				continue
+			}
+			per := (open - idle) / count
+			verdict(what, "/proc VmRSS", fmt.Sprintf("%.1f KiB", per), per < maxKiBPerReply && all,
+				fmt.Sprintf("target < %.0f KiB at %s", maxKiBPerReply, thousands(strconv.Itoa(targetStreams)))+at+short)
+		}
+	} else {
+		row("**replies in progress at once, each ending with done**", "REST SSE, Go client", "n/a",
+			"", "", "", "MISS (not measured)")
 	}
 	row("machine", "", fmt.Sprintf("%s CPUs, %s", get("machine.nproc"), get("machine.cpu")),
 		"", "", "", fmt.Sprintf("Linux %s, %s, PostgreSQL %s, load average before: %s",
