@@ -29,13 +29,31 @@
 #      conversation; $BENCH_SWITCH_ROUNDS rounds of
 #      $BENCH_SWITCH_ROUND_DURATION s, the rounds of these eight
 #      measurements in turn.
-#   5. The message service restarted with PROVIDER=openai against a fake
-#      OpenAI-compatible provider (benchtool provider): time to the first
-#      delta through the stack (REST SSE) against the provider's own, then
-#      the RSS of every process with $BENCH_STREAMS streams held open.
+#   5. Chat (issue 11): the message service restarted with PROVIDER=openai
+#      against a fake OpenAI-compatible provider (benchtool provider; a
+#      "[hold]" marker in the last message makes it send its first chunk and
+#      wait for POST /release, each release letting go of the replies held
+#      until then). One at a time, $BENCH_TTFB_REQUESTS replies each way:
+#      time to the first delta through the stack (REST SSE) against the
+#      provider's own. Then $BENCH_STREAMS held replies in progress at once
+#      (SSE streams through the gateway): the RSS and threads of every
+#      process at idle, with all of them open and after the release; each
+#      must end with `done`. Then the time to the first delta again, while
+#      $BENCH_TTFB_BACKGROUND held replies are in progress (opened first,
+#      released after, each must end with `done`). Last,
+#      $BENCH_RESUME_REQUESTS times, one at a time: a held reply, its first
+#      delta, and GET .../messages/{id}/stream with Last-Event-ID: 0, timed
+#      to the first replayed delta; then the reply is cancelled.
 #   6. The table: rates, p50/p99, non-OK answers, CPU per process, the
-#      targets as ratios with PASS or MISS, and the machine.
+#      targets as ratios or values with PASS or MISS (issue 11: the message
+#      service under 64 threads with 10,000 replies in progress, under
+#      16 KiB of RSS per reply in progress for it and for the gateway, the
+#      first delta at 1,000 in progress within 5 ms of the provider's), and
+#      the machine.
 # Everything it starts stops on exit (also on Ctrl-C) and the temp dir goes.
+# The open files limit (ulimit -n) is raised to the hard limit first: every
+# reply in progress is a connection at the gateway, the message service, the
+# provider and the client.
 #
 # Environment: BUILD_DIR (default build), BENCH_TOOLS, BENCH_CONCURRENCY (16),
 # BENCH_DURATION (10), BENCH_WARMUP (2), BENCH_MESSAGES (1000000),
@@ -43,13 +61,20 @@
 # (1000), BENCH_BRANCH_AT (10: the depths of the branch points are 10, 1010,
 # 2010, ...: the first page and the page after message 900,000 each hold one),
 # BENCH_SWITCH_DEPTH (10), BENCH_SWITCH_CONCURRENCY (1), BENCH_SWITCH_ROUNDS
-# (3), BENCH_SWITCH_ROUND_DURATION (4), BENCH_STREAMS (1000),
-# BENCH_TTFB_REQUESTS (200), BENCH_APPEND_CONVS (256), BENCH_GHZ_CONNECTIONS
-# (1), BENCH_OUT (also write the table to this file), BENCH_KEEP=1 (keep the temp dir with the logs and
-# raw outputs), BENCH_PERF=1 (perf record -a during the gRPC runs, reports in
-# the temp dir; needs perf), PG_BIN.
+# (3), BENCH_SWITCH_ROUND_DURATION (4), BENCH_STREAMS (10000: replies in
+# progress at once), BENCH_TTFB_REQUESTS (200), BENCH_TTFB_BACKGROUND (1000:
+# replies in progress during the second time-to-first-delta run; 0 skips
+# it), BENCH_RESUME_REQUESTS (200; 0 skips them), BENCH_APPEND_CONVS (256),
+# BENCH_GHZ_CONNECTIONS (1), BENCH_OUT (also write the table to this file),
+# BENCH_KEEP=1 (keep the temp dir with the logs and raw outputs),
+# BENCH_PERF=1 (perf record -a during the gRPC runs, reports in the temp
+# dir; needs perf), PG_BIN. The message service of step 5 gets
+# MAX_STREAMS_PER_USER = the larger of BENCH_STREAMS and
+# BENCH_TTFB_BACKGROUND, plus 10, and PROVIDER_TIMEOUT and
+# PROVIDER_IDLE_TIMEOUT of 30 minutes (replies are held while the others
+# open).
 #
-# About 6 minutes and 2 GB in /tmp (the seeded cluster and its WAL). The
+# About 10 minutes and 2 GB in /tmp (the seeded cluster and its WAL). The
 # pgbench script is made from the service's own SQL at run time
 # (benchtool pgscript); see BENCHMARKS.md for what differs.
 set -euo pipefail
@@ -72,8 +97,10 @@ SWITCH_DEPTH=${BENCH_SWITCH_DEPTH:-10}
 SWITCH_CONCURRENCY=${BENCH_SWITCH_CONCURRENCY:-1}
 SWITCH_ROUNDS=${BENCH_SWITCH_ROUNDS:-3}
 SWITCH_ROUND_DURATION=${BENCH_SWITCH_ROUND_DURATION:-4}
-STREAMS=${BENCH_STREAMS:-1000}
+STREAMS=${BENCH_STREAMS:-10000}
 TTFB_REQUESTS=${BENCH_TTFB_REQUESTS:-200}
+TTFB_BACKGROUND=${BENCH_TTFB_BACKGROUND:-1000}
+RESUME_REQUESTS=${BENCH_RESUME_REQUESTS:-200}
 # ghz sends its concurrent calls over one HTTP/2 connection, as a gRPC client
 # (and the gateway) does; one connection per worker costs ghz twice the CPU.
 GHZ_CONNECTIONS=${BENCH_GHZ_CONNECTIONS:-1}
@@ -494,6 +521,15 @@ main() {
     [[ -x "$BUILD_DIR/$binary" ]] || die "$BUILD_DIR/$binary is missing; run \`make build\` (or set BUILD_DIR)"
   done
 
+  # Every reply in progress is a connection (client, gateway, message
+  # service, provider): as many open files as allowed, for every process
+  # started from here on.
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || say "could not raise ulimit -n to $(ulimit -Hn); it stays $(ulimit -n)"
+  local nofile
+  nofile=$(ulimit -n)
+  [[ "$nofile" == unlimited ]] || ((nofile >= STREAMS + 1000)) ||
+    say "warning: ulimit -n is $nofile; $STREAMS replies in progress may need more"
+
   WORK=$(mktemp -d /tmp/chat-bench.XXXXXX)
   trap cleanup EXIT
   trap 'exit 130' INT
@@ -695,27 +731,44 @@ main() {
     done
   done
 
-  # Chat: the message service again, now against the fake provider.
+  # Chat: the message service again, now against the fake provider. Its
+  # per-user cap admits every held reply of the step that holds the most
+  # (and a few more); held replies wait while the others open.
   say "restarting the message service with PROVIDER=openai and a fake provider"
   "$BT" provider -listen "127.0.0.1:$PROVIDER_PORT" -first-delay 50ms -interval 10ms -chunks 5 \
-    -lifetime 10m >>"$WORK/logs/provider.log" 2>&1 &
+    -lifetime 2h >>"$WORK/logs/provider.log" 2>&1 &
   PROVIDER_PID=$!
   stop message
-  local threads=$((STREAMS + 100))
-  ((threads >= 1100)) || threads=1100
+  local held=$STREAMS
+  ((TTFB_BACKGROUND <= held)) || held=$TTFB_BACKGROUND
   start_message PROVIDER=openai PROVIDER_BASE_URL="http://127.0.0.1:$PROVIDER_PORT/v1" \
     PROVIDER_API_KEY=bench-key PROVIDER_MODEL=bench-model \
-    MAX_STREAMS_PER_USER=$((STREAMS + 10)) STREAM_THREADS="$threads"
+    PROVIDER_TIMEOUT=30m PROVIDER_IDLE_TIMEOUT=30m MAX_STREAMS_PER_USER=$((held + 10))
   wait_ready
+  local provider_url=http://127.0.0.1:$PROVIDER_PORT/v1
   say "chat: time to first byte, $TTFB_REQUESTS replies each way"
-  "$BT" ttfb -base "$BASE" -token-file "$WORK/token" -provider "http://127.0.0.1:$PROVIDER_PORT/v1" \
+  "$BT" ttfb -base "$BASE" -token-file "$WORK/token" -provider "$provider_url" \
     -n "$TTFB_REQUESTS" -results "$RESULTS" >&2
   check_alive
-  say "chat: $STREAMS streams open at once"
-  "$BT" streams -base "$BASE" -token-file "$WORK/token" -provider "http://127.0.0.1:$PROVIDER_PORT/v1" \
+  # The memory of many replies in progress next, so that its idle figures
+  # follow only the sequential replies above.
+  say "chat: $STREAMS replies in progress at once"
+  "$BT" streams -base "$BASE" -token-file "$WORK/token" -provider "$provider_url" \
     -n "$STREAMS" -results "$RESULTS" \
     -pids "message=${PIDS[message]},gateway=${PIDS[gateway]},auth=${PIDS[auth]},conversation=${PIDS[conversation]}" >&2
   check_alive
+  if ((TTFB_BACKGROUND > 0)); then
+    say "chat: time to first byte again, $TTFB_BACKGROUND held replies in progress meanwhile"
+    "$BT" ttfb -base "$BASE" -token-file "$WORK/token" -provider "$provider_url" \
+      -n "$TTFB_REQUESTS" -background "$TTFB_BACKGROUND" -prefix ttfb_busy -results "$RESULTS" >&2
+    check_alive
+  fi
+  if ((RESUME_REQUESTS > 0)); then
+    say "chat: resuming a reply in progress from offset 0, $RESUME_REQUESTS times"
+    "$BT" resume -base "$BASE" -token-file "$WORK/token" -provider "$provider_url" \
+      -n "$RESUME_REQUESTS" -results "$RESULTS" >&2
+    check_alive
+  fi
 
   FAILED=0
   local table
