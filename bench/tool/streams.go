@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -46,6 +47,19 @@ func sseEvents(body io.Reader, fn func(event, data string) bool) error {
 		return err
 	}
 	return io.ErrUnexpectedEOF
+}
+
+// doneStatus is the status of the message in a `done` event's data ("" if
+// it has none): `complete` for a reply that ended well, `incomplete` for one
+// that was stopped.
+func doneStatus(data string) string {
+	var d struct {
+		Message struct {
+			Status string `json:"status"`
+		} `json:"message"`
+	}
+	json.Unmarshal([]byte(data), &d)
+	return d.Message.Status
 }
 
 // chatRequest starts POST /v1/conversations/{conv}/chat asking for SSE.
@@ -122,13 +136,28 @@ const setupSlots = 64
 
 // held is a set of chat streams (SSE through the gateway) whose replies the
 // fake provider holds after the first chunk (holdMarker): a stream is open
-// once its first delta has arrived, and ends well with `done`.
+// once its first delta has arrived, and ends well with `done` of a
+// `complete` reply after the release (a reply stopped while held ends with
+// `done` too, but `incomplete`).
 type held struct {
-	start         time.Time
-	opened, done  atomic.Int64
+	start  time.Time
+	opened atomic.Int64 // streams that had their first delta
+	live   atomic.Int64 // of those, the ones not ended yet
+	done   atomic.Int64 // streams that ended well
+	// released is set just before the provider is released: a stream that
+	// ends before it was not held.
+	released      atomic.Bool
 	openWG, allWG sync.WaitGroup
 	errMu         sync.Mutex
 	errorKinds    map[string]int
+}
+
+// release lets the provider go on with the replies it holds.
+func (h *held) release(providerRoot string) {
+	h.released.Store(true)
+	if err := releaseProvider(providerRoot); err != nil {
+		h.fail(fmt.Errorf("release: %v", err))
+	}
 }
 
 func (h *held) fail(err error) {
@@ -187,23 +216,39 @@ func holdStreams(ctx context.Context, client *http.Client, base, token string, c
 			}
 			defer resp.Body.Close()
 			var failure error
-			sawDone := false
+			sawDone, hadDelta := false, false
+			defer func() {
+				if hadDelta {
+					h.live.Add(-1)
+				}
+			}()
 			err = sseEvents(resp.Body, func(event, data string) bool {
 				switch event {
 				case "delta":
-					if !openedHere {
+					if !hadDelta {
+						hadDelta = true
 						h.opened.Add(1)
+						h.live.Add(1)
 						markOpen()
 					}
 				case "error":
 					failure = fmt.Errorf("error event: %s", data)
 					return false
 				case "done":
+					if st := doneStatus(data); st != "complete" {
+						failure = fmt.Errorf("done with status %q", st)
+					}
 					sawDone = true
 					return false
 				}
 				return true
 			})
+			if (sawDone || failure != nil) && !h.released.Load() {
+				if failure == nil {
+					failure = errors.New("done")
+				}
+				failure = fmt.Errorf("ended before the release: %v", failure)
+			}
 			switch {
 			case failure != nil:
 				h.fail(failure)
@@ -294,12 +339,13 @@ func cmdTTFB(args []string) error {
 		allOpen := waitFor(&bg.openWG, wait)
 		kv["background.n"] = strconv.Itoa(*background)
 		kv["background.opened"] = strconv.Itoa(int(bg.opened.Load()))
+		kv["background.live_before"] = strconv.Itoa(int(bg.live.Load()))
 		kv["background.open_seconds"] = f2(time.Since(bg.start).Seconds())
 		if stats, err := getText(providerRoot + "/stats"); err == nil {
 			kv["background.provider_stats"] = stats
 		}
-		fmt.Printf("ttfb: %d of %d background streams open (all open: %v) after %ss\n",
-			bg.opened.Load(), *background, allOpen, kv["background.open_seconds"])
+		fmt.Printf("ttfb: %d of %d background streams open (all open: %v) after %ss, %s in progress\n",
+			bg.opened.Load(), *background, allOpen, kv["background.open_seconds"], kv["background.live_before"])
 	}
 
 	direct := func() (time.Duration, error) {
@@ -347,6 +393,9 @@ func cmdTTFB(args []string) error {
 				failure = fmt.Errorf("error event: %s", data)
 				return false
 			case "done":
+				if st := doneStatus(data); st != "complete" {
+					failure = fmt.Errorf("done with status %q", st)
+				}
 				return false
 			}
 			return true
@@ -394,9 +443,9 @@ func cmdTTFB(args []string) error {
 	if bg != nil {
 		// Every background stream still open: release, and each must end
 		// with done.
-		if err := releaseProvider(providerRoot); err != nil {
-			bg.fail(fmt.Errorf("release: %v", err))
-		}
+		kv["background.live_after"] = strconv.Itoa(int(bg.live.Load()))
+		fmt.Printf("ttfb: %s background streams in progress after the measurement\n", kv["background.live_after"])
+		bg.release(providerRoot)
 		if !waitFor(&bg.allWG, wait) {
 			bg.fail(fmt.Errorf("not ended %v after the release", wait))
 		}
@@ -412,7 +461,7 @@ func cmdTTFB(args []string) error {
 		if failed > 0 && firstErr == nil {
 			firstErr = fmt.Errorf("background streams: %s", bg.errorDetail())
 		}
-		fmt.Printf("ttfb: %d background streams ended with done, %d not\n", bg.done.Load(), failed)
+		fmt.Printf("ttfb: %d background streams ended complete (done) after the release, %d not\n", bg.done.Load(), failed)
 	}
 
 	sortDurations(provLat)
@@ -510,6 +559,7 @@ func cmdStreams(args []string) error {
 	kv["open_seconds"] = f2(time.Since(h.start).Seconds())
 	kv["opened"] = strconv.Itoa(int(h.opened.Load()))
 	time.Sleep(time.Second)
+	kv["live_open"] = strconv.Itoa(int(h.live.Load())) // in progress as the memory is read
 	if stats, err := getText(providerRoot + "/stats"); err == nil {
 		kv["provider_stats_open"] = stats
 	}
@@ -518,11 +568,10 @@ func cmdStreams(args []string) error {
 		kv[name+".open_kib"] = strconv.Itoa(m.rssKiB)
 		kv[name+".open_threads"] = strconv.Itoa(m.threads)
 	}
-	fmt.Printf("streams: %d of %d open (all open: %v) after %ss\n", h.opened.Load(), *n, allOpen, kv["open_seconds"])
+	fmt.Printf("streams: %d of %d open (all open: %v) after %ss, %s in progress a second later\n",
+		h.opened.Load(), *n, allOpen, kv["open_seconds"], kv["live_open"])
 
-	if err := releaseProvider(providerRoot); err != nil {
-		h.fail(fmt.Errorf("release: %v", err))
-	}
+	h.release(providerRoot)
 	if !waitFor(&h.allWG, wait) {
 		h.fail(fmt.Errorf("not ended %v after the release", wait))
 	}
@@ -540,7 +589,7 @@ func cmdStreams(args []string) error {
 	if d := h.errorDetail(); d != "" {
 		kv["error_detail"] = d
 	}
-	fmt.Printf("streams: %d ended with done, %s not\n", h.done.Load(), kv["errors"])
+	fmt.Printf("streams: %d ended complete (done) after the release, %s not\n", h.done.Load(), kv["errors"])
 	return record(*resultsFile, *prefix, kv)
 }
 
