@@ -195,8 +195,8 @@ func cmdReport(args []string) error {
 				idle/1024, after/1024, perStream, get("streams."+name+".idle_threads"),
 				get("streams."+name+".open_threads"), get("streams."+name+".after_threads")))
 	}
-	row(fmt.Sprintf("chat streams opened and held (first delta received)"), "REST SSE, Go client",
-		fmt.Sprintf("%s of %s in %s s", get("streams.opened"), streams, get("streams.open_seconds")),
+	row("chat streams opened and held (first delta received)", "REST SSE, Go client",
+		fmt.Sprintf("%s of %s in %s s", thousands(get("streams.opened")), thousands(streams), get("streams.open_seconds")),
 		"", "", errs("streams"), "in progress as the memory was read: "+thousands(get("streams.live_open"))+
 			"; ended complete (done) after the release: "+thousands(get("streams.done")))
 
