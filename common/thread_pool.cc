@@ -17,10 +17,10 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::Schedule(std::function<void()> work) {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    queue_.push_back(std::move(work));
-  }
+  // Notified under the lock: the work may end the pool's owner, and the
+  // pool with it, as soon as a thread takes it.
+  std::lock_guard<std::mutex> lock(mutex_);
+  queue_.push_back(std::move(work));
   ready_.notify_one();
 }
 
