@@ -67,6 +67,7 @@
 # it), BENCH_RESUME_REQUESTS (200; 0 skips them), BENCH_APPEND_CONVS (256),
 # BENCH_GHZ_CONNECTIONS (1), BENCH_OUT (also write the table to this file),
 # BENCH_KEEP=1 (keep the temp dir with the logs and raw outputs),
+# BENCH_ONLY=chat (step 5 alone, after the setup: no seeding, no loads),
 # BENCH_PERF=1 (perf record -a during the gRPC runs, reports in the temp
 # dir; needs perf), PG_BIN. The message service of step 5 gets
 # MAX_STREAMS_PER_USER = the larger of BENCH_STREAMS and
@@ -514,64 +515,9 @@ pgbench_load() { # PREFIX LABEL SCRIPT ROLE CONCURRENCY (pgbench -D flags...)
     -results "$RESULTS" -prefix "$prefix"
 }
 
-main() {
-  install_tools
-  for binary in services/auth/chat-auth services/conversation/chat-conversation \
-    services/message/chat-message bin/chat-gateway deploy/migrate/chat-migrate; do
-    [[ -x "$BUILD_DIR/$binary" ]] || die "$BUILD_DIR/$binary is missing; run \`make build\` (or set BUILD_DIR)"
-  done
-
-  # Every reply in progress is a connection (client, gateway, message
-  # service, provider): as many open files as allowed, for every process
-  # started from here on.
-  ulimit -n "$(ulimit -Hn)" 2>/dev/null || say "could not raise ulimit -n to $(ulimit -Hn); it stays $(ulimit -n)"
-  local nofile
-  nofile=$(ulimit -n)
-  [[ "$nofile" == unlimited ]] || ((nofile >= STREAMS + 1000)) ||
-    say "warning: ulimit -n is $nofile; $STREAMS replies in progress may need more"
-
-  WORK=$(mktemp -d /tmp/chat-bench.XXXXXX)
-  trap cleanup EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
-  trap 'exit 129' HUP
-  mkdir -p "$WORK/logs" "$WORK/out"
-  # A copy of the binaries: a rebuild during the run cannot change them.
-  local binary
-  for binary in services/auth/chat-auth services/conversation/chat-conversation \
-    services/message/chat-message bin/chat-gateway deploy/migrate/chat-migrate; do
-    mkdir -p "$WORK/bin/$(dirname "$binary")"
-    cp "$BUILD_DIR/$binary" "$WORK/bin/$binary"
-  done
-  BUILD_DIR=$WORK/bin
-  RESULTS=$WORK/results
-  {
-    echo "machine.nproc=$(nproc)"
-    echo "machine.cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
-    echo "machine.kernel=$(uname -r)"
-    echo "machine.date=$(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo "machine.loadavg=$(cut -d ' ' -f 1-3 /proc/loadavg)"
-    echo "machine.postgres=$("$PG_BIN/postgres" --version | awk '{print $3}')"
-    echo "config.concurrency=$CONCURRENCY"
-    echo "config.duration=$DURATION"
-    echo "config.warmup=$WARMUP"
-    echo "config.ghz_connections=$GHZ_CONNECTIONS"
-    echo "config.messages=$MESSAGES"
-    echo "config.deep_seq=$DEEP_SEQ"
-    echo "config.small_messages=$SMALL_MESSAGES"
-    echo "config.branch_every=$BRANCH_EVERY"
-    echo "config.switch_depth=$SWITCH_DEPTH"
-    echo "config.switch_concurrency=$SWITCH_CONCURRENCY"
-    echo "config.switch_rounds=$SWITCH_ROUNDS"
-    echo "config.switch_round_duration=$SWITCH_ROUND_DURATION"
-  } >"$RESULTS"
-
-  start_stack
-  "$BT" setup -base "$BASE" -convs "$APPEND_CONVS" -out "$WORK"
-  TOKEN=$(<"$WORK/token")
-  USER_ID=$(<"$WORK/user_id")
-  BIG_CONV=$(<"$WORK/big_conv")
-  SMALL_CONV=$(<"$WORK/small_conv")
+# Steps 2 to 4: the seeded conversations, appends, listings and branch
+# switches.
+reads_and_writes() {
   seed "$BIG_CONV" "$MESSAGES"
   seed "$SMALL_CONV" "$SMALL_MESSAGES"
 
@@ -730,6 +676,71 @@ main() {
       "$BT" cpumerge -results "$RESULTS" -prefix "$m.$size.pg" -from "$prefixes"
     done
   done
+}
+
+main() {
+  install_tools
+  for binary in services/auth/chat-auth services/conversation/chat-conversation \
+    services/message/chat-message bin/chat-gateway deploy/migrate/chat-migrate; do
+    [[ -x "$BUILD_DIR/$binary" ]] || die "$BUILD_DIR/$binary is missing; run \`make build\` (or set BUILD_DIR)"
+  done
+
+  # Every reply in progress is a connection (client, gateway, message
+  # service, provider): as many open files as allowed, for every process
+  # started from here on.
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || say "could not raise ulimit -n to $(ulimit -Hn); it stays $(ulimit -n)"
+  local nofile
+  nofile=$(ulimit -n)
+  [[ "$nofile" == unlimited ]] || ((nofile >= STREAMS + 1000)) ||
+    say "warning: ulimit -n is $nofile; $STREAMS replies in progress may need more"
+
+  WORK=$(mktemp -d /tmp/chat-bench.XXXXXX)
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap 'exit 129' HUP
+  mkdir -p "$WORK/logs" "$WORK/out"
+  # A copy of the binaries: a rebuild during the run cannot change them.
+  local binary
+  for binary in services/auth/chat-auth services/conversation/chat-conversation \
+    services/message/chat-message bin/chat-gateway deploy/migrate/chat-migrate; do
+    mkdir -p "$WORK/bin/$(dirname "$binary")"
+    cp "$BUILD_DIR/$binary" "$WORK/bin/$binary"
+  done
+  BUILD_DIR=$WORK/bin
+  RESULTS=$WORK/results
+  {
+    echo "machine.nproc=$(nproc)"
+    echo "machine.cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+    echo "machine.kernel=$(uname -r)"
+    echo "machine.date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "machine.loadavg=$(cut -d ' ' -f 1-3 /proc/loadavg)"
+    echo "machine.postgres=$("$PG_BIN/postgres" --version | awk '{print $3}')"
+    echo "config.concurrency=$CONCURRENCY"
+    echo "config.duration=$DURATION"
+    echo "config.warmup=$WARMUP"
+    echo "config.ghz_connections=$GHZ_CONNECTIONS"
+    echo "config.messages=$MESSAGES"
+    echo "config.deep_seq=$DEEP_SEQ"
+    echo "config.small_messages=$SMALL_MESSAGES"
+    echo "config.branch_every=$BRANCH_EVERY"
+    echo "config.switch_depth=$SWITCH_DEPTH"
+    echo "config.switch_concurrency=$SWITCH_CONCURRENCY"
+    echo "config.switch_rounds=$SWITCH_ROUNDS"
+    echo "config.switch_round_duration=$SWITCH_ROUND_DURATION"
+  } >"$RESULTS"
+
+  start_stack
+  "$BT" setup -base "$BASE" -convs "$APPEND_CONVS" -out "$WORK"
+  TOKEN=$(<"$WORK/token")
+  USER_ID=$(<"$WORK/user_id")
+  BIG_CONV=$(<"$WORK/big_conv")
+  SMALL_CONV=$(<"$WORK/small_conv")
+  if [[ ${BENCH_ONLY:-} == chat ]]; then
+    say "BENCH_ONLY=chat: only the chat step"
+  else
+    reads_and_writes
+  fi
 
   # Chat: the message service again, now against the fake provider. Its
   # per-user cap admits every held reply of the step that holds the most
