@@ -65,9 +65,10 @@ class ChatCompletionTransfer final : public CurlTransfer {
         c, CURLOPT_TIMEOUT_MS,
         static_cast<long>(absl::ToInt64Milliseconds(options.total_timeout)));
     curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
-    // Chunks of a streamed reply are small; curl's 16 KiB default receive
-    // buffer would be most of a reply's memory.
-    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 4096L);
+    // Chunks of a streamed reply are small (a few hundred bytes); curl's
+    // 16 KiB default receive buffer would be most of a reply's memory, so
+    // it gets curl's smallest (BENCHMARKS.md, per-reply memory).
+    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 1024L);
   }
 
   bool ready() const { return easy_ != nullptr; }
