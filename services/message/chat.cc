@@ -101,16 +101,25 @@ class Chats::Generation final
   void Cancel() { cancel_ = true; }
   void TakeAway() { taken_away_ = true; }
 
-  // The text to store: nullopt when SaveReplies stored this version.
-  std::optional<std::string> TextToSave(int64_t& version) {
+  // What SaveReplies stores of it at `now`: its text unless it stored
+  // this version; without, a sign of life once `sign_of_life` passed since
+  // the last store. `version` is what Saved takes back.
+  ReplyText ToSave(absl::Time now, absl::Duration sign_of_life,
+                   int64_t& version) {
     std::lock_guard<std::mutex> lock(mutex_);
     version = version_;
-    if (version_ == saved_version_) return std::nullopt;
-    return text_;
+    ReplyText save{user_id_, reply_.conversation_id, reply_.id};
+    if (version_ != saved_version_) {
+      save.text = text_;
+    } else {
+      save.touch = now - saved_at_ >= sign_of_life;
+    }
+    return save;
   }
-  void Saved(int64_t version) {
+  void Saved(const ReplyText& save, int64_t version, absl::Time now) {
     std::lock_guard<std::mutex> lock(mutex_);
     saved_version_ = std::max(saved_version_, version);
+    if (save.text || save.touch) saved_at_ = std::max(saved_at_, now);
   }
 
   // Adds a follower from `after` characters on: false when the reply has
@@ -188,6 +197,7 @@ class Chats::Generation final
   int64_t chars_ = 0;  // characters of text_
   int64_t version_ = 0;
   int64_t saved_version_ = 0;
+  absl::Time saved_at_ = reply_.updated_at;  // StartReply stored it
   std::shared_ptr<ChatSink> client_;
   bool client_here_ = true;  // writes to the client still go through
   std::vector<Follower> followers_;
@@ -241,29 +251,24 @@ absl::Status Chats::CheckRequest(const std::string& conversation_id,
   return violations.ToStatus();
 }
 
-absl::StatusOr<std::vector<ProviderMessage>> Chats::Context(
-    const std::string& user_id, const std::string& conversation_id,
-    const MessageRecord* last) {
-  std::vector<ProviderMessage> context;
-  if (last != nullptr) {
-    const int64_t budget =
-        static_cast<int64_t>(options_.context_budget_chars) -
-        static_cast<int64_t>(CountCodePoints(last->content).value_or(0));
-    if (budget > 0) {
-      ASSIGN_OR_RETURN(
-          std::vector<ContextMessage> earlier,
-          storage_->ContextPath(user_id, conversation_id, last->parent_id,
-                                options_.context_max_messages, budget));
-      for (ContextMessage& m : earlier) {  // newest first
-        context.push_back({m.role, std::move(m.content)});
-      }
-    }
+ContextLimits Chats::LimitsAbove(const MessageRecord& last) const {
+  return {.max_messages = options_.context_max_messages,
+          .budget_chars =
+              static_cast<int64_t>(options_.context_budget_chars) -
+              static_cast<int64_t>(CountCodePoints(last.content).value_or(0))};
+}
+
+std::vector<ProviderMessage> Chats::ModelInput(
+    std::vector<ContextMessage> earlier, const MessageRecord* last) const {
+  std::vector<ProviderMessage> input;
+  for (ContextMessage& m : earlier) {  // newest first
+    input.push_back({m.role, std::move(m.content)});
   }
   if (!options_.system_prompt.empty())
-    context.push_back({Role::kSystem, options_.system_prompt});
-  std::reverse(context.begin(), context.end());
-  if (last != nullptr) context.push_back({last->role, last->content});
-  return context;
+    input.push_back({Role::kSystem, options_.system_prompt});
+  std::reverse(input.begin(), input.end());
+  if (last != nullptr) input.push_back({last->role, last->content});
+  return input;
 }
 
 MessageRecord Chats::NewReply(const std::string& conversation_id,
@@ -297,9 +302,12 @@ absl::Status Chats::Run(const std::string& user_id,
       StartedReply started,
       storage_->StartReply(user_id, prompt, input.parent_id,
                            NewReply(conversation_id, input.model), std::nullopt,
-                           options_.owner, options_.max_streams_per_user));
+                           options_.owner, options_.max_streams_per_user,
+                           LimitsAbove(prompt)));
   if (sink->SendMessage(*started.prompt)) sink->SendReply(started.reply);
-  Generate(user_id, &*started.prompt, started.reply, std::move(sink));
+  Generate(user_id, started.reply,
+           ModelInput(std::move(started.context), &*started.prompt),
+           std::move(sink));
   return absl::OkStatus();
 }
 
@@ -325,15 +333,32 @@ absl::Status Chats::Regenerate(const std::string& user_id,
       StartedReply started,
       storage_->StartReply(user_id, std::nullopt, std::nullopt,
                            NewReply(conversation_id, model), original.parent_id,
-                           options_.owner, options_.max_streams_per_user));
+                           options_.owner, options_.max_streams_per_user,
+                           ContextLimits{}));
   sink->SendReply(started.reply);
-  Generate(user_id, prompt ? &*prompt : nullptr, started.reply,
-           std::move(sink));
+  // The reply is stored: from here on a failure ends it (Generate).
+  absl::StatusOr<std::vector<ContextMessage>> earlier =
+      std::vector<ContextMessage>{};
+  if (prompt) {
+    const ContextLimits limits = LimitsAbove(*prompt);
+    if (limits.budget_chars > 0) {
+      earlier =
+          storage_->ContextPath(user_id, conversation_id, prompt->parent_id,
+                                limits.max_messages, limits.budget_chars);
+    }
+  }
+  absl::StatusOr<std::vector<ProviderMessage>> input;
+  if (earlier.ok()) {
+    input = ModelInput(*std::move(earlier), prompt ? &*prompt : nullptr);
+  } else {
+    input = earlier.status();
+  }
+  Generate(user_id, started.reply, std::move(input), std::move(sink));
   return absl::OkStatus();
 }
 
-void Chats::Generate(const std::string& user_id, const MessageRecord* last,
-                     const MessageRecord& reply,
+void Chats::Generate(const std::string& user_id, const MessageRecord& reply,
+                     absl::StatusOr<std::vector<ProviderMessage>> input,
                      std::shared_ptr<ChatSink> sink) {
   auto generation =
       std::make_shared<Generation>(this, user_id, reply, std::move(sink));
@@ -341,13 +366,11 @@ void Chats::Generate(const std::string& user_id, const MessageRecord* last,
     std::lock_guard<std::mutex> lock(live_mutex_);
     live_[reply.id] = generation;
   }
-  absl::StatusOr<std::vector<ProviderMessage>> context =
-      Context(user_id, reply.conversation_id, last);
-  if (!context.ok()) {
-    generation->OnEnd(context.status());
+  if (!input.ok()) {
+    generation->OnEnd(input.status());
     return;
   }
-  provider_->Start(reply.model, *std::move(context), std::move(generation));
+  provider_->Start(reply.model, *std::move(input), std::move(generation));
 }
 
 void Chats::Finish(const std::shared_ptr<Generation>& generation,
@@ -480,17 +503,16 @@ void Chats::SaveReplies() {
       generations.push_back(generation);
   }
   if (generations.empty()) return;
+  const absl::Time now = ToMicroseconds(clock_->Now());
   std::vector<ReplyText> batch;
   std::vector<int64_t> versions(generations.size());
   batch.reserve(generations.size());
   for (size_t i = 0; i < generations.size(); ++i) {
-    const MessageRecord& reply = generations[i]->reply();
-    batch.push_back({generations[i]->user_id(), reply.conversation_id, reply.id,
-                     generations[i]->TextToSave(versions[i])});
+    batch.push_back(
+        generations[i]->ToSave(now, options_.sign_of_life, versions[i]));
   }
   absl::StatusOr<absl::flat_hash_set<std::string>> ours =
-      storage_->SaveReplyTexts(options_.owner, batch,
-                               ToMicroseconds(clock_->Now()));
+      storage_->SaveReplyTexts(options_.owner, batch, now);
   if (!ours.ok()) {
     // Tried again at the next call.
     log::Warn("cannot store the text of replies",
@@ -499,7 +521,7 @@ void Chats::SaveReplies() {
   }
   for (size_t i = 0; i < generations.size(); ++i) {
     if (ours->contains(generations[i]->reply().id)) {
-      generations[i]->Saved(versions[i]);
+      generations[i]->Saved(batch[i], versions[i], now);
     } else {
       generations[i]->TakeAway();
     }

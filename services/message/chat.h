@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/thread_pool.h"
 #include "services/message/messages.h"
@@ -68,6 +69,10 @@ struct ChatOptions {
   // Threads that store the ends of replies; 0: the thread that ends the
   // provider's request does it (tests).
   int finish_threads = 0;
+  // A reply whose text did not change is stored again (its updated_at
+  // only) once this long passed since its last store: a sign that its
+  // owner lives, well within REPLY_RECOVERY_GRACE.
+  absl::Duration sign_of_life = absl::Milliseconds(2500);
 };
 
 struct ChatInput {
@@ -114,9 +119,10 @@ class Chats {
                                             const std::string& conversation_id,
                                             const std::string& id);
   // Stores the text of every reply generated here that changed since the
-  // last call, and a sign of life for the others, in one call to the
-  // store; a reply that is no longer ours (cancelled on another replica,
-  // recovered) stops. Call it at least every 500 ms.
+  // last call, and a sign of life for those not stored for
+  // `sign_of_life`, in one call to the store that also reads which are
+  // still ours; a reply that is no longer ours (cancelled on another
+  // replica, recovered) stops. Call it at least every 500 ms.
   void SaveReplies();
   // Sends the followers of other replicas' replies what their stored text
   // gained, and the end. Call it every poll interval.
@@ -144,17 +150,19 @@ class Chats {
                             const std::string* content,
                             const ParentChoice& parent_id,
                             const std::string& model) const;
-  // The model's input: the path from the root to `last` (the newest
-  // message first until the budget, `last` always), the system prompt
-  // first. Only the system prompt when `last` is null.
-  absl::StatusOr<std::vector<ProviderMessage>> Context(
-      const std::string& user_id, const std::string& conversation_id,
-      const MessageRecord* last);
-  // Asks the provider for `reply` (stored in progress) with the context
-  // that ends at `last` (null: none); the generation streams it to the sink
-  // and Finish stores its end.
-  void Generate(const std::string& user_id, const MessageRecord* last,
-                const MessageRecord& reply, std::shared_ptr<ChatSink> sink);
+  // What may be read above `last` for the model: the budget less `last`
+  // itself.
+  ContextLimits LimitsAbove(const MessageRecord& last) const;
+  // The model's input: the system prompt, `earlier` (the messages above
+  // `last`, newest first) oldest first, then `last`. Only the system
+  // prompt when `last` is null.
+  std::vector<ProviderMessage> ModelInput(std::vector<ContextMessage> earlier,
+                                          const MessageRecord* last) const;
+  // Asks the provider for `reply` (stored in progress) with `input`; the
+  // generation streams it to the sink and Finish stores its end.
+  void Generate(const std::string& user_id, const MessageRecord& reply,
+                absl::StatusOr<std::vector<ProviderMessage>> input,
+                std::shared_ptr<ChatSink> sink);
   void Finish(const std::shared_ptr<Generation>& generation,
               const absl::StatusOr<ProviderReply>& answer);
   // Sends a follower what `message` has after its `sent` characters, and

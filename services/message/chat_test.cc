@@ -399,18 +399,34 @@ TEST_F(ChatTest, AClientThatStopsReadingDoesNotStopTheReply) {
   EXPECT_EQ(stored[1].content, "Hello world");
 }
 
-TEST_F(ChatTest, AContextThatCannotBeReadSendsAnErrorAndKeepsTheMessage) {
-  store_.InjectError(InMemoryMessageStore::Method::kContextPath,
+TEST_F(ChatTest, AContextThatCannotBeReadIsAnErrorBeforeTheStream) {
+  // Run reads the context in the transaction that stores its messages.
+  store_.InjectError(InMemoryMessageStore::Method::kStartReply,
                      absl::UnavailableError("database unavailable"));
   Chats chats(&store_, &provider_, &clock_, {});
-  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)));
-  ASSERT_THAT(sink_.Kinds(),
-              ElementsAre(Kind::kMessage, Kind::kReply, Kind::kError));
-  EXPECT_THAT(sink_.events[2].error, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(sink_.events, IsEmpty());
+  EXPECT_THAT(Stored(), IsEmpty());
   EXPECT_EQ(provider_.calls, 0);
-  ASSERT_EQ(Stored().size(), 2u);
-  EXPECT_EQ(Stored()[0].content, "Hi");
-  EXPECT_EQ(Stored()[1].status, MessageStatus::kFailed);
+}
+
+TEST_F(ChatTest, AContextThatCannotBeReadForAVersionFailsTheVersion) {
+  Chats chats(&store_, &provider_, &clock_, {});
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Q1"}, Borrow(sink_)));
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Q2"}, Borrow(sink_)));
+  const MessageRecord original = sink_.events.back().message;
+  const int calls = provider_.calls;
+  store_.InjectError(InMemoryMessageStore::Method::kContextPath,
+                     absl::UnavailableError("database unavailable"));
+  FakeSink again;
+  ASSERT_OK(
+      chats.Regenerate(kUser, kConversation, original.id, "", Borrow(again)));
+  ASSERT_THAT(again.Kinds(), ElementsAre(Kind::kReply, Kind::kError));
+  EXPECT_THAT(again.events[1].error, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(provider_.calls, calls);
+  ASSERT_EQ(Stored().size(), 5u);
+  EXPECT_EQ(Stored().back().status, MessageStatus::kFailed);
 }
 
 TEST_F(ChatTest, AReplyThatCannotBeStoredSendsAnErrorInsteadOfDone) {
@@ -790,7 +806,7 @@ TEST_F(ChatTest, TheLimitCountsRepliesInProgressOfEveryReplica) {
                                .status = MessageStatus::kInProgress,
                                .created_at = now,
                                .updated_at = now},
-                              std::string(), 99, 10));
+                              std::string(), 99, 10, ContextLimits{}));
   Chats chats(&store_, &provider_, &clock_, {.max_streams_per_user = 1});
   EXPECT_THAT(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)),
               StatusIs(absl::StatusCode::kResourceExhausted));
@@ -827,7 +843,7 @@ TEST_F(ChatTest, StreamReplyFollowsAnotherReplicasReplyUntilItEnds) {
                          .status = MessageStatus::kInProgress,
                          .created_at = now,
                          .updated_at = now},
-                        std::string(), 7, 10);
+                        std::string(), 7, 10, ContextLimits{});
   ASSERT_OK(started);
   const std::string id = started->reply.id;
   auto save = [&](const std::string& text) {
@@ -896,6 +912,27 @@ TEST_F(ChatTest, SaveRepliesSignsLifeForAnUnchangedReply) {
   EXPECT_EQ(stored_at, ToMicroseconds(clock_.Now()));
   EXPECT_FALSE(provider_.stopped);
   EXPECT_EQ(Stored().back().status, MessageStatus::kComplete);
+}
+
+TEST_F(ChatTest, SaveRepliesOnlyReadsAnUnchangedReplyStoredLately) {
+  provider_.pieces = {"Hel", "lo"};
+  Chats chats(&store_, &provider_, &clock_, {.sign_of_life = absl::Seconds(2)});
+  absl::Time started_at, after_one, after_three;
+  provider_.during.push_back([&] {
+    started_at = Stored().back().updated_at;
+    clock_.Advance(absl::Seconds(1));
+    chats.SaveReplies();  // stored by the start a second ago: a read
+    after_one = Stored().back().updated_at;
+    clock_.Advance(absl::Seconds(2));
+    chats.SaveReplies();  // three seconds: a sign of life
+    after_three = Stored().back().updated_at;
+  });
+  ASSERT_OK(chats.Run(kUser, kConversation, {.content = "Hi"}, Borrow(sink_)));
+  EXPECT_EQ(after_one, started_at);
+  EXPECT_EQ(after_three, started_at + absl::Seconds(3));
+  EXPECT_FALSE(provider_.stopped) << "still ours after the read";
+  EXPECT_EQ(Stored().back().status, MessageStatus::kComplete);
+  EXPECT_EQ(Stored().back().content, "Hello");
 }
 
 TEST_F(ChatTest, CancelOfAnEndedReplyAnswersItUnchanged) {

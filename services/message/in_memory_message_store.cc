@@ -410,11 +410,17 @@ absl::StatusOr<std::vector<ContextMessage>> InMemoryMessageStore::ContextPath(
       !error.ok()) {
     return error;
   }
-  std::vector<ContextMessage> context;
   // The SQL checks no conversation: another user's reads as empty.
   const StoredConversation* conversation = Find(user_id, conversation_id);
-  if (conversation == nullptr) return context;
-  std::vector<const MessageRecord*> path = PathTo(*conversation, last_id);
+  if (conversation == nullptr) return std::vector<ContextMessage>{};
+  return ContextPathLocked(*conversation, last_id, max_messages, budget_chars);
+}
+
+std::vector<ContextMessage> InMemoryMessageStore::ContextPathLocked(
+    const StoredConversation& conversation, const std::string& last_id,
+    int max_messages, int64_t budget_chars) const {
+  std::vector<ContextMessage> context;
+  std::vector<const MessageRecord*> path = PathTo(conversation, last_id);
   int usable = 0;
   int64_t used = 0;
   for (auto it = path.rbegin(); it != path.rend() && usable < max_messages;
@@ -513,7 +519,8 @@ absl::StatusOr<ForkedConversation> InMemoryMessageStore::Fork(
 absl::StatusOr<StartedReply> InMemoryMessageStore::StartReply(
     const std::string& user_id, const std::optional<MessageRecord>& prompt,
     const ParentChoice& prompt_parent, const MessageRecord& reply,
-    const ParentChoice& reply_parent, int64_t owner, int max_in_progress) {
+    const ParentChoice& reply_parent, int64_t owner, int max_in_progress,
+    const ContextLimits& context) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (absl::Status error = TakeInjectedError(Method::kStartReply);
       !error.ok()) {
@@ -550,6 +557,11 @@ absl::StatusOr<StartedReply> InMemoryMessageStore::StartReply(
   }
   started.reply = *stored;
   conversation->owners[started.reply.id] = owner;
+  if (started.prompt && context.budget_chars > 0) {
+    started.context =
+        ContextPathLocked(*conversation, started.prompt->parent_id,
+                          context.max_messages, context.budget_chars);
+  }
   return started;
 }
 
@@ -573,7 +585,7 @@ InMemoryMessageStore::SaveReplyTexts(int64_t owner,
       continue;
     }
     if (r.text) message->content = *r.text;
-    message->updated_at = now;
+    if (r.text || r.touch) message->updated_at = now;
     ours.insert(r.id);
   }
   return ours;

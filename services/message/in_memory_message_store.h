@@ -121,8 +121,8 @@ class InMemoryMessageStore final : public MessageStore {
   absl::StatusOr<StartedReply> StartReply(
       const std::string& user_id, const std::optional<MessageRecord>& prompt,
       const ParentChoice& prompt_parent, const MessageRecord& reply,
-      const ParentChoice& reply_parent, int64_t owner,
-      int max_in_progress) override;
+      const ParentChoice& reply_parent, int64_t owner, int max_in_progress,
+      const ContextLimits& context) override;
   absl::StatusOr<absl::flat_hash_set<std::string>> SaveReplyTexts(
       int64_t owner, const std::vector<ReplyText>& replies,
       absl::Time now) override;
@@ -171,6 +171,10 @@ class InMemoryMessageStore final : public MessageStore {
   // The message with its sibling_index and sibling_count as they are now.
   static MessageRecord Placed(const StoredConversation& conversation,
                               const MessageRecord& message);
+  // ContextPath within one conversation, with mutex_ held.
+  std::vector<ContextMessage> ContextPathLocked(
+      const StoredConversation& conversation, const std::string& last_id,
+      int max_messages, int64_t budget_chars) const;
   // The path from a root to `id`, root first; empty for "".
   static std::vector<const MessageRecord*> PathTo(
       const StoredConversation& conversation, const std::string& id);

@@ -3,6 +3,7 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
@@ -124,7 +125,10 @@ int main(int argc, char** argv) {
        .allowed_models = absl::StrSplit(absl::GetFlag(FLAGS_provider_models),
                                         ',', absl::SkipWhitespace()),
        .owner = (*ownership)->key(),
-       .finish_threads = absl::GetFlag(FLAGS_reply_workers)});
+       .finish_threads = absl::GetFlag(FLAGS_reply_workers),
+       .sign_of_life =
+           std::min(absl::Milliseconds(2500),
+                    absl::GetFlag(FLAGS_reply_recovery_grace) / 4)});
   // Every reply in progress here, stored (and checked) twice a second;
   // StreamReply clients of other replicas' replies, fed from the store.
   chat::PeriodicThread saver(std::chrono::milliseconds(500),

@@ -222,23 +222,21 @@ constexpr char kPathIdsSql[] =
 
 // Starts of replies take turns per user, across replicas, so that the
 // count of replies in progress holds.
-constexpr char kLockUserReplies[] = "message_lock_user_replies";
-constexpr char kLockUserRepliesSql[] =
-    "SELECT pg_advisory_xact_lock(hashtextextended('replies:' || $1, 0))";
-
-constexpr char kRepliesInProgress[] = "message_replies_in_progress";
-constexpr char kRepliesInProgressSql[] =
-    "SELECT count(*) FROM messages WHERE user_id = $1::uuid "
-    "AND status = 'in_progress'";
-
-constexpr char kSetOwner[] = "message_set_owner";
-constexpr char kSetOwnerSql[] =
-    "UPDATE messages SET owner_key = $4 WHERE user_id = $1::uuid "
-    "AND conversation_id = $2::uuid AND id = $3::uuid";
+// deploy/migrations/0010_start_reply.sql: the per-user cap, the prompt and
+// the reply with its owner; rows as kAppend's, then `part`.
+constexpr char kStartReply[] = "message_start_reply";
+constexpr char kStartReplySql[] =
+    "SELECT * FROM start_reply($1::uuid, $2::uuid, $3, $4, $5::uuid, "
+    "$6::uuid, $7, $8, $9, $10, $11::timestamptz, $12::jsonb, $13::uuid, "
+    "$14::uuid, $15, $16, $17, $18, $19::timestamptz, $20::jsonb)";
+constexpr int kStartReplyPart = 13;
 
 // The replies in progress of one owner, in one statement: $3 a JSON array
-// of {"user_id","conversation_id","id","text"} ("text" absent or null: the
-// stored text stays). Answers the ids still in progress under the owner.
+// of {"user_id","conversation_id","id","text","touch"}. A text is stored
+// with $2 as updated_at; without one ("text" absent), "touch" stores $2
+// alone, and otherwise the row is only read: most replies in progress have
+// no new text at most saves, and a read writes no WAL. Answers the ids
+// still in progress under the owner.
 // Reads across users through the owner's policies
 // (deploy/migrations/0009_reply_saves.sql), named by kSetReplyOwner.
 constexpr char kSetReplyOwner[] = "message_set_reply_owner";
@@ -247,13 +245,18 @@ constexpr char kSetReplyOwnerSql[] =
 
 constexpr char kSaveReplyTexts[] = "message_save_reply_texts";
 constexpr char kSaveReplyTextsSql[] =
-    "UPDATE messages m SET content = COALESCE(v.text, m.content), "
-    "updated_at = $2::timestamptz "
-    "FROM jsonb_to_recordset($3::jsonb) "
-    "AS v(user_id uuid, conversation_id uuid, id uuid, text text) "
-    "WHERE m.user_id = v.user_id AND m.conversation_id = v.conversation_id "
-    "AND m.id = v.id AND m.status = 'in_progress' AND m.owner_key = $1 "
-    "RETURNING m.id";
+    "WITH v AS (SELECT * FROM jsonb_to_recordset($3::jsonb) AS v(user_id "
+    "uuid, conversation_id uuid, id uuid, text text, touch boolean)), "
+    "saved AS (UPDATE messages m SET content = COALESCE(v.text, m.content), "
+    "updated_at = $2::timestamptz FROM v "
+    "WHERE (v.text IS NOT NULL OR v.touch) AND m.user_id = v.user_id "
+    "AND m.conversation_id = v.conversation_id AND m.id = v.id "
+    "AND m.status = 'in_progress' AND m.owner_key = $1 RETURNING m.id) "
+    "SELECT id FROM saved UNION ALL "
+    "SELECT m.id FROM v JOIN messages m ON m.user_id = v.user_id "
+    "AND m.conversation_id = v.conversation_id AND m.id = v.id "
+    "WHERE v.text IS NULL AND NOT v.touch "
+    "AND m.status = 'in_progress' AND m.owner_key = $1";
 
 constexpr char kFinishReply[] = "message_finish_reply";
 constexpr char kFinishReplySql[] =
@@ -389,9 +392,7 @@ std::vector<PreparedStatement> MessageStorage::Statements() {
           {kPathIds, kPathIdsSql},
           {kInsertFork, kInsertForkSql},
           {kCopyPath, kCopyPathSql},
-          {kLockUserReplies, kLockUserRepliesSql},
-          {kRepliesInProgress, kRepliesInProgressSql},
-          {kSetOwner, kSetOwnerSql},
+          {kStartReply, kStartReplySql},
           {kSetReplyOwner, kSetReplyOwnerSql},
           {kSaveReplyTexts, kSaveReplyTextsSql},
           {kFinishReply, kFinishReplySql},
@@ -420,6 +421,24 @@ absl::StatusOr<MessageRecord> AppendIn(
     return ConversationNotFound();
   }
   return absl::NotFoundError("parent message not found");
+}
+
+// kContext in an open transaction; empty when `last_id` is "".
+std::vector<ContextMessage> ContextIn(pqxx::work& tx,
+                                      const std::string& user_id,
+                                      const std::string& conversation_id,
+                                      const std::string& last_id,
+                                      int max_messages, int64_t budget_chars) {
+  std::vector<ContextMessage> context;
+  if (last_id.empty()) return context;
+  for (const pqxx::row& row :
+       tx.exec_prepared(kContext, user_id, conversation_id, last_id,
+                        max_messages, budget_chars)) {
+    context.push_back(
+        {ParseRole(row[0].as<std::string>()).value_or(Role::kUser),
+         row[1].as<std::string>()});
+  }
+  return context;
 }
 
 // The parent as append_message takes it: NULL for the active leaf, the nil
@@ -555,15 +574,8 @@ absl::StatusOr<std::vector<ContextMessage>> MessageStorage::ContextPath(
   return pool_->Transact<std::vector<ContextMessage>>(
       user_id,
       [&](pqxx::work& tx) -> absl::StatusOr<std::vector<ContextMessage>> {
-        std::vector<ContextMessage> context;
-        for (const pqxx::row& row :
-             tx.exec_prepared(kContext, user_id, conversation_id, last_id,
-                              max_messages, budget_chars)) {
-          context.push_back(
-              {ParseRole(row[0].as<std::string>()).value_or(Role::kUser),
-               row[1].as<std::string>()});
-        }
-        return context;
+        return ContextIn(tx, user_id, conversation_id, last_id, max_messages,
+                         budget_chars);
       });
 }
 
@@ -628,30 +640,57 @@ absl::StatusOr<ForkedConversation> MessageStorage::Fork(
 absl::StatusOr<StartedReply> MessageStorage::StartReply(
     const std::string& user_id, const std::optional<MessageRecord>& prompt,
     const ParentChoice& prompt_parent, const MessageRecord& reply,
-    const ParentChoice& reply_parent, int64_t owner, int max_in_progress) {
+    const ParentChoice& reply_parent, int64_t owner, int max_in_progress,
+    const ContextLimits& context) {
   ASSIGN_OR_RETURN(std::optional<std::string> prompt_parent_id,
                    ParentParameter(prompt_parent));
   ASSIGN_OR_RETURN(std::optional<std::string> reply_parent_id,
                    ParentParameter(reply_parent));
+  // A NULL prompt: Regenerate's reply alone.
+  const MessageRecord none;
+  const MessageRecord& p = prompt ? *prompt : none;
+  std::optional<std::string> prompt_id;
+  if (prompt) prompt_id = prompt->id;
   return pool_->Transact<StartedReply>(
       user_id, [&](pqxx::work& tx) -> absl::StatusOr<StartedReply> {
-        tx.exec_prepared(kLockUserReplies, user_id);
-        if (tx.exec_prepared1(kRepliesInProgress, user_id)[0].as<int64_t>() >=
-            max_in_progress) {
-          return ResourceExhaustedRetryAfter(
-              "too many replies in progress for this user at once",
-              absl::Seconds(1));
-        }
+        pqxx::result rows = tx.exec_prepared(
+            kStartReply, user_id, reply.conversation_id, owner, max_in_progress,
+            prompt_id, prompt_parent_id, std::string(RoleName(p.role)),
+            p.content, std::string(StatusName(p.status)), p.model,
+            PgTime(p.created_at), MetadataToJson(p.metadata), reply.id,
+            reply_parent_id, std::string(RoleName(reply.role)), reply.content,
+            std::string(StatusName(reply.status)), reply.model,
+            PgTime(reply.created_at), MetadataToJson(reply.metadata));
         StartedReply started;
-        if (prompt) {
-          ASSIGN_OR_RETURN(started.prompt,
-                           AppendIn(tx, user_id, *prompt, prompt_parent_id));
-          reply_parent_id = started.prompt->id;
+        bool stored = false;
+        for (const pqxx::row& row : rows) {
+          const std::string_view part = row[kStartReplyPart].c_str();
+          if (part == "capped") {
+            return ResourceExhaustedRetryAfter(
+                "too many replies in progress for this user at once",
+                absl::Seconds(1));
+          }
+          if (part == "prompt") {
+            started.prompt = FromRow(row);
+          } else {
+            started.reply = FromRow(row);
+            stored = true;
+          }
         }
-        ASSIGN_OR_RETURN(started.reply,
-                         AppendIn(tx, user_id, reply, reply_parent_id));
-        tx.exec_prepared0(kSetOwner, user_id, reply.conversation_id,
-                          started.reply.id, owner);
+        if (!stored) {
+          // No row: no such conversation, or no such parent in it.
+          if (tx.exec_prepared(kConversationExists, user_id,
+                               reply.conversation_id)
+                  .empty()) {
+            return ConversationNotFound();
+          }
+          return absl::NotFoundError("parent message not found");
+        }
+        if (started.prompt && context.budget_chars > 0) {
+          started.context = ContextIn(
+              tx, user_id, reply.conversation_id, started.prompt->parent_id,
+              context.max_messages, context.budget_chars);
+        }
         return started;
       });
 }
@@ -666,7 +705,7 @@ absl::StatusOr<absl::flat_hash_set<std::string>> MessageStorage::SaveReplyTexts(
                     ",\"conversation_id\":", JsonQuote(r.conversation_id),
                     ",\"id\":", JsonQuote(r.id));
     if (r.text) absl::StrAppend(&batch, ",\"text\":", JsonQuote(*r.text));
-    batch += "}";
+    absl::StrAppend(&batch, ",\"touch\":", r.touch ? "true" : "false", "}");
   }
   batch += "]";
   return pool_->Transact<absl::flat_hash_set<std::string>>(

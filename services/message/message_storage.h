@@ -61,8 +61,8 @@ class MessageStorage final : public MessageStore {
   absl::StatusOr<StartedReply> StartReply(
       const std::string& user_id, const std::optional<MessageRecord>& prompt,
       const ParentChoice& prompt_parent, const MessageRecord& reply,
-      const ParentChoice& reply_parent, int64_t owner,
-      int max_in_progress) override;
+      const ParentChoice& reply_parent, int64_t owner, int max_in_progress,
+      const ContextLimits& context) override;
   absl::StatusOr<absl::flat_hash_set<std::string>> SaveReplyTexts(
       int64_t owner, const std::vector<ReplyText>& replies,
       absl::Time now) override;

@@ -1,14 +1,17 @@
 // Durable replies in PostgreSQL (deploy/migrations/0008_durable_replies.sql,
-// 0009_reply_saves.sql):
+// 0009_reply_saves.sql, 0010_start_reply.sql):
 // a reply in progress stays its owner's while the owner's session holds its
 // advisory lock; once that session is gone, any replica marks it incomplete
 // with its stored text. The cross-user policy of recovery lets the message
 // role do that and nothing else. Needs TEST_DATABASE_URL (skipped without).
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "common/clock.h"
@@ -81,7 +84,7 @@ class ReplyRecoveryTest : public ::testing::Test {
                       .status = MessageStatus::kInProgress,
                       .created_at = now,
                       .updated_at = now},
-        std::nullopt, owner, 4);
+        std::nullopt, owner, 4, ContextLimits{});
     EXPECT_THAT(started, IsOk());
     if (!started.ok()) return "";
     absl::StatusOr<absl::flat_hash_set<std::string>> saved =
@@ -158,7 +161,7 @@ TEST_F(ReplyRecoveryTest, TheInProgressCapCountsEveryOwner) {
                                 .status = MessageStatus::kInProgress,
                                 .created_at = now,
                                 .updated_at = now},
-                  std::string(), 3000, 2),
+                  std::string(), 3000, 2, ContextLimits{}),
               StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_THAT(storage_->StartReply(
                   kBob, std::nullopt, std::nullopt,
@@ -168,9 +171,126 @@ TEST_F(ReplyRecoveryTest, TheInProgressCapCountsEveryOwner) {
                                 .status = MessageStatus::kInProgress,
                                 .created_at = now,
                                 .updated_at = now},
-                  std::string(), 3000, 2),
+                  std::string(), 3000, 2, ContextLimits{}),
               IsOk())
       << "another user's replies do not count";
+}
+
+// A question and its reply (Chat's start), under `prompt_parent`.
+absl::StatusOr<StartedReply> StartChat(MessageStorage& storage,
+                                       const std::string& user,
+                                       const std::string& conversation,
+                                       const ParentChoice& prompt_parent,
+                                       int64_t owner, int cap) {
+  const absl::Time now = ToMicroseconds(absl::Now());
+  return storage.StartReply(user,
+                            MessageRecord{.id = NewUuidV7(),
+                                          .conversation_id = conversation,
+                                          .role = Role::kUser,
+                                          .content = "question",
+                                          .created_at = now,
+                                          .updated_at = now},
+                            prompt_parent,
+                            MessageRecord{.id = NewUuidV7(),
+                                          .conversation_id = conversation,
+                                          .role = Role::kAssistant,
+                                          .status = MessageStatus::kInProgress,
+                                          .model = "m",
+                                          .created_at = now,
+                                          .updated_at = now},
+                            std::nullopt, owner, cap,
+                            {.max_messages = 10, .budget_chars = 1000});
+}
+
+TEST_F(ReplyRecoveryTest, AStartStoresTheQuestionAndItsOwnedReplyOrNothing) {
+  auto messages = [&] {
+    pqxx::connection admin(db_->admin_url());
+    pqxx::work tx(admin);
+    return tx.exec1("SELECT count(*) FROM messages")[0].as<int>();
+  };
+  EXPECT_THAT(StartChat(*storage_, kAlice, NewUuidV7(), std::nullopt, 5, 4),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(
+      StartChat(*storage_, kAlice, conversations_[kBob], std::nullopt, 5, 4),
+      StatusIs(absl::StatusCode::kNotFound))
+      << "Bob's conversation is not Alice's";
+  EXPECT_THAT(StartChat(*storage_, kAlice, conversations_[kAlice],
+                        std::string(NewUuidV7()), 5, 4),
+              StatusIs(absl::StatusCode::kNotFound))
+      << "no such parent";
+  EXPECT_EQ(messages(), 0);
+
+  absl::StatusOr<StartedReply> started =
+      StartChat(*storage_, kAlice, conversations_[kAlice], std::nullopt, 5, 4);
+  ASSERT_THAT(started, IsOk());
+  ASSERT_TRUE(started->prompt.has_value());
+  EXPECT_EQ(started->prompt->content, "question");
+  EXPECT_EQ(started->prompt->parent_id, "");
+  EXPECT_EQ(started->reply.parent_id, started->prompt->id);
+  EXPECT_EQ(started->reply.status, MessageStatus::kInProgress);
+  EXPECT_EQ(started->reply.model, "m");
+  EXPECT_EQ(started->reply.seq, started->prompt->seq + 1);
+  EXPECT_EQ(messages(), 2);
+  // The reply is its owner's: the owner's save reaches it, another's not.
+  const absl::Time now = ToMicroseconds(absl::Now());
+  const std::vector<ReplyText> save = {
+      {kAlice, conversations_[kAlice], started->reply.id, "so far"}};
+  EXPECT_TRUE(storage_->SaveReplyTexts(6, save, now).value().empty());
+  EXPECT_TRUE(storage_->SaveReplyTexts(5, save, now)
+                  .value()
+                  .contains(started->reply.id));
+
+  // At the cap the question is not stored either.
+  EXPECT_THAT(
+      StartChat(*storage_, kAlice, conversations_[kAlice], std::nullopt, 5, 1),
+      StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(messages(), 2);
+
+  // The next start reads the context above its question in the same
+  // transaction, newest first: the reply's stored text, the first question.
+  absl::StatusOr<StartedReply> next =
+      StartChat(*storage_, kAlice, conversations_[kAlice], std::nullopt, 5, 4);
+  ASSERT_THAT(next, IsOk());
+  EXPECT_EQ(next->prompt->parent_id, started->reply.id);
+  ASSERT_EQ(next->context.size(), 2u);
+  EXPECT_EQ(next->context[0].role, Role::kAssistant);
+  EXPECT_EQ(next->context[0].content, "so far");
+  EXPECT_EQ(next->context[1].role, Role::kUser);
+  EXPECT_EQ(next->context[1].content, "question");
+}
+
+TEST_F(ReplyRecoveryTest, ParallelStartsTakeNoMoreThanTheCap) {
+  constexpr int kStarts = 12;
+  constexpr int kCap = 3;
+  auto pool = DbPool::Create({.url = db_->RoleUrl("chat_message"),
+                              .size = kStarts,
+                              .statements = MessageStorage::Statements()});
+  MessageStorage storage(pool.get());
+  std::vector<absl::StatusCode> codes(kStarts);
+  {
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kStarts; ++i) {
+      threads.emplace_back([&, i] {
+        codes[i] = StartChat(storage, kAlice, conversations_[kAlice],
+                             std::nullopt, 100 + i, kCap)
+                       .status()
+                       .code();
+      });
+    }
+    for (std::thread& t : threads) t.join();
+  }
+  EXPECT_EQ(std::count(codes.begin(), codes.end(), absl::StatusCode::kOk),
+            kCap);
+  EXPECT_EQ(std::count(codes.begin(), codes.end(),
+                       absl::StatusCode::kResourceExhausted),
+            kStarts - kCap);
+  pqxx::connection admin(db_->admin_url());
+  pqxx::work tx(admin);
+  EXPECT_EQ(tx.exec1("SELECT count(*) FROM messages WHERE status = "
+                     "'in_progress'")[0]
+                .as<int>(),
+            kCap);
+  EXPECT_EQ(tx.exec1("SELECT count(*) FROM messages")[0].as<int>(), 2 * kCap);
 }
 
 TEST_F(ReplyRecoveryTest, RecoveryMayOnlyEndOtherUsersRepliesInProgress) {
@@ -211,6 +331,7 @@ TEST_F(ReplyRecoveryTest, AnOwnerStoresTheTextOfAllItsRepliesAtOnce) {
   const std::string bob = StartReply(kBob, 41, "");
   const std::string others = StartReply(kBob, 42, "kept");
   const std::string cancelled = StartReply(kAlice, 41, "so far");
+  const std::string unchanged = StartReply(kAlice, 41, "as it was");
   ASSERT_THAT(storage_->CancelReply(kAlice, conversations_[kAlice], cancelled,
                                     ToMicroseconds(absl::Now())),
               IsOk());
@@ -221,17 +342,21 @@ TEST_F(ReplyRecoveryTest, AnOwnerStoresTheTextOfAllItsRepliesAtOnce) {
       storage_->SaveReplyTexts(
           41,
           {{kAlice, conversations_[kAlice], alice, text},
-           {kBob, conversations_[kBob], bob, std::nullopt},
+           {kBob, conversations_[kBob], bob, std::nullopt, /*touch=*/true},
+           {kAlice, conversations_[kAlice], unchanged, std::nullopt},
            {kBob, conversations_[kBob], others, "stolen"},
            {kAlice, conversations_[kAlice], cancelled, "after the cancel"}},
           later);
   ASSERT_THAT(ours, IsOk());
   // Only the owner's replies still in progress.
-  EXPECT_EQ(*ours, (absl::flat_hash_set<std::string>{alice, bob}));
+  EXPECT_EQ(*ours, (absl::flat_hash_set<std::string>{alice, bob, unchanged}));
+  EXPECT_EQ(Stored(kAlice, unchanged).content, "as it was");
+  EXPECT_LT(Stored(kAlice, unchanged).updated_at, later)
+      << "no text and no touch: only read";
   EXPECT_EQ(Stored(kAlice, alice).content, text) << "byte for byte";
   EXPECT_EQ(Stored(kAlice, alice).updated_at, later);
   EXPECT_EQ(Stored(kBob, bob).content, "") << "no text: unchanged";
-  EXPECT_EQ(Stored(kBob, bob).updated_at, later) << "but a sign of life";
+  EXPECT_EQ(Stored(kBob, bob).updated_at, later) << "touched: a sign of life";
   EXPECT_EQ(Stored(kBob, others).content, "kept");
   EXPECT_EQ(Stored(kAlice, cancelled).content, "so far");
   EXPECT_EQ(Stored(kAlice, cancelled).status, MessageStatus::kIncomplete);
