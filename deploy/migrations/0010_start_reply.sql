@@ -34,7 +34,6 @@ AS $$
 DECLARE
   v_reply_parent uuid := p_reply_parent;
   v_in_progress bigint;
-  v_found boolean;
 BEGIN
   PERFORM pg_advisory_xact_lock(
     hashtextextended('replies:' || p_user_id::text, 0));
@@ -49,38 +48,25 @@ BEGIN
   END IF;
 
   IF p_prompt_id IS NOT NULL THEN
-    v_found := false;
-    FOR id, conversation_id, seq, role, content, status, model, metadata,
-        created_us, updated_us, parent_id, sibling_index, sibling_count IN
-      SELECT * FROM append_message(p_user_id, p_conversation_id, p_prompt_id,
-                                   p_prompt_parent, p_prompt_role,
-                                   p_prompt_content, p_prompt_status,
-                                   p_prompt_model, p_prompt_at,
-                                   p_prompt_metadata)
-    LOOP
-      v_found := true;
-      part := 'prompt';
-      RETURN NEXT;
-    END LOOP;
-    IF NOT v_found THEN
+    RETURN QUERY
+      SELECT a.*, 'prompt'::text
+        FROM append_message(p_user_id, p_conversation_id, p_prompt_id,
+                            p_prompt_parent, p_prompt_role, p_prompt_content,
+                            p_prompt_status, p_prompt_model, p_prompt_at,
+                            p_prompt_metadata) AS a;
+    IF NOT FOUND THEN
       RETURN;
     END IF;
     v_reply_parent := p_prompt_id;
   END IF;
 
-  v_found := false;
-  FOR id, conversation_id, seq, role, content, status, model, metadata,
-      created_us, updated_us, parent_id, sibling_index, sibling_count IN
-    SELECT * FROM append_message(p_user_id, p_conversation_id, p_reply_id,
-                                 v_reply_parent, p_reply_role,
-                                 p_reply_content, p_reply_status,
-                                 p_reply_model, p_reply_at, p_reply_metadata)
-  LOOP
-    v_found := true;
-    part := 'reply';
-    RETURN NEXT;
-  END LOOP;
-  IF v_found THEN
+  RETURN QUERY
+    SELECT a.*, 'reply'::text
+      FROM append_message(p_user_id, p_conversation_id, p_reply_id,
+                          v_reply_parent, p_reply_role, p_reply_content,
+                          p_reply_status, p_reply_model, p_reply_at,
+                          p_reply_metadata) AS a;
+  IF FOUND THEN
     UPDATE messages m SET owner_key = p_owner
      WHERE m.user_id = p_user_id AND m.conversation_id = p_conversation_id
        AND m.id = p_reply_id;
