@@ -25,21 +25,16 @@ import (
 // provider and checks that no reply it started is still in progress.
 func cmdResume(args []string) error {
 	fs := flag.NewFlagSet("resume", flag.ExitOnError)
-	base := fs.String("base", "", "gateway base URL")
-	tokenFile := fs.String("token-file", "", "file with an access token")
-	provider := fs.String("provider", "", "fake provider base URL (…/v1)")
+	flags := addChatFlags(fs, "resume")
 	n := fs.Int("n", 200, "replies to resume")
 	convCount := fs.Int("convs", 20, "conversations to spread the chats over")
 	perRequest := fs.Duration("timeout", 30*time.Second, "give up on one round after this long")
-	resultsFile := fs.String("results", "", "results file")
-	prefix := fs.String("prefix", "resume", "key prefix")
 	fs.Parse(args)
-	tokenLines, err := readLines(*tokenFile)
+	base := flags.base
+	token, providerRoot, err := flags.session()
 	if err != nil {
 		return err
 	}
-	token := tokenLines[0]
-	providerRoot := strings.TrimSuffix(*provider, "/v1")
 	convs, err := createConversations(*base, token, "bench resume", *convCount)
 	if err != nil {
 		return err
@@ -157,14 +152,8 @@ func cmdResume(args []string) error {
 	}
 
 	var lat []time.Duration
-	errorsSeen := 0
-	var firstErr error
-	note := func(err error) {
-		errorsSeen++
-		if firstErr == nil {
-			firstErr = err
-		}
-	}
+	var errs tally
+	note := errs.note
 	one(-1) // unrecorded: warms connections and caches
 	for i := 0; i < *n; i++ {
 		if d, err := one(i); err != nil {
@@ -203,14 +192,14 @@ func cmdResume(args []string) error {
 		"ok":     strconv.Itoa(len(lat)),
 		"p50_ms": ms(percentile(lat, 50)),
 		"p99_ms": ms(percentile(lat, 99)),
-		"errors": strconv.Itoa(errorsSeen),
+		"errors": strconv.Itoa(errs.count),
 		// Cancels that did not end the reply at once (then released).
 		"cancel_unfinished": strconv.Itoa(len(unfinished)),
 	}
-	if firstErr != nil {
-		kv["error_detail"] = firstErr.Error()
+	if errs.first != nil {
+		kv["error_detail"] = errs.first.Error()
 	}
 	fmt.Printf("resume: first replayed delta p50 %s ms, p99 %s ms, %d errors\n",
-		kv["p50_ms"], kv["p99_ms"], errorsSeen)
-	return record(*resultsFile, *prefix, kv)
+		kv["p50_ms"], kv["p99_ms"], errs.count)
+	return record(*flags.resultsFile, *flags.prefix, kv)
 }

@@ -302,23 +302,18 @@ func releaseProvider(providerRoot string) error {
 // `done` as an error.
 func cmdTTFB(args []string) error {
 	fs := flag.NewFlagSet("ttfb", flag.ExitOnError)
-	base := fs.String("base", "", "gateway base URL")
-	tokenFile := fs.String("token-file", "", "file with an access token")
-	provider := fs.String("provider", "", "fake provider base URL (…/v1)")
+	flags := addChatFlags(fs, "ttfb")
 	n := fs.Int("n", 200, "requests each way")
 	convCount := fs.Int("convs", 20, "conversations to spread the chats over")
 	background := fs.Int("background", 0, "held chat streams in progress during the measurement")
 	limit := fs.Duration("timeout", 0, "give up waiting for the background streams to open, "+
 		"and then to end, after this long each (0: 60 s + 50 ms a stream)")
-	resultsFile := fs.String("results", "", "results file")
-	prefix := fs.String("prefix", "ttfb", "key prefix")
 	fs.Parse(args)
-	tokenLines, err := readLines(*tokenFile)
+	base, provider := flags.base, flags.provider
+	token, providerRoot, err := flags.session()
 	if err != nil {
 		return err
 	}
-	token := tokenLines[0]
-	providerRoot := strings.TrimSuffix(*provider, "/v1")
 	convs, err := createConversations(*base, token, "bench ttfb", *convCount)
 	if err != nil {
 		return err
@@ -414,14 +409,8 @@ func cmdTTFB(args []string) error {
 	}
 
 	var provLat, eventLat, deltaLat []time.Duration
-	errorsSeen := 0
-	var firstErr error
-	note := func(err error) {
-		errorsSeen++
-		if firstErr == nil {
-			firstErr = err
-		}
-	}
+	var errs tally
+	note := errs.note
 	// One unrecorded round each way warms connections and caches.
 	direct()
 	stack(0)
@@ -446,22 +435,14 @@ func cmdTTFB(args []string) error {
 		// with done.
 		kv["background.live_after"] = strconv.Itoa(int(bg.live.Load()))
 		fmt.Printf("ttfb: %s background streams in progress after the measurement\n", kv["background.live_after"])
-		bg.release(providerRoot)
-		if !waitFor(&bg.allWG, wait) {
-			bg.fail(fmt.Errorf("not ended %v after the release", wait))
-		}
-		bgCancel()
-		bg.allWG.Wait()
+		bg.finish(providerRoot, wait, bgCancel)
 		failed := *background - int(bg.done.Load())
 		kv["background.done"] = strconv.Itoa(int(bg.done.Load()))
 		kv["background.errors"] = strconv.Itoa(failed)
 		if d := bg.errorDetail(); d != "" {
 			kv["background.error_detail"] = d
 		}
-		errorsSeen += failed
-		if failed > 0 && firstErr == nil {
-			firstErr = fmt.Errorf("background streams: %s", bg.errorDetail())
-		}
+		errs.add(failed, fmt.Errorf("background streams: %s", bg.errorDetail()))
 		fmt.Printf("ttfb: %d background streams ended complete (done) after the release, %d not\n", bg.done.Load(), failed)
 	}
 
@@ -474,16 +455,16 @@ func cmdTTFB(args []string) error {
 		"event.p50_ms": ms(percentile(eventLat, 50)), "event.p99_ms": ms(percentile(eventLat, 99)),
 		"delta.p50_ms": ms(percentile(deltaLat, 50)), "delta.p99_ms": ms(percentile(deltaLat, 99)),
 		"delta.ok": strconv.Itoa(len(deltaLat)),
-		"errors":   strconv.Itoa(errorsSeen),
+		"errors":   strconv.Itoa(errs.count),
 	} {
 		kv[k] = v
 	}
-	if firstErr != nil {
-		kv["error_detail"] = firstErr.Error()
+	if errs.first != nil {
+		kv["error_detail"] = errs.first.Error()
 	}
 	fmt.Printf("ttfb: provider p50 %s ms, through the stack: first event p50 %s ms, first delta p50 %s ms, %d errors\n",
-		kv["provider.p50_ms"], kv["event.p50_ms"], kv["delta.p50_ms"], errorsSeen)
-	return record(*resultsFile, *prefix, kv)
+		kv["provider.p50_ms"], kv["event.p50_ms"], kv["delta.p50_ms"], errs.count)
+	return record(*flags.resultsFile, *flags.prefix, kv)
 }
 
 type memory struct{ rssKiB, threads int }
@@ -516,26 +497,21 @@ func readMemory(pid int) memory {
 // end with `done`, and reads them again.
 func cmdStreams(args []string) error {
 	fs := flag.NewFlagSet("streams", flag.ExitOnError)
-	base := fs.String("base", "", "gateway base URL")
-	tokenFile := fs.String("token-file", "", "file with an access token")
-	provider := fs.String("provider", "", "fake provider base URL (…/v1)")
+	flags := addChatFlags(fs, "streams")
 	n := fs.Int("n", 1000, "streams to hold open at once")
 	pidSpec := fs.String("pids", "", "name=pid,... of the processes to measure")
 	limit := fs.Duration("timeout", 0, "give up waiting for the streams to open, and then to end, "+
 		"after this long each (0: 60 s + 50 ms a stream)")
-	resultsFile := fs.String("results", "", "results file")
-	prefix := fs.String("prefix", "streams", "key prefix")
 	fs.Parse(args)
 	pids, err := parsePids(*pidSpec)
 	if err != nil {
 		return err
 	}
-	tokenLines, err := readLines(*tokenFile)
+	base := flags.base
+	token, providerRoot, err := flags.session()
 	if err != nil {
 		return err
 	}
-	token := tokenLines[0]
-	providerRoot := strings.TrimSuffix(*provider, "/v1")
 	raiseFileLimit(*n)
 	wait := scaledTimeout(*limit, *n)
 
@@ -572,12 +548,7 @@ func cmdStreams(args []string) error {
 	fmt.Printf("streams: %d of %d open (all open: %v) after %ss, %s in progress a second later\n",
 		h.opened.Load(), *n, allOpen, kv["open_seconds"], kv["live_open"])
 
-	h.release(providerRoot)
-	if !waitFor(&h.allWG, wait) {
-		h.fail(fmt.Errorf("not ended %v after the release", wait))
-	}
-	cancel()
-	h.allWG.Wait() // the cancelled context ends every request
+	h.finish(providerRoot, wait, cancel)
 	client.CloseIdleConnections()
 	time.Sleep(2 * time.Second)
 	for name, pid := range pids {
@@ -591,7 +562,7 @@ func cmdStreams(args []string) error {
 		kv["error_detail"] = d
 	}
 	fmt.Printf("streams: %d ended complete (done) after the release, %s not\n", h.done.Load(), kv["errors"])
-	return record(*resultsFile, *prefix, kv)
+	return record(*flags.resultsFile, *flags.prefix, kv)
 }
 
 func getText(url string) (string, error) {
