@@ -186,6 +186,13 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 	if err := chatv1.RegisterMessageServiceHandlerClient(ctx, mux, messages); err != nil {
 		return nil, err
 	}
+	// Search and shares live in the message service's process.
+	if err := chatv1.RegisterSearchServiceHandlerClient(ctx, mux, chatv1.NewSearchServiceClient(up.Message)); err != nil {
+		return nil, err
+	}
+	if err := chatv1.RegisterShareServiceHandlerClient(ctx, mux, chatv1.NewShareServiceClient(up.Message)); err != nil {
+		return nil, err
+	}
 	// Registered after the generated handlers, so they serve their routes
 	// (chat.go).
 	for _, route := range eventStreams(messages) {

@@ -18,6 +18,7 @@ var (
 		chatv1.ConversationService_CreateConversation_FullMethodName: true,
 		chatv1.MessageService_CreateMessage_FullMethodName:           true,
 		chatv1.MessageService_ForkConversation_FullMethodName:        true, // a new conversation
+		chatv1.ShareService_CreateShare_FullMethodName:               true,
 	}
 	noContentRPCs = map[string]bool{
 		chatv1.AuthService_Logout_FullMethodName:                         true,
@@ -26,6 +27,7 @@ var (
 		chatv1.ConversationService_DeleteAllConversations_FullMethodName: true,
 		chatv1.MessageService_DeleteMessage_FullMethodName:               true,
 		chatv1.MessageService_ClearMessages_FullMethodName:               true,
+		chatv1.ShareService_DeleteShare_FullMethodName:                   true,
 	}
 )
 
