@@ -25,6 +25,9 @@
 #include "services/message/message_storage.h"
 #include "services/message/messages.h"
 #include "services/message/openai_provider.h"
+#include "services/message/share_handler.h"
+#include "services/message/share_storage.h"
+#include "services/message/shares.h"
 
 ABSL_FLAG(std::string, grpc_listen,
           chat::EnvOr("GRPC_LISTEN", "127.0.0.1:50053"),
@@ -69,6 +72,11 @@ ABSL_FLAG(absl::Duration, reply_recovery_grace,
           "a reply of a gone replica is recovered once it was not stored for "
           "this long (env REPLY_RECOVERY_GRACE)");
 
+// Share links (issue 12).
+ABSL_FLAG(std::string, public_base_url, chat::EnvOr("PUBLIC_BASE_URL", ""),
+          "where clients reach the REST API, put before /v1/shares/<token> "
+          "in a share's url; empty: the path alone (env PUBLIC_BASE_URL)");
+
 int main(int argc, char** argv) {
   chat::BlockTerminationSignals();
   absl::SetProgramUsageMessage(
@@ -105,7 +113,9 @@ int main(int argc, char** argv) {
 
   absl::StatusOr<std::unique_ptr<chat::ServiceRuntime>> runtime =
       chat::ServiceRuntime::FromFlags(
-          chat::message::MessageStorage::Statements(), {.callers = true});
+          chat::WithStatements(chat::message::MessageStorage::Statements(),
+                               chat::message::ShareStorage::Statements()),
+          {.callers = true});
   if (!runtime.ok())
     return chat::log::Failure("cannot start", runtime.status());
   // Replies are owned through a lock PostgreSQL holds for this process
@@ -140,11 +150,23 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_reply_recovery_interval),
       absl::GetFlag(FLAGS_reply_recovery_grace));
   chat::ThreadPool work(absl::GetFlag(FLAGS_reply_workers));
+  // Share links.
+  if (absl::Status base = chat::message::CheckPublicBaseUrl(
+          absl::GetFlag(FLAGS_public_base_url));
+      !base.ok()) {
+    return chat::log::Failure("bad --public_base_url", base);
+  }
+  chat::message::ShareStorage share_storage((*runtime)->pool());
+  chat::message::Shares shares(
+      &share_storage, (*runtime)->clock(),
+      {.public_base_url = absl::GetFlag(FLAGS_public_base_url)});
+  chat::message::ShareServiceImpl share_service(&shares, (*runtime)->callers());
   chat::message::MessageServiceImpl service(&messages, &chats,
                                             (*runtime)->callers(), &work);
-  absl::Status served = (*runtime)->Serve(
-      "message", absl::GetFlag(FLAGS_grpc_listen),
-      absl::GetFlag(FLAGS_max_threads), {&service}, [&] { chats.Stop(); });
+  absl::Status served =
+      (*runtime)->Serve("message", absl::GetFlag(FLAGS_grpc_listen),
+                        absl::GetFlag(FLAGS_max_threads),
+                        {&service, &share_service}, [&] { chats.Stop(); });
   curl_global_cleanup();
   if (!served.ok()) return chat::log::Failure("server failed", served);
   return EXIT_SUCCESS;
