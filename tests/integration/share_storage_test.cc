@@ -215,6 +215,37 @@ TEST_F(ShareStorageTest, TheRoleCannotReadShareTablesWithoutItsUser) {
             "0");
 }
 
+TEST_F(ShareStorageTest, OnlyTheMessageRoleTouchesShares) {
+  Add("hello");
+  CreatedShare made = MustShare();
+  const std::string hash = *ShareTokenHash(made.token);
+  // Runs `sql` as `role` with app.user_id = alice; false when refused.
+  auto allowed = [&](const std::string& role, const std::string& sql) {
+    pqxx::connection conn(db_->RoleUrl(role));
+    pqxx::work tx(conn);
+    tx.exec_params("SELECT set_config('app.user_id', $1, true)",
+                   std::string(kAlice));
+    try {
+      tx.exec(sql);
+      return true;
+    } catch (const pqxx::sql_error&) {
+      return false;
+    }
+  };
+  for (const char* role : {"chat_auth", "chat_conversation"}) {
+    EXPECT_FALSE(allowed(role, "SELECT count(*) FROM shares")) << role;
+    EXPECT_FALSE(allowed(role, "SELECT count(*) FROM share_messages")) << role;
+    EXPECT_FALSE(allowed(role, "SELECT * FROM shared_conversation(decode('" +
+                                   hash + "', 'hex'))"))
+        << role;
+  }
+  EXPECT_TRUE(allowed("chat_message", "SELECT count(*) FROM shares"));
+  // A snapshot is never changed, only made and deleted.
+  EXPECT_FALSE(allowed("chat_message", "UPDATE shares SET title = 'x'"));
+  EXPECT_FALSE(
+      allowed("chat_message", "UPDATE share_messages SET content = 'x'"));
+}
+
 TEST_F(ShareStorageTest, UnknownAndRevokedTokensAreNotFound) {
   Add("hello");
   CreatedShare made = MustShare();
