@@ -108,6 +108,11 @@ int main(int argc, char** argv) {
     return chat::log::Failure("bad --provider",
                               absl::InvalidArgumentError("use echo or openai"));
   }
+  if (absl::Status base = chat::message::CheckPublicBaseUrl(
+          absl::GetFlag(FLAGS_public_base_url));
+      !base.ok()) {
+    return chat::log::Failure("bad --public_base_url", base);
+  }
   chat::log::Info("model provider", {{"provider", provider_name},
                                      {"model", provider->default_model()}});
 
@@ -151,11 +156,6 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_reply_recovery_grace));
   chat::ThreadPool work(absl::GetFlag(FLAGS_reply_workers));
   // Share links.
-  if (absl::Status base = chat::message::CheckPublicBaseUrl(
-          absl::GetFlag(FLAGS_public_base_url));
-      !base.ok()) {
-    return chat::log::Failure("bad --public_base_url", base);
-  }
   chat::message::ShareStorage share_storage((*runtime)->pool());
   chat::message::Shares shares(
       &share_storage, (*runtime)->clock(),

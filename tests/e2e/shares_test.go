@@ -9,12 +9,17 @@ package e2e
 // load.
 
 import (
+	"context"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 var shareTokenPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
@@ -386,4 +391,43 @@ func TestSharesParallelMix(t *testing.T) {
 		t.Fatalf("after the load: %q", got)
 	}
 	expectAllAlive(t, s)
+}
+
+// PUBLIC_BASE_URL of the message service goes before a share's path; the
+// view is reached by that path on the gateway all the same.
+func TestSharesPublicBaseURL(t *testing.T) {
+	s := startRobustStack(t, map[string][]string{"message": {"PUBLIC_BASE_URL=https://chat.example.com/"}})
+	a := s.NewAccount(t)
+	conv := Str(createConversation(t, s, a, nil), "id")
+	createMessage(t, s, a, conv, "user", "hello")
+	r := s.Do(t, "POST", sharesPath(conv), map[string]any{}, Bearer(a.Access)...)
+	mustStatus(t, r, http.StatusCreated, "create share")
+	token := Str(r.JSON, "token")
+	if got, want := Str(r.JSON, "url"), "https://chat.example.com/v1/shares/"+token; got != want {
+		t.Fatalf("url %q, want %q", got, want)
+	}
+	path := strings.TrimPrefix(Str(r.JSON, "url"), "https://chat.example.com")
+	if got := sharedContents(t, viewShare(t, s, strings.TrimPrefix(path, "/v1/shares/"))); !sameJSON(got, []string{"hello"}) {
+		t.Fatalf("shared messages %q", got)
+	}
+}
+
+// A PUBLIC_BASE_URL that is not an http(s) URL stops the message service
+// before it serves, with the reason in its log.
+func TestSharesBadPublicBaseURLStopsTheService(t *testing.T) {
+	for _, bad := range []string{"chat.example.com", "ftp://chat.example.com", "https://chat.example.com/?x=1"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		cmd := exec.CommandContext(ctx, filepath.Join(buildDir(), "services/message/chat-message"))
+		cmd.Env = append(os.Environ(), "PUBLIC_BASE_URL="+bad, "GRPC_LISTEN=127.0.0.1:0",
+			"DATABASE_URL=postgresql://nobody@127.0.0.1:1/none")
+		out, err := cmd.CombinedOutput()
+		timedOut := ctx.Err() != nil
+		cancel()
+		if err == nil || timedOut {
+			t.Fatalf("PUBLIC_BASE_URL=%q: err %v (timed out: %v), want a failed start; output %s", bad, err, timedOut, out)
+		}
+		if !strings.Contains(string(out), "bad --public_base_url") {
+			t.Fatalf("PUBLIC_BASE_URL=%q: output %s", bad, out)
+		}
+	}
 }
