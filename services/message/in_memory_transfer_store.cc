@@ -11,8 +11,8 @@ namespace {
 // Writes into a copy of the user's conversations, kept only on success.
 class StagingWriter final : public ImportWriter {
  public:
-  explicit StagingWriter(std::map<std::string, InMemoryTransferStore::Stored>
-                             conversations)
+  explicit StagingWriter(
+      std::map<std::string, InMemoryTransferStore::Stored> conversations)
       : conversations_(std::move(conversations)) {}
 
   absl::StatusOr<bool> Begin(const ConversationRecord& c) override {
@@ -64,9 +64,10 @@ absl::Status InMemoryTransferStore::Export(const std::string& user_id,
   if (!Take(user_id, slots)) return Busy();
   std::vector<Stored> all;
   for (auto& [id, stored] : Of(user_id)) all.push_back(std::move(stored));
-  std::stable_sort(all.begin(), all.end(), [](const Stored& a, const Stored& b) {
-    return a.conversation.created_at < b.conversation.created_at;
-  });
+  std::stable_sort(
+      all.begin(), all.end(), [](const Stored& a, const Stored& b) {
+        return a.conversation.created_at < b.conversation.created_at;
+      });
   for (const Stored& s : all) {
     if (!sink.Conversation(s.conversation)) break;
     for (size_t i = 0; i < s.messages.size(); i += batch) {

@@ -72,8 +72,7 @@ ABSL_FLAG(absl::Duration, reply_recovery_grace,
           "a reply of a gone replica is recovered once it was not stored for "
           "this long (env REPLY_RECOVERY_GRACE)");
 
-ABSL_FLAG(int, max_transfers_per_user,
-          chat::EnvOr("MAX_TRANSFERS_PER_USER", 2),
+ABSL_FLAG(int, max_transfers_per_user, chat::EnvOr("MAX_TRANSFERS_PER_USER", 2),
           "exports and imports one user may run at once, across replicas; "
           "more answer 429 (env MAX_TRANSFERS_PER_USER)");
 ABSL_FLAG(int, max_transfers, chat::EnvOr("MAX_TRANSFERS", 2),
@@ -163,9 +162,10 @@ int main(int argc, char** argv) {
                                                   (*runtime)->callers());
   chat::message::MessageServiceImpl service(&messages, &chats,
                                             (*runtime)->callers(), &work);
-  absl::Status served = (*runtime)->Serve(
-      "message", absl::GetFlag(FLAGS_grpc_listen),
-      absl::GetFlag(FLAGS_max_threads), {&service, &export_service}, [&] { chats.Stop(); });
+  absl::Status served =
+      (*runtime)->Serve("message", absl::GetFlag(FLAGS_grpc_listen),
+                        absl::GetFlag(FLAGS_max_threads),
+                        {&service, &export_service}, [&] { chats.Stop(); });
   curl_global_cleanup();
   if (!served.ok()) return chat::log::Failure("server failed", served);
   return EXIT_SUCCESS;

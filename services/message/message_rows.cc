@@ -15,10 +15,11 @@ MessageRecord MessageFromRow(const pqxx::row& row, int first) {
   // The table's CHECK constraints allow only the values the enums name.
   m.role = ParseRole(row[first + 3].as<std::string>()).value_or(Role::kUser);
   m.content = row[first + 4].as<std::string>();
-  m.status =
-      ParseStatus(row[first + 5].as<std::string>()).value_or(MessageStatus::kComplete);
+  m.status = ParseStatus(row[first + 5].as<std::string>())
+                 .value_or(MessageStatus::kComplete);
   m.model = row[first + 6].as<std::string>();
-  m.metadata = MetadataFromJson(row[first + 7].as<std::string>()).value_or(Metadata{});
+  m.metadata =
+      MetadataFromJson(row[first + 7].as<std::string>()).value_or(Metadata{});
   m.created_at = FromPgMicros(row[first + 8].as<int64_t>());
   m.updated_at = FromPgMicros(row[first + 9].as<int64_t>());
   m.parent_id = row[first + 10].as<std::string>();

@@ -160,16 +160,16 @@ Status ExportServiceImpl::Import(
     grpc::ServerContext* context,
     grpc::ServerReader<chat::v1::ImportRequest>* reader,
     chat::v1::ImportResponse* response) {
-  return ForCaller(
-      *callers_, *context, [&](const std::string& user) -> absl::Status {
-        StreamImportSource source(context, reader);
-        absl::StatusOr<Transfers::Counts> counts =
-            transfers_->Import(user, source);
-        if (!counts.ok()) return counts.status();
-        response->set_imported(counts->imported);
-        response->set_skipped(counts->skipped);
-        return absl::OkStatus();
-      });
+  return ForCaller(*callers_, *context,
+                   [&](const std::string& user) -> absl::Status {
+                     StreamImportSource source(context, reader);
+                     absl::StatusOr<Transfers::Counts> counts =
+                         transfers_->Import(user, source);
+                     if (!counts.ok()) return counts.status();
+                     response->set_imported(counts->imported);
+                     response->set_skipped(counts->skipped);
+                     return absl::OkStatus();
+                   });
 }
 
 }  // namespace chat::message

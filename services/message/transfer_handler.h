@@ -17,10 +17,9 @@ class ExportServiceImpl final : public chat::v1::ExportService::Service {
   ExportServiceImpl(Transfers* transfers, const CallerResolver* callers)
       : transfers_(transfers), callers_(callers) {}
 
-  grpc::Status Export(grpc::ServerContext* context,
-                      const chat::v1::ExportRequest* request,
-                      grpc::ServerWriter<chat::v1::ExportChunk>* writer)
-      override;
+  grpc::Status Export(
+      grpc::ServerContext* context, const chat::v1::ExportRequest* request,
+      grpc::ServerWriter<chat::v1::ExportChunk>* writer) override;
   grpc::Status Import(grpc::ServerContext* context,
                       grpc::ServerReader<chat::v1::ImportRequest>* reader,
                       chat::v1::ImportResponse* response) override;

@@ -21,25 +21,28 @@ constexpr char kTakeSlotSql[] =
     "WHERE pg_try_advisory_xact_lock(hashtext('chat.transfer:' || $1), s) "
     "LIMIT 1";
 
-// Every conversation of the user with its messages, oldest conversation
-// first, each conversation's messages in creation order (a parent's seq is
-// below its children's). A conversation without messages is one row whose
-// message columns are NULL. DECLARE takes no parameters: the user id is a
-// UUID checked by DbPool::Transact, quoted all the same.
-constexpr char kExportCursorSql[] =
-    "DECLARE transfer_export NO SCROLL CURSOR FOR "
+// Every conversation of the user, oldest first. DECLARE takes no
+// parameters: the user id is a UUID checked by DbPool::Transact, quoted all
+// the same.
+constexpr char kExportConversationsSql[] =
+    "DECLARE transfer_conversations NO SCROLL CURSOR FOR "
     "SELECT c.id::text, c.title, c.untitled, c.metadata::text, c.archived, "
     "c.pinned, c.message_count, "
     "(extract(epoch FROM c.last_message_at) * 1000000)::bigint, "
     "COALESCE(c.active_leaf_id::text, ''), "
     "(extract(epoch FROM c.created_at) * 1000000)::bigint, "
-    "(extract(epoch FROM c.updated_at) * 1000000)::bigint, "
-    "m.id IS NOT NULL, " MESSAGE_COLUMNS
-    " FROM conversations c LEFT JOIN messages m "
-    "ON m.user_id = c.user_id AND m.conversation_id = c.id" SIBLINGS
-    "WHERE c.user_id = ";
-constexpr char kExportOrderSql[] = " ORDER BY c.created_at, c.id, m.seq";
-constexpr int kConversationColumns = 12;
+    "(extract(epoch FROM c.updated_at) * 1000000)::bigint "
+    "FROM conversations c WHERE c.user_id = ";
+constexpr char kExportConversationsOrderSql[] = " ORDER BY c.created_at, c.id";
+
+// The next page of a conversation's messages in creation order (a parent's
+// seq is below its children's), by the primary key: no sort, and the cost
+// of a page does not grow with the conversation.
+constexpr char kExportMessages[] = "transfer_export_messages";
+constexpr char kExportMessagesSql[] =
+    "SELECT " MESSAGE_COLUMNS " FROM messages m" SIBLINGS
+    "WHERE m.user_id = $1::uuid AND m.conversation_id = $2::uuid "
+    "AND m.seq > $3 ORDER BY m.seq LIMIT $4";
 
 constexpr char kInsertConversation[] = "transfer_insert_conversation";
 constexpr char kInsertConversationSql[] =
@@ -166,6 +169,7 @@ class TransactionImportWriter final : public ImportWriter {
 std::vector<PreparedStatement> TransferStorage::Statements() {
   return {
       {kTakeSlot, kTakeSlotSql},
+      {kExportMessages, kExportMessagesSql},
       {kInsertConversation, kInsertConversationSql},
       {kInsertMessages, kInsertMessagesSql},
       {kEndConversation, kEndConversationSql},
@@ -182,32 +186,29 @@ absl::Status TransferStorage::Export(const std::string& user_id, int slots,
     if (started) return NotRepeatable("export");
     started = true;
     RETURN_IF_ERROR(TakeSlot(tx, user_id, slots));
-    tx.exec0(absl::StrCat(kExportCursorSql, tx.quote(user_id),
-                          kExportOrderSql));
-    const std::string fetch = absl::StrCat("FETCH ", batch,
-                                           " FROM transfer_export");
-    std::string current;  // the id of the conversation being sent
-    std::vector<MessageRecord> messages;
+    tx.exec0(absl::StrCat(kExportConversationsSql, tx.quote(user_id),
+                          kExportConversationsOrderSql));
+    const std::string fetch =
+        absl::StrCat("FETCH ", batch, " FROM transfer_conversations");
     while (true) {
-      pqxx::result rows = tx.exec(fetch);
-      for (const pqxx::row& row : rows) {
-        if (row[0].as<std::string>() != current) {
-          if (!messages.empty() && !sink.Messages(messages))
-            return absl::OkStatus();
-          messages.clear();
-          ConversationRecord c = ConversationFromRow(row);
-          current = c.id;
-          if (!sink.Conversation(c)) return absl::OkStatus();
+      pqxx::result conversations = tx.exec(fetch);
+      if (conversations.empty()) return absl::OkStatus();
+      for (const pqxx::row& row : conversations) {
+        const ConversationRecord c = ConversationFromRow(row);
+        if (!sink.Conversation(c)) return absl::OkStatus();
+        int64_t after = 0;
+        while (true) {
+          pqxx::result rows =
+              tx.exec_prepared(kExportMessages, user_id, c.id, after, batch);
+          if (rows.empty()) break;
+          std::vector<MessageRecord> messages;
+          messages.reserve(rows.size());
+          for (const pqxx::row& m : rows) messages.push_back(MessageFromRow(m));
+          after = messages.back().seq;
+          if (!sink.Messages(messages)) return absl::OkStatus();
+          if (static_cast<int>(rows.size()) < batch) break;
         }
-        if (row[11].as<bool>())
-          messages.push_back(MessageFromRow(row, kConversationColumns));
       }
-      if (!messages.empty() &&
-          (static_cast<int>(messages.size()) >= batch || rows.empty())) {
-        if (!sink.Messages(messages)) return absl::OkStatus();
-        messages.clear();
-      }
-      if (rows.empty()) return absl::OkStatus();
     }
   });
 }

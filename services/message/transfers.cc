@@ -90,8 +90,8 @@ class ImportRun {
         .active_leaf_id = c.active_leaf_id,
         .created_at = c.created_at.value_or(now_),
     };
-    record.updated_at = std::max(record.created_at,
-                                 c.updated_at.value_or(record.created_at));
+    record.updated_at =
+        std::max(record.created_at, c.updated_at.value_or(record.created_at));
     ASSIGN_OR_RETURN(bool fresh, writer_.Begin(record));
     current_ = std::move(record);
     current_source_ = item.source;
@@ -109,13 +109,15 @@ class ImportRun {
     if (!IsUuid(m.id)) {
       violations.Add("message.id", "must be a UUID");
     } else if (ids_.contains(m.id)) {
-      violations.Add("message.id", "repeats an earlier message of the conversation");
+      violations.Add("message.id",
+                     "repeats an earlier message of the conversation");
     }
     if (!m.parent_id.empty() && !ids_.contains(m.parent_id))
       violations.Add("message.parent_id",
                      "must be an earlier message of the conversation");
     std::optional<Role> role = ParseRole(m.role);
-    if (!role) violations.Add("message.role", "must be user, assistant or system");
+    if (!role)
+      violations.Add("message.role", "must be user, assistant or system");
     ValidateText("message.content", m.content, kMaxContent, violations);
     std::optional<MessageStatus> status =
         m.status.empty() ? MessageStatus::kComplete : ParseStatus(m.status);
@@ -147,8 +149,8 @@ class ImportRun {
         .metadata = m.metadata,
         .created_at = m.created_at.value_or(current_->created_at),
     };
-    record.updated_at = std::max(record.created_at,
-                                 m.updated_at.value_or(record.created_at));
+    record.updated_at =
+        std::max(record.created_at, m.updated_at.value_or(record.created_at));
     last_message_at_ = std::max(last_message_at_.value_or(record.created_at),
                                 record.created_at);
     if (!storing_) return absl::OkStatus();

@@ -97,7 +97,8 @@ class ImportWriter {
   virtual ~ImportWriter() = default;
   // Starts storing `conversation` (its counts and active leaf come with
   // End); false, storing nothing, when the user already has its id.
-  virtual absl::StatusOr<bool> Begin(const ConversationRecord& conversation) = 0;
+  virtual absl::StatusOr<bool> Begin(
+      const ConversationRecord& conversation) = 0;
   // The next messages of the conversation begun last, parents first; their
   // seq is their place in the conversation, from 1.
   virtual absl::Status Add(const std::vector<MessageRecord>& messages) = 0;
@@ -117,8 +118,8 @@ class TransferStore {
   // messages in creation order (a parent before its children), from one
   // snapshot, in batches of at most `batch` messages. Stops early, OK, when
   // the sink refuses.
-  virtual absl::Status Export(const std::string& user_id, int slots,
-                              int batch, ExportSink& sink) = 0;
+  virtual absl::Status Export(const std::string& user_id, int slots, int batch,
+                              ExportSink& sink) = 0;
   // Runs `body` in one transaction and commits when it returns OK.
   // `body` runs at most once: when the database fails after it started,
   // the import fails and nothing is stored.

@@ -54,8 +54,9 @@ class VectorSource final : public ImportSource {
 
 ImportItem Conversation(const std::string& id, const std::string& leaf = "",
                         const std::string& title = "Trip") {
-  return {"line " + id.substr(id.size() - 2),
-          ImportedConversation{.id = id, .title = title, .active_leaf_id = leaf}};
+  return {
+      "line " + id.substr(id.size() - 2),
+      ImportedConversation{.id = id, .title = title, .active_leaf_id = leaf}};
 }
 
 ImportItem Message(const std::string& id, const std::string& parent,
@@ -71,8 +72,8 @@ ImportItem Message(const std::string& id, const std::string& parent,
 
 class TransfersTest : public ::testing::Test {
  protected:
-  absl::StatusOr<Transfers::Counts> Import(std::vector<ImportItem> items,
-                                           absl::Status end = absl::OkStatus()) {
+  absl::StatusOr<Transfers::Counts> Import(
+      std::vector<ImportItem> items, absl::Status end = absl::OkStatus()) {
     VectorSource source(std::move(items), std::move(end));
     return transfers_.Import(kUser, source);
   }
@@ -85,7 +86,8 @@ class TransfersTest : public ::testing::Test {
 
 TEST_F(TransfersTest, StoresATreeWithItsCountsAndLeaf) {
   absl::StatusOr<Transfers::Counts> counts = Import({
-      Conversation(kC1, kM3), Message(kM1, ""),
+      Conversation(kC1, kM3),
+      Message(kM1, ""),
       Message(kM2, kM1, "assistant", "first answer"),
       Message(kM3, kM1, "assistant", "second answer"),  // a sibling of kM2
       Message(kM4, kM2),
@@ -159,33 +161,55 @@ TEST_F(TransfersTest, ABadItemStoresNothingAndNamesItsSource) {
   std::get<ImportedConversation>(bad_metadata.item).metadata[""] = "x";
   const std::vector<Case> cases = {
       {"message first", {Message(kM1, "")}, "message a1", ""},
-      {"bad conversation id", {Conversation("c1")}, "line c1", "conversation.id"},
-      {"parent later", {Conversation(kC1), Message(kM1, kM2), Message(kM2, "")},
-       "message a1", "message.parent_id"},
+      {"bad conversation id",
+       {Conversation("c1")},
+       "line c1",
+       "conversation.id"},
+      {"parent later",
+       {Conversation(kC1), Message(kM1, kM2), Message(kM2, "")},
+       "message a1",
+       "message.parent_id"},
       {"parent in another conversation",
        {Conversation(kC1), Message(kM1, ""), Conversation(kC2),
         Message(kM2, kM1)},
-       "message a2", "message.parent_id"},
-      {"repeated id", {Conversation(kC1), Message(kM1, ""), Message(kM1, "")},
-       "message a1", "message.id"},
-      {"role", {Conversation(kC1), Message(kM1, "", "tool")}, "message a1",
+       "message a2",
+       "message.parent_id"},
+      {"repeated id",
+       {Conversation(kC1), Message(kM1, ""), Message(kM1, "")},
+       "message a1",
+       "message.id"},
+      {"role",
+       {Conversation(kC1), Message(kM1, "", "tool")},
+       "message a1",
        "message.role"},
-      {"empty content", {Conversation(kC1), Message(kM1, "", "user", "")},
-       "message a1", "message.content"},
-      {"bad UTF-8", {Conversation(kC1), Message(kM1, "", "user", "a\xff")},
-       "message a1", "message.content"},
-      {"too long", {Conversation(kC1),
-                    Message(kM1, "", "user", std::string(100001, 'x'))},
-       "message a1", "message.content"},
-      {"status", {Conversation(kC1), Message(kM1, ""), bad_status},
-       "message a2", "message.status"},
-      {"time", {Conversation(kC1), Message(kM1, ""), bad_time}, "message a2",
+      {"empty content",
+       {Conversation(kC1), Message(kM1, "", "user", "")},
+       "message a1",
+       "message.content"},
+      {"bad UTF-8",
+       {Conversation(kC1), Message(kM1, "", "user", "a\xff")},
+       "message a1",
+       "message.content"},
+      {"too long",
+       {Conversation(kC1), Message(kM1, "", "user", std::string(100001, 'x'))},
+       "message a1",
+       "message.content"},
+      {"status",
+       {Conversation(kC1), Message(kM1, ""), bad_status},
+       "message a2",
+       "message.status"},
+      {"time",
+       {Conversation(kC1), Message(kM1, ""), bad_time},
+       "message a2",
        "message.created_at"},
-      {"metadata", {Conversation(kC1), bad_metadata}, "line c2",
+      {"metadata",
+       {Conversation(kC1), bad_metadata},
+       "line c2",
        "conversation.metadata"},
       {"leaf not in the conversation",
        {Conversation(kC1, kM2), Message(kM1, ""), Conversation(kC2)},
-       "line c1", "conversation.active_leaf_id"},
+       "line c1",
+       "conversation.active_leaf_id"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -225,9 +249,8 @@ TEST_F(TransfersTest, AUserRunsAtMostPerUserTransfersAtOnce) {
   TransferSlots slots(8);
   Transfers transfers(&store, &slots, &clock_, {.per_user = 1});
   BlockingSource blocking;
-  std::thread running([&] {
-    EXPECT_THAT(transfers.Import(kUser, blocking), IsOk());
-  });
+  std::thread running(
+      [&] { EXPECT_THAT(transfers.Import(kUser, blocking), IsOk()); });
   while (!blocking.started.load()) std::this_thread::yield();
   VectorSource empty({});
   EXPECT_THAT(transfers.Import(kUser, empty),
@@ -244,9 +267,8 @@ TEST_F(TransfersTest, TheProcessRunsAtMostItsSlots) {
   TransferSlots slots(1);
   Transfers transfers(&store_, &slots, &clock_, {.per_user = 4});
   BlockingSource blocking;
-  std::thread running([&] {
-    EXPECT_THAT(transfers.Import(kUser, blocking), IsOk());
-  });
+  std::thread running(
+      [&] { EXPECT_THAT(transfers.Import(kUser, blocking), IsOk()); });
   while (!blocking.started.load()) std::this_thread::yield();
   VectorSource empty({});
   absl::StatusOr<Transfers::Counts> busy =
@@ -281,7 +303,8 @@ TEST(TransferSlotsTest, ManyThreadsNeverTakeMoreThanTheSlots) {
   for (std::thread& t : threads) t.join();
   EXPECT_LE(most.load(), kSlots);
   EXPECT_GT(taken.load(), 0);
-  for (int i = 0; i < kSlots; ++i) EXPECT_TRUE(slots.TryTake()) << "all given back";
+  for (int i = 0; i < kSlots; ++i)
+    EXPECT_TRUE(slots.TryTake()) << "all given back";
   EXPECT_FALSE(slots.TryTake());
 }
 

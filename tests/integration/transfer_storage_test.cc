@@ -5,6 +5,8 @@
 // and a user's transfers are counted across replicas. Needs
 // TEST_DATABASE_URL (skipped without).
 
+#include "services/message/transfer_storage.h"
+
 #include <atomic>
 #include <memory>
 #include <string>
@@ -19,7 +21,6 @@
 #include "gtest/gtest.h"
 #include "pqxx/pqxx"
 #include "services/message/message_storage.h"
-#include "services/message/transfer_storage.h"
 #include "services/message/transfers.h"
 #include "tests/integration/test_database.h"
 
@@ -88,17 +89,18 @@ std::vector<ImportItem> AsItems(const std::vector<Exported>& exported) {
                                  .active_leaf_id = c.active_leaf_id,
                              }});
     for (const MessageRecord& m : e.messages) {
-      items.push_back({"message", ImportedMessage{
-                                      .id = m.id,
-                                      .parent_id = m.parent_id,
-                                      .role = std::string(RoleName(m.role)),
-                                      .content = m.content,
-                                      .status = std::string(StatusName(m.status)),
-                                      .model = m.model,
-                                      .metadata = m.metadata,
-                                      .created_at = m.created_at,
-                                      .updated_at = m.updated_at,
-                                  }});
+      items.push_back(
+          {"message", ImportedMessage{
+                          .id = m.id,
+                          .parent_id = m.parent_id,
+                          .role = std::string(RoleName(m.role)),
+                          .content = m.content,
+                          .status = std::string(StatusName(m.status)),
+                          .model = m.model,
+                          .metadata = m.metadata,
+                          .created_at = m.created_at,
+                          .updated_at = m.updated_at,
+                      }});
     }
   }
   return items;
@@ -241,10 +243,11 @@ TEST_F(TransferStorageTest, AnImportReadsBackAsStoredTreesAndExportsAsIs) {
 TEST_F(TransferStorageTest, AnExportImportedIntoAnotherAccountIsTheSame) {
   std::vector<std::string> ids;
   std::vector<ImportItem> items = Tree(NewUuidV7(), ids);
-  ImportItem empty{"c2", ImportedConversation{.id = NewUuidV7(),
-                                              .title = "empty",
-                                              .archived = true,
-                                              .created_at = kT0 + absl::Hours(2)}};
+  ImportItem empty{"c2",
+                   ImportedConversation{.id = NewUuidV7(),
+                                        .title = "empty",
+                                        .archived = true,
+                                        .created_at = kT0 + absl::Hours(2)}};
   items.push_back(empty);
   ASSERT_THAT(Import(kAlice, items), IsOk());
   std::vector<Exported> alice = Export(kAlice);
@@ -358,10 +361,11 @@ TEST_F(TransferStorageTest, AnExportComesInBatchesParentsFirst) {
   std::string parent;
   for (int i = 0; i < 300; ++i) {
     std::string id = NewUuidV7();
-    items.push_back({"m", ImportedMessage{.id = id,
-                                          .parent_id = parent,
-                                          .role = i % 2 ? "assistant" : "user",
-                                          .content = "turn " + std::to_string(i)}});
+    items.push_back(
+        {"m", ImportedMessage{.id = id,
+                              .parent_id = parent,
+                              .role = i % 2 ? "assistant" : "user",
+                              .content = "turn " + std::to_string(i)}});
     parent = id;
   }
   ASSERT_THAT(Import(kAlice, items), IsOk());
@@ -370,7 +374,8 @@ TEST_F(TransferStorageTest, AnExportComesInBatchesParentsFirst) {
   ASSERT_EQ(exported[0].messages.size(), 300u);
   EXPECT_GE(exported[0].chunks, 300 / 64);
   for (size_t i = 1; i < 300; ++i)
-    EXPECT_EQ(exported[0].messages[i].parent_id, exported[0].messages[i - 1].id);
+    EXPECT_EQ(exported[0].messages[i].parent_id,
+              exported[0].messages[i - 1].id);
   EXPECT_EQ(Branch(kAlice, c, Branch::kActive).size(), 200u)
       << "a page of the active branch: the whole path is active";
 }
@@ -396,9 +401,8 @@ TEST_F(TransferStorageTest, AUsersTransfersAreCountedAcrossReplicas) {
   Transfers replica_b(&other_storage, &slots_b, &clock_, {.per_user = 1});
 
   BlockingSource blocking;
-  std::thread running([&] {
-    EXPECT_THAT(replica_a.Import(kAlice, blocking), IsOk());
-  });
+  std::thread running(
+      [&] { EXPECT_THAT(replica_a.Import(kAlice, blocking), IsOk()); });
   while (!blocking.started.load()) std::this_thread::yield();
   CollectingSink sink;
   EXPECT_THAT(replica_b.Export(kAlice, sink),
