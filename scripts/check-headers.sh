@@ -21,6 +21,7 @@ domain=(
   services/message/openai_provider.h
   services/message/provider.h
   services/message/shares.h
+  services/message/transfers.h
 )
 handlers=(
   common/caller.h common/grpc_status.h common/request_context.h
@@ -28,6 +29,7 @@ handlers=(
   services/auth/auth_handler.h services/conversation/conversation_handler.h
   services/message/chat_event_stream.h services/message/message_handler.h
   services/message/share_handler.h
+  services/message/message_proto.h services/message/transfer_handler.h
 )
 
 failed=0
