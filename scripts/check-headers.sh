@@ -20,6 +20,7 @@ domain=(
   services/message/message_values.h services/message/messages.h
   services/message/openai_provider.h
   services/message/provider.h
+  services/message/shares.h
   services/message/transfers.h
 )
 handlers=(
@@ -27,6 +28,7 @@ handlers=(
   common/server.h
   services/auth/auth_handler.h services/conversation/conversation_handler.h
   services/message/chat_event_stream.h services/message/message_handler.h
+  services/message/share_handler.h
   services/message/message_proto.h services/message/transfer_handler.h
 )
 

@@ -25,6 +25,9 @@
 #include "services/message/message_storage.h"
 #include "services/message/messages.h"
 #include "services/message/openai_provider.h"
+#include "services/message/share_handler.h"
+#include "services/message/share_storage.h"
+#include "services/message/shares.h"
 #include "services/message/transfer_handler.h"
 #include "services/message/transfer_storage.h"
 #include "services/message/transfers.h"
@@ -79,6 +82,11 @@ ABSL_FLAG(int, max_transfers, chat::EnvOr("MAX_TRANSFERS", 2),
           "exports and imports this process runs at once, each holding a "
           "database connection; more answer 429 (env MAX_TRANSFERS)");
 
+// Share links (issue 12).
+ABSL_FLAG(std::string, public_base_url, chat::EnvOr("PUBLIC_BASE_URL", ""),
+          "where clients reach the REST API, put before /v1/shares/<token> "
+          "in a share's url; empty: the path alone (env PUBLIC_BASE_URL)");
+
 int main(int argc, char** argv) {
   chat::BlockTerminationSignals();
   absl::SetProgramUsageMessage(
@@ -110,13 +118,21 @@ int main(int argc, char** argv) {
     return chat::log::Failure("bad --provider",
                               absl::InvalidArgumentError("use echo or openai"));
   }
+  if (absl::Status base = chat::message::CheckPublicBaseUrl(
+          absl::GetFlag(FLAGS_public_base_url));
+      !base.ok()) {
+    return chat::log::Failure("bad --public_base_url", base);
+  }
   chat::log::Info("model provider", {{"provider", provider_name},
                                      {"model", provider->default_model()}});
 
   absl::StatusOr<std::unique_ptr<chat::ServiceRuntime>> runtime =
       chat::ServiceRuntime::FromFlags(
-          chat::WithStatements(chat::message::MessageStorage::Statements(),
-                               chat::message::TransferStorage::Statements()),
+          chat::WithStatements(
+              chat::WithStatements(
+                  chat::message::MessageStorage::Statements(),
+                  chat::message::TransferStorage::Statements()),
+              chat::message::ShareStorage::Statements()),
           {.callers = true});
   if (!runtime.ok())
     return chat::log::Failure("cannot start", runtime.status());
@@ -160,12 +176,18 @@ int main(int argc, char** argv) {
       {.per_user = std::max(1, absl::GetFlag(FLAGS_max_transfers_per_user))});
   chat::message::ExportServiceImpl export_service(&transfers,
                                                   (*runtime)->callers());
+  // Share links.
+  chat::message::ShareStorage share_storage((*runtime)->pool());
+  chat::message::Shares shares(
+      &share_storage, (*runtime)->clock(),
+      {.public_base_url = absl::GetFlag(FLAGS_public_base_url)});
+  chat::message::ShareServiceImpl share_service(&shares, (*runtime)->callers());
   chat::message::MessageServiceImpl service(&messages, &chats,
                                             (*runtime)->callers(), &work);
-  absl::Status served =
-      (*runtime)->Serve("message", absl::GetFlag(FLAGS_grpc_listen),
-                        absl::GetFlag(FLAGS_max_threads),
-                        {&service, &export_service}, [&] { chats.Stop(); });
+  absl::Status served = (*runtime)->Serve(
+      "message", absl::GetFlag(FLAGS_grpc_listen),
+      absl::GetFlag(FLAGS_max_threads),
+      {&service, &export_service, &share_service}, [&] { chats.Stop(); });
   curl_global_cleanup();
   if (!served.ok()) return chat::log::Failure("server failed", served);
   return EXIT_SUCCESS;

@@ -224,7 +224,7 @@ func (s *server) observe(next http.Handler) http.Handler {
 		attrs := []slog.Attr{
 			slog.String("request_id", requestid.FromContext(r.Context())),
 			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
+			slog.String("path", loggedPath(r.URL.Path)),
 			slog.String("route", route),
 			slog.Int("status", rec.status),
 			slog.Int64("bytes", rec.bytes),
@@ -236,6 +236,19 @@ func (s *server) observe(next http.Handler) http.Handler {
 		}
 		s.log.LogAttrs(r.Context(), level, "http request", attrs...)
 	})
+}
+
+// sharesPrefix starts the path of a shared view, whose last segment is the
+// share's token: a credential, kept out of the access log.
+const sharesPrefix = "/v1/shares/"
+
+// loggedPath is the path as the access log shows it: a share token is
+// replaced by "{token}".
+func loggedPath(path string) string {
+	if strings.HasPrefix(path, sharesPrefix) {
+		return sharesPrefix + "{token}"
+	}
+	return path
 }
 
 // recorder remembers the status and size of a response. It passes Flush on
