@@ -250,11 +250,9 @@ func convertChatGPT(raw json.RawMessage, path string) ([]*chatv1.ImportItem, err
 			last = t
 		}
 	}
+	// Times the file does not have stay unset (the service picks them).
 	if created.IsZero() {
 		created = first
-	}
-	if created.IsZero() {
-		created = time.Now()
 	}
 	if updated.IsZero() {
 		updated = last
@@ -262,7 +260,7 @@ func convertChatGPT(raw json.RawMessage, path string) ([]*chatv1.ImportItem, err
 	if updated.Before(created) {
 		updated = created
 	}
-	conv.CreatedAt, conv.UpdatedAt = timestamppb.New(created), timestamppb.New(updated)
+	conv.CreatedAt, conv.UpdatedAt = timestamp(created), timestamp(updated)
 
 	if c.CurrentNode != nil && *c.CurrentNode != "" {
 		cur, ok := byKey[*c.CurrentNode]
@@ -292,8 +290,8 @@ func convertChatGPT(raw json.RawMessage, path string) ([]*chatv1.ImportItem, err
 			Content:   e.text,
 			Status:    gptStatus(e.node.Message.Status),
 			Model:     gptModel(e.node.Message.Metadata),
-			CreatedAt: timestamppb.New(e.time),
-			UpdatedAt: timestamppb.New(e.time),
+			CreatedAt: timestamp(e.time),
+			UpdatedAt: timestamp(e.time),
 		}
 		parent := ""
 		if e.parent != nil {
@@ -491,6 +489,14 @@ func gptTime(secs *float64, path string) (time.Time, error) {
 		return time.Time{}, pathError(path, "%v is not a time (seconds since 1970)", *secs)
 	}
 	return time.UnixMicro(int64(math.Round(*secs * 1e6))).UTC(), nil
+}
+
+// timestamp is t, or nil for the zero time (unknown).
+func timestamp(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
 }
 
 // typeError words an error of json.Unmarshal at path.

@@ -48,6 +48,7 @@ type importCall struct {
 	md        metadata.MD
 	batches   []int // items in each ImportRequest
 	items     []*chatv1.ImportItem
+	ended     bool // a request marked end arrived
 	cancelled bool // the client cancelled the call (no CloseSend)
 	err       error
 }
@@ -366,12 +367,23 @@ func (f *fakeExport) Import(stream grpc.ClientStreamingServer[chatv1.ImportReque
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
+			if !c.ended {
+				// As the service: an upload without its last request
+				// is incomplete.
+				c.err = status.Error(codes.InvalidArgument, "the upload ended without a request marked end")
+				return c.err
+			}
 			break
 		}
 		if err != nil {
 			c.cancelled, c.err = status.Code(err) == codes.Canceled, err
 			return err
 		}
+		if c.ended {
+			c.err = status.Error(codes.InvalidArgument, "a request follows the one marked end")
+			return c.err
+		}
+		c.ended = req.GetEnd()
 		c.batches = append(c.batches, len(req.GetItems()))
 		for _, it := range req.GetItems() {
 			c.items = append(c.items, it)

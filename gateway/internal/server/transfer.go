@@ -280,7 +280,7 @@ func (s *server) importHistory(mux *runtime.ServeMux, client chatv1.ExportServic
 		}
 		err = parseImport(body, sender.add)
 		if err == nil {
-			err = sender.flush()
+			err = sender.send(true)
 		}
 		if err != nil {
 			var up *upstreamStatus
@@ -331,7 +331,7 @@ func (b *importSender) add(item *chatv1.ImportItem) error {
 		return fmt.Errorf("%s: too large (%d bytes encoded, at most %d)", item.GetSource(), size, importItemBytes)
 	}
 	if len(b.batch) > 0 && (len(b.batch) >= importBatchItems || b.bytes+size > importBatchBytes) {
-		if err := b.flush(); err != nil {
+		if err := b.send(false); err != nil {
 			return err
 		}
 	}
@@ -340,13 +340,12 @@ func (b *importSender) add(item *chatv1.ImportItem) error {
 	return nil
 }
 
-// flush sends the batch. grpc-go encodes a message before Send returns, so
-// the slice is reused.
-func (b *importSender) flush() error {
-	if len(b.batch) == 0 {
-		return nil
-	}
-	err := b.stream.Send(&chatv1.ImportRequest{Items: b.batch})
+// send sends the batch; end marks the last request, which tells the
+// service that the upload is complete (a call that ends without it stores
+// nothing). grpc-go encodes a message before Send returns, so the slice is
+// reused.
+func (b *importSender) send(end bool) error {
+	err := b.stream.Send(&chatv1.ImportRequest{Items: b.batch, End: end})
 	clear(b.batch)
 	b.batch, b.bytes = b.batch[:0], 0
 	if err != nil {

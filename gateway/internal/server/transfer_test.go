@@ -276,8 +276,8 @@ func TestExportImportRoundTrip(t *testing.T) {
 		t.Errorf("answer = %s", r.body)
 	}
 	c := b.nextImport(t)
-	if c.cancelled || c.err != nil {
-		t.Fatalf("import call ended with %v", c.err)
+	if c.cancelled || c.err != nil || !c.ended {
+		t.Fatalf("import call ended with %v (end %v)", c.err, c.ended)
 	}
 	if c.md.Get("authorization")[0] != "Bearer tok" || c.md.Get("x-request-id")[0] != "imp-1" {
 		t.Errorf("metadata = %v", c.md)
@@ -606,7 +606,7 @@ func TestImportEmptyBody(t *testing.T) {
 		if r.status != 200 || !jsonEqual(r.body, []byte(`{"imported":0,"skipped":0}`)) {
 			t.Errorf("%q: %d %s", body, r.status, r.body)
 		}
-		if c := b.nextImport(t); c.cancelled || len(c.items) != 0 {
+		if c := b.nextImport(t); c.cancelled || len(c.items) != 0 || !c.ended || c.err != nil {
 			t.Errorf("%q: call %+v", body, c)
 		}
 	}
