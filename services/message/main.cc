@@ -25,6 +25,9 @@
 #include "services/message/message_storage.h"
 #include "services/message/messages.h"
 #include "services/message/openai_provider.h"
+#include "services/message/transfer_handler.h"
+#include "services/message/transfer_storage.h"
+#include "services/message/transfers.h"
 
 ABSL_FLAG(std::string, grpc_listen,
           chat::EnvOr("GRPC_LISTEN", "127.0.0.1:50053"),
@@ -69,6 +72,13 @@ ABSL_FLAG(absl::Duration, reply_recovery_grace,
           "a reply of a gone replica is recovered once it was not stored for "
           "this long (env REPLY_RECOVERY_GRACE)");
 
+ABSL_FLAG(int, max_transfers_per_user, chat::EnvOr("MAX_TRANSFERS_PER_USER", 2),
+          "exports and imports one user may run at once, across replicas; "
+          "more answer 429 (env MAX_TRANSFERS_PER_USER)");
+ABSL_FLAG(int, max_transfers, chat::EnvOr("MAX_TRANSFERS", 2),
+          "exports and imports this process runs at once, each holding a "
+          "database connection; more answer 429 (env MAX_TRANSFERS)");
+
 int main(int argc, char** argv) {
   chat::BlockTerminationSignals();
   absl::SetProgramUsageMessage(
@@ -105,7 +115,9 @@ int main(int argc, char** argv) {
 
   absl::StatusOr<std::unique_ptr<chat::ServiceRuntime>> runtime =
       chat::ServiceRuntime::FromFlags(
-          chat::message::MessageStorage::Statements(), {.callers = true});
+          chat::WithStatements(chat::message::MessageStorage::Statements(),
+                               chat::message::TransferStorage::Statements()),
+          {.callers = true});
   if (!runtime.ok())
     return chat::log::Failure("cannot start", runtime.status());
   // Replies are owned through a lock PostgreSQL holds for this process
@@ -140,11 +152,20 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_reply_recovery_interval),
       absl::GetFlag(FLAGS_reply_recovery_grace));
   chat::ThreadPool work(absl::GetFlag(FLAGS_reply_workers));
+  chat::message::TransferStorage transfer_storage((*runtime)->pool());
+  chat::message::TransferSlots transfer_slots(
+      std::max(1, absl::GetFlag(FLAGS_max_transfers)));
+  chat::message::Transfers transfers(
+      &transfer_storage, &transfer_slots, (*runtime)->clock(),
+      {.per_user = std::max(1, absl::GetFlag(FLAGS_max_transfers_per_user))});
+  chat::message::ExportServiceImpl export_service(&transfers,
+                                                  (*runtime)->callers());
   chat::message::MessageServiceImpl service(&messages, &chats,
                                             (*runtime)->callers(), &work);
-  absl::Status served = (*runtime)->Serve(
-      "message", absl::GetFlag(FLAGS_grpc_listen),
-      absl::GetFlag(FLAGS_max_threads), {&service}, [&] { chats.Stop(); });
+  absl::Status served =
+      (*runtime)->Serve("message", absl::GetFlag(FLAGS_grpc_listen),
+                        absl::GetFlag(FLAGS_max_threads),
+                        {&service, &export_service}, [&] { chats.Stop(); });
   curl_global_cleanup();
   if (!served.ok()) return chat::log::Failure("server failed", served);
   return EXIT_SUCCESS;
