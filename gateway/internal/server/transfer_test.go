@@ -811,3 +811,20 @@ func TestExportClientGone(t *testing.T) {
 		t.Fatal("the export call did not end after the client left")
 	}
 }
+
+// The export takes no parameters: unknown ones are ignored as on other GET
+// routes, malformed ones are 400 like everywhere.
+func TestExportQuery(t *testing.T) {
+	g, b := newGateway(t, server.Options{})
+	b.setExport(exportOf([]int{1}, 10))
+	for q, want := range map[string]int{"?x=1": 200, "?page_size=5": 200, "?%zz": 400, "?a=%ff": 400} {
+		r := g.do("GET", "/v1/export"+q, "")
+		if r.status != want {
+			t.Errorf("%s: %d %s", q, r.status, r.body)
+		} else if want == 200 {
+			checkExportLines(t, r.body, []int{1})
+		} else {
+			envelopeOf(t, r, 400, "INVALID_ARGUMENT")
+		}
+	}
+}
