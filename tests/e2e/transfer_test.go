@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 const chatgptSample = "testdata/chatgpt_conversations.json"
@@ -246,10 +247,25 @@ func TestImportMalformedStoresNothing(t *testing.T) {
 	}
 	good := `{"conversation":{"id":"` + randomUUIDv7() + `","title":"fine"},"messages":[{"id":"` + randomUUIDv7() + `","role":"user","content":"hello"}]}`
 	cut := string(sample[:bytes.Index(sample, []byte(`"Short one"`))])
+	// A first line long enough that the gateway has sent batches of it
+	// (500 items each) before it reads the bad second line.
+	var long strings.Builder
+	fmt.Fprintf(&long, `{"conversation":{"id":%q,"title":"long"},"messages":[`, randomUUIDv7())
+	parent := ""
+	for i := range 1200 {
+		if i > 0 {
+			long.WriteByte(',')
+		}
+		id := randomUUIDv7()
+		fmt.Fprintf(&long, `{"id":%q,"parent_id":%q,"role":"user","content":"message %d"}`, id, parent, i)
+		parent = id
+	}
+	long.WriteString("]}\n")
 	for _, tc := range []struct {
 		name, body, where string
 	}{
-		{"a bad second line", good + "\n" + `{"conversation":{"id":"x","title":5}}`, "line 2"},
+		{"a bad line after batches were sent", long.String() + `{"conversation":{"id":"x"},"messages":[{"id":"y","role":"user"`, "line 2, messages[0]"},
+		{"a bad second line", good + "\n" + `{"conversation":{"id":"x","title":5}}`, "line 2, conversation"},
 		{"a bad role", good + "\n" + `{"conversation":{"id":"` + randomUUIDv7() + `"},"messages":[{"id":"` + randomUUIDv7() + `","role":"tool","content":"x"}]}`, "line 2, messages[0]"},
 		{"bad UTF-8", good + "\n" + `{"conversation":{"id":"` + randomUUIDv7() + `","title":"caf` + "\xe9" + `"}}`, "line 2"},
 		{"a parent that is not earlier", `{"conversation":{"id":"` + randomUUIDv7() + `"},"messages":[{"id":"` + randomUUIDv7() +
@@ -280,6 +296,22 @@ func TestTransferNeedsAToken(t *testing.T) {
 	ExpectError(t, s.Do(t, "POST", "/v1/import", "", "Authorization", "Bearer nope"), 401, "UNAUTHENTICATED")
 }
 
+// tryTransfer sends a request until it is not a 429: the message service
+// runs MAX_TRANSFERS transfers at once (2 by default) and answers the rest
+// 429 with Retry-After, which an impatient client retries sooner.
+func tryTransfer(s *Stack, method, path string, body any, headers ...string) (Response, error) {
+	for {
+		r, err := s.Try(method, path, body, headers...)
+		if err != nil || r.Status != http.StatusTooManyRequests {
+			return r, err
+		}
+		if r.Header.Get("Retry-After") == "" {
+			return r, fmt.Errorf("429 without Retry-After: %s", r.Body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Imports and exports of several users at once, good files and bad ones:
 // each gets its own answer, and the bad ones store nothing.
 func TestTransferParallel(t *testing.T) {
@@ -304,12 +336,12 @@ func TestTransferParallel(t *testing.T) {
 			if i%2 == 1 {
 				body, want = bad, 400
 			}
-			r, err := s.Try("POST", "/v1/import", body, Bearer(a.Access)...)
+			r, err := tryTransfer(s, "POST", "/v1/import", body, Bearer(a.Access)...)
 			if err != nil || r.Status != want {
 				errs <- fmt.Sprintf("import %d: %v %d %s", i, err, r.Status, r.Body)
 				return
 			}
-			r, err = s.Try("GET", "/v1/export", nil, Bearer(a.Access)...)
+			r, err = tryTransfer(s, "GET", "/v1/export", nil, Bearer(a.Access)...)
 			lines := bytes.Count(r.Body, []byte("\n"))
 			if err != nil || r.Status != 200 || (want == 200) != (lines == 3) || (want == 400) != (lines == 0) {
 				errs <- fmt.Sprintf("export %d: %v %d, %d lines", i, err, r.Status, lines)
