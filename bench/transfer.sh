@@ -7,18 +7,22 @@
 #      before, all of it active; ids made from the conversation's id and
 #      the depth).
 #   2. GET /v1/export of that user through the gateway, streamed to a file:
-#      messages per second, and the RSS of the gateway and of the message
-#      service before, once a tenth of the messages went by, and at the
-#      peak (it must not grow with the history).
+#      messages per second, the CPU of each process (benchtool run), and
+#      the RSS of the gateway and of the message service before, once a
+#      tenth of the messages went by, and at the peak (it must not grow
+#      with the history).
 #   3. POST /v1/import of the export's first whole lines, at most
 #      $BENCH_TRANSFER_IMPORT_MB MB (the route takes 256 MiB), into a fresh
 #      account: messages per second, and the peak RSS.
 #
-# Environment: BENCH_TRANSFER_MESSAGES (1000000), BENCH_TRANSFER_CONVS (100),
+# Environment: BENCH_TRANSFER_MESSAGES (1000000), BENCH_TRANSFER_CONVS (1000:
+# conversations of 1,000 messages, a long real one; the import of
+# conversations of 10,000 messages hit the message service's statement
+# timeout in the first runs),
 # BENCH_TRANSFER_IMPORT_MB (200). Uses run.sh's helpers and variables.
 
 TRANSFER_MESSAGES=${BENCH_TRANSFER_MESSAGES:-1000000}
-TRANSFER_CONVS=${BENCH_TRANSFER_CONVS:-100}
+TRANSFER_CONVS=${BENCH_TRANSFER_CONVS:-1000}
 TRANSFER_IMPORT_MB=${BENCH_TRANSFER_IMPORT_MB:-200}
 
 transfer_step() {
@@ -59,10 +63,12 @@ ANALYZE conversations;
 CHECKPOINT;
 SQL
   say "transfer: seeded in $((SECONDS - t0)) s; export and import through the gateway"
-  "$BT" transfer -base "$BASE" -token-file "$dir/token" -file "$dir/export.ndjson" \
-    -expect "$TRANSFER_MESSAGES" -import-bytes $((TRANSFER_IMPORT_MB * 1000000)) \
-    -pids "message=${PIDS[message]},gateway=${PIDS[gateway]}" -results "$RESULTS" >&2 ||
-    die "the export and import step failed"
+  local watch="message=${PIDS[message]},gateway=${PIDS[gateway]}"
+  measure transfer.cpu_export "$BT" transfer -phase export -base "$BASE" -token-file "$dir/token" \
+    -file "$dir/export.ndjson" -expect "$TRANSFER_MESSAGES" -pids "$watch" -results "$RESULTS" >&2
+  ((RC == 0)) || die "the export failed"
+  measure transfer.cpu_import "$BT" transfer -phase import -base "$BASE" -file "$dir/export.ndjson" \
+    -import-bytes $((TRANSFER_IMPORT_MB * 1000000)) -pids "$watch" -results "$RESULTS" >&2
+  ((RC == 0)) || die "the import failed"
   rm -f "$dir/export.ndjson"
-  check_alive
 }

@@ -149,12 +149,13 @@ func (c *exportCounter) Write(p []byte) (int, error) {
 
 func (c *exportCounter) messages() int64 { return c.markers.Load() - c.lines.Load() }
 
-// transfer: the export of -token-file's account into -file (RSS of -pids
-// before, when -expect/10 messages have gone by, and at the peak), then
-// the import of the file's first lines, at most -import-bytes, into a
-// fresh account (its time and peak RSS).
+// transfer -phase export: the export of -token-file's account into -file,
+// with the RSS of -pids before, once -expect/10 messages went by, and at
+// the peak. transfer -phase import: the file's first whole lines, at most
+// -import-bytes, imported into a fresh account, with the time and peak RSS.
 func cmdTransfer(args []string) error {
 	fs := flag.NewFlagSet("transfer", flag.ExitOnError)
+	phase := fs.String("phase", "", "export or import")
 	base := fs.String("base", "", "gateway base URL")
 	tokenFile := fs.String("token-file", "", "access token of the exporting account")
 	file := fs.String("file", "", "where the export goes")
@@ -167,18 +168,33 @@ func cmdTransfer(args []string) error {
 	if err != nil {
 		return err
 	}
-	tok, err := os.ReadFile(*tokenFile)
-	if err != nil {
-		return err
+	var kv map[string]string
+	switch *phase {
+	case "export":
+		tok, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return err
+		}
+		kv, err = timeExport(*base, strings.TrimSpace(string(tok)), *file, *expect, pids)
+		if err != nil {
+			return err
+		}
+	case "import":
+		if kv, err = timeImport(*base, *file, *importBytes, pids); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("-phase %q: want export or import", *phase)
 	}
-	token := strings.TrimSpace(string(tok))
-	kv := map[string]string{}
+	return record(*resultsFile, "transfer", kv)
+}
 
-	// Export.
+func timeExport(base, token, file string, expect int64, pids map[string]int) (map[string]string, error) {
+	kv := map[string]string{}
 	idle := currentRSS(pids)
-	f, err := os.Create(*file)
+	f, err := os.Create(file)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
 	counter := &exportCounter{w: f}
@@ -187,7 +203,7 @@ func cmdTransfer(args []string) error {
 	watchDone := make(chan struct{})
 	go func() { // The RSS once a tenth of the messages went by.
 		defer close(watchDone)
-		for counter.messages() < *expect/10 {
+		for counter.messages() < expect/10 {
 			select {
 			case <-sampler.done:
 				return
@@ -198,22 +214,22 @@ func cmdTransfer(args []string) error {
 			at10[name] = v
 		}
 	}()
-	req, err := http.NewRequest("GET", *base+"/v1/export", nil)
+	req, err := http.NewRequest("GET", base+"/v1/export", nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	start := time.Now()
 	resp, err := transferClient.Do(req)
 	if err != nil {
 		sampler.end()
-		return err
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		sampler.end()
-		return fmt.Errorf("export: status %d: %s", resp.StatusCode, body)
+		return nil, fmt.Errorf("export: status %d: %s", resp.StatusCode, body)
 	}
 	_, err = io.Copy(counter, resp.Body)
 	resp.Body.Close()
@@ -221,14 +237,14 @@ func cmdTransfer(args []string) error {
 	peak := sampler.end()
 	<-watchDone
 	if err != nil {
-		return fmt.Errorf("export: reading: %w", err)
+		return nil, fmt.Errorf("export: reading: %w", err)
 	}
 	if last, err := lastLine(f, counter.bytes); err != nil || strings.HasPrefix(last, `{"error"`) {
-		return fmt.Errorf("export ended with an error: %v %.300s", err, last)
+		return nil, fmt.Errorf("export ended with an error: %v %.300s", err, last)
 	}
 	msgs := counter.messages()
-	if *expect > 0 && msgs != *expect {
-		return fmt.Errorf("export held %d messages, want %d", msgs, *expect)
+	if expect > 0 && msgs != expect {
+		return nil, fmt.Errorf("export held %d messages, want %d", msgs, expect)
 	}
 	kv["export.messages"] = strconv.FormatInt(msgs, 10)
 	kv["export.conversations"] = strconv.FormatInt(counter.lines.Load(), 10)
@@ -242,47 +258,61 @@ func cmdTransfer(args []string) error {
 	}
 	fmt.Printf("export: %d messages in %d conversations, %.1f MB in %.1f s: %.0f messages/s\n",
 		msgs, counter.lines.Load(), float64(counter.bytes)/1e6, elapsed.Seconds(), float64(msgs)/elapsed.Seconds())
+	return kv, nil
+}
 
-	// Import of the first whole lines.
+func timeImport(base, file string, importBytes int64, pids map[string]int) (map[string]string, error) {
+	kv := map[string]string{}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	// Where the lines end, and the messages up to each.
+	counter := &exportCounter{w: io.Discard}
+	if _, err := io.Copy(counter, f); err != nil {
+		return nil, err
+	}
 	var cut lineEnd
 	for _, l := range counter.lineEnds {
-		if l.offset > *importBytes {
+		if l.offset > importBytes {
 			break
 		}
 		cut = l
 	}
 	if cut.offset == 0 {
-		return errors.New("import: the first line alone is over -import-bytes")
+		return nil, errors.New("import: the first line alone is over -import-bytes")
 	}
-	acc, err := register(*base)
+	acc, err := register(base)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	idle = currentRSS(pids)
-	sampler = startRSS(pids)
-	req, err = http.NewRequest("POST", *base+"/v1/import", io.NewSectionReader(f, 0, cut.offset))
+	idle := currentRSS(pids)
+	sampler := startRSS(pids)
+	req, err := http.NewRequest("POST", base+"/v1/import", io.NewSectionReader(f, 0, cut.offset))
 	if err != nil {
-		return err
+		sampler.end()
+		return nil, err
 	}
 	req.ContentLength = cut.offset
 	req.Header.Set("Content-Type", "application/x-ndjson")
 	req.Header.Set("Authorization", "Bearer "+acc.Token)
-	start = time.Now()
-	resp, err = transferClient.Do(req)
+	start := time.Now()
+	resp, err := transferClient.Do(req)
 	if err != nil {
 		sampler.end()
-		return err
+		return nil, err
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	elapsed = time.Since(start)
-	peak = sampler.end()
+	elapsed := time.Since(start)
+	peak := sampler.end()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("import: status %d: %s", resp.StatusCode, body)
+		return nil, fmt.Errorf("import: status %d: %s", resp.StatusCode, body)
 	}
 	var answer struct{ Imported, Skipped int }
 	if err := json.Unmarshal(body, &answer); err != nil {
-		return fmt.Errorf("import: %v: %s", err, body)
+		return nil, fmt.Errorf("import: %v: %s", err, body)
 	}
 	kv["import.messages"] = strconv.FormatInt(cut.messages, 10)
 	kv["import.bytes"] = strconv.FormatInt(cut.offset, 10)
@@ -295,7 +325,7 @@ func cmdTransfer(args []string) error {
 	}
 	fmt.Printf("import: %d messages (%d conversations), %.1f MB in %.1f s: %.0f messages/s\n",
 		cut.messages, answer.Imported, float64(cut.offset)/1e6, elapsed.Seconds(), float64(cut.messages)/elapsed.Seconds())
-	return record(*resultsFile, "transfer", kv)
+	return kv, nil
 }
 
 // lastLine returns the last line of the first size bytes of f.
@@ -350,11 +380,16 @@ func cmdTransferReport(args []string) error {
 		thousands(get("export.messages")), get("export.conversations"), mbOf(get("import.bytes")))
 	row("measurement", "result", "detail")
 	row("---", "---:", "---")
+	cpu := func(p string) string {
+		return fmt.Sprintf("; CPU %% of a core: message %s, gateway %s, PostgreSQL %s, tool %s, other %s",
+			get(p+".cpu_message"), get(p+".cpu_gateway"), get(p+".cpu_postgres"), get(p+".cpu_tool"), get(p+".cpu_other"))
+	}
 	row("export (GET /v1/export, NDJSON)", rate("export.rate"),
-		fmt.Sprintf("%s messages, %s MB in %s s", thousands(get("export.messages")), mbOf(get("export.bytes")), get("export.seconds")))
+		fmt.Sprintf("%s messages, %s MB in %s s", thousands(get("export.messages")), mbOf(get("export.bytes")),
+			get("export.seconds"))+cpu("cpu_export"))
 	row("import of our export (POST /v1/import)", rate("import.rate"),
 		fmt.Sprintf("%s messages, %s conversations, %s MB in %s s", thousands(get("import.messages")),
-			get("import.imported"), mbOf(get("import.bytes")), get("import.seconds")))
+			get("import.imported"), mbOf(get("import.bytes")), get("import.seconds"))+cpu("cpu_import"))
 	for _, name := range []string{"gateway", "message"} {
 		row("RSS of the "+name+" during the export", mib("export.rss_peak_kib."+name)+" MiB peak",
 			fmt.Sprintf("idle %s MiB, after a tenth of the messages %s MiB", mib("export.rss_idle_kib."+name),
