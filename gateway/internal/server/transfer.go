@@ -165,6 +165,7 @@ type exportWriter struct {
 	messages int  // messages written on the open line
 	flushed  time.Time
 	buf      bytes.Buffer
+	out      []byte
 }
 
 func (o *exportWriter) chunk(c *chatv1.ExportChunk) error {
@@ -186,14 +187,17 @@ func (o *exportWriter) chunk(c *chatv1.ExportChunk) error {
 		return errNoConversationChunk
 	}
 	for _, m := range c.GetMessages() {
-		o.buf.Reset()
+		// The hot path: protojson's own single-line output (it may put a
+		// space after a comma), not compacted like the line's head.
+		o.out = o.out[:0]
 		if o.messages > 0 {
-			o.buf.WriteByte(',')
+			o.out = append(o.out, ',')
 		}
-		if err := appendJSON(&o.buf, m); err != nil {
+		var err error
+		if o.out, err = jsonOutput.MarshalAppend(o.out, m); err != nil {
 			return status.Errorf(codes.Internal, "export: %v", err)
 		}
-		if _, err := o.w.Write(o.buf.Bytes()); err != nil {
+		if _, err := o.w.Write(o.out); err != nil {
 			return errClientGone
 		}
 		o.messages++
