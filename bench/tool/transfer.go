@@ -390,13 +390,14 @@ func cmdTransferReport(args []string) error {
 	row("import of our export (POST /v1/import)", rate("import.rate"),
 		fmt.Sprintf("%s messages, %s conversations, %s MB in %s s", thousands(get("import.messages")),
 			get("import.imported"), mbOf(get("import.bytes")), get("import.seconds"))+cpu("cpu_import"))
+	label := map[string]string{"gateway": "gateway", "message": "message service"}
 	for _, name := range []string{"gateway", "message"} {
-		row("RSS of the "+name+" during the export", mib("export.rss_peak_kib."+name)+" MiB peak",
+		row("RSS of the "+label[name]+" during the export", mib("export.rss_peak_kib."+name)+" MiB peak",
 			fmt.Sprintf("idle %s MiB, after a tenth of the messages %s MiB", mib("export.rss_idle_kib."+name),
 				mib("export.rss_at10_kib."+name)))
 	}
 	for _, name := range []string{"gateway", "message"} {
-		row("RSS of the "+name+" during the import", mib("import.rss_peak_kib."+name)+" MiB peak",
+		row("RSS of the "+label[name]+" during the import", mib("import.rss_peak_kib."+name)+" MiB peak",
 			"idle "+mib("import.rss_idle_kib."+name)+" MiB")
 	}
 	fmt.Print(b.String())
