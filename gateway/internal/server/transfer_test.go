@@ -499,6 +499,10 @@ func TestImportMalformed(t *testing.T) {
 		{"messages not an array", `{"conversation":{"id":"c2"},"messages":{}}`, "line 1, messages: expected an array"},
 		{"an export that failed", conv + "\n" + `{"error":{"code":"INTERNAL","message":"internal error"}}`, "line 2: the export ended with an error"},
 		{"unknown field in a line", `{"conversation":{"id":"c2"},"extra":1}`, `line 1: unknown field "extra"`},
+		{"a message too large to send", `{"conversation":{"id":"c2"},"messages":[{"id":"m","role":"user","content":"` +
+			strings.Repeat("x", 3<<20) + `"}]}`, "line 1, messages[0]: too large (3145"},
+		{"a JSON value too large to read", `{"conversation":{"id":"c2"},"messages":[{"id":"m","role":"user","content":"` +
+			strings.Repeat("x", 5<<20) + `"}]}`, "line 1, messages[0]: a JSON value over 4194304 bytes"},
 
 		{"ChatGPT: truncated", gptFile(`null`, gptNode("a", "", "user", "x"))[:60], "$[0]: malformed JSON: unexpected end of input"},
 		{"ChatGPT: not an array of objects", `[1]`, "$[0]: expected a conversation object"},
