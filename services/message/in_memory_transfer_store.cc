@@ -26,8 +26,10 @@ class StagingWriter final : public ImportWriter {
     stored.insert(stored.end(), messages.begin(), messages.end());
     return absl::OkStatus();
   }
-  absl::Status End(const ConversationRecord& done) override {
+  absl::Status End(const ConversationRecord& done,
+                   const std::vector<std::string>& active_path) override {
     conversations_.at(current_).conversation = done;
+    conversations_.at(current_).active_path = active_path;
     return absl::OkStatus();
   }
 

@@ -20,6 +20,8 @@ class InMemoryTransferStore final : public TransferStore {
   struct Stored {
     ConversationRecord conversation;
     std::vector<MessageRecord> messages;  // in seq order
+    // As the import's End gave it: root first.
+    std::vector<std::string> active_path;
   };
 
   absl::Status Export(const std::string& user_id, int slots, int batch,

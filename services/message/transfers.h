@@ -103,8 +103,10 @@ class ImportWriter {
   // seq is their place in the conversation, from 1.
   virtual absl::Status Add(const std::vector<MessageRecord>& messages) = 0;
   // Ends the conversation begun last: `done` holds its final counts,
-  // activity and active leaf.
-  virtual absl::Status End(const ConversationRecord& done) = 0;
+  // activity and active leaf, `active_path` the ids of the messages from
+  // its root to that leaf (empty without messages).
+  virtual absl::Status End(const ConversationRecord& done,
+                           const std::vector<std::string>& active_path) = 0;
 };
 
 // What export and import need of storage (services/message/

@@ -100,6 +100,7 @@ TEST_F(TransfersTest, StoresATreeWithItsCountsAndLeaf) {
   const auto& c = stored.at(kC1);
   EXPECT_EQ(c.conversation.message_count, 4);
   EXPECT_EQ(c.conversation.active_leaf_id, kM3);
+  EXPECT_THAT(c.active_path, ElementsAre(kM1, kM3)) << "root first";
   EXPECT_EQ(c.conversation.created_at, kNow) << "absent times are now";
   EXPECT_EQ(c.conversation.last_message_at, kNow + absl::Seconds(1));
   EXPECT_EQ(c.conversation.updated_at, kNow + absl::Seconds(1));
@@ -174,6 +175,10 @@ TEST_F(TransfersTest, ABadItemStoresNothingAndNamesItsSource) {
         Message(kM2, kM1)},
        "message a2",
        "message.parent_id"},
+      {"nil id",
+       {Conversation(kC1), Message("00000000-0000-0000-0000-000000000000", "")},
+       "message 00",
+       "message.id"},
       {"repeated id",
        {Conversation(kC1), Message(kM1, ""), Message(kM1, "")},
        "message a1",
