@@ -16,16 +16,13 @@
 #      account: messages per second, and the peak RSS.
 #
 # Environment: BENCH_TRANSFER_MESSAGES (1000000), BENCH_TRANSFER_CONVS
-# (1000: conversations of 1,000 messages, a long real one; importing
-# conversations of 10,000 messages hit the message service's statement
-# timeout in the first runs), BENCH_TRANSFER_IMPORT_MB (50: the import ran
-# at about 1,000 messages/s, bound by the message service's end of each
-# conversation, set_active_path, so 200 MB took 8 minutes). Uses run.sh's
-# helpers and variables.
+# (1000: conversations of 1,000 messages, a long real one),
+# BENCH_TRANSFER_IMPORT_MB (260: as much as the route takes, 256 MiB).
+# Uses run.sh's helpers and variables.
 
 TRANSFER_MESSAGES=${BENCH_TRANSFER_MESSAGES:-1000000}
 TRANSFER_CONVS=${BENCH_TRANSFER_CONVS:-1000}
-TRANSFER_IMPORT_MB=${BENCH_TRANSFER_IMPORT_MB:-50}
+TRANSFER_IMPORT_MB=${BENCH_TRANSFER_IMPORT_MB:-260}
 
 transfer_step() {
   local dir=$WORK/transfer per t0
