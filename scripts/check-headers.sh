@@ -19,13 +19,14 @@ domain=(
   services/message/echo_provider.h
   services/message/message_values.h services/message/messages.h
   services/message/openai_provider.h
-  services/message/provider.h
+  services/message/provider.h services/message/search.h
 )
 handlers=(
   common/caller.h common/grpc_status.h common/request_context.h
   common/server.h
   services/auth/auth_handler.h services/conversation/conversation_handler.h
   services/message/chat_event_stream.h services/message/message_handler.h
+  services/message/search_handler.h
 )
 
 failed=0

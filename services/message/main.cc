@@ -25,6 +25,9 @@
 #include "services/message/message_storage.h"
 #include "services/message/messages.h"
 #include "services/message/openai_provider.h"
+#include "services/message/search.h"
+#include "services/message/search_handler.h"
+#include "services/message/search_storage.h"
 
 ABSL_FLAG(std::string, grpc_listen,
           chat::EnvOr("GRPC_LISTEN", "127.0.0.1:50053"),
@@ -105,7 +108,9 @@ int main(int argc, char** argv) {
 
   absl::StatusOr<std::unique_ptr<chat::ServiceRuntime>> runtime =
       chat::ServiceRuntime::FromFlags(
-          chat::message::MessageStorage::Statements(), {.callers = true});
+          chat::WithStatements(chat::message::MessageStorage::Statements(),
+                               chat::message::SearchStorage::Statements()),
+          {.callers = true});
   if (!runtime.ok())
     return chat::log::Failure("cannot start", runtime.status());
   // Replies are owned through a lock PostgreSQL holds for this process
@@ -142,9 +147,15 @@ int main(int argc, char** argv) {
   chat::ThreadPool work(absl::GetFlag(FLAGS_reply_workers));
   chat::message::MessageServiceImpl service(&messages, &chats,
                                             (*runtime)->callers(), &work);
-  absl::Status served = (*runtime)->Serve(
-      "message", absl::GetFlag(FLAGS_grpc_listen),
-      absl::GetFlag(FLAGS_max_threads), {&service}, [&] { chats.Stop(); });
+  // Search (docs/api.md "Search").
+  chat::message::SearchStorage search_storage((*runtime)->pool());
+  chat::message::Search search(&search_storage);
+  chat::message::SearchServiceImpl search_service(&search,
+                                                  (*runtime)->callers());
+  absl::Status served =
+      (*runtime)->Serve("message", absl::GetFlag(FLAGS_grpc_listen),
+                        absl::GetFlag(FLAGS_max_threads),
+                        {&service, &search_service}, [&] { chats.Stop(); });
   curl_global_cleanup();
   if (!served.ok()) return chat::log::Failure("server failed", served);
   return EXIT_SUCCESS;
