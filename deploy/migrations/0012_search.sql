@@ -76,9 +76,55 @@ CREATE POLICY search_entries_owner ON search_entries
   USING (user_id = (SELECT NULLIF(current_setting('app.user_id', true), '')::uuid))
   WITH CHECK (user_id = (SELECT NULLIF(current_setting('app.user_id', true), '')::uuid));
 
--- The message service only reads it; the triggers below write it as their
--- owner (SECURITY DEFINER), whatever role made the change.
-GRANT SELECT ON search_entries TO chat_message;
+-- The triggers below write it as their owner (SECURITY DEFINER), whatever
+-- role made the change; the message service reads it only through
+-- search_page.
+
+-- One page of a user's matches of p_query, best first: (rank, created_at,
+-- conversation_id, message_id), all descending, after the position p_after_*
+-- (p_after_rank NULL: from the start); only in p_conversation_id unless it
+-- is NULL. A query with nothing positive (querytree 'T': only negations,
+-- which the index cannot answer without reading every entry) matches
+-- nothing.
+--
+-- Why a SECURITY DEFINER function: under row-level security PostgreSQL
+-- evaluates a query's own conditions only after the policy's, unless they
+-- are LEAKPROOF, and @@ is not; the GIN index could then serve only the
+-- user_id, and every entry of the user would be read and matched. As the
+-- table's owner (whom the policy does not bind when it is a superuser or
+-- has BYPASSRLS) the index answers @@ too. The function therefore checks
+-- the transaction's user itself, like the policy would.
+CREATE FUNCTION search_page(p_user_id uuid, p_query tsquery,
+                            p_conversation_id uuid, p_after_rank real,
+                            p_after_created_at timestamptz,
+                            p_after_conversation_id uuid,
+                            p_after_message_id uuid, p_limit integer)
+RETURNS TABLE (conversation_id uuid, message_id uuid, created_at timestamptz,
+               rank real)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+  SELECT h.conversation_id, h.message_id, h.created_at, h.rank
+    FROM (SELECT e.conversation_id, e.message_id, e.created_at,
+                 ts_rank(e.document, p_query, 1) AS rank
+            FROM search_entries e
+           WHERE e.user_id = p_user_id
+             AND e.document @@ p_query
+             AND p_user_id = NULLIF(current_setting('app.user_id', true), '')::uuid
+             AND querytree(p_query)::text <> 'T'
+             AND (p_conversation_id IS NULL
+                  OR e.conversation_id = p_conversation_id)) h
+   WHERE p_after_rank IS NULL
+      OR (h.rank, h.created_at, h.conversation_id, h.message_id)
+         < (p_after_rank, p_after_created_at, p_after_conversation_id,
+            p_after_message_id)
+   ORDER BY h.rank DESC, h.created_at DESC, h.conversation_id DESC,
+            h.message_id DESC
+   LIMIT p_limit
+$$;
+REVOKE ALL ON FUNCTION search_page(uuid, tsquery, uuid, real, timestamptz,
+                                   uuid, uuid, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION search_page(uuid, tsquery, uuid, real, timestamptz,
+                                      uuid, uuid, integer) TO chat_message;
 
 -- New messages (one by one, or many at once: a fork), as a statement.
 CREATE FUNCTION search_index_new_messages() RETURNS trigger

@@ -15,30 +15,16 @@ namespace {
 // the page starts (rank, created_at, conversation, message; $4 NULL on the
 // first page), $8 the page's size, $9 ts_headline's options.
 //
-// The GIN index over (user_id, document) finds the user's entries holding
-// the query's words; they are ranked (ts_rank, the length-normalized form)
-// and the page is cut in (rank, created_at, conversation_id, message_id)
-// order, all descending. Only the page's rows then read their message and
-// conversation, and get a headline: the first 20,000 characters of the
-// text with its matches marked (a bound on the work per row; a match
-// further in is found, but its snippet shows the start of the text). A query
-// with nothing but negations (which the index cannot answer without reading
-// every entry) matches nothing.
-constexpr char kSearch[] = "search_page";
+// search_page (deploy/migrations/0012_search.sql) finds the user's entries
+// with the query's words through the GIN index over (user_id, document),
+// ranks them (ts_rank, the length-normalized form) and cuts the page in
+// (rank, created_at, conversation_id, message_id) order, all descending.
+// Only the page's rows then read their message and conversation, and get a
+// headline: the first 20,000 characters of the text with its matches marked
+// (a bound on the work per row; a match further in is found, but its
+// snippet shows the start of the text).
+constexpr char kSearch[] = "search_find";
 constexpr char kSearchSql[] =
-    "WITH page AS ("
-    "  SELECT h.* FROM ("
-    "    SELECT e.conversation_id, e.message_id, e.created_at, "
-    "      ts_rank(e.document, chat_search_query($2), 1) AS rank "
-    "    FROM search_entries e "
-    "    WHERE e.user_id = $1::uuid AND e.document @@ chat_search_query($2) "
-    "      AND querytree(chat_search_query($2))::text <> 'T' "
-    "      AND ($3::uuid IS NULL OR e.conversation_id = $3::uuid)) h "
-    "  WHERE $4::real IS NULL OR (h.rank, h.created_at, h.conversation_id, "
-    "    h.message_id) < ($4::real, $5::timestamptz, $6::uuid, $7::uuid) "
-    "  ORDER BY h.rank DESC, h.created_at DESC, h.conversation_id DESC, "
-    "    h.message_id DESC "
-    "  LIMIT $8) "
     "SELECT p.conversation_id::text, c.title, "
     "  CASE WHEN p.message_id = " NIL_UUID
     " THEN '' ELSE p.message_id::text END, "
@@ -48,7 +34,8 @@ constexpr char kSearchSql[] =
     " THEN c.title ELSE m.content END, 20000)), "
     "    chat_search_query($2), $9), "
     "  (extract(epoch FROM p.created_at) * 1000000)::bigint, p.rank "
-    "FROM page p "
+    "FROM search_page($1::uuid, chat_search_query($2), $3::uuid, $4::real, "
+    "  $5::timestamptz, $6::uuid, $7::uuid, $8::integer) p "
     "JOIN conversations c ON c.user_id = $1::uuid AND c.id = p.conversation_id "
     "LEFT JOIN messages m ON p.message_id <> " NIL_UUID
     "  AND m.user_id = $1::uuid AND m.conversation_id = p.conversation_id "

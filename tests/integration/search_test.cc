@@ -276,6 +276,25 @@ TEST_F(SearchIntegrationTest, AnotherUsersWordsNeverMatch) {
   Post(kBob, elsewhere, "bob again");
   EXPECT_THAT(Ids(kBob, "bob", theirs), ElementsAre(bob));
   EXPECT_THAT(Ids(kBob, "bob"), ::testing::SizeIs(2));
+  // The database's own walls: search_page answers only the transaction's
+  // user, and the message role cannot read the table itself.
+  {
+    pqxx::connection role(db_->RoleUrl("chat_message"));
+    pqxx::work tx(role);
+    tx.exec_params("SELECT set_config('app.user_id', $1, true)",
+                   std::string(kAlice));
+    const char* count =
+        "SELECT count(*) FROM search_page($1::uuid, chat_search_query($2), "
+        "NULL, NULL, NULL, NULL, NULL, 10)";
+    EXPECT_EQ(tx.exec_params(count, std::string(kBob), "'secretword'")[0][0]
+                  .as<int>(),
+              0);
+    EXPECT_EQ(
+        tx.exec_params(count, std::string(kAlice), "'nothing'")[0][0].as<int>(),
+        1);
+    EXPECT_THROW(tx.exec("SELECT count(*) FROM search_entries"),
+                 pqxx::insufficient_privilege);
+  }
   // An own conversation without a match is an empty page, not 404.
   absl::StatusOr<SearchPage> none = Find(kBob, "absent", elsewhere);
   ASSERT_THAT(none, IsOk());
