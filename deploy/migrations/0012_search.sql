@@ -4,9 +4,10 @@
 -- (message_id = the nil UUID): the words of its text as a tsvector, kept
 -- current by triggers in the same transaction as the write (no background
 -- sync: a search sees exactly what is committed). A GIN index over
--- (user_id, document) (btree_gin for the uuid) answers "this user's entries
--- with these words"; row-level security binds every read to the
--- transaction's user like the other tables.
+-- (user_id, conversation_id, document) (btree_gin for the uuids) answers
+-- "this user's (or this conversation's) entries with these words";
+-- row-level security binds every read to the transaction's user like the
+-- other tables.
 --
 -- Words: the parser of the 'simple' configuration (no language, no
 -- stemming, no stop words: any script), lower-cased and stripped of accents
@@ -101,25 +102,49 @@ CREATE FUNCTION search_page(p_user_id uuid, p_query tsquery,
                             p_after_message_id uuid, p_limit integer)
 RETURNS TABLE (conversation_id uuid, message_id uuid, created_at timestamptz,
                rank real)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp
 AS $$
-  SELECT h.conversation_id, h.message_id, h.created_at, h.rank
-    FROM (SELECT e.conversation_id, e.message_id, e.created_at,
-                 ts_rank(e.document, p_query, 1) AS rank
-            FROM search_entries e
-           WHERE e.user_id = p_user_id
-             AND e.document @@ p_query
-             AND p_user_id = NULLIF(current_setting('app.user_id', true), '')::uuid
-             AND querytree(p_query)::text <> 'T'
-             AND (p_conversation_id IS NULL
-                  OR e.conversation_id = p_conversation_id)) h
-   WHERE p_after_rank IS NULL
-      OR (h.rank, h.created_at, h.conversation_id, h.message_id)
-         < (p_after_rank, p_after_created_at, p_after_conversation_id,
-            p_after_message_id)
-   ORDER BY h.rank DESC, h.created_at DESC, h.conversation_id DESC,
-            h.message_id DESC
-   LIMIT p_limit
+#variable_conflict use_column
+BEGIN
+  IF p_user_id IS DISTINCT FROM
+       NULLIF(current_setting('app.user_id', true), '')::uuid
+     OR querytree(p_query)::text = 'T' THEN
+    RETURN;
+  END IF;
+  -- Two statements, so that each has its index conditions: all of the
+  -- user's entries, or one conversation's.
+  IF p_conversation_id IS NULL THEN
+    RETURN QUERY
+    SELECT h.conversation_id, h.message_id, h.created_at, h.rank
+      FROM (SELECT e.conversation_id, e.message_id, e.created_at,
+                   ts_rank(e.document, p_query, 1) AS rank
+              FROM search_entries e
+             WHERE e.user_id = p_user_id AND e.document @@ p_query) h
+     WHERE p_after_rank IS NULL
+        OR (h.rank, h.created_at, h.conversation_id, h.message_id)
+           < (p_after_rank, p_after_created_at, p_after_conversation_id,
+              p_after_message_id)
+     ORDER BY h.rank DESC, h.created_at DESC, h.conversation_id DESC,
+              h.message_id DESC
+     LIMIT p_limit;
+  ELSE
+    RETURN QUERY
+    SELECT h.conversation_id, h.message_id, h.created_at, h.rank
+      FROM (SELECT e.conversation_id, e.message_id, e.created_at,
+                   ts_rank(e.document, p_query, 1) AS rank
+              FROM search_entries e
+             WHERE e.user_id = p_user_id
+               AND e.conversation_id = p_conversation_id
+               AND e.document @@ p_query) h
+     WHERE p_after_rank IS NULL
+        OR (h.rank, h.created_at, h.conversation_id, h.message_id)
+           < (p_after_rank, p_after_created_at, p_after_conversation_id,
+              p_after_message_id)
+     ORDER BY h.rank DESC, h.created_at DESC, h.conversation_id DESC,
+              h.message_id DESC
+     LIMIT p_limit;
+  END IF;
+END
 $$;
 REVOKE ALL ON FUNCTION search_page(uuid, tsquery, uuid, real, timestamptz,
                                    uuid, uuid, integer) FROM PUBLIC;
@@ -222,5 +247,8 @@ INSERT INTO search_entries (user_id, conversation_id, message_id, created_at,
 SELECT user_id, conversation_id, id, created_at, chat_search_document(content)
   FROM messages WHERE status <> 'in_progress';
 
+-- conversation_id is in it for searches within one conversation: GIN
+-- intersects its short posting list instead of reading every match of the
+-- user.
 CREATE INDEX search_entries_document_idx
-  ON search_entries USING gin (user_id, document);
+  ON search_entries USING gin (user_id, conversation_id, document);

@@ -16,13 +16,13 @@ namespace {
 // first page), $8 the page's size, $9 ts_headline's options.
 //
 // search_page (deploy/migrations/0012_search.sql) finds the user's entries
-// with the query's words through the GIN index over (user_id, document),
-// ranks them (ts_rank, the length-normalized form) and cuts the page in
-// (rank, created_at, conversation_id, message_id) order, all descending.
-// Only the page's rows then read their message and conversation, and get a
-// headline: the first 20,000 characters of the text with its matches marked
-// (a bound on the work per row; a match further in is found, but its
-// snippet shows the start of the text).
+// with the query's words through the GIN index over (user_id,
+// conversation_id, document), ranks them (ts_rank, the length-normalized form)
+// and cuts the page in (rank, created_at, conversation_id, message_id) order,
+// all descending. Only the page's rows then read their message and
+// conversation, and get a headline: the first 20,000 characters of the text
+// with its matches marked (a bound on the work per row; a match further in is
+// found, but its snippet shows the start of the text).
 constexpr char kSearch[] = "search_find";
 constexpr char kSearchSql[] =
     "SELECT p.conversation_id::text, c.title, "
