@@ -213,7 +213,8 @@ absl::StatusOr<std::vector<SearchTerm>> ParseSearchQuery(absl::string_view q) {
   bool positive = false;
   for (const SearchTerm& term : terms) positive = positive || !term.excluded;
   if (!positive) {
-    return QueryError("must have a word to find, not only -excluded ones");
+    return QueryError(
+        "must have a word to find, not only -excluded words or punctuation");
   }
   return terms;
 }
