@@ -68,6 +68,8 @@
 # BENCH_GHZ_CONNECTIONS (1), BENCH_OUT (also write the table to this file),
 # BENCH_KEEP=1 (keep the temp dir with the logs and raw outputs),
 # BENCH_ONLY=chat (step 5 alone, after the setup: no seeding, no loads),
+# BENCH_ONLY=transfer (export and import alone, bench/transfer.sh; also run
+# last in a full run, with its own table),
 # BENCH_ONLY=search (the search step of bench/search.sh alone, after the
 # setup; a full run runs it after step 4; its variables are there),
 # BENCH_PERF=1 (perf record -a during the gRPC runs, reports in the temp
@@ -681,6 +683,9 @@ reads_and_writes() {
   done
 }
 
+# Export and import: transfer_step (issue 12).
+# shellcheck source=bench/transfer.sh
+source "$ROOT/bench/transfer.sh"
 # Search (issue 12): search_step and its table.
 # shellcheck source=bench/search.sh
 source "$ROOT/bench/search.sh"
@@ -743,6 +748,16 @@ main() {
   USER_ID=$(<"$WORK/user_id")
   BIG_CONV=$(<"$WORK/big_conv")
   SMALL_CONV=$(<"$WORK/small_conv")
+  if [[ ${BENCH_ONLY:-} == transfer ]]; then
+    say "BENCH_ONLY=transfer: only the export and import step"
+    transfer_step
+    FAILED=0
+    local only
+    only=$("$BT" transferreport -results "$RESULTS")
+    [[ -z "${BENCH_OUT:-}" ]] || printf '%s\n' "$only" >"$BENCH_OUT"
+    printf '\n%s\n' "$only"
+    return
+  fi
   if [[ ${BENCH_ONLY:-} == chat ]]; then
     say "BENCH_ONLY=chat: only the chat step"
   elif [[ ${BENCH_ONLY:-} == search ]]; then
@@ -796,9 +811,15 @@ main() {
     check_alive
   fi
 
+  if [[ -z ${BENCH_ONLY:-} ]]; then
+    say "export and import"
+    transfer_step
+  fi
+
   FAILED=0
   local table
   table=$("$BT" report -results "$RESULTS")
+  [[ -n ${BENCH_ONLY:-} ]] || table+=$'\n\n'$("$BT" transferreport -results "$RESULTS")
   [[ -z "${BENCH_OUT:-}" ]] || printf '%s\n' "$table" >"$BENCH_OUT"
   printf '\n%s\n' "$table"
   if [[ -n "$SEARCH_TABLE" ]]; then

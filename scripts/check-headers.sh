@@ -20,12 +20,16 @@ domain=(
   services/message/message_values.h services/message/messages.h
   services/message/openai_provider.h
   services/message/provider.h services/message/search.h
+  services/message/shares.h
+  services/message/transfers.h
 )
 handlers=(
   common/caller.h common/grpc_status.h common/request_context.h
   common/server.h
   services/auth/auth_handler.h services/conversation/conversation_handler.h
   services/message/chat_event_stream.h services/message/message_handler.h
+  services/message/share_handler.h
+  services/message/message_proto.h services/message/transfer_handler.h
   services/message/search_handler.h
 )
 

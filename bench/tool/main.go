@@ -38,6 +38,10 @@ var commands = map[string]struct {
 	"streams":  {cmdStreams, "open many chat streams at once and read the processes' RSS"},
 	"resume":   {cmdResume, "time to the first replayed delta when resuming a reply in progress"},
 	"report":   {cmdReport, "print the markdown table of a results file"},
+	// Export and import (issue 12): transfer.go.
+	"transfer-setup": {cmdTransferSetup, "register a user with conversations to seed for the export"},
+	"transfer":       {cmdTransfer, "time an export and an import through the gateway, with RSS"},
+	"transferreport": {cmdTransferReport, "print the table of the export and import step"},
 }
 
 func main() {

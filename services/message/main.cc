@@ -28,6 +28,12 @@
 #include "services/message/search.h"
 #include "services/message/search_handler.h"
 #include "services/message/search_storage.h"
+#include "services/message/share_handler.h"
+#include "services/message/share_storage.h"
+#include "services/message/shares.h"
+#include "services/message/transfer_handler.h"
+#include "services/message/transfer_storage.h"
+#include "services/message/transfers.h"
 
 ABSL_FLAG(std::string, grpc_listen,
           chat::EnvOr("GRPC_LISTEN", "127.0.0.1:50053"),
@@ -72,6 +78,18 @@ ABSL_FLAG(absl::Duration, reply_recovery_grace,
           "a reply of a gone replica is recovered once it was not stored for "
           "this long (env REPLY_RECOVERY_GRACE)");
 
+ABSL_FLAG(int, max_transfers_per_user, chat::EnvOr("MAX_TRANSFERS_PER_USER", 2),
+          "exports and imports one user may run at once, across replicas; "
+          "more answer 429 (env MAX_TRANSFERS_PER_USER)");
+ABSL_FLAG(int, max_transfers, chat::EnvOr("MAX_TRANSFERS", 2),
+          "exports and imports this process runs at once, each holding a "
+          "database connection; more answer 429 (env MAX_TRANSFERS)");
+
+// Share links (issue 12).
+ABSL_FLAG(std::string, public_base_url, chat::EnvOr("PUBLIC_BASE_URL", ""),
+          "where clients reach the REST API, put before /v1/shares/<token> "
+          "in a share's url; empty: the path alone (env PUBLIC_BASE_URL)");
+
 int main(int argc, char** argv) {
   chat::BlockTerminationSignals();
   absl::SetProgramUsageMessage(
@@ -103,13 +121,23 @@ int main(int argc, char** argv) {
     return chat::log::Failure("bad --provider",
                               absl::InvalidArgumentError("use echo or openai"));
   }
+  if (absl::Status base = chat::message::CheckPublicBaseUrl(
+          absl::GetFlag(FLAGS_public_base_url));
+      !base.ok()) {
+    return chat::log::Failure("bad --public_base_url", base);
+  }
   chat::log::Info("model provider", {{"provider", provider_name},
                                      {"model", provider->default_model()}});
 
   absl::StatusOr<std::unique_ptr<chat::ServiceRuntime>> runtime =
       chat::ServiceRuntime::FromFlags(
-          chat::WithStatements(chat::message::MessageStorage::Statements(),
-                               chat::message::SearchStorage::Statements()),
+          chat::WithStatements(
+              chat::WithStatements(
+                  chat::WithStatements(
+                      chat::message::MessageStorage::Statements(),
+                      chat::message::TransferStorage::Statements()),
+                  chat::message::ShareStorage::Statements()),
+              chat::message::SearchStorage::Statements()),
           {.callers = true});
   if (!runtime.ok())
     return chat::log::Failure("cannot start", runtime.status());
@@ -145,6 +173,20 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_reply_recovery_interval),
       absl::GetFlag(FLAGS_reply_recovery_grace));
   chat::ThreadPool work(absl::GetFlag(FLAGS_reply_workers));
+  chat::message::TransferStorage transfer_storage((*runtime)->pool());
+  chat::message::TransferSlots transfer_slots(
+      std::max(1, absl::GetFlag(FLAGS_max_transfers)));
+  chat::message::Transfers transfers(
+      &transfer_storage, &transfer_slots, (*runtime)->clock(),
+      {.per_user = std::max(1, absl::GetFlag(FLAGS_max_transfers_per_user))});
+  chat::message::ExportServiceImpl export_service(&transfers,
+                                                  (*runtime)->callers());
+  // Share links.
+  chat::message::ShareStorage share_storage((*runtime)->pool());
+  chat::message::Shares shares(
+      &share_storage, (*runtime)->clock(),
+      {.public_base_url = absl::GetFlag(FLAGS_public_base_url)});
+  chat::message::ShareServiceImpl share_service(&shares, (*runtime)->callers());
   chat::message::MessageServiceImpl service(&messages, &chats,
                                             (*runtime)->callers(), &work);
   // Search (docs/api.md "Search").
@@ -152,10 +194,11 @@ int main(int argc, char** argv) {
   chat::message::Search search(&search_storage);
   chat::message::SearchServiceImpl search_service(&search,
                                                   (*runtime)->callers());
-  absl::Status served =
-      (*runtime)->Serve("message", absl::GetFlag(FLAGS_grpc_listen),
-                        absl::GetFlag(FLAGS_max_threads),
-                        {&service, &search_service}, [&] { chats.Stop(); });
+  absl::Status served = (*runtime)->Serve(
+      "message", absl::GetFlag(FLAGS_grpc_listen),
+      absl::GetFlag(FLAGS_max_threads),
+      {&service, &export_service, &share_service, &search_service},
+      [&] { chats.Stop(); });
   curl_global_cleanup();
   if (!served.ok()) return chat::log::Failure("server failed", served);
   return EXIT_SUCCESS;

@@ -11,31 +11,10 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "services/message/message_rows.h"
 
 namespace chat::message {
 namespace {
-
-// A root's parent_id: "the siblings of m" is then one equality the
-// children index answers (deploy/migrations/0005_conversation_trees.sql).
-#define NIL_UUID "'00000000-0000-0000-0000-000000000000'::uuid"
-
-// The columns FromRow reads, over a row `m` of messages joined with
-// SIBLINGS; append_message returns the same columns.
-#define MESSAGE_COLUMNS                                             \
-  "m.id::text, m.conversation_id::text, m.seq, m.role, m.content, " \
-  "m.status, m.model, m.metadata::text, "                           \
-  "(extract(epoch FROM m.created_at) * 1000000)::bigint, "          \
-  "(extract(epoch FROM m.updated_at) * 1000000)::bigint, "          \
-  "COALESCE(NULLIF(m.parent_id, " NIL_UUID                          \
-  ")::text, ''), s.sibling_index, "                                 \
-  "s.sibling_count"
-
-// The place of `m` among the messages that share its parent.
-#define SIBLINGS                                                           \
-  " CROSS JOIN LATERAL (SELECT count(*) FILTER (WHERE x.seq < m.seq) "     \
-  "AS sibling_index, count(*) AS sibling_count FROM messages x "           \
-  "WHERE x.user_id = m.user_id AND x.conversation_id = m.conversation_id " \
-  "AND x.parent_id = m.parent_id) s "
 
 // One round trip (see the function): $4 is the parent, NULL for the leaf of
 // the active branch, the nil UUID for a new root.
@@ -321,26 +300,6 @@ constexpr char kCopyPathSql[] =
     "JOIN messages m ON m.user_id = $1::uuid AND m.conversation_id = $2::uuid "
     "  AND m.id = p.old_id";
 
-MessageRecord FromRow(const pqxx::row& row) {
-  MessageRecord m;
-  m.id = row[0].as<std::string>();
-  m.conversation_id = row[1].as<std::string>();
-  m.seq = row[2].as<int64_t>();
-  // The table's CHECK constraints allow only the values the enums name.
-  m.role = ParseRole(row[3].as<std::string>()).value_or(Role::kUser);
-  m.content = row[4].as<std::string>();
-  m.status =
-      ParseStatus(row[5].as<std::string>()).value_or(MessageStatus::kComplete);
-  m.model = row[6].as<std::string>();
-  m.metadata = MetadataFromJson(row[7].as<std::string>()).value_or(Metadata{});
-  m.created_at = FromPgMicros(row[8].as<int64_t>());
-  m.updated_at = FromPgMicros(row[9].as<int64_t>());
-  m.parent_id = row[10].as<std::string>();
-  m.sibling_index = row[11].as<int>();
-  m.sibling_count = row[12].as<int>();
-  return m;
-}
-
 absl::Status ConversationNotFound() {
   return absl::NotFoundError("conversation not found");
 }
@@ -414,7 +373,7 @@ absl::StatusOr<MessageRecord> AppendIn(
       std::string(RoleName(message.role)), message.content,
       std::string(StatusName(message.status)), message.model,
       PgTime(message.created_at), MetadataToJson(message.metadata));
-  if (!rows.empty()) return FromRow(rows[0]);
+  if (!rows.empty()) return MessageFromRow(rows[0]);
   // No row: no such conversation, or no such parent in it.
   if (tx.exec_prepared(kConversationExists, user_id, message.conversation_id)
           .empty()) {
@@ -470,7 +429,7 @@ absl::StatusOr<MessageRecord> MessageStorage::Append(
             pqxx::result rows = tx.exec_prepared(
                 kGet, user_id, message.conversation_id, claim.resource_id);
             if (rows.empty()) return MessageNotFound();
-            return FromRow(rows[0]);
+            return MessageFromRow(rows[0]);
           }
         }
         return AppendIn(tx, user_id, message, parent_id);
@@ -485,7 +444,7 @@ absl::StatusOr<MessageRecord> MessageStorage::Get(
         pqxx::result rows =
             tx.exec_prepared(kGet, user_id, conversation_id, id);
         if (rows.empty()) return MessageNotFound();
-        return FromRow(rows[0]);
+        return MessageFromRow(rows[0]);
       });
 }
 
@@ -512,7 +471,7 @@ absl::StatusOr<std::vector<MessageRecord>> MessageStorage::List(
         }
         std::vector<MessageRecord> page;
         page.reserve(rows.size());
-        for (const pqxx::row& row : rows) page.push_back(FromRow(row));
+        for (const pqxx::row& row : rows) page.push_back(MessageFromRow(row));
         return page;
       });
 }
@@ -532,7 +491,7 @@ absl::StatusOr<MessageRecord> MessageStorage::Update(
         if (rows.empty()) return MessageNotFound();
         tx.exec_prepared0(kTouchConversation, user_id, conversation_id,
                           PgTime(now));
-        return FromRow(rows[0]);
+        return MessageFromRow(rows[0]);
       });
 }
 
@@ -671,9 +630,9 @@ absl::StatusOr<StartedReply> MessageStorage::StartReply(
                 absl::Seconds(1));
           }
           if (part == "prompt") {
-            started.prompt = FromRow(row);
+            started.prompt = MessageFromRow(row);
           } else {
-            started.reply = FromRow(row);
+            started.reply = MessageFromRow(row);
             stored = true;
           }
         }
@@ -732,7 +691,7 @@ absl::StatusOr<std::optional<MessageRecord>> MessageStorage::FinishReply(
             kFinishReply, user_id, conversation_id, id, owner, text,
             std::string(StatusName(status)), model, PgTime(now));
         if (rows.empty()) return std::optional<MessageRecord>();
-        return std::optional<MessageRecord>(FromRow(rows[0]));
+        return std::optional<MessageRecord>(MessageFromRow(rows[0]));
       });
 }
 
@@ -746,7 +705,7 @@ absl::StatusOr<MessageRecord> MessageStorage::CancelReply(
         if (rows.empty())
           rows = tx.exec_prepared(kGet, user_id, conversation_id, id);
         if (rows.empty()) return MessageNotFound();
-        return FromRow(rows[0]);
+        return MessageFromRow(rows[0]);
       });
 }
 

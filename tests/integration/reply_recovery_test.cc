@@ -6,6 +6,7 @@
 // role do that and nothing else. Needs TEST_DATABASE_URL (skipped without).
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -102,6 +103,26 @@ class ReplyRecoveryTest : public ::testing::Test {
     return m.value_or(MessageRecord{});
   }
 
+  // Waits (up to 10 s) until PostgreSQL has let go of an owner's lock: a
+  // closed connection's backend releases it as it exits, a moment after
+  // the client hung up.
+  void AwaitLockReleased(int64_t key) {
+    pqxx::connection admin(db_->admin_url());
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (absl::Now() < deadline) {
+      pqxx::nontransaction tx(admin);
+      if (tx.exec_params1("SELECT NOT EXISTS (SELECT 1 FROM pg_locks "
+                          "WHERE locktype = 'advisory' AND objsubid = 1 "
+                          "AND ((classid::bigint << 32) | objid::bigint) = $1)",
+                          key)[0]
+              .as<bool>()) {
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ADD_FAILURE() << "the lock of owner " << key << " is still held";
+  }
+
   std::unique_ptr<TestDatabase> db_;
   std::map<std::string, std::string> conversations_;
   std::unique_ptr<DbPool> pool_;
@@ -127,7 +148,9 @@ TEST_F(ReplyRecoveryTest,
                 .value_or(-1),
             0);
 
+  const int64_t crashed_key = (*crashed)->key();
   crashed->reset();  // its session ends, and the lock with it
+  AwaitLockReleased(crashed_key);
   EXPECT_EQ((*alive)
                 ->RecoverOrphans(pool_.get(), absl::Now(), absl::Seconds(10))
                 .value_or(-1),

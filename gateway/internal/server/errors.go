@@ -28,13 +28,21 @@ func (s *server) handleError(ctx context.Context, _ *runtime.ServeMux, _ runtime
 	switch {
 	case state.bodyTooLarge:
 		// The generated handler reports the cut-off body as a decode error.
-		e = bodyTooLargeError(s.opts.MaxBodyBytes, id)
+		limit := state.bodyLimit
+		if limit == 0 {
+			limit = s.opts.MaxBodyBytes
+		}
+		e = bodyTooLargeError(limit, id)
 	case state.bodyTimedOut:
 		// Likewise for a body that did not arrive in time (readDeadline).
 		// 408: the client was too slow, not a service; the code names
 		// what happened.
-		e = httperr.New(http.StatusRequestTimeout, codes.DeadlineExceeded,
-			fmt.Sprintf("request body not received within %s", s.opts.ReadTimeout), id)
+		msg := fmt.Sprintf("request body not received within %s", s.opts.ReadTimeout)
+		if isImport(r) {
+			msg = fmt.Sprintf("request body not received at %d bytes a second (after the first %s)",
+				importMinBytesPerSecond, s.opts.ReadTimeout)
+		}
+		e = httperr.New(http.StatusRequestTimeout, codes.DeadlineExceeded, msg, id)
 	case errors.As(err, &httpErr):
 		// The mux's own: a path with a malformed %-escape (400).
 		e = s.routingError(httpErr.HTTPStatus, r, id)

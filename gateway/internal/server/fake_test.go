@@ -7,15 +7,19 @@ package server_test
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -33,6 +37,20 @@ type backend struct {
 	block    bool                                                                    // unary RPCs wait for their context to end
 	delay    time.Duration                                                           // unary RPCs answer after this long
 	page     *chatv1.ListMessagesResponse                                            // ListMessages' answer when set
+
+	exportFn    func(grpc.ServerStreamingServer[chatv1.ExportChunk]) error // Export's behaviour
+	importCheck func(*chatv1.ImportItem) error                             // Import fails with its error
+	imports     chan importCall                                            // every Import call, once it ended
+}
+
+// importCall is what one Import call received, and how it ended.
+type importCall struct {
+	md        metadata.MD
+	batches   []int // items in each ImportRequest
+	items     []*chatv1.ImportItem
+	ended     bool // a request marked end arrived
+	cancelled bool // the client cancelled the call (no CloseSend)
+	err       error
 }
 
 type call struct {
@@ -47,11 +65,12 @@ func startBackend(t *testing.T, opts ...grpc.ServerOption) *backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &backend{addr: ln.Addr().String(), health: health.NewServer()}
+	b := &backend{addr: ln.Addr().String(), health: health.NewServer(), imports: make(chan importCall, 256)}
 	s := grpc.NewServer(opts...)
 	chatv1.RegisterAuthServiceServer(s, &fakeAuth{b: b})
 	chatv1.RegisterConversationServiceServer(s, &fakeConversations{b: b})
 	chatv1.RegisterMessageServiceServer(s, &fakeMessages{b: b})
+	chatv1.RegisterExportServiceServer(s, &fakeExport{b: b})
 	healthpb.RegisterHealthServer(s, b.health)
 	go func() { _ = s.Serve(ln) }()
 	t.Cleanup(s.Stop)
@@ -287,4 +306,100 @@ func (f *fakeMessages) stream(method string, r proto.Message, stream grpc.Server
 
 func (f *fakeMessages) ForkConversation(ctx context.Context, r *chatv1.ForkConversationRequest) (*chatv1.Conversation, error) {
 	return answer(f.b, ctx, "ForkConversation", r, &chatv1.Conversation{Id: "c2", Title: r.GetTitle(), ActiveLeafId: "m3"})
+}
+
+// fakeExport serves ExportService: Export runs exportFn (none: no
+// conversation), Import gathers every item, checks each with importCheck,
+// and answers imported = the number of conversations.
+type fakeExport struct {
+	chatv1.UnimplementedExportServiceServer
+	b *backend
+}
+
+func (b *backend) setExport(fn func(grpc.ServerStreamingServer[chatv1.ExportChunk]) error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.exportFn = fn
+}
+
+func (b *backend) setImportCheck(fn func(*chatv1.ImportItem) error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.importCheck = fn
+}
+
+// nextImport waits for the next Import call to end.
+func (b *backend) nextImport(t *testing.T) importCall {
+	t.Helper()
+	select {
+	case c := <-b.imports:
+		return c
+	case <-time.After(10 * time.Second):
+		t.Fatal("no Import call ended within 10 s")
+		return importCall{}
+	}
+}
+
+func (f *fakeExport) Export(r *chatv1.ExportRequest, stream grpc.ServerStreamingServer[chatv1.ExportChunk]) error {
+	if err := f.b.record(stream.Context(), "Export", r); err != nil {
+		return err
+	}
+	f.b.mu.Lock()
+	fn := f.b.exportFn
+	f.b.mu.Unlock()
+	if fn == nil {
+		return nil
+	}
+	return fn(stream)
+}
+
+func (f *fakeExport) Import(stream grpc.ClientStreamingServer[chatv1.ImportRequest, chatv1.ImportResponse]) error {
+	md, _ := metadata.FromIncomingContext(stream.Context())
+	c := importCall{md: md}
+	defer func() { f.b.imports <- c }()
+	f.b.mu.Lock()
+	check, fail := f.b.importCheck, f.b.fail
+	f.b.mu.Unlock()
+	if fail != nil {
+		c.err = fail
+		return fail
+	}
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			if !c.ended {
+				// As the service: an upload without its last request
+				// is incomplete.
+				c.err = status.Error(codes.InvalidArgument, "the upload ended without a request marked end")
+				return c.err
+			}
+			break
+		}
+		if err != nil {
+			c.cancelled, c.err = status.Code(err) == codes.Canceled, err
+			return err
+		}
+		if c.ended {
+			c.err = status.Error(codes.InvalidArgument, "a request follows the one marked end")
+			return c.err
+		}
+		c.ended = req.GetEnd()
+		c.batches = append(c.batches, len(req.GetItems()))
+		for _, it := range req.GetItems() {
+			c.items = append(c.items, it)
+			if check != nil {
+				if err := check(it); err != nil {
+					c.err = err
+					return err
+				}
+			}
+		}
+	}
+	n := 0
+	for _, it := range c.items {
+		if it.GetConversation() != nil {
+			n++
+		}
+	}
+	return stream.SendAndClose(&chatv1.ImportResponse{Imported: int32(n)})
 }

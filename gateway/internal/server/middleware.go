@@ -27,7 +27,8 @@ type reqState struct {
 	route        string // path template, "" when no route matched
 	grpcCode     string // code name of a failed answer
 	bodyTooLarge bool
-	bodyTimedOut bool // the body did not arrive within the read timeout
+	bodyLimit    int64 // the body limit of the request's route
+	bodyTimedOut bool  // the body did not arrive within the read timeout
 }
 
 type stateKey struct{}
@@ -56,13 +57,16 @@ func templateOf(pattern string) string {
 	return strings.ReplaceAll(pattern, "=*}", "}")
 }
 
-// bodyLimit answers 400 for a body over max bytes: at once when
-// Content-Length says so, else when reading passes the limit (the reader
-// stops there and the error handler answers, see handleError).
-func bodyLimit(max int64, next http.Handler) http.Handler {
+// bodyLimit answers 400 for a body over limit(r) bytes (MaxBodyBytes, or
+// MaxImportBodyBytes on POST /v1/import): at once when Content-Length says
+// so, else when reading passes the limit (the reader stops there and the
+// error handler answers, see handleError).
+func bodyLimit(limit func(*http.Request) int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		max := limit(r)
+		st := stateFrom(r.Context())
+		st.bodyLimit = max
 		if r.ContentLength > max {
-			st := stateFrom(r.Context())
 			st.bodyTooLarge = true
 			e := bodyTooLargeError(max, requestid.FromContext(r.Context()))
 			st.grpcCode = e.Envelope.GetError().GetCode()
@@ -72,7 +76,7 @@ func bodyLimit(max int64, next http.Handler) http.Handler {
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = &limitedBody{
 				ReadCloser: http.MaxBytesReader(w, r.Body, max),
-				state:      stateFrom(r.Context()),
+				state:      st,
 			}
 		}
 		next.ServeHTTP(w, r)
@@ -111,6 +115,12 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 // body (whose background read is already under way) gets no deadline, and
 // the deadline is lifted as soon as the body ends (net/http lifts it too
 // when it starts that read). Writes are never limited.
+//
+// An import body (up to 256 MiB) gets a minimum rate instead: it must start
+// within timeout and then keep coming at importMinBytesPerSecond on
+// average, with timeout as slack, counting only the time the gateway waits
+// for it (not the time it spends handing the file to the service): the
+// deadline is moved before each read to timeout + received/rate - waited.
 func readDeadline(timeout time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body == nil || r.Body == http.NoBody {
@@ -123,9 +133,23 @@ func readDeadline(timeout time.Duration, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, w: w, state: stateFrom(r.Context())}
+		b := &deadlineBody{ReadCloser: r.Body, rc: rc, w: w, state: stateFrom(r.Context())}
+		if isImport(r) {
+			b.minRate, b.slack = importMinBytesPerSecond, timeout
+		}
+		r.Body = b
 		next.ServeHTTP(w, r)
 	})
+}
+
+// importMinBytesPerSecond is the slowest an import body may arrive on
+// average (256 kbit/s): 256 MiB in about 2 h 15 min.
+const importMinBytesPerSecond = 32 << 10
+
+// isImport reports whether r is POST /v1/import, whose body has its own
+// size limit and deadline.
+func isImport(r *http.Request) bool {
+	return r.Method == http.MethodPost && r.URL.Path == importPath
 }
 
 type deadlineBody struct {
@@ -134,10 +158,26 @@ type deadlineBody struct {
 	w     http.ResponseWriter
 	state *reqState
 	done  bool
+	// A minimum rate (import): the deadline moves with what arrived.
+	minRate  int64
+	slack    time.Duration
+	received int64
+	waited   time.Duration
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
+	var n int
+	var err error
+	if b.minRate > 0 && !b.done {
+		allowed := b.slack + time.Duration(float64(b.received)/float64(b.minRate)*float64(time.Second))
+		start := time.Now()
+		_ = b.rc.SetReadDeadline(start.Add(allowed - b.waited))
+		n, err = b.ReadCloser.Read(p)
+		b.waited += time.Since(start)
+		b.received += int64(n)
+	} else {
+		n, err = b.ReadCloser.Read(p)
+	}
 	if err == nil || b.done {
 		return n, err
 	}
@@ -224,7 +264,7 @@ func (s *server) observe(next http.Handler) http.Handler {
 		attrs := []slog.Attr{
 			slog.String("request_id", requestid.FromContext(r.Context())),
 			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
+			slog.String("path", loggedPath(r.URL.Path)),
 			slog.String("route", route),
 			slog.Int("status", rec.status),
 			slog.Int64("bytes", rec.bytes),
@@ -236,6 +276,19 @@ func (s *server) observe(next http.Handler) http.Handler {
 		}
 		s.log.LogAttrs(r.Context(), level, "http request", attrs...)
 	})
+}
+
+// sharesPrefix starts the path of a shared view, whose last segment is the
+// share's token: a credential, kept out of the access log.
+const sharesPrefix = "/v1/shares/"
+
+// loggedPath is the path as the access log shows it: a share token is
+// replaced by "{token}".
+func loggedPath(path string) string {
+	if strings.HasPrefix(path, sharesPrefix) {
+		return sharesPrefix + "{token}"
+	}
+	return path
 }
 
 // recorder remembers the status and size of a response. It passes Flush on

@@ -8,11 +8,17 @@
 //	observe     Prometheus metrics and one JSON access-log line
 //	cors        only when origins are configured
 //	readDeadline  408 for bodies that do not arrive within ReadTimeout
-//	bodyLimit   400 for bodies over MaxBodyBytes
+//	              (POST /v1/import: slower than a minimum rate)
+//	bodyLimit   400 for bodies over MaxBodyBytes (POST /v1/import:
+//	            MaxImportBodyBytes)
 //	putAsPatch  PUT on an update route is served by its PATCH binding
 //	customMethods  ".../m1:verb" reaches only routes with that verb
 //	runtime.ServeMux  generated handlers, the event streams' own (Chat,
-//	                  Regenerate, StreamReply: chat.go),
+//	                  Regenerate, StreamReply: chat.go), export and
+//	                  import's own (GET /v1/export as NDJSON, POST
+//	                  /v1/import of our export or a ChatGPT
+//	                  conversations.json: transfer.go, importfile.go,
+//	                  chatgpt.go),
 //	                  /healthz /readyz /metrics /openapi.json; inside it,
 //	                  around each matched route:
 //	  recordRoute     the route template for metrics and logs
@@ -59,6 +65,9 @@ type Upstreams struct {
 type Options struct {
 	// MaxBodyBytes is the largest request body; default 1 MiB.
 	MaxBodyBytes int64
+	// MaxImportBodyBytes is the largest body of POST /v1/import; default
+	// 256 MiB (docs/api.md "Export and import").
+	MaxImportBodyBytes int64
 	// CORSAllowedOrigins enables CORS for these origins; empty disables it.
 	CORSAllowedOrigins []string
 	// Logger receives the access log and upstream errors; default discards.
@@ -80,14 +89,18 @@ type Options struct {
 }
 
 const (
-	defaultMaxBodyBytes = 1 << 20
-	defaultReadyTimeout = time.Second
-	defaultReadTimeout  = 30 * time.Second
+	defaultMaxBodyBytes       = 1 << 20
+	defaultMaxImportBodyBytes = 256 << 20
+	defaultReadyTimeout       = time.Second
+	defaultReadTimeout        = 30 * time.Second
 )
 
 func (o *Options) setDefaults() {
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = defaultMaxBodyBytes
+	}
+	if o.MaxImportBodyBytes <= 0 {
+		o.MaxImportBodyBytes = defaultMaxImportBodyBytes
 	}
 	if o.ReadyTimeout <= 0 {
 		o.ReadyTimeout = defaultReadyTimeout
@@ -207,6 +220,10 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 			return nil, err
 		}
 	}
+	// Export and import, in the message service's process too (transfer.go).
+	if err := s.registerTransfer(mux, chatv1.NewExportServiceClient(up.Message)); err != nil {
+		return nil, err
+	}
 	for path, h := range map[string]http.HandlerFunc{
 		"/healthz":      s.healthz,
 		"/readyz":       s.readyz,
@@ -223,7 +240,12 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 	var h http.Handler = mux
 	h = s.customMethods(h)
 	h = putAsPatch(routes, h)
-	h = bodyLimit(opts.MaxBodyBytes, h)
+	h = bodyLimit(func(r *http.Request) int64 {
+		if isImport(r) {
+			return opts.MaxImportBodyBytes
+		}
+		return opts.MaxBodyBytes
+	}, h)
 	h = readDeadline(opts.ReadTimeout, h)
 	if len(opts.CORSAllowedOrigins) > 0 {
 		h = cors.New(cors.Options{
@@ -233,7 +255,7 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 				http.MethodPatch, http.MethodDelete, http.MethodOptions,
 			},
 			AllowedHeaders: []string{"Authorization", "Content-Type", "Idempotency-Key", lastEventIDHeader, requestid.Header},
-			ExposedHeaders: []string{requestid.Header, "Retry-After"},
+			ExposedHeaders: []string{requestid.Header, "Retry-After", "Content-Disposition"},
 			MaxAge:         600,
 		}).Handler(h)
 	}

@@ -428,6 +428,32 @@ func TestAccessLogHoldsNoSecrets(t *testing.T) {
 	}
 }
 
+func TestAccessLogHoldsNoShareToken(t *testing.T) {
+	g, _ := newGateway(t, server.Options{})
+	const token = "Sh4reT0kenSh4reT0kenSh4reT0kenSh4reT0ken123"
+	g.do("GET", "/v1/shares/"+token, "", "X-Request-Id", "rid-share")
+	logs := g.logs.String()
+	if strings.Contains(logs, token) {
+		t.Errorf("log holds the share token:\n%s", logs)
+	}
+	var found bool
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		if rec["msg"] == "http request" && rec["request_id"] == "rid-share" {
+			found = true
+			if rec["path"] != "/v1/shares/{token}" {
+				t.Errorf("access log path = %v", rec["path"])
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no access log line for rid-share:\n%s", logs)
+	}
+}
+
 // ---------------------------------------------------------------------------
 // Success statuses and bodies
 
