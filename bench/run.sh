@@ -70,6 +70,8 @@
 # BENCH_ONLY=chat (step 5 alone, after the setup: no seeding, no loads),
 # BENCH_ONLY=transfer (export and import alone, bench/transfer.sh; also run
 # last in a full run, with its own table),
+# BENCH_ONLY=search (the search step of bench/search.sh alone, after the
+# setup; a full run runs it after step 4; its variables are there),
 # BENCH_PERF=1 (perf record -a during the gRPC runs, reports in the temp
 # dir; needs perf), PG_BIN. The message service of step 5 gets
 # MAX_STREAMS_PER_USER = the larger of BENCH_STREAMS and
@@ -450,6 +452,7 @@ ghz_load() { # PREFIX LABEL SERVICE.METHOD CONCURRENCY (data flags...)
   case $call in
     MessageService.*) proto=chat/v1/message.proto port=$MSG_PORT ;;
     ConversationService.*) proto=chat/v1/conversation.proto port=$CONV_PORT ;;
+    SearchService.*) proto=chat/v1/search.proto port=$MSG_PORT ;;
     *) die "ghz_load: no service for $call" ;;
   esac
   local common=(--insecure --proto "$proto" --import-paths "$ROOT/proto,/usr/include"
@@ -683,6 +686,9 @@ reads_and_writes() {
 # Export and import: transfer_step (issue 12).
 # shellcheck source=bench/transfer.sh
 source "$ROOT/bench/transfer.sh"
+# Search (issue 12): search_step and its table.
+# shellcheck source=bench/search.sh
+source "$ROOT/bench/search.sh"
 
 main() {
   install_tools
@@ -754,8 +760,16 @@ main() {
   fi
   if [[ ${BENCH_ONLY:-} == chat ]]; then
     say "BENCH_ONLY=chat: only the chat step"
+  elif [[ ${BENCH_ONLY:-} == search ]]; then
+    say "BENCH_ONLY=search: only the search step"
+    search_step
+    FAILED=0
+    [[ -z "${BENCH_OUT:-}" ]] || printf '%s\n' "$SEARCH_TABLE" >"$BENCH_OUT"
+    printf '\n%s\n' "$SEARCH_TABLE"
+    return 0
   else
     reads_and_writes
+    search_step
   fi
 
   # Chat: the message service again, now against the fake provider. Its
@@ -808,6 +822,10 @@ main() {
   [[ -n ${BENCH_ONLY:-} ]] || table+=$'\n\n'$("$BT" transferreport -results "$RESULTS")
   [[ -z "${BENCH_OUT:-}" ]] || printf '%s\n' "$table" >"$BENCH_OUT"
   printf '\n%s\n' "$table"
+  if [[ -n "$SEARCH_TABLE" ]]; then
+    [[ -z "${BENCH_OUT:-}" ]] || printf '\n%s\n' "$SEARCH_TABLE" >>"$BENCH_OUT"
+    printf '\n%s\n' "$SEARCH_TABLE"
+  fi
 }
 
 main "$@"

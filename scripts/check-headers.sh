@@ -19,7 +19,7 @@ domain=(
   services/message/echo_provider.h
   services/message/message_values.h services/message/messages.h
   services/message/openai_provider.h
-  services/message/provider.h
+  services/message/provider.h services/message/search.h
   services/message/shares.h
   services/message/transfers.h
 )
@@ -30,6 +30,7 @@ handlers=(
   services/message/chat_event_stream.h services/message/message_handler.h
   services/message/share_handler.h
   services/message/message_proto.h services/message/transfer_handler.h
+  services/message/search_handler.h
 )
 
 failed=0

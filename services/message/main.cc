@@ -25,6 +25,9 @@
 #include "services/message/message_storage.h"
 #include "services/message/messages.h"
 #include "services/message/openai_provider.h"
+#include "services/message/search.h"
+#include "services/message/search_handler.h"
+#include "services/message/search_storage.h"
 #include "services/message/share_handler.h"
 #include "services/message/share_storage.h"
 #include "services/message/shares.h"
@@ -130,9 +133,11 @@ int main(int argc, char** argv) {
       chat::ServiceRuntime::FromFlags(
           chat::WithStatements(
               chat::WithStatements(
-                  chat::message::MessageStorage::Statements(),
-                  chat::message::TransferStorage::Statements()),
-              chat::message::ShareStorage::Statements()),
+                  chat::WithStatements(
+                      chat::message::MessageStorage::Statements(),
+                      chat::message::TransferStorage::Statements()),
+                  chat::message::ShareStorage::Statements()),
+              chat::message::SearchStorage::Statements()),
           {.callers = true});
   if (!runtime.ok())
     return chat::log::Failure("cannot start", runtime.status());
@@ -184,10 +189,16 @@ int main(int argc, char** argv) {
   chat::message::ShareServiceImpl share_service(&shares, (*runtime)->callers());
   chat::message::MessageServiceImpl service(&messages, &chats,
                                             (*runtime)->callers(), &work);
+  // Search (docs/api.md "Search").
+  chat::message::SearchStorage search_storage((*runtime)->pool());
+  chat::message::Search search(&search_storage);
+  chat::message::SearchServiceImpl search_service(&search,
+                                                  (*runtime)->callers());
   absl::Status served = (*runtime)->Serve(
       "message", absl::GetFlag(FLAGS_grpc_listen),
       absl::GetFlag(FLAGS_max_threads),
-      {&service, &export_service, &share_service}, [&] { chats.Stop(); });
+      {&service, &export_service, &share_service, &search_service},
+      [&] { chats.Stop(); });
   curl_global_cleanup();
   if (!served.ok()) return chat::log::Failure("server failed", served);
   return EXIT_SUCCESS;
