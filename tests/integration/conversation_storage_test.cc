@@ -46,19 +46,8 @@ class ConversationStorageTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<TestDatabase>> db = TestDatabase::Create();
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = *std::move(db);
-    {
-      pqxx::connection admin(db_->admin_url());
-      pqxx::work tx(admin);
-      for (const auto& [id, name] :
-           {std::pair{kAlice, "alice"}, std::pair{kBob, "bob"}}) {
-        tx.exec_params(
-            "INSERT INTO users (id, username, email, password_hash, "
-            "created_at, updated_at) VALUES ($1::uuid, $2, $2 || "
-            "'@example.com', 'x', now(), now())",
-            std::string(id), std::string(name));
-      }
-      tx.commit();
-    }
+    db_->AddUser(kAlice, "alice");
+    db_->AddUser(kBob, "bob");
     pool_ = DbPool::Create({.url = db_->RoleUrl("chat_conversation"),
                             .size = 2,
                             .statements = ConversationStorage::Statements()});

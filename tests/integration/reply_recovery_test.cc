@@ -47,11 +47,7 @@ class ReplyRecoveryTest : public ::testing::Test {
     pqxx::work tx(admin);
     for (const auto& [user, name] :
          {std::pair{kAlice, "alice"}, std::pair{kBob, "bob"}}) {
-      tx.exec_params(
-          "INSERT INTO users (id, username, email, password_hash, created_at, "
-          "updated_at) VALUES ($1::uuid, $2, $2 || '@example.com', 'x', "
-          "now(), now())",
-          std::string(user), std::string(name));
+      db_->AddUser(user, name);
       conversations_[user] = NewUuidV7();
       tx.exec_params(
           "INSERT INTO conversations (user_id, id, title, untitled, "

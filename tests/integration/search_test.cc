@@ -53,12 +53,8 @@ class SearchIntegrationTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<TestDatabase>> db = TestDatabase::Create();
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = *std::move(db);
-    Admin(
-        "INSERT INTO users (id, username, email, password_hash, created_at, "
-        "updated_at) VALUES ('" +
-        std::string(kAlice) +
-        "', 'alice', 'alice@example.com', 'x', now(), now()), ('" +
-        std::string(kBob) + "', 'bob', 'bob@example.com', 'x', now(), now())");
+    db_->AddUser(kAlice, "alice");
+    db_->AddUser(kBob, "bob");
     pool_ = DbPool::Create(
         {.url = db_->RoleUrl("chat_message"),
          .size = 2,

@@ -127,4 +127,16 @@ std::string TestDatabase::RoleUrl(absl::string_view role) const {
       admin_url_, {{"user", std::string(role)}, {"password", kRolePassword}});
 }
 
+void TestDatabase::AddUser(absl::string_view id,
+                           absl::string_view username) const {
+  pqxx::connection admin(admin_url_);
+  pqxx::work tx(admin);
+  tx.exec_params0(
+      "INSERT INTO users (id, username, email, password_hash, created_at, "
+      "updated_at) VALUES ($1::uuid, $2, $2 || '@example.com', 'x', now(), "
+      "now())",
+      std::string(id), std::string(username));
+  tx.commit();
+}
+
 }  // namespace chat::testing

@@ -54,6 +54,11 @@ class TestDatabase {
   // ("chat_auth", "chat_conversation", "chat_message").
   std::string RoleUrl(absl::string_view role) const;
 
+  // Adds an account as the auth service would (email
+  // "<username>@example.com", no usable password), for tests of the other
+  // services' storage.
+  void AddUser(absl::string_view id, absl::string_view username) const;
+
  private:
   TestDatabase(std::string server_url, std::string name);
   std::string server_url_;  // TEST_DATABASE_URL

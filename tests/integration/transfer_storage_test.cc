@@ -114,17 +114,8 @@ class TransferStorageTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<TestDatabase>> db = TestDatabase::Create();
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = *std::move(db);
-    pqxx::connection admin(db_->admin_url());
-    pqxx::work tx(admin);
-    for (const auto& [user, name] :
-         {std::pair{kAlice, "alice"}, std::pair{kBob, "bob"}}) {
-      tx.exec_params(
-          "INSERT INTO users (id, username, email, password_hash, created_at, "
-          "updated_at) VALUES ($1::uuid, $2, $2 || '@example.com', 'x', "
-          "now(), now())",
-          std::string(user), std::string(name));
-    }
-    tx.commit();
+    db_->AddUser(kAlice, "alice");
+    db_->AddUser(kBob, "bob");
     pool_ = NewPool();
     messages_ = std::make_unique<MessageStorage>(pool_.get());
     storage_ = std::make_unique<TransferStorage>(pool_.get());
