@@ -14,25 +14,13 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/conversation_record.h"
 #include "common/idempotency.h"
 #include "common/metadata.h"
 
 namespace chat::conversation {
 
-struct ConversationRecord {
-  std::string id;
-  std::string title;
-  bool untitled = false;
-  Metadata metadata;
-  bool archived = false;
-  bool pinned = false;
-  int64_t message_count = 0;
-  std::optional<absl::Time> last_message_at;
-  // The last message of the active branch; empty while there is none.
-  std::string active_leaf_id;
-  absl::Time created_at;
-  absl::Time updated_at;
-};
+using ::chat::ConversationRecord;
 
 // Fields to change; unset ones stay.
 struct ConversationChange {

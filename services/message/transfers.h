@@ -20,28 +20,15 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/conversation_record.h"
 #include "common/metadata.h"
 #include "services/message/messages.h"
 
 namespace chat::message {
 
-// A conversation as exported and imported: what its owner set, its
-// activity, and the leaf of its active branch ("" when it has no message).
-struct ConversationRecord {
-  std::string id;
-  std::string title;
-  // True while the title is the default one (an export keeps this unset:
-  // an imported title is the user's).
-  bool untitled = false;
-  Metadata metadata;
-  bool archived = false;
-  bool pinned = false;
-  int64_t message_count = 0;
-  std::optional<absl::Time> last_message_at;
-  std::string active_leaf_id;
-  absl::Time created_at;
-  absl::Time updated_at;
-};
+// A conversation as exported and imported (an import's `untitled` is set
+// only when the file gives no title).
+using ::chat::ConversationRecord;
 
 // One item of an upload, as the gateway parsed it. Times the file does not
 // have are nullopt; text fields are as the file spells them.
