@@ -10,7 +10,8 @@ cd "$src" || exit 2
 
 domain=(
   common/clock.h common/conversation_record.h common/email.h
-  common/errors.h common/external_jwt.h common/idempotency.h common/ids.h common/jwt.h common/metadata.h
+  common/errors.h common/external_jwt.h common/idempotency.h common/ids.h
+  common/jwt.h common/metadata.h
   common/page_token.h common/status_macros.h common/thread_pool.h
   common/token_cache.h common/utf8.h
   services/auth/accounts.h services/auth/password.h services/auth/validation.h
