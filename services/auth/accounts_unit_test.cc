@@ -529,6 +529,10 @@ TEST_F(AccountsUnitTest, PasswordChangeEndsTheTwinOfTheChangingSession) {
       IsOk());
   EXPECT_THAT(accounts_.Refresh(twin_next.refresh_token),
               StatusIs(absl::StatusCode::kUnauthenticated));
+  // The token `mine` rotated is still within its grace, and of the session
+  // that stays: replayed, it would mint a new twin that outlived the change.
+  EXPECT_THAT(accounts_.Refresh(session.tokens.refresh_token),
+              StatusIs(absl::StatusCode::kUnauthenticated));
   EXPECT_THAT(accounts_.Refresh(mine.refresh_token), IsOk());
 
   // And from the twin's side: the original session is the one that ends.

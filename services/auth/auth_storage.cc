@@ -89,11 +89,14 @@ constexpr char kRevokeOtherFamiliesSql[] =
     "  (SELECT family_id FROM refresh_tokens WHERE user_id = $1::uuid "
     "   AND COALESCE(session_id, family_id)::text = $2 LIMIT 1)";
 
-// The twins of the session that stays: other sessions of its family.
+// The twins of the session that stays (other sessions of its family), and
+// every rotated token of the family: within its grace a rotated token
+// would mint a twin, a session that outlived the password change.
 constexpr char kDeleteTwinTokens[] = "auth_delete_twin_tokens";
 constexpr char kDeleteTwinTokensSql[] =
     "DELETE FROM refresh_tokens WHERE user_id = $1::uuid "
-    "AND COALESCE(session_id, family_id)::text <> $2 AND family_id = "
+    "AND (COALESCE(session_id, family_id)::text <> $2 "
+    "OR rotated_at IS NOT NULL) AND family_id = "
     "  (SELECT family_id FROM refresh_tokens WHERE user_id = $1::uuid "
     "   AND COALESCE(session_id, family_id)::text = $2 LIMIT 1)";
 

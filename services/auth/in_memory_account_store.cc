@@ -240,7 +240,7 @@ absl::Status InMemoryAccountStore::EndOtherSessions(
     std::erase_if(tokens_, [&](const auto& entry) {
       const Token& token = entry.second;
       return token.user_id == user && token.family_id == *kept_family &&
-             SessionOf(token) != keep;
+             (SessionOf(token) != keep || token.rotated_at.has_value());
     });
   }
   return absl::OkStatus();
