@@ -119,7 +119,7 @@ TEST_F(TransfersTest, WithoutALeafTheLastMessageIsTheLeaf) {
 
 TEST_F(TransfersTest, AnUntitledConversationGetsTheDefaultTitle) {
   ASSERT_THAT(Import({Conversation(kC1, "", "")}), IsOk());
-  const ConversationRecord& c = store_.Of(kUser).at(kC1).conversation;
+  const ConversationRecord c = store_.Of(kUser).at(kC1).conversation;
   EXPECT_EQ(c.title, "New Chat");
   EXPECT_TRUE(c.untitled);
   EXPECT_EQ(c.message_count, 0);
