@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/db.h"
 #include "common/metadata.h"
 
@@ -26,6 +28,10 @@ MessageRecord MessageFromRow(const pqxx::row& row, int first) {
   m.sibling_index = row[first + 11].as<int>();
   m.sibling_count = row[first + 12].as<int>();
   return m;
+}
+
+std::string UuidArray(const std::vector<std::string>& ids) {
+  return absl::StrCat("{", absl::StrJoin(ids, ","), "}");
 }
 
 }  // namespace chat::message

@@ -4,6 +4,9 @@
 // How the message service's statements select a message and read it back:
 // shared by the storage classes of services/message/ (messages, export).
 
+#include <string>
+#include <vector>
+
 #include "pqxx/pqxx"
 #include "services/message/messages.h"
 
@@ -36,6 +39,10 @@ namespace chat::message {
 
 // The message of MESSAGE_COLUMNS, selected from column `first` on.
 MessageRecord MessageFromRow(const pqxx::row& row, int first = 0);
+
+// A PostgreSQL array literal of UUIDs (which need no quoting), for a
+// $n::uuid[] parameter.
+std::string UuidArray(const std::vector<std::string>& ids);
 
 }  // namespace chat::message
 

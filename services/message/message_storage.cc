@@ -5,7 +5,6 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "common/errors.h"
 #include "common/idempotency_storage.h"
 #include "common/json.h"
@@ -317,11 +316,6 @@ absl::StatusOr<pqxx::row> LockConversation(pqxx::work& tx,
       tx.exec_prepared(kLockConversation, user_id, conversation_id);
   if (rows.empty()) return ConversationNotFound();
   return rows[0];
-}
-
-// A PostgreSQL array literal of UUIDs (which need no quoting).
-std::string UuidArray(const std::vector<std::string>& ids) {
-  return absl::StrCat("{", absl::StrJoin(ids, ","), "}");
 }
 
 }  // namespace

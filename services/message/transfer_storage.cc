@@ -4,7 +4,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "common/errors.h"
 #include "common/json.h"
 #include "common/status_macros.h"
@@ -166,10 +165,8 @@ class TransactionImportWriter final : public ImportWriter {
     tx_.exec_prepared0(kEndConversation, user_id_, c.id, c.message_count,
                        last_message_at, PgTime(c.updated_at));
     if (active_path.empty()) return absl::OkStatus();
-    if (tx_.exec_prepared(
-               kSetActivePath, user_id_, c.id,
-               absl::StrCat("{", absl::StrJoin(active_path, ","), "}"),
-               active_path.back())
+    if (tx_.exec_prepared(kSetActivePath, user_id_, c.id,
+                          UuidArray(active_path), active_path.back())
             .affected_rows() != 1) {
       return absl::InternalError(
           "the active branch of an import is not stored");
