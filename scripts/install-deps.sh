@@ -18,7 +18,15 @@ readonly PACKAGES=(
   clang-14 libclang-rt-14-dev
   # scripts/run.sh polls /readyz with it, and its banner's examples use it.
   curl
+  # The browser client's tests (web/tests) drive Debian's Chromium headless.
+  chromium
 )
+# The browser client (web/) is built with node and npm: Debian's, unless a
+# node with npm is already on PATH (e.g. NodeSource's nodejs, which bundles
+# npm and conflicts with Debian's npm package).
+if ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 installed=" $(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PACKAGES[@]}" 2>/dev/null |
