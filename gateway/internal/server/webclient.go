@@ -8,9 +8,13 @@ import (
 	"mime"
 	"net/http"
 	"path"
+	"regexp"
 	"strings"
 	"time"
 )
+
+// clientRoute matches the paths the client routes itself besides /.
+var clientRoute = regexp.MustCompile(`^/(c|s)/[^/]+$`)
 
 // WebClientCSP is the Content-Security-Policy of every file of the browser
 // client: scripts and styles only from the gateway's own files (no inline
@@ -30,9 +34,9 @@ const WebClientCSP = "default-src 'none'; script-src 'self'; style-src 'self'; "
 //	a file of the build       that file; under assets/ (content-hashed
 //	                          names) cached for a year as immutable,
 //	                          anything else revalidated (no-cache)
-//	a path like /c/<id>       index.html (no-cache): the client routes it
-//	a missing file (a dot in  next, so the API's 404 envelope
-//	its last segment)
+//	/, /c/<id>, /s/<token>    index.html (no-cache): the client's own
+//	                          routes (web/src/router.ts)
+//	anything else             next, so the API's 404 envelope
 //
 // built is false when files is the "not built" page: it answers 503.
 func (s *server) webClient(files fs.FS, built bool, next http.Handler) http.Handler {
@@ -46,7 +50,6 @@ func (s *server) webClient(files fs.FS, built bool, next http.Handler) http.Hand
 			next.ServeHTTP(w, r)
 			return
 		}
-		stateFrom(r.Context()).route = "web-client"
 		name := strings.TrimPrefix(path.Clean(p), "/")
 		if name != "" && name != "index.html" {
 			if data, err := fs.ReadFile(files, name); err == nil {
@@ -54,16 +57,17 @@ func (s *server) webClient(files fs.FS, built bool, next http.Handler) http.Hand
 				if strings.HasPrefix(name, "assets/") {
 					cache = "public, max-age=31536000, immutable"
 				}
+				stateFrom(r.Context()).route = "web-client"
 				serveWebFile(w, r, name, data, cache, "")
 				return
 			}
-			if strings.Contains(path.Base(name), ".") {
+			if !clientRoute.MatchString(p) {
 				next.ServeHTTP(w, r)
 				return
 			}
 		}
+		stateFrom(r.Context()).route = "web-client"
 		if !built {
-			w.Header().Set("Retry-After", "0")
 			setWebHeaders(w.Header(), "no-store")
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			w.WriteHeader(http.StatusServiceUnavailable)

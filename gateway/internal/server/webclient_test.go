@@ -94,6 +94,10 @@ func TestWebClientLeavesTheAPIAlone(t *testing.T) {
 		{http.MethodDelete, "/c/x"},
 		{http.MethodGet, "/assets/missing-file.js"},
 		{http.MethodGet, "/robots.txt"},
+		{http.MethodGet, "/nope"},
+		{http.MethodGet, "/healthz:x"},
+		{http.MethodGet, "/c/x/y"},
+		{http.MethodGet, "/c/"},
 	} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(c.method, c.path, nil))
