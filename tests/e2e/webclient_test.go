@@ -35,7 +35,9 @@ func TestWebClientInChromium(t *testing.T) {
 
 	provider := NewFakeProvider()
 	defer provider.Close()
-	s, err := StartStack(map[string][]string{"message": {
+	// Access tokens of 20 s: the client's refresh before expiry happens
+	// within a test.
+	s, err := StartStack(map[string][]string{"auth": {"ACCESS_TOKEN_TTL=20s"}, "message": {
 		"PROVIDER=openai", "PROVIDER_BASE_URL=" + provider.URL + "/v1",
 		"PROVIDER_API_KEY=" + providerKey, "PROVIDER_MODEL=fake-model-1",
 		"PROVIDER_IDLE_TIMEOUT=10s",

@@ -45,6 +45,36 @@ test("register shows the API's validation beside each field, then signs in", asy
   await expect(page.getByTestId("username")).toHaveText(name);
 });
 
+test("tokens are refreshed before the access token expires, and after a 401", async ({ page }) => {
+  // The stack's access tokens last 20 s (webclient_test.go), so the client
+  // refreshes 5 s after it gets them, without waiting for a 401.
+  const refreshes: number[] = [];
+  page.on("response", (r) => {
+    if (r.url().endsWith("/v1/auth/refresh")) refreshes.push(r.status());
+  });
+  await register(page);
+  await page.waitForResponse((r) => r.url().endsWith("/v1/auth/refresh"), { timeout: 20_000 });
+  expect(refreshes[0]).toBe(200);
+
+  // An access token the API refuses: the client refreshes and retries once.
+  let spoiled = 0;
+  await page.route("**/v1/conversations", async (route) => {
+    if (route.request().method() === "POST" && spoiled++ === 0) {
+      await route.continue({
+        headers: { ...route.request().headers(), authorization: "Bearer not-a-token" },
+      });
+    } else {
+      await route.continue();
+    }
+  });
+  const before = refreshes.length;
+  await page.getByRole("button", { name: "+ New chat" }).click();
+  await expect(page).toHaveURL(/\/c\//);
+  expect(spoiled).toBe(2);
+  expect(refreshes.length).toBeGreaterThan(before);
+  expect(refreshes.every((s) => s === 200)).toBe(true);
+});
+
 test("a message is sent with Enter and the reply streams in", async ({ page }) => {
   await register(page);
   await page.getByRole("button", { name: "+ New chat" }).click();
