@@ -167,6 +167,58 @@ test("editing a message makes a new version with its own reply", async ({ page }
   await expect(assistant(page).first()).toContainText("the original question");
 });
 
+test("older messages load as the branch is scrolled up", async ({ page, request }) => {
+  // 75 messages made through the API: three pages of the client's 30.
+  const username = uniqueName();
+  const reg = await request.post("/v1/auth/register", {
+    data: { username, email: `${username}@example.com`, password: PASSWORD },
+  });
+  expect(reg.status()).toBe(201);
+  const auth = { Authorization: `Bearer ${(await reg.json()).tokens.access_token}` };
+  const conv = await (
+    await request.post("/v1/conversations", { data: { title: "Long history" }, headers: auth })
+  ).json();
+  for (let i = 1; i <= 75; i++) {
+    const r = await request.post(`/v1/conversations/${conv.id}/messages`, {
+      data: { role: i % 2 ? "user" : "assistant", content: `message number ${i}` },
+      headers: auth,
+    });
+    expect(r.status()).toBe(201);
+  }
+
+  await page.goto("/");
+  await page.getByLabel("Username or email").fill(username);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Log in" }).last().click();
+  await page.locator("li.conversation", { hasText: "Long history" }).locator(".title").click();
+  const messages = page.locator("article.message");
+  await expect(messages.last()).toHaveText(/message number 75/);
+  await expect(messages).toHaveCount(30);
+  // The newest is in view, not the oldest loaded.
+  await expect(messages.last()).toBeInViewport();
+  await expect(messages.first()).not.toBeInViewport();
+
+  const byNumber = (n: number) =>
+    messages.filter({
+      has: page.locator(".content", { hasText: new RegExp(`^\\s*message number ${n}\\s*$`) }),
+    });
+  // Reaching the top loads the page before it; the reader stays where they
+  // were (the message that was first is still in view), not at the top.
+  for (const [count, oldestShown] of [
+    [60, 46],
+    [75, 16],
+  ]) {
+    await byNumber(oldestShown).scrollIntoViewIfNeeded();
+    await expect(messages).toHaveCount(count);
+    await expect(byNumber(oldestShown)).toBeInViewport();
+  }
+  await expect(messages.first().locator(".content")).toHaveText("message number 1");
+  const texts = await messages.locator(".content").allTextContents();
+  expect(texts.map((t) => Number(/\d+/.exec(t)?.[0]))).toEqual(
+    Array.from({ length: 75 }, (_, i) => i + 1),
+  );
+});
+
 test("the sidebar manages conversations: rename, pin, archive, delete", async ({ page }) => {
   await register(page);
   await newChat(page, "scenario:ok one");
