@@ -16,7 +16,7 @@
 #                into gateway/webdist/dist/, the gateway into build/bin/
 #   make bench   load a private stack with ghz, wrk and pgbench; prints a table
 #   make deps    install missing Debian packages (scripts/install-deps.sh)
-#   make fmt     clang-format and gofmt the sources in place
+#   make fmt     clang-format, gofmt and prettier (web/) the sources in place
 #   make clean   remove build outputs (never .data/, which holds your data)
 #
 # Sanitizers and fuzzing (docs/architecture.md "Testing"). CMake takes

@@ -96,6 +96,16 @@ test("a message is sent with Enter and the reply streams in", async ({ page }) =
   await expect(reply.locator(".content")).toHaveText(dripText(20));
 });
 
+test("a message the API refuses stays in the box, with the reason shown", async ({ page }) => {
+  await register(page);
+  await page.getByRole("button", { name: "+ New chat" }).click();
+  const tooLong = "x".repeat(100_001); // content is 1..100,000 characters
+  await send(page, tooLong);
+  await expect(page.getByRole("alert")).toBeVisible();
+  await expect(page.getByLabel("Message", { exact: true })).toHaveValue(tooLong);
+  await expect(page.locator("article.message")).toHaveCount(0);
+});
+
 test("a reply keeps streaming after a reload", async ({ page }) => {
   await register(page);
   await newChat(page, "scenario:drip chunks:30 every:100ms");

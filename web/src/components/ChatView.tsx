@@ -40,14 +40,18 @@ export function ChatView(props: { conversationId: string; onChanged(): void }) {
   const update = (id: string, f: (m: Message) => Message) =>
     setMessages((list) => list.map((m) => (m.id === id ? f(m) : m)));
 
-  /** Runs one reply stream; the messages it makes are appended. */
+  /**
+   * Runs one reply stream; the messages it makes are appended. Resolves to
+   * false when it failed before the server stored anything.
+   */
   const stream = async (
     method: "GET" | "POST",
     path: string,
     body: unknown,
     headers: Record<string, string> = {},
     resumeId?: string,
-  ) => {
+  ): Promise<boolean> => {
+    let stored = false;
     const controller = new AbortController();
     abort.current = controller;
     epoch.current++;
@@ -56,8 +60,12 @@ export function ChatView(props: { conversationId: string; onChanged(): void }) {
     if (resumeId) setStreamingId(resumeId);
     setBusy(true);
     const handlers: StreamHandlers = {
-      message: (m) => setMessages((list) => [...list, m]),
+      message: (m) => {
+        stored = true;
+        setMessages((list) => [...list, m]);
+      },
       reply: (m) => {
+        stored = true;
         replyId = m.id;
         setStreamingId(m.id);
         setMessages((list) => [...list, m]);
@@ -86,6 +94,7 @@ export function ChatView(props: { conversationId: string; onChanged(): void }) {
       void api<Conversation>("GET", base).then(setConv, () => undefined);
       props.onChanged();
     }
+    return stored || resumeId !== undefined;
   };
 
   const refreshMessage = async (id: string) => {

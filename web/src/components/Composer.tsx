@@ -8,14 +8,18 @@ export function Composer(props: {
   ready: boolean;
   busy: boolean;
   streaming: boolean;
-  onSend(text: string): void;
+  /** Resolves to false when nothing was sent: the text comes back. */
+  onSend(text: string): Promise<boolean>;
   onStop(): void;
 }) {
   const [text, setText] = useState("");
   const send = () => {
     if (!text.trim() || props.busy || !props.ready) return;
-    props.onSend(text);
+    const sent = text;
     setText("");
+    void props.onSend(sent).then((ok) => {
+      if (!ok) setText((now) => now || sent);
+    });
   };
   return (
     <form
