@@ -106,6 +106,17 @@ test("a message the API refuses stays in the box, with the reason shown", async 
   await expect(page.locator("article.message")).toHaveCount(0);
 });
 
+test("a reply the provider fails says so under the reply", async ({ page }) => {
+  await register(page);
+  await newChat(page, "scenario:http-error");
+  const reply = assistant(page).first();
+  await expect(reply).toHaveAttribute("data-status", "failed");
+  await expect(reply.getByRole("alert")).toContainText("provider");
+  await expect(reply).toContainText("The reply failed.");
+  // Regenerate is the way to try again.
+  await expect(reply.getByRole("button", { name: "Regenerate" })).toBeEnabled();
+});
+
 test("a reply keeps streaming after a reload", async ({ page }) => {
   await register(page);
   await newChat(page, "scenario:drip chunks:30 every:100ms");
