@@ -417,6 +417,11 @@ test("a phone-sized screen shows the conversation with the list in a drawer", as
   await expect(page.locator(".sidebar")).not.toBeInViewport();
   await page.getByRole("button", { name: "Conversations" }).click();
   await expect(page.locator(".sidebar")).toBeInViewport();
+  await page
+    .getByRole("button", { name: "Close conversations" })
+    .click({ position: { x: 370, y: 400 } });
+  await expect(page.locator(".sidebar")).not.toBeInViewport();
+  await page.getByRole("button", { name: "Conversations" }).click();
   await page.getByRole("button", { name: "+ New chat" }).click();
   await expect(page.locator(".sidebar")).not.toBeInViewport();
   await send(page, "scenario:ok small screen");

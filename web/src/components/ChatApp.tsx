@@ -17,6 +17,13 @@ export function ChatApp({ conversationId }: { conversationId: string | null }) {
         version={listVersion}
         onNavigate={() => setDrawer(false)}
       />
+      {drawer && (
+        <button
+          class="backdrop"
+          aria-label="Close conversations"
+          onClick={() => setDrawer(false)}
+        />
+      )}
       <div class="main">
         <header class="topbar">
           <button class="icon menu" aria-label="Conversations" onClick={() => setDrawer(!drawer)}>
