@@ -48,6 +48,12 @@ if ((${#missing[@]} > 0)); then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# Vite and Playwright need node 18 or newer (Debian 12 has 18).
+if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' 2>/dev/null; then
+  echo "install-deps: node $(node --version 2>/dev/null || echo "(none)") is too old for web/: it needs node 18 or newer" >&2
+  exit 1
+fi
+
 if ! command -v go >/dev/null 2>&1; then
   if [[ -x /usr/local/go/bin/go ]]; then
     echo "install-deps: go is in /usr/local/go/bin but not on PATH; run: export PATH=\$PATH:/usr/local/go/bin" >&2

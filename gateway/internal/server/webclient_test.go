@@ -68,8 +68,15 @@ func TestWebClientServesFilesWithCachingAndCSP(t *testing.T) {
 		}
 	}
 
-	// index.html revalidates by ETag.
+	// HEAD answers the headers alone.
 	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodHead, "/", nil))
+	if rec.Code != http.StatusOK || rec.Body.Len() != 0 || rec.Header().Get("Content-Security-Policy") == "" {
+		t.Errorf("HEAD /: %d, %d bytes, %v", rec.Code, rec.Body.Len(), rec.Header())
+	}
+
+	// index.html revalidates by ETag.
+	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
 	etag := rec.Header().Get("ETag")
 	req := httptest.NewRequest(http.MethodGet, "/c/x", nil)
