@@ -7,7 +7,10 @@
 #   1. ctest --test-dir build --output-on-failure   C++ unit and integration
 #   2. make -C gateway test                         the gateway's Go tests
 #      make -C deploy/k8s test                      the Kubernetes manifests
-#   3. cd tests/e2e && go test -count=1 ./...       end to end, real binaries
+#   3. cd tests/e2e && go test -count=1 ./...       end to end, real binaries;
+#      among them the browser client's tests in Debian's headless Chromium
+#      (webclient_test.go runs web/tests with Playwright; screenshots of
+#      failing pages go to web/test-results/)
 #
 # Exported to the tests: TEST_DATABASE_URL (superuser URL of the cluster's
 # `postgres` database; tests create their own databases) and BUILD_DIR.
