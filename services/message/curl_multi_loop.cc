@@ -19,7 +19,7 @@ constexpr int kMaxEvents = 256;
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CurlMultiLoop>> CurlMultiLoop::Start(
-    absl::Duration tick) {
+    absl::Duration tick, CurlMultiOptions options) {
   const int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd < 0) return absl::InternalError("epoll_create1 failed");
   const int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -39,12 +39,20 @@ absl::StatusOr<std::unique_ptr<CurlMultiLoop>> CurlMultiLoop::Start(
     return absl::InternalError("cannot set up the HTTP loop");
   }
   return std::unique_ptr<CurlMultiLoop>(
-      new CurlMultiLoop(multi, epoll_fd, wake_fd, tick));
+      new CurlMultiLoop(multi, epoll_fd, wake_fd, tick, options));
 }
 
 CurlMultiLoop::CurlMultiLoop(CURLM* multi, int epoll_fd, int wake_fd,
-                             absl::Duration tick)
+                             absl::Duration tick,
+                             const CurlMultiOptions& options)
     : multi_(multi), epoll_fd_(epoll_fd), wake_fd_(wake_fd), tick_(tick) {
+  // Many transfers on one HTTP/2 connection: its TLS session, buffers and
+  // socket are paid once, not once per transfer (BENCHMARKS.md).
+  curl_multi_setopt(multi_, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+  curl_multi_setopt(multi_, CURLMOPT_MAX_CONCURRENT_STREAMS,
+                    options.max_streams_per_connection);
+  curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS,
+                    options.max_host_connections);
   curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &CurlMultiLoop::OnSocket);
   curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
   curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &CurlMultiLoop::OnTimer);
