@@ -68,9 +68,11 @@
 # it), BENCH_RESUME_REQUESTS (200; 0 skips them), BENCH_APPEND_CONVS (256),
 # BENCH_GHZ_CONNECTIONS (1), BENCH_PROVIDER_PROTO (h2: how the fake
 # provider of step 5 is spoken to: h2 is HTTP/2 over TLS with a certificate
-# made at the start, trusted by PROVIDER_CA_FILE; http1 is plain HTTP/1.1,
-# a connection per reply, what a message service before HTTP/2 support can
-# use), BENCH_OUT (also write the table to this file),
+# made at the start, trusted by PROVIDER_CA_FILE; h1tls is HTTP/1.1 over
+# TLS (PROVIDER_HTTP_VERSION=1.1), a TLS connection per reply, as a message
+# service before HTTP/2 support spoke to an https provider; http1 is plain
+# HTTP/1.1, a connection per reply, which such a service can also be run
+# against), BENCH_OUT (also write the table to this file),
 # BENCH_KEEP=1 (keep the temp dir with the logs and raw outputs),
 # BENCH_ONLY=chat (step 5 alone, after the setup: no seeding, no loads),
 # BENCH_ONLY=transfer (export and import alone, bench/transfer.sh; also run
@@ -794,8 +796,16 @@ main() {
       export SSL_CERT_FILE=$WORK/provider-cert.pem
       probe=(--cacert "$SSL_CERT_FILE")
       ;;
+    h1tls)
+      # What the message service did with an https provider before HTTP/2:
+      # HTTP/1.1 over TLS, a connection (and TLS session) per reply.
+      provider_url=https://127.0.0.1:$PROVIDER_PORT/v1
+      provider_env=(PROVIDER_CA_FILE="$WORK/provider-cert.pem" PROVIDER_HTTP_VERSION=1.1)
+      export SSL_CERT_FILE=$WORK/provider-cert.pem
+      probe=(--cacert "$SSL_CERT_FILE")
+      ;;
     http1) ;;
-    *) die "BENCH_PROVIDER_PROTO=$PROVIDER_PROTO: use h2 or http1" ;;
+    *) die "BENCH_PROVIDER_PROTO=$PROVIDER_PROTO: use h2, h1tls or http1" ;;
   esac
   echo "config.provider_proto=$PROVIDER_PROTO" >>"$RESULTS"
   "$BT" provider -listen "127.0.0.1:$PROVIDER_PORT" -first-delay 50ms -interval 10ms -chunks 5 \

@@ -56,12 +56,13 @@ const holdMarker = "[hold]"
 // It exits by itself after -lifetime. -proto chooses how it is spoken to:
 // http1 (plain HTTP/1.1), h2 (TLS offering HTTP/2 and HTTP/1.1 by ALPN, as
 // hosted providers do, with a throw-away self-signed certificate written to
-// -cert-out for the client to trust). In /stats, "conns" counts the connections
+// -cert-out for the client to trust) or h1tls (the same TLS, HTTP/1.1
+// alone). In /stats, "conns" counts the connections
 // accepted and "open_conns" those still open.
 func cmdProvider(args []string) error {
 	fs := flag.NewFlagSet("provider", flag.ExitOnError)
 	listen := fs.String("listen", "127.0.0.1:0", "address")
-	proto := fs.String("proto", "http1", "http1 or h2 (over TLS)")
+	proto := fs.String("proto", "http1", "http1, h2 (over TLS) or h1tls (HTTP/1.1 alone over TLS)")
 	certOut := fs.String("cert-out", "", "with -proto h2: write the server's certificate (PEM) here")
 	maxStreams := fs.Int("max-streams", 250, "HTTP/2 streams per connection the server allows (Go's default, about what hosted providers allow)")
 	firstDelay := fs.Duration("first-delay", 50*time.Millisecond, "time to the first chunk")
@@ -170,15 +171,18 @@ func cmdProvider(args []string) error {
 	scheme := "http"
 	switch *proto {
 	case "http1": // a plain listener: HTTP/1.1 only
-	case "h2":
+	case "h2", "h1tls":
 		scheme = "https"
 		cert, err := selfSignedCert(*certOut)
 		if err != nil {
 			return err
 		}
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+		if *proto == "h1tls" { // ALPN offers http/1.1 alone
+			srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+		}
 	default:
-		return fmt.Errorf("-proto %q: use http1 or h2", *proto)
+		return fmt.Errorf("-proto %q: use http1, h2 or h1tls", *proto)
 	}
 	l, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -204,7 +208,7 @@ func cmdProvider(args []string) error {
 // only authority.
 func selfSignedCert(certOut string) (tls.Certificate, error) {
 	if certOut == "" {
-		return tls.Certificate{}, errors.New("-proto h2 needs -cert-out")
+		return tls.Certificate{}, errors.New("TLS (-proto h2 or h1tls) needs -cert-out")
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -11,10 +11,12 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -66,6 +68,9 @@ class CurlMultiLoop {
   bool TakeIncoming();
   void CheckAll();
   void ReapFinished();
+  // Makes libcurl send what it queued on these HTTP/2 connections
+  // (ConnectionOf) for transfers that ended early.
+  void FlushConnections(absl::flat_hash_set<std::string> connections);
   void EndAll(const absl::Status& why);
 
   static int OnSocket(CURL* easy, curl_socket_t socket, int what, void* loop,

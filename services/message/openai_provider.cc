@@ -88,6 +88,10 @@ class ChatCompletionTransfer final : public CurlTransfer {
     // 16 KiB default receive buffer would be most of a reply's memory, so
     // it gets curl's smallest (BENCHMARKS.md, per-reply memory).
     curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 1024L);
+    // Over TLS and HTTP/2 libcurl copies the request into an upload buffer
+    // that each transfer keeps to its end: 64 KiB by default, 16 KiB the
+    // least it takes (a longer request goes in several pieces).
+    curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
     curl_easy_setopt(c, CURLOPT_HTTP_VERSION, CurlHttpVersion(options.http));
     // Many requests started at once wait for the first connection to say
     // whether it speaks HTTP/2, and then share it, instead of each opening

@@ -49,11 +49,17 @@ func providerReplica(t *testing.T, baseURL string, env ...string) (replica, gate
 		"PROVIDER_IDLE_TIMEOUT=30s", "MAX_STREAMS_PER_USER=50"}, env...)...)
 }
 
+// heldReply is a reply in progress that the provider holds.
+type heldReply struct {
+	stream          *ChatStream
+	marker          string // its user message, which names it at the provider
+	convID, replyID string
+}
+
 // holdReplies opens n replies at once, each in a conversation of its own,
 // that the provider holds after their first piece ("scenario:slow"); it
-// returns the open streams and their markers once every stream got its
-// first delta.
-func holdReplies(t *testing.T, gw *Stack, a Account, n int) ([]*ChatStream, []string) {
+// returns them once every stream got its first delta.
+func holdReplies(t *testing.T, gw *Stack, a Account, n int) []heldReply {
 	t.Helper()
 	convs, markers := make([]string, n), make([]string, n)
 	for i := range convs {
@@ -71,44 +77,46 @@ func holdReplies(t *testing.T, gw *Stack, a Account, n int) ([]*ChatStream, []st
 		}
 		t.Cleanup(func() { streams[i].Resp.Body.Close() })
 	}
+	held := make([]heldReply, n)
 	for i, c := range streams {
 		openOK(t, c, true)
 		c.Expect(t, "message")
-		c.Expect(t, "reply")
+		reply := c.Expect(t, "reply")
 		if got := Str(c.Expect(t, "delta"), "text"); got != "First" {
 			t.Fatalf("reply %d: first delta %q", i, got)
 		}
+		held[i] = heldReply{stream: c, marker: markers[i], convID: convs[i], replyID: Str(reply, "id")}
 	}
-	return streams, markers
+	return held
 }
 
 // finishReplies lets the provider end the held replies and expects each
 // to end complete.
-func finishReplies(t *testing.T, p *FakeProvider, streams []*ChatStream, markers []string) {
+func finishReplies(t *testing.T, p *FakeProvider, replies []heldReply) {
 	t.Helper()
-	for _, marker := range markers {
-		close(p.Gate(marker))
+	for _, r := range replies {
+		close(p.Gate(r.marker))
 	}
-	for i, c := range streams {
-		if got := Str(c.Expect(t, "delta"), "text"); got != " and last" {
+	for i, r := range replies {
+		if got := Str(r.stream.Expect(t, "delta"), "text"); got != " and last" {
 			t.Fatalf("reply %d: second delta %q", i, got)
 		}
-		if got := Str(c.Expect(t, "done"), "message", "content"); got != "First and last" {
+		if got := Str(r.stream.Expect(t, "done"), "message", "content"); got != "First and last" {
 			t.Errorf("reply %d ended with %q", i, got)
 		}
 	}
 }
 
 // expectProtos checks the HTTP version of the provider requests.
-func expectProtos(t *testing.T, p *FakeProvider, markers []string, want string) {
+func expectProtos(t *testing.T, p *FakeProvider, replies []heldReply, want string) {
 	t.Helper()
-	for _, marker := range markers {
-		req := p.Request(marker)
+	for _, r := range replies {
+		req := p.Request(r.marker)
 		if req == nil {
-			t.Fatalf("the provider saw no request for %q", marker)
+			t.Fatalf("the provider saw no request for %q", r.marker)
 		}
 		if req.Proto != want {
-			t.Errorf("request %q came as %s, want %s", marker, req.Proto, want)
+			t.Errorf("request %q came as %s, want %s", r.marker, req.Proto, want)
 		}
 	}
 }
@@ -119,13 +127,38 @@ func TestProviderRepliesInProgressShareOneHTTP2ConnectionOverTLS(t *testing.T) {
 	_, gw := providerReplica(t, p.URL, "PROVIDER_CA_FILE="+caFile)
 	s, _ := ChatStack(t)
 	a := s.NewAccount(t)
-	streams, markers := holdReplies(t, gw, a, replies)
-	expectProtos(t, p, markers, "HTTP/2.0")
+	held := holdReplies(t, gw, a, replies)
+	expectProtos(t, p, held, "HTTP/2.0")
 	// All of them in progress at once, started at once: one connection.
 	if got := p.Conns.Load(); got != 1 {
 		t.Errorf("%d replies in progress took %d connections, want 1", replies, got)
 	}
-	finishReplies(t, p, streams, markers)
+	// Cancelling one ends its stream of the connection, within a second
+	// as ever, and leaves the connection to the others.
+	first := held[0]
+	cancelled := cancelReply(t, gw, a, first.convID, first.replyID)
+	if Str(cancelled, "status") != "incomplete" || Str(cancelled, "content") != "First" {
+		t.Errorf("cancel answered %v, want the reply incomplete with its first piece", cancelled)
+	}
+	expectProviderHangUp(t, p, first.marker, time.Second, "after :cancel")
+	if done := first.stream.Expect(t, "done"); Str(done, "message", "status") != "incomplete" {
+		t.Errorf("the cancelled stream ended with %v", done)
+	}
+	finishReplies(t, p, held[1:])
+	if got := p.Conns.Load(); got != 1 {
+		t.Errorf("after a cancel and %d replies, %d connections, want 1", replies-1, got)
+	}
+	// A reply alone on the connection: its cancel reaches the provider as
+	// soon, though nothing else moves on the connection.
+	alone := holdReplies(t, gw, a, 1)[0]
+	if got := p.Conns.Load(); got != 1 {
+		t.Errorf("the next reply opened a connection (%d in all), want the idle one reused", got)
+	}
+	cancelReply(t, gw, a, alone.convID, alone.replyID)
+	expectProviderHangUp(t, p, alone.marker, time.Second, "after :cancel of the only reply on the connection")
+	if done := alone.stream.Expect(t, "done"); Str(done, "message", "status") != "incomplete" {
+		t.Errorf("the cancelled stream ended with %v", done)
+	}
 }
 
 func TestProviderHTTP11SettingAsksHTTP11OverTLSWithoutTheWarning(t *testing.T) {
@@ -134,12 +167,12 @@ func TestProviderHTTP11SettingAsksHTTP11OverTLSWithoutTheWarning(t *testing.T) {
 	replica, gw := providerReplica(t, p.URL, "PROVIDER_CA_FILE="+caFile, "PROVIDER_HTTP_VERSION=1.1")
 	s, _ := ChatStack(t)
 	a := s.NewAccount(t)
-	streams, markers := holdReplies(t, gw, a, replies)
-	expectProtos(t, p, markers, "HTTP/1.1")
+	held := holdReplies(t, gw, a, replies)
+	expectProtos(t, p, held, "HTTP/1.1")
 	if got := p.Conns.Load(); got != replies {
 		t.Errorf("%d replies in progress over HTTP/1.1 took %d connections, want %d", replies, got, replies)
 	}
-	finishReplies(t, p, streams, markers)
+	finishReplies(t, p, held)
 	// Asked for, HTTP/1.1 is no surprise worth a warning.
 	if lines := replica.logs["message"].Lines(http11Warning); len(lines) != 0 {
 		t.Errorf("warned %q with HTTP/1.1 asked", lines)
@@ -152,13 +185,13 @@ func TestProviderThatSpeaksOnlyHTTP11OverTLSStillGetsEveryReply(t *testing.T) {
 	replica, gw := providerReplica(t, p.URL, "PROVIDER_CA_FILE="+caFile)
 	s, _ := ChatStack(t)
 	a := s.NewAccount(t)
-	streams, markers := holdReplies(t, gw, a, replies)
-	expectProtos(t, p, markers, "HTTP/1.1")
+	held := holdReplies(t, gw, a, replies)
+	expectProtos(t, p, held, "HTTP/1.1")
 	// HTTP/1.1 carries one reply at a time on a connection.
 	if got := p.Conns.Load(); got != replies {
 		t.Errorf("%d replies in progress over HTTP/1.1 took %d connections, want %d", replies, got, replies)
 	}
-	finishReplies(t, p, streams, markers)
+	finishReplies(t, p, held)
 	// The operator learns why each reply holds a connection, once.
 	const warning = http11Warning
 	deadline := time.Now().Add(5 * time.Second)
