@@ -30,7 +30,8 @@
 #      $BENCH_SWITCH_ROUND_DURATION s, the rounds of these eight
 #      measurements in turn.
 #   5. Chat (issue 11): the message service restarted with PROVIDER=openai
-#      against a fake OpenAI-compatible provider (benchtool provider; a
+#      against a fake OpenAI-compatible provider (benchtool provider, over
+#      HTTP/2 and TLS unless BENCH_PROVIDER_PROTO says otherwise; a
 #      "[hold]" marker in the last message makes it send its first chunk and
 #      wait for POST /release, each release letting go of the replies held
 #      until then). One at a time, $BENCH_TTFB_REQUESTS replies each way:
@@ -65,7 +66,13 @@
 # progress at once), BENCH_TTFB_REQUESTS (200), BENCH_TTFB_BACKGROUND (1000:
 # replies in progress during the second time-to-first-delta run; 0 skips
 # it), BENCH_RESUME_REQUESTS (200; 0 skips them), BENCH_APPEND_CONVS (256),
-# BENCH_GHZ_CONNECTIONS (1), BENCH_OUT (also write the table to this file),
+# BENCH_GHZ_CONNECTIONS (1), BENCH_PROVIDER_PROTO (h2: how the fake
+# provider of step 5 is spoken to: h2 is HTTP/2 over TLS with a certificate
+# made at the start, trusted by PROVIDER_CA_FILE; h1tls is HTTP/1.1 over
+# TLS (PROVIDER_HTTP_VERSION=1.1), a TLS connection per reply, as a message
+# service before HTTP/2 support spoke to an https provider; http1 is plain
+# HTTP/1.1, a connection per reply, which such a service can also be run
+# against), BENCH_OUT (also write the table to this file),
 # BENCH_KEEP=1 (keep the temp dir with the logs and raw outputs),
 # BENCH_ONLY=chat (step 5 alone, after the setup: no seeding, no loads),
 # BENCH_ONLY=transfer (export and import alone, bench/transfer.sh; also run
@@ -106,6 +113,7 @@ STREAMS=${BENCH_STREAMS:-10000}
 TTFB_REQUESTS=${BENCH_TTFB_REQUESTS:-200}
 TTFB_BACKGROUND=${BENCH_TTFB_BACKGROUND:-1000}
 RESUME_REQUESTS=${BENCH_RESUME_REQUESTS:-200}
+PROVIDER_PROTO=${BENCH_PROVIDER_PROTO:-h2}
 # ghz sends its concurrent calls over one HTTP/2 connection, as a gRPC client
 # (and the gateway) does; one connection per worker costs ghz twice the CPU.
 GHZ_CONNECTIONS=${BENCH_GHZ_CONNECTIONS:-1}
@@ -775,18 +783,48 @@ main() {
   # Chat: the message service again, now against the fake provider. Its
   # per-user cap admits every held reply of the step that holds the most
   # (and a few more); held replies wait while the others open.
-  say "restarting the message service with PROVIDER=openai and a fake provider"
+  say "restarting the message service with PROVIDER=openai and a fake provider ($PROVIDER_PROTO)"
+  local provider_url=http://127.0.0.1:$PROVIDER_PORT/v1 provider_env=() probe=()
+  case $PROVIDER_PROTO in
+    h2)
+      # HTTP/2 over TLS, as hosted providers speak it, with a certificate
+      # made for this run: the message service trusts it alone
+      # (PROVIDER_CA_FILE), and so do benchtool's own requests to the
+      # provider (Go reads SSL_CERT_FILE).
+      provider_url=https://127.0.0.1:$PROVIDER_PORT/v1
+      provider_env=(PROVIDER_CA_FILE="$WORK/provider-cert.pem")
+      export SSL_CERT_FILE=$WORK/provider-cert.pem
+      probe=(--cacert "$SSL_CERT_FILE")
+      ;;
+    h1tls)
+      # What the message service did with an https provider before HTTP/2:
+      # HTTP/1.1 over TLS, a connection (and TLS session) per reply.
+      provider_url=https://127.0.0.1:$PROVIDER_PORT/v1
+      provider_env=(PROVIDER_CA_FILE="$WORK/provider-cert.pem" PROVIDER_HTTP_VERSION=1.1)
+      export SSL_CERT_FILE=$WORK/provider-cert.pem
+      probe=(--cacert "$SSL_CERT_FILE")
+      ;;
+    http1) ;;
+    *) die "BENCH_PROVIDER_PROTO=$PROVIDER_PROTO: use h2, h1tls or http1" ;;
+  esac
+  echo "config.provider_proto=$PROVIDER_PROTO" >>"$RESULTS"
   "$BT" provider -listen "127.0.0.1:$PROVIDER_PORT" -first-delay 50ms -interval 10ms -chunks 5 \
+    -proto "$PROVIDER_PROTO" -cert-out "$WORK/provider-cert.pem" \
     -lifetime 2h >>"$WORK/logs/provider.log" 2>&1 &
   PROVIDER_PID=$!
+  local deadline=$((SECONDS + 30))
+  until curl -sf -o /dev/null --max-time 2 "${probe[@]}" "${provider_url%/v1}/stats"; do
+    ((SECONDS < deadline)) || die "the fake provider did not answer within 30 s (see $WORK/logs/provider.log)"
+    kill -0 "$PROVIDER_PID" 2>/dev/null || die "the fake provider exited: $(tail -n 3 "$WORK/logs/provider.log")"
+    sleep 0.2
+  done
   stop message
   local held=$STREAMS
   ((TTFB_BACKGROUND <= held)) || held=$TTFB_BACKGROUND
-  start_message PROVIDER=openai PROVIDER_BASE_URL="http://127.0.0.1:$PROVIDER_PORT/v1" \
+  start_message PROVIDER=openai PROVIDER_BASE_URL="$provider_url" "${provider_env[@]}" \
     PROVIDER_API_KEY=bench-key PROVIDER_MODEL=bench-model \
     PROVIDER_TIMEOUT=30m PROVIDER_IDLE_TIMEOUT=30m MAX_STREAMS_PER_USER=$((held + 10))
   wait_ready
-  local provider_url=http://127.0.0.1:$PROVIDER_PORT/v1
   say "chat: time to first byte, $TTFB_REQUESTS replies each way"
   "$BT" ttfb -base "$BASE" -token-file "$WORK/token" -provider "$provider_url" \
     -n "$TTFB_REQUESTS" -results "$RESULTS" >&2

@@ -9,6 +9,8 @@ set -euo pipefail
 readonly PACKAGES=(
   build-essential cmake ninja-build pkg-config
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
+  # libcurl4-openssl-dev: its libcurl4 (7.88.1) has HTTP/2 through
+  # libnghttp2-14, a hard dependency: https providers share connections.
   libabsl-dev libpqxx-dev libssl-dev libargon2-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev
   postgresql-15 postgresql-contrib

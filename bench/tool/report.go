@@ -200,6 +200,12 @@ func cmdReport(args []string) error {
 		"", "", errs("streams"), "in progress as the memory was read: "+thousands(get("streams.live_open"))+
 			"; ended complete (done) after the release: "+thousands(get("streams.done")))
 
+	if proto, ok := r["config.provider_proto"]; ok {
+		row("fake provider as the message service spoke to it", "benchtool provider /stats",
+			proto, "", "", "", "with the replies in progress: "+get("streams.provider_stats_open")+
+				" (open_conns: its TCP connections open then, benchtool's own included; conns: all it accepted so far)")
+	}
+
 	if _, ok := r["switch.big.check"]; ok {
 		row("active branch after the switches (messages on it, leaf)", "SQL after the runs",
 			"", "", "", "", sizes["big"]+" messages: "+get("switch.big.check")+"; "+sizes["small"]+": "+get("switch.small.check"))

@@ -16,10 +16,27 @@ namespace {
 
 constexpr int kMaxEvents = 256;
 
+// The HTTP/2 connection of a transfer, as its peer and local address ("" if
+// it has none). A transfer that ends early on HTTP/2 leaves a RST_STREAM
+// that libcurl 7.88 queues until its connection next writes, which on a
+// quiet connection may be never: the provider would go on with the request
+// (FlushConnections).
+std::string Http2ConnectionOf(CURL* easy) {
+  long version = 0, local_port = 0, primary_port = 0;
+  char* primary_ip = nullptr;
+  curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &version);
+  curl_easy_getinfo(easy, CURLINFO_LOCAL_PORT, &local_port);
+  if (version != CURL_HTTP_VERSION_2_0 || local_port == 0) return "";
+  curl_easy_getinfo(easy, CURLINFO_PRIMARY_IP, &primary_ip);
+  curl_easy_getinfo(easy, CURLINFO_PRIMARY_PORT, &primary_port);
+  return absl::StrCat(primary_ip == nullptr ? "" : primary_ip, " ",
+                      primary_port, " ", local_port);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CurlMultiLoop>> CurlMultiLoop::Start(
-    absl::Duration tick) {
+    absl::Duration tick, CurlMultiOptions options) {
   const int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd < 0) return absl::InternalError("epoll_create1 failed");
   const int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -39,12 +56,20 @@ absl::StatusOr<std::unique_ptr<CurlMultiLoop>> CurlMultiLoop::Start(
     return absl::InternalError("cannot set up the HTTP loop");
   }
   return std::unique_ptr<CurlMultiLoop>(
-      new CurlMultiLoop(multi, epoll_fd, wake_fd, tick));
+      new CurlMultiLoop(multi, epoll_fd, wake_fd, tick, options));
 }
 
 CurlMultiLoop::CurlMultiLoop(CURLM* multi, int epoll_fd, int wake_fd,
-                             absl::Duration tick)
+                             absl::Duration tick,
+                             const CurlMultiOptions& options)
     : multi_(multi), epoll_fd_(epoll_fd), wake_fd_(wake_fd), tick_(tick) {
+  // Many transfers on one HTTP/2 connection: its TLS session, buffers and
+  // socket are paid once, not once per transfer (BENCHMARKS.md).
+  curl_multi_setopt(multi_, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+  curl_multi_setopt(multi_, CURLMOPT_MAX_CONCURRENT_STREAMS,
+                    options.max_streams_per_connection);
+  curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS,
+                    options.max_host_connections);
   curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &CurlMultiLoop::OnSocket);
   curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
   curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &CurlMultiLoop::OnTimer);
@@ -136,22 +161,50 @@ void CurlMultiLoop::CheckAll() {
     absl::Status status = transfer->Check();
     if (!status.ok()) stopped.emplace_back(easy, std::move(status));
   }
+  absl::flat_hash_set<std::string> connections;
   for (auto& [easy, status] : stopped) {
     auto it = running_.find(easy);
     std::shared_ptr<CurlTransfer> transfer = std::move(it->second);
     running_.erase(it);
+    std::string connection = Http2ConnectionOf(easy);
+    if (!connection.empty()) connections.insert(std::move(connection));
+    // A connection that no other transfer shares then closes, so that the
+    // server learns at once that the request is gone (as HTTP/1.1 always
+    // does when a transfer stops early).
+    curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L);
     curl_multi_remove_handle(multi_, easy);
     transfer->Done(CURLE_ABORTED_BY_CALLBACK, std::move(status));
+  }
+  if (!connections.empty()) FlushConnections(std::move(connections));
+}
+
+void CurlMultiLoop::FlushConnections(
+    absl::flat_hash_set<std::string> connections) {
+  // Resuming a transfer makes libcurl 7.88 send what its HTTP/2 connection
+  // queued (the stream resets of transfers removed from it); one transfer
+  // per connection is enough. Pausing first makes the resume one.
+  for (const auto& [easy, transfer] : running_) {
+    if (connections.empty()) return;
+    if (connections.erase(Http2ConnectionOf(easy)) == 0) continue;
+    curl_easy_pause(easy, CURLPAUSE_RECV);
+    curl_easy_pause(easy, CURLPAUSE_CONT);
   }
 }
 
 void CurlMultiLoop::ReapFinished() {
   int left = 0;
+  absl::flat_hash_set<std::string> connections;
   while (CURLMsg* message = curl_multi_info_read(multi_, &left)) {
     if (message->msg != CURLMSG_DONE) continue;
     // The message dies with remove_handle: copy it first.
     CURL* easy = message->easy_handle;
     const CURLcode code = message->data.result;
+    if (code != CURLE_OK) {
+      // Ended early by libcurl (a write callback's refusal, its timeout):
+      // the stream's reset waits on the connection like a stopped one's.
+      std::string connection = Http2ConnectionOf(easy);
+      if (!connection.empty()) connections.insert(std::move(connection));
+    }
     curl_multi_remove_handle(multi_, easy);
     auto it = running_.find(easy);
     if (it == running_.end()) continue;
@@ -159,6 +212,7 @@ void CurlMultiLoop::ReapFinished() {
     running_.erase(it);
     transfer->Done(code, absl::OkStatus());
   }
+  if (!connections.empty()) FlushConnections(std::move(connections));
 }
 
 void CurlMultiLoop::EndAll(const absl::Status& why) {

@@ -11,10 +11,12 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -35,11 +37,21 @@ class CurlTransfer {
   virtual void Done(CURLcode code, absl::Status stopped) = 0;
 };
 
+// How transfers share connections. HTTP/2 transfers to one host share a
+// connection, as many streams at once as the server allows and up to
+// max_streams_per_connection; a transfer that finds every stream of every
+// connection taken opens another connection, up to max_host_connections
+// (0: no limit), and beyond that waits for a free stream or connection.
+struct CurlMultiOptions {
+  long max_host_connections = 0;
+  long max_streams_per_connection = 100;  // libcurl's default
+};
+
 class CurlMultiLoop {
  public:
   // Starts the thread. `tick`: how often running transfers are Checked.
   static absl::StatusOr<std::unique_ptr<CurlMultiLoop>> Start(
-      absl::Duration tick);
+      absl::Duration tick, CurlMultiOptions options = {});
   // Every transfer still running ends with Done(CANCELLED), then the thread
   // stops.
   ~CurlMultiLoop();
@@ -48,13 +60,17 @@ class CurlMultiLoop {
   void Add(std::shared_ptr<CurlTransfer> transfer);
 
  private:
-  CurlMultiLoop(CURLM* multi, int epoll_fd, int wake_fd, absl::Duration tick);
+  CurlMultiLoop(CURLM* multi, int epoll_fd, int wake_fd, absl::Duration tick,
+                const CurlMultiOptions& options);
   void Run();
   void Wake();
   // Moves the transfers of Add into the multi handle; false once stopping.
   bool TakeIncoming();
   void CheckAll();
   void ReapFinished();
+  // Makes libcurl send what it queued on these HTTP/2 connections
+  // (ConnectionOf) for transfers that ended early.
+  void FlushConnections(absl::flat_hash_set<std::string> connections);
   void EndAll(const absl::Status& why);
 
   static int OnSocket(CURL* easy, curl_socket_t socket, int what, void* loop,

@@ -58,6 +58,18 @@ ABSL_FLAG(absl::Duration, provider_timeout,
 ABSL_FLAG(absl::Duration, provider_idle_timeout,
           chat::EnvOr("PROVIDER_IDLE_TIMEOUT", absl::Seconds(60)),
           "longest silence within a reply (env PROVIDER_IDLE_TIMEOUT)");
+ABSL_FLAG(std::string, provider_http_version,
+          chat::EnvOr("PROVIDER_HTTP_VERSION", "auto"),
+          "auto (HTTP/2 over https when the provider offers it, else "
+          "HTTP/1.1) or 1.1 (env PROVIDER_HTTP_VERSION)");
+ABSL_FLAG(std::string, provider_ca_file, chat::EnvOr("PROVIDER_CA_FILE", ""),
+          "PEM certificates to trust for an https provider instead of the "
+          "system's (a private CA); verification is never off "
+          "(env PROVIDER_CA_FILE)");
+ABSL_FLAG(int, provider_max_connections,
+          chat::EnvOr("PROVIDER_MAX_CONNECTIONS", 100),
+          "HTTP/2 connections to the provider at most, each carrying many "
+          "replies (env PROVIDER_MAX_CONNECTIONS)");
 ABSL_FLAG(std::string, system_prompt, chat::EnvOr("SYSTEM_PROMPT", ""),
           "sent first in every context when set (env SYSTEM_PROMPT)");
 ABSL_FLAG(int, context_budget_chars, chat::EnvOr("CONTEXT_BUDGET_CHARS", 24000),
@@ -105,6 +117,11 @@ int main(int argc, char** argv) {
   if (provider_name == "echo") {
     provider = std::make_unique<chat::message::EchoProvider>();
   } else if (provider_name == "openai") {
+    absl::StatusOr<chat::message::ProviderHttp> http =
+        chat::message::ParseProviderHttp(
+            absl::GetFlag(FLAGS_provider_http_version));
+    if (!http.ok())
+      return chat::log::Failure("bad --provider_http_version", http.status());
     absl::StatusOr<std::unique_ptr<chat::message::OpenAiProvider>> openai =
         chat::message::OpenAiProvider::Create(chat::message::OpenAiOptions{
             .base_url = absl::GetFlag(FLAGS_provider_base_url),
@@ -113,6 +130,9 @@ int main(int argc, char** argv) {
             .connect_timeout = absl::GetFlag(FLAGS_provider_connect_timeout),
             .total_timeout = absl::GetFlag(FLAGS_provider_timeout),
             .idle_timeout = absl::GetFlag(FLAGS_provider_idle_timeout),
+            .http = *http,
+            .ca_file = absl::GetFlag(FLAGS_provider_ca_file),
+            .max_connections = absl::GetFlag(FLAGS_provider_max_connections),
         });
     if (!openai.ok())
       return chat::log::Failure("cannot start the provider", openai.status());

@@ -2,6 +2,8 @@
 
 #include <curl/curl.h>
 
+#include <atomic>
+#include <cstdio>
 #include <memory>
 
 #include "absl/strings/match.h"
@@ -21,13 +23,30 @@ constexpr size_t kMaxErrorBody = 2048;
 // "at least once a second".
 constexpr absl::Duration kCheckInterval = absl::Milliseconds(100);
 
+long CurlHttpVersion(ProviderHttp http) {
+  switch (http) {
+    case ProviderHttp::kHttp11:
+      return CURL_HTTP_VERSION_1_1;
+    case ProviderHttp::kAuto:
+      break;
+  }
+  return CURL_HTTP_VERSION_2TLS;
+}
+
 // One request: the easy handle, what its callbacks share, and the end.
 class ChatCompletionTransfer final : public CurlTransfer {
  public:
-  ChatCompletionTransfer(const OpenAiOptions& options, const std::string& model,
+  // `told_http11`: set by the first transfer that finds HTTP/1.1 where
+  // `multiplex` hoped for HTTP/2; it outlives the transfer.
+  ChatCompletionTransfer(const OpenAiOptions& options, bool multiplex,
+                         std::atomic<bool>* told_http11,
+                         const std::string& model,
                          const std::vector<ProviderMessage>& messages,
                          std::shared_ptr<ProviderStream> stream)
-      : easy_(curl_easy_init(), curl_easy_cleanup),
+      : multiplex_(multiplex),
+        max_connections_(options.max_connections),
+        told_http11_(told_http11),
+        easy_(curl_easy_init(), curl_easy_cleanup),
         headers_(nullptr, curl_slist_free_all),
         url_(absl::StrCat(absl::StripSuffix(options.base_url, "/"),
                           "/chat/completions")),
@@ -69,6 +88,20 @@ class ChatCompletionTransfer final : public CurlTransfer {
     // 16 KiB default receive buffer would be most of a reply's memory, so
     // it gets curl's smallest (BENCHMARKS.md, per-reply memory).
     curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 1024L);
+    // Over TLS and HTTP/2 libcurl copies the request into an upload buffer
+    // that each transfer keeps to its end: 64 KiB by default, 16 KiB the
+    // least it takes (a longer request goes in several pieces).
+    curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
+    curl_easy_setopt(c, CURLOPT_HTTP_VERSION, CurlHttpVersion(options.http));
+    // Many requests started at once wait for the first connection to say
+    // whether it speaks HTTP/2, and then share it, instead of each opening
+    // its own.
+    if (multiplex_) curl_easy_setopt(c, CURLOPT_PIPEWAIT, 1L);
+    // Peer and host verification stay on (libcurl's default); only whom to
+    // trust may change.
+    if (!options.ca_file.empty()) {
+      curl_easy_setopt(c, CURLOPT_CAINFO, options.ca_file.c_str());
+    }
   }
 
   bool ready() const { return easy_ != nullptr; }
@@ -84,11 +117,27 @@ class ChatCompletionTransfer final : public CurlTransfer {
 
   void Done(CURLcode code, absl::Status stopped) override {
     if (!stopped.ok() && failure_.ok()) failure_ = std::move(stopped);
+    TellIfHttp11();
     stream_->OnEnd(Result(code));
     stream_.reset();
   }
 
  private:
+  // Logs, once per process, that an https provider answered HTTP/1.1: its
+  // replies then hold a connection each, at most max_connections at once.
+  void TellIfHttp11() {
+    long version = CURL_HTTP_VERSION_NONE;
+    curl_easy_getinfo(easy_.get(), CURLINFO_HTTP_VERSION, &version);
+    if (!multiplex_ || version != CURL_HTTP_VERSION_1_1 ||
+        told_http11_->exchange(true)) {
+      return;
+    }
+    log::Warn(
+        "the model provider answers HTTP/1.1, not HTTP/2: each reply in "
+        "progress holds a connection, at most PROVIDER_MAX_CONNECTIONS",
+        {{"max_connections", absl::StrCat(max_connections_)}});
+  }
+
   static size_t OnBody(char* data, size_t size, size_t count, void* user) {
     return static_cast<ChatCompletionTransfer*>(user)->Body(
         absl::string_view(data, size * count));
@@ -146,6 +195,9 @@ class ChatCompletionTransfer final : public CurlTransfer {
     return parser_.reply();
   }
 
+  const bool multiplex_;
+  const int max_connections_;
+  std::atomic<bool>* const told_http11_;
   std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> easy_;
   std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> headers_;
   const std::string url_;
@@ -200,20 +252,51 @@ std::string ChatCompletionsBody(const std::string& model,
   return body;
 }
 
+absl::StatusOr<ProviderHttp> ParseProviderHttp(absl::string_view name) {
+  if (name == "auto") return ProviderHttp::kAuto;
+  if (name == "1.1") return ProviderHttp::kHttp11;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown provider HTTP version \"", name, "\": use auto or 1.1"));
+}
+
 absl::StatusOr<std::unique_ptr<OpenAiProvider>> OpenAiProvider::Create(
     OpenAiOptions options) {
-  absl::StatusOr<std::unique_ptr<CurlMultiLoop>> loop =
-      CurlMultiLoop::Start(kCheckInterval);
+  if (options.max_connections < 1) {
+    return absl::InvalidArgumentError("max_connections must be at least 1");
+  }
+  if (!options.ca_file.empty()) {
+    std::FILE* file = std::fopen(options.ca_file.c_str(), "r");
+    if (file == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot read the CA file ", options.ca_file));
+    }
+    std::fclose(file);
+  }
+  const bool multiplex =
+      options.http == ProviderHttp::kAuto &&
+      absl::StartsWithIgnoreCase(options.base_url, "https://");
+  if (multiplex && (curl_version_info(CURLVERSION_NOW)->features &
+                    CURL_VERSION_HTTP2) == 0) {
+    log::Warn("this libcurl has no HTTP/2: every reply takes a connection");
+  }
+  auto provider = std::unique_ptr<OpenAiProvider>(
+      new OpenAiProvider(std::move(options), multiplex));
+  absl::StatusOr<std::unique_ptr<CurlMultiLoop>> loop = CurlMultiLoop::Start(
+      kCheckInterval,
+      {.max_host_connections =
+           multiplex ? static_cast<long>(provider->options_.max_connections)
+                     : 0L,
+       .max_streams_per_connection = kMaxStreamsPerConnection});
   if (!loop.ok()) return loop.status();
-  return std::unique_ptr<OpenAiProvider>(
-      new OpenAiProvider(std::move(options), *std::move(loop)));
+  provider->loop_ = *std::move(loop);
+  return provider;
 }
 
 void OpenAiProvider::Start(const std::string& model,
                            std::vector<ProviderMessage> messages,
                            std::shared_ptr<ProviderStream> stream) {
-  auto transfer = std::make_shared<ChatCompletionTransfer>(options_, model,
-                                                           messages, stream);
+  auto transfer = std::make_shared<ChatCompletionTransfer>(
+      options_, multiplex_, &told_http11_, model, messages, stream);
   if (!transfer->ready()) {
     stream->OnEnd(absl::InternalError("cannot start an HTTP request"));
     return;

@@ -286,5 +286,49 @@ TEST(OpenAiProviderTest, EndsRepliesInProgressWhenTheProviderGoes) {
   EXPECT_EQ(stream->Wait(&text).status().code(), absl::StatusCode::kCancelled);
 }
 
+TEST(ProviderHttpTest, ParsesTheTwoSettingsAndRefusesOthers) {
+  EXPECT_EQ(*ParseProviderHttp("auto"), ProviderHttp::kAuto);
+  EXPECT_EQ(*ParseProviderHttp("1.1"), ProviderHttp::kHttp11);
+  EXPECT_EQ(ParseProviderHttp("h2c").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseProviderHttp("2").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseProviderHttp("").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(OpenAiProviderTest, RefusesSettingsThatCannotWork) {
+  EXPECT_EQ(OpenAiProvider::Create({.base_url = "https://example.test/v1",
+                                    .ca_file = "/nonexistent/ca.pem"})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(OpenAiProvider::Create(
+                {.base_url = "https://example.test/v1", .max_connections = 0})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(OpenAiProvider::Create({.base_url = "https://example.test/v1",
+                                      .http = ProviderHttp::kHttp11})
+                  .ok());
+}
+
+TEST(OpenAiProviderTest, AsksAnHttp11OnlyServerWhenHttp11IsSet) {
+  OneShotHttpServer server(
+      HttpResponse("200 OK", "text/event-stream",
+                   "data: {\"choices\":[{\"delta\":{\"content\":\"ok\"},"
+                   "\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"));
+  absl::StatusOr<std::unique_ptr<OpenAiProvider>> provider =
+      OpenAiProvider::Create(
+          {.base_url = server.base_url(), .http = ProviderHttp::kHttp11});
+  ASSERT_TRUE(provider.ok()) << provider.status();
+  auto stream = std::make_shared<CollectingStream>();
+  (*provider)->Start("m", {{Role::kUser, "hi"}}, stream);
+  std::string text;
+  absl::StatusOr<ProviderReply> reply = stream->Wait(&text);
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_EQ(text, "ok");
+}
+
 }  // namespace
 }  // namespace chat::message

@@ -14,17 +14,20 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 const providerKey = "sk-e2e-provider-secret-4f1c"
 
 type providerRequest struct {
+	Proto         string // "HTTP/1.1" or "HTTP/2.0"
 	Authorization string
 	Model         string
 	Messages      []struct{ Role, Content string }
@@ -33,14 +36,28 @@ type providerRequest struct {
 
 type FakeProvider struct {
 	*httptest.Server
+	// Conns counts the TCP connections the server accepted.
+	Conns    atomic.Int64
 	mu       sync.Mutex
 	requests map[string]*providerRequest // by the marker in the last message
 	gates    map[string]chan struct{}    // "slow" scenarios wait on these
 }
 
+// NewFakeProvider serves plain HTTP/1.1.
 func NewFakeProvider() *FakeProvider {
+	p := newUnstartedFakeProvider()
+	p.Start()
+	return p
+}
+
+func newUnstartedFakeProvider() *FakeProvider {
 	p := &FakeProvider{requests: map[string]*providerRequest{}, gates: map[string]chan struct{}{}}
-	p.Server = httptest.NewServer(http.HandlerFunc(p.serve))
+	p.Server = httptest.NewUnstartedServer(http.HandlerFunc(p.serve))
+	p.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateNew {
+			p.Conns.Add(1)
+		}
+	}
 	return p
 }
 
@@ -140,7 +157,7 @@ func (p *FakeProvider) serve(w http.ResponseWriter, r *http.Request) {
 			scenario = strings.TrimPrefix(word, "scenario:")
 		}
 	}
-	req := &providerRequest{Authorization: r.Header.Get("Authorization"), Model: body.Model,
+	req := &providerRequest{Proto: r.Proto, Authorization: r.Header.Get("Authorization"), Model: body.Model,
 		Messages: body.Messages, cancelled: make(chan struct{})}
 	p.mu.Lock()
 	p.requests[marker] = req
