@@ -54,15 +54,20 @@ func run(in, out string) error {
 	if err := openapidoc.Complete(doc3); err != nil {
 		return err
 	}
+	// Loaded again from its JSON, so that the references of what Complete
+	// added are resolved for validation as a client's loader resolves them.
+	text, err := json.MarshalIndent(doc3, "", "  ")
+	if err != nil {
+		return err
+	}
+	if doc3, err = openapi3.NewLoader().LoadFromData(text); err != nil {
+		return fmt.Errorf("reloading the OpenAPI 3 document: %w", err)
+	}
 	// Patterns are ECMA-262 regular expressions, as OpenAPI says, and some
 	// need lookaheads (a password's character classes), which Go's RE2
 	// cannot compile: the rest of the document is validated.
 	if err := doc3.Validate(context.Background(), openapi3.DisableSchemaPatternValidation()); err != nil {
 		return fmt.Errorf("the OpenAPI 3 document is not valid: %w", err)
-	}
-	text, err := json.MarshalIndent(doc3, "", "  ")
-	if err != nil {
-		return err
 	}
 	return os.WriteFile(out, append(text, '\n'), 0o644)
 }

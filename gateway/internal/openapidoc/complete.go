@@ -7,6 +7,7 @@
 package openapidoc
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 
@@ -29,16 +30,16 @@ func Complete(doc *openapi3.T) error {
 	}
 	for _, schema := range doc.Components.Schemas {
 		closeObject(schema)
-		minimumFromExtension(schema)
+		if err := schemaFromExtension(schema); err != nil {
+			return err
+		}
 	}
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {
-			for _, p := range op.Parameters {
-				if p.Value != nil && p.Value.Schema != nil {
-					minimumFromExtension(p.Value.Schema)
-				}
+			if err := completeParameters(op); err != nil {
+				return fmt.Errorf("%s %s: %w", method, path, err)
 			}
-			if err := requireFields(op); err != nil {
+			if err := completeBody(op); err != nil {
 				return fmt.Errorf("%s %s: %w", method, path, err)
 			}
 			if err := completeResponses(op); err != nil {
@@ -119,73 +120,186 @@ func completeResponses(op *openapi3.Operation) error {
 	return nil
 }
 
-// minimumExtension stands for a minimum of 0, which api/openapi_v2.yaml
-// cannot write as `minimum: 0` (a proto3 double of 0 is unset).
-const minimumExtension = "x-minimum"
+// The extensions of api/openapi_v2.yaml that this package reads and
+// removes. Each holds JSON Schema written as OpenAPI 3 (refs to
+// "#/components/schemas/...").
+const (
+	// schemaExtension, on a field: JSON Schema keywords merged into the
+	// field's schema, for what protoc-gen-openapiv2 cannot write there: a
+	// query parameter gets only the pattern and enum of its field's
+	// options, and a minimum of 0 cannot be written at all (a proto3
+	// double of 0 is unset).
+	schemaExtension = "x-schema"
+	// parametersExtension, on a route: per parameter name (query or
+	// header), keywords merged into its schema. The headers of
+	// openapi_v2.yaml carry no constraints of their own.
+	parametersExtension = "x-parameters"
+	// requiredExtension, on a route: the body fields and query parameters
+	// that the route requires. (Swagger 2 can mark a message's fields
+	// required, but the same message is often the body of a create, which
+	// needs a field, and of an update, which does not.)
+	requiredExtension = "x-required"
+	// bodyExtension, on a route: a schema the body must also match
+	// (allOf), for rules of this route only (an update that refuses a field
+	// the create takes).
+	bodyExtension = "x-body"
+	// requestBodyExtension, on a route: the schema of the body per media
+	// type, replacing the request message (import reads files, not
+	// ImportRequest).
+	requestBodyExtension = "x-request-body"
+)
 
-// minimumFromExtension turns x-minimum into minimum, in a schema and its
-// properties.
-func minimumFromExtension(ref *openapi3.SchemaRef) {
-	s := ref.Value
-	if ref.Ref != "" || s == nil {
-		return
+// merge sets the keys of fragment in the JSON form of schema.
+func merge(schema *openapi3.Schema, fragment any) (*openapi3.Schema, error) {
+	keys, ok := fragment.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%v is not a JSON Schema object", fragment)
 	}
-	if v, ok := s.Extensions[minimumExtension].(float64); ok {
-		s.Min = &v
-		delete(s.Extensions, minimumExtension)
+	data, err := json.Marshal(schema)
+	if err != nil {
+		return nil, err
 	}
-	for _, p := range s.Properties {
-		minimumFromExtension(p)
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, err
 	}
+	for k, v := range keys {
+		m[k] = v
+	}
+	return decodeSchema(m)
 }
 
-// requiredExtension lists, per operation in api/openapi_v2.yaml, the body
-// fields and query parameters that the route requires. (Swagger 2 can mark
-// a message's fields required, but the same message is often the body of
-// a create, which needs a field, and of an update, which does not.)
-const requiredExtension = "x-required"
+func decodeSchema(v any) (*openapi3.Schema, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	out := &openapi3.Schema{}
+	if err := json.Unmarshal(data, out); err != nil {
+		return nil, fmt.Errorf("%s is not a schema: %w", data, err)
+	}
+	return out, nil
+}
 
-// requireFields applies x-required: a query parameter of that name becomes
-// required; body fields are required by wrapping the body's schema in
-// allOf [schema, {required: [...]}].
-func requireFields(op *openapi3.Operation) error {
-	raw, ok := op.Extensions[requiredExtension]
+// schemaFromExtension applies x-schema in a schema and its properties.
+func schemaFromExtension(ref *openapi3.SchemaRef) error {
+	s := ref.Value
+	if ref.Ref != "" || s == nil {
+		return nil
+	}
+	for _, p := range s.Properties {
+		if err := schemaFromExtension(p); err != nil {
+			return err
+		}
+	}
+	fragment, ok := s.Extensions[schemaExtension]
 	if !ok {
 		return nil
 	}
-	delete(op.Extensions, requiredExtension)
-	list, ok := raw.([]any)
-	if !ok {
-		return fmt.Errorf("%s is not a list", requiredExtension)
+	delete(s.Extensions, schemaExtension)
+	merged, err := merge(s, fragment)
+	if err != nil {
+		return err
 	}
-	var body []string
-	for _, item := range list {
-		name, ok := item.(string)
-		if !ok {
-			return fmt.Errorf("%s holds %v, not a name", requiredExtension, item)
-		}
-		if p := op.Parameters.GetByInAndName(openapi3.ParameterInQuery, name); p != nil {
-			p.Required = true
+	ref.Value = merged
+	return nil
+}
+
+// completeParameters applies x-schema to each parameter's schema, then the
+// route's x-parameters, and marks x-required query parameters required.
+func completeParameters(op *openapi3.Operation) error {
+	perName, _ := op.Extensions[parametersExtension].(map[string]any)
+	delete(op.Extensions, parametersExtension)
+	for _, p := range op.Parameters {
+		if p.Value == nil || p.Value.Schema == nil {
 			continue
 		}
-		body = append(body, name)
+		if fragment, ok := p.Value.Extensions[schemaExtension]; ok {
+			delete(p.Value.Extensions, schemaExtension)
+			p.Value.Schema.Value.Extensions = map[string]any{schemaExtension: fragment}
+		}
+		if err := schemaFromExtension(p.Value.Schema); err != nil {
+			return fmt.Errorf("parameter %s: %w", p.Value.Name, err)
+		}
+		if fragment, ok := perName[p.Value.Name]; ok {
+			delete(perName, p.Value.Name)
+			merged, err := merge(p.Value.Schema.Value, fragment)
+			if err != nil {
+				return fmt.Errorf("parameter %s: %w", p.Value.Name, err)
+			}
+			p.Value.Schema.Value = merged
+		}
 	}
-	if len(body) == 0 {
+	for name := range perName {
+		return fmt.Errorf("%s names %q, which is not a parameter of the route", parametersExtension, name)
+	}
+	return nil
+}
+
+// completeBody applies x-request-body, x-required and x-body to the
+// request body. A body is required only when the route requires some of
+// its fields: the gateway reads an absent body as {}.
+func completeBody(op *openapi3.Operation) error {
+	var fields []any
+	if raw, ok := op.Extensions[requiredExtension]; ok {
+		delete(op.Extensions, requiredExtension)
+		list, ok := raw.([]any)
+		if !ok {
+			return fmt.Errorf("%s is not a list", requiredExtension)
+		}
+		for _, item := range list {
+			name, ok := item.(string)
+			if !ok {
+				return fmt.Errorf("%s holds %v, not a name", requiredExtension, item)
+			}
+			if p := op.Parameters.GetByInAndName(openapi3.ParameterInQuery, name); p != nil {
+				p.Required = true
+			} else {
+				fields = append(fields, name)
+			}
+		}
+	}
+	extra, _ := op.Extensions[bodyExtension].(map[string]any)
+	delete(op.Extensions, bodyExtension)
+	if len(fields) > 0 {
+		if extra == nil {
+			extra = map[string]any{}
+		}
+		extra["required"] = fields
+	}
+	replace, _ := op.Extensions[requestBodyExtension].(map[string]any)
+	delete(op.Extensions, requestBodyExtension)
+
+	if op.RequestBody == nil || op.RequestBody.Value == nil {
+		if extra != nil || replace != nil {
+			return fmt.Errorf("the route has no body to constrain")
+		}
 		return nil
 	}
-	if op.RequestBody == nil || op.RequestBody.Value == nil {
-		return fmt.Errorf("%s names %v, but the route has no body", requiredExtension, body)
-	}
-	for _, media := range op.RequestBody.Value.Content {
-		s := media.Schema
-		if s == nil || s.Ref == "" {
-			return fmt.Errorf("%s: the body's schema is not a reference", requiredExtension)
+	body := op.RequestBody.Value
+	body.Required = len(fields) > 0
+	delete(body.Extensions, "x-originalParamName")
+	if replace != nil {
+		body.Description = ""
+		body.Content = openapi3.Content{}
+		for media, fragment := range replace {
+			s, err := decodeSchema(fragment)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", requestBodyExtension, media, err)
+			}
+			body.Content[media] = openapi3.NewMediaType().WithSchema(s)
 		}
-		required := openapi3.NewObjectSchema()
-		required.Type = nil
-		required.Required = body
+	}
+	if extra == nil {
+		return nil
+	}
+	also, err := decodeSchema(extra)
+	if err != nil {
+		return fmt.Errorf("%s: %w", bodyExtension, err)
+	}
+	for _, media := range body.Content {
 		all := openapi3.NewAllOfSchema()
-		all.AllOf = openapi3.SchemaRefs{s, required.NewRef()}
+		all.AllOf = openapi3.SchemaRefs{media.Schema, also.NewRef()}
 		media.Schema = all.NewRef()
 	}
 	return nil

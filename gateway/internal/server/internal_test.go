@@ -284,3 +284,21 @@ func TestClientKey(t *testing.T) {
 		}
 	}
 }
+
+func TestNullMember(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"title":null}`:                           "title",
+		`{"title":"a","pinned":null}`:              "pinned",
+		`{"metadata":{"k":"v"},"title":null}`:      "title",
+		`{"a":[1,{"b":null}]}`:                     "b",
+		`{"title":"null","metadata":{"null":"x"}}`: "",
+		`{"a":[null]}`:                             "",
+		`null`:                                     "",
+		`{}`:                                       "",
+	} {
+		got, ok := nullMember([]byte(body))
+		if got != want || ok != (want != "") {
+			t.Errorf("nullMember(%s) = %q %v, want %q", body, got, ok, want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -31,6 +32,9 @@ func (m *jsonMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
 		}
 		if err := m.JSONPb.NewDecoder(bytes.NewReader(data)).Decode(v); err != nil {
 			return bodyError(err)
+		}
+		if field, ok := nullMember(data); ok {
+			return fmt.Errorf("invalid JSON body: %s is null; leave the field out instead", strconv.Quote(field))
 		}
 		rest := json.NewDecoder(bytes.NewReader(data))
 		var value json.RawMessage
@@ -62,4 +66,51 @@ func bodyError(err error) error {
 	msg := strings.TrimPrefix(err.Error(), "proto:")
 	msg = strings.TrimLeft(msg, " \u00a0")
 	return fmt.Errorf("invalid JSON body: %s", msg)
+}
+
+// nullMember finds the first member of a JSON object in data whose value
+// is null, and returns its name. protojson reads null as "not given",
+// except that an update's field mask still names the field; the gateway
+// refuses it instead, so that a request body means one thing and the
+// OpenAPI document's types are exact (no field of a request is nullable).
+// data is a JSON value that protojson has already accepted.
+func nullMember(data []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	// inObject[i]: the i-th open container is an object; key is the last
+	// member name read in the innermost object, expectKey whether the next
+	// token there is a name.
+	var inObject []bool
+	key, expectKey := "", false
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		inObj := len(inObject) > 0 && inObject[len(inObject)-1]
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				inObject = append(inObject, true)
+				expectKey = true
+			case '[':
+				inObject = append(inObject, false)
+				expectKey = false
+			default:
+				inObject = inObject[:len(inObject)-1]
+				expectKey = len(inObject) > 0 && inObject[len(inObject)-1]
+			}
+			continue
+		case string:
+			if inObj && expectKey {
+				key, expectKey = t, false
+				continue
+			}
+		case nil:
+			if inObj {
+				return key, true
+			}
+		}
+		expectKey = inObj
+	}
 }
