@@ -18,6 +18,9 @@ readonly PACKAGES=(
   clang-14 libclang-rt-14-dev
   # scripts/run.sh polls /readyz with it, and its banner's examples use it.
   curl
+  # tests/e2e's OpenAPI fuzz test: schemathesis in a venv of its own
+  # (scripts/openapi-fuzz-venv.sh, tests/openapi/requirements.txt).
+  python3 python3-venv
 )
 
 missing=()
