@@ -293,6 +293,9 @@ func TestNullMember(t *testing.T) {
 		`{"a":[1,{"b":null}]}`:                     "b",
 		`{"title":"null","metadata":{"null":"x"}}`: "",
 		`{"a":[null]}`:                             "",
+		`{"a\"b":null}`:                            `a"b`,
+		`{"x":"a\\","y": null}`:                    "y",
+		`{"x":"a: null","y":["n"]}`:                "",
 		`null`:                                     "",
 		`{}`:                                       "",
 	} {

@@ -73,44 +73,35 @@ func bodyError(err error) error {
 // except that an update's field mask still names the field; the gateway
 // refuses it instead, so that a request body means one thing and the
 // OpenAPI document's types are exact (no field of a request is nullable).
-// data is a JSON value that protojson has already accepted.
+// data is a JSON value that protojson has already accepted, so a byte
+// scan suffices: outside strings, a null is the only token that starts
+// with 'n', and it is a member's value when a ':' precedes it.
 func nullMember(data []byte) (string, bool) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	// inObject[i]: the i-th open container is an object; key is the last
-	// member name read in the innermost object, expectKey whether the next
-	// token there is a name.
-	var inObject []bool
-	key, expectKey := "", false
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return "", false
+	var keyStart, keyEnd int // the last string read, quotes excluded
+	var last byte            // the last byte outside strings and spaces
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; c {
+		case '"':
+			start := i + 1
+			for i++; i < len(data) && data[i] != '"'; i++ {
+				if data[i] == '\\' {
+					i++
+				}
+			}
+			keyStart, keyEnd, last = start, i, '"'
+		case ' ', '\t', '\n', '\r':
+		case 'n':
+			if last == ':' {
+				var name string
+				if err := json.Unmarshal(data[keyStart-1:keyEnd+1], &name); err != nil {
+					name = string(data[keyStart:keyEnd])
+				}
+				return name, true
+			}
+			last = c
+		default:
+			last = c
 		}
-		inObj := len(inObject) > 0 && inObject[len(inObject)-1]
-		switch t := tok.(type) {
-		case json.Delim:
-			switch t {
-			case '{':
-				inObject = append(inObject, true)
-				expectKey = true
-			case '[':
-				inObject = append(inObject, false)
-				expectKey = false
-			default:
-				inObject = inObject[:len(inObject)-1]
-				expectKey = len(inObject) > 0 && inObject[len(inObject)-1]
-			}
-			continue
-		case string:
-			if inObj && expectKey {
-				key, expectKey = t, false
-				continue
-			}
-		case nil:
-			if inObj {
-				return key, true
-			}
-		}
-		expectKey = inObj
 	}
+	return "", false
 }
