@@ -12,10 +12,11 @@
 #                FUZZ_SECONDS (default 60); fails on a crash
 #   make fuzz-smoke
 #                the same for 10 s each (CI)
-#   make build   C++ services and tools into build/, the gateway into build/bin/
+#   make build   C++ services and tools into build/, the browser client (web/)
+#                into gateway/webdist/dist/, the gateway into build/bin/
 #   make bench   load a private stack with ghz, wrk and pgbench; prints a table
 #   make deps    install missing Debian packages (scripts/install-deps.sh)
-#   make fmt     clang-format and gofmt the sources in place
+#   make fmt     clang-format, gofmt and prettier (web/) the sources in place
 #   make clean   remove build outputs (never .data/, which holds your data)
 #
 # Sanitizers and fuzzing (docs/architecture.md "Testing"). CMake takes
@@ -42,7 +43,7 @@ export PATH := $(PATH):/usr/local/go/bin
 
 # Sources we format: everything but generated and build output.
 PRUNE       := \( -path ./$(BUILD_DIR) -o -path './build-*' -o -path ./.data -o -path ./.git \
-                  -o -path ./gateway/gen -o -path ./gateway/bin \) -prune -o
+                  -o -path ./gateway/gen -o -path ./gateway/bin -o -path ./web/node_modules \) -prune -o
 CXX_SOURCES  = $(shell find . $(PRUNE) -type f \( -name '*.cc' -o -name '*.h' \) -print)
 GO_SOURCES   = $(shell find . $(PRUNE) -type f -name '*.go' -print)
 
@@ -50,8 +51,26 @@ FUZZ_SECONDS ?= 60
 # make run REPLICAS=n: n processes of each service (scripts/run.sh).
 REPLICAS ?= 1
 
-.PHONY: all deps build run test test-sanitize fuzz fuzz-smoke bench fmt clean
+.PHONY: all deps build web run test test-sanitize fuzz fuzz-smoke bench fmt clean
 all: build
+
+# The browser client (web/, docs/web-client.md): `npm ci` when the lock file
+# changed, the production build when a source changed. It writes
+# gateway/webdist/dist/, which the gateway embeds, so it runs before the
+# gateway's go build (a gateway built without it serves a "not built" page).
+WEB_SOURCES = web/index.html web/vite.config.ts web/tsconfig.json web/package.json \
+              $(shell find web/src web/public -type f 2>/dev/null)
+WEB_OUT     := gateway/webdist/dist/index.html
+WEB_DEPS    := web/node_modules/.ci-stamp
+
+$(WEB_DEPS): web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	@touch $@
+
+$(WEB_OUT): $(WEB_DEPS) $(WEB_SOURCES)
+	cd web && npm run build
+
+web: $(WEB_OUT)
 
 deps:
 	@scripts/install-deps.sh
@@ -59,6 +78,7 @@ deps:
 build: deps
 	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
 	cmake --build $(BUILD_DIR) --parallel $(JOBS)
+	$(MAKE) web
 	$(MAKE) -C gateway build
 
 run: build
@@ -82,7 +102,8 @@ bench: build
 fmt:
 	clang-format -i $(CXX_SOURCES)
 	gofmt -l -w $(GO_SOURCES)
+	cd web && npm run fmt
 
 clean:
-	rm -rf $(BUILD_DIR) build-tsan build-asan build-fuzz
+	rm -rf $(BUILD_DIR) build-tsan build-asan build-fuzz gateway/webdist/dist web/node_modules
 	$(MAKE) -C gateway clean

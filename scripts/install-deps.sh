@@ -18,10 +18,18 @@ readonly PACKAGES=(
   clang-14 libclang-rt-14-dev
   # scripts/run.sh polls /readyz with it, and its banner's examples use it.
   curl
+  # The browser client's tests (web/tests) drive Debian's Chromium headless.
+  chromium
   # tests/e2e's OpenAPI fuzz test: schemathesis in a venv of its own
   # (scripts/openapi-fuzz-venv.sh, tests/openapi/requirements.txt).
   python3 python3-venv
 )
+# The browser client (web/) is built with node and npm: Debian's, unless a
+# node with npm is already on PATH (e.g. NodeSource's nodejs, which bundles
+# npm and conflicts with Debian's npm package).
+if ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 installed=" $(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PACKAGES[@]}" 2>/dev/null |
@@ -41,6 +49,12 @@ if ((${#missing[@]} > 0)); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Vite and Playwright need node 18 or newer (Debian 12 has 18).
+if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' 2>/dev/null; then
+  echo "install-deps: node $(node --version 2>/dev/null || echo "(none)") is too old for web/: it needs node 18 or newer" >&2
+  exit 1
 fi
 
 if ! command -v go >/dev/null 2>&1; then

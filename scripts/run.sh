@@ -350,7 +350,8 @@ main() {
   ((REPLICAS > 1)) && logs="{auth,conversation,message}-{1..$REPLICAS}.log and gateway.log"
   cat <<EOF
 
-  The chat backend is up: REST at $BASE_URL (OpenAPI: $BASE_URL/openapi.json)
+  The chat backend is up: open $BASE_URL/ in a browser for the web client.
+  REST at $BASE_URL/v1/ (OpenAPI: $BASE_URL/openapi.json)
   gRPC: auth ${auth_list//,/ }, conversation ${conversation_list//,/ }, message ${message_list//,/ }
   Logs: this terminal and .data/logs/$logs
   Data: .data/ (kept between runs). Ctrl-C stops everything.

@@ -8,9 +8,12 @@
 #   2. make -C gateway test                         the gateway's Go tests
 #      make -C deploy/k8s test                      the Kubernetes manifests
 #   3. cd tests/e2e && go test -count=1 -timeout 30m ./...  end to end, real binaries;
-#      among them the OpenAPI fuzz test (schemathesis, installed into
-#      $BUILD_DIR/openapi-fuzz-venv by scripts/openapi-fuzz-venv.sh, about
-#      4 minutes) and the generated-client test (tests/apiclient)
+#      among them the browser client's tests in Debian's headless Chromium
+#      (webclient_test.go runs web/tests with Playwright; screenshots of
+#      failing pages go to web/test-results/), the OpenAPI fuzz test
+#      (schemathesis, installed into $BUILD_DIR/openapi-fuzz-venv by
+#      scripts/openapi-fuzz-venv.sh, about 4 minutes) and the
+#      generated-client test (tests/apiclient)
 #
 # Exported to the tests: TEST_DATABASE_URL (superuser URL of the cluster's
 # `postgres` database; tests create their own databases) and BUILD_DIR.

@@ -143,6 +143,13 @@ std::string Shorten(absl::string_view text, size_t budget) {
 
 bool IsSpaceUnit(const Unit& unit) { return !unit.marked && unit.text == " "; }
 
+// A search entry's key in a page token: a conversation, and a message or
+// "" for its title.
+bool IsEntryKey(const std::string& conversation_id,
+                const std::string& message_id) {
+  return IsUuid(conversation_id) && (message_id.empty() || IsUuid(message_id));
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<SearchTerm>> ParseSearchQuery(absl::string_view q) {
@@ -202,6 +209,12 @@ absl::StatusOr<std::vector<SearchTerm>> ParseSearchQuery(absl::string_view q) {
                                          kMinPrefixChars, " characters"));
         }
         term.words.emplace_back(word);
+      }
+    }
+    for (const std::string& word : term.words) {
+      if (CountCodePoints(word).value_or(0) > kMaxWordChars) {
+        return QueryError(absl::StrCat("words must be at most ", kMaxWordChars,
+                                       " characters long"));
       }
     }
     if (!term.words.empty()) terms.push_back(std::move(term));
@@ -347,11 +360,12 @@ absl::StatusOr<SearchPage> Search::Find(const std::string& user_id,
   if (!query.page_token.empty()) {
     chat::internal::SearchCursor cursor;
     absl::Status decoded = DecodePageToken(query.page_token, &cursor);
-    if (decoded.ok() && (cursor.query() != query.q ||
-                         cursor.conversation_id() != query.conversation_id ||
-                         !IsUuid(cursor.last_conversation_id()) ||
-                         (!cursor.last_message_id().empty() &&
-                          !IsUuid(cursor.last_message_id())))) {
+    if (decoded.ok() &&
+        (cursor.query() != query.q ||
+         cursor.conversation_id() != query.conversation_id ||
+         !IsEntryKey(cursor.last_conversation_id(), cursor.last_message_id()) ||
+         (cursor.has_window() && !IsEntryKey(cursor.window().conversation_id(),
+                                             cursor.window().message_id())))) {
       decoded = ForeignPageToken();
     }
     if (decoded.ok()) {
@@ -360,6 +374,13 @@ absl::StatusOr<SearchPage> Search::Find(const std::string& user_id,
           .created_at = absl::FromUnixMicros(cursor.created_at_micros()),
           .conversation_id = cursor.last_conversation_id(),
           .message_id = cursor.last_message_id()};
+      if (cursor.has_window()) {
+        after->window = SearchWindowStart{
+            .created_at =
+                absl::FromUnixMicros(cursor.window().created_at_micros()),
+            .conversation_id = cursor.window().conversation_id(),
+            .message_id = cursor.window().message_id()};
+      }
     } else {
       for (const FieldViolation& v : ViolationsOf(decoded)) {
         violations.Add(v.field, v.description);
@@ -373,6 +394,7 @@ absl::StatusOr<SearchPage> Search::Find(const std::string& user_id,
                   .after = after,
                   // One more tells whether another page follows.
                   .limit = *page_size + 1,
+                  .window_size = window_size_,
                   .start_marker = RandomMarker("s"),
                   .stop_marker = RandomMarker("e")};
   ASSIGN_OR_RETURN(std::vector<SearchHit> hits, store_->Search(user_id, spec));
@@ -393,6 +415,13 @@ absl::StatusOr<SearchPage> Search::Find(const std::string& user_id,
     cursor.set_created_at_micros(absl::ToUnixMicros(last.created_at));
     cursor.set_last_conversation_id(last.conversation_id);
     cursor.set_last_message_id(last.message_id);
+    if (last.window) {
+      chat::internal::SearchCursor::Window* window = cursor.mutable_window();
+      window->set_created_at_micros(
+          absl::ToUnixMicros(last.window->created_at));
+      window->set_conversation_id(last.window->conversation_id);
+      window->set_message_id(last.window->message_id);
+    }
     page.next_page_token = EncodePageToken(cursor);
   }
   for (SearchHit& hit : hits) {

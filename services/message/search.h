@@ -32,6 +32,10 @@ struct SearchTerm {
 inline constexpr size_t kMaxQueryChars = 1000;
 // At most this many terms (a phrase is one).
 inline constexpr size_t kMaxQueryTerms = 32;
+// At most this many characters in a word: the database indexes a word
+// (with its owner's tag, as UTF-8, lower-cased and without accents) only up
+// to about 2,000 bytes (deploy/migrations/0014_search_scope.sql).
+inline constexpr size_t kMaxWordChars = 200;
 // A prefix* needs at least this many characters: shorter ones would match
 // most of the vocabulary.
 inline constexpr size_t kMinPrefixChars = 2;
@@ -44,7 +48,8 @@ inline constexpr size_t kMaxSnippetChars = 200;
 // digit (lone punctuation) are dropped. INVALID_ARGUMENT with a violation on
 // field "q" when q is not valid UTF-8 or holds NUL, is empty or longer than
 // kMaxQueryChars, has no term to find (only exclusions), more than
-// kMaxQueryTerms terms, or a prefix shorter than kMinPrefixChars.
+// kMaxQueryTerms terms, a word longer than kMaxWordChars or a prefix shorter
+// than kMinPrefixChars.
 absl::StatusOr<std::vector<SearchTerm>> ParseSearchQuery(absl::string_view q);
 
 // The terms as the text of a PostgreSQL tsquery in which every word is a
@@ -65,6 +70,19 @@ std::string BuildSnippet(absl::string_view headline, absl::string_view start,
                          absl::string_view stop,
                          size_t max_chars = kMaxSnippetChars);
 
+// Where a window of results starts: below this entry in (created_at,
+// conversation_id, message_id) order, all descending. Results come in
+// windows of the `window_size` newest matches below the start, each window
+// best first (docs/api.md "Search"); the first window starts at the newest.
+struct SearchWindowStart {
+  absl::Time created_at;
+  std::string conversation_id;
+  std::string message_id;  // "" for a title
+
+  friend bool operator==(const SearchWindowStart&,
+                         const SearchWindowStart&) = default;
+};
+
 // A match as the store finds it.
 struct SearchHit {
   std::string conversation_id;
@@ -76,12 +94,15 @@ struct SearchHit {
   std::string headline;
   absl::Time created_at;
   float rank = 0;
+  // The window it is in; nullopt for the first.
+  std::optional<SearchWindowStart> window;
 };
 
-// Where a page ended: results come in (rank DESC, created_at DESC,
-// conversation_id DESC, message_id DESC) order, the title of a conversation
-// having the nil UUID as its message_id.
+// Where a page ended: within a window, results come in (rank DESC,
+// created_at DESC, conversation_id DESC, message_id DESC) order, the title
+// of a conversation having the nil UUID as its message_id.
 struct SearchPosition {
+  std::optional<SearchWindowStart> window;  // nullopt: the first
   float rank = 0;
   absl::Time created_at;
   std::string conversation_id;
@@ -93,6 +114,7 @@ struct SearchSpec {
   std::string conversation_id;  // "" for all of the user's
   std::optional<SearchPosition> after;
   int limit = 0;
+  int window_size = 0;
   // What ts_headline encloses each match in.
   std::string start_marker;
   std::string stop_marker;
@@ -102,7 +124,8 @@ struct SearchSpec {
 class SearchStore {
  public:
   virtual ~SearchStore() = default;
-  // Up to spec.limit of the user's matches after spec.after, in order.
+  // Up to spec.limit of the user's matches after spec.after, in order,
+  // in windows of spec.window_size.
   virtual absl::StatusOr<std::vector<SearchHit>> Search(
       const std::string& user_id, const SearchSpec& spec) = 0;
   virtual absl::StatusOr<bool> ConversationExists(
@@ -130,9 +153,16 @@ struct SearchPage {
   std::string next_page_token;  // empty on the last page
 };
 
+// Matches ranked together, newest first: a query with no more matches is
+// ranked as a whole; one with more (a word in a tenth of a long history)
+// is ranked window by window, so that its cost does not grow with its
+// number of matches.
+inline constexpr int kSearchWindowSize = 1000;
+
 class Search {
  public:
-  explicit Search(SearchStore* store) : store_(store) {}
+  explicit Search(SearchStore* store, int window_size = kSearchWindowSize)
+      : store_(store), window_size_(window_size) {}
 
   // The caller's matches of query.q, best first. Every offending field is
   // an INVALID_ARGUMENT violation (q; page_size when negative; page_token
@@ -143,6 +173,7 @@ class Search {
 
  private:
   SearchStore* store_;
+  int window_size_;
 };
 
 }  // namespace chat::message

@@ -6,7 +6,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "chat/internal/page_token.pb.h"
 #include "common/errors.h"
+#include "common/page_token.h"
 #include "common/status_matchers.h"
 #include "common/utf8.h"
 #include "gmock/gmock.h"
@@ -103,10 +105,25 @@ TEST(ParseSearchQueryTest, TermLimit) {
 }
 
 TEST(ParseSearchQueryTest, ExactlyTheLongestQuery) {
-  // 1,000 characters of two bytes each.
+  // 1,000 characters of two bytes each, in words of the longest length.
   std::string q;
-  for (size_t i = 0; i < kMaxQueryChars; ++i) q += "\xC3\xA9";
+  for (size_t i = 0; i < kMaxQueryChars; ++i) {
+    q += (i + 1) % (kMaxWordChars + 1) == 0 ? " " : "\xC3\xA9";
+  }
+  ASSERT_EQ(CountCodePoints(q), kMaxQueryChars);
   EXPECT_THAT(ParseSearchQuery(q), IsOk());
+}
+
+TEST(ParseSearchQueryTest, WordsHaveAMaximumLength) {
+  const std::string longest(kMaxWordChars, 'w');
+  EXPECT_THAT(ParseSearchQuery(longest), IsOk());
+  EXPECT_THAT(ParseSearchQuery("\"" + longest + " x\""), IsOk());
+  for (const std::string& q : {longest + "w", "a \"b " + longest + "w\"",
+                               "-" + longest + "w", longest + "w*"}) {
+    absl::StatusOr<std::vector<SearchTerm>> terms = ParseSearchQuery(q);
+    EXPECT_THAT(terms, StatusIs(absl::StatusCode::kInvalidArgument)) << q;
+    EXPECT_THAT(Fields(terms.status()), ElementsAre("q"));
+  }
 }
 
 TEST(ToTsQueryTest, QuotesEveryLexeme) {
@@ -302,6 +319,48 @@ TEST_F(SearchTest, PagesThroughEveryHitOnceWithTokensBoundToTheQuery) {
   EXPECT_EQ(store_.last_spec.limit, 4);
   EXPECT_GE(store_.last_spec.start_marker.size(), 20u);
   EXPECT_NE(store_.last_spec.start_marker, store_.last_spec.stop_marker);
+}
+
+TEST_F(SearchTest, TokensCarryTheWindowOfThePagesLastHit) {
+  const absl::Time t0 = absl::FromUnixSeconds(1700000000);
+  const SearchWindowStart second{.created_at = t0 - absl::Hours(1),
+                                 .conversation_id = kConv,
+                                 .message_id = ""};
+  for (int i = 0; i < 3; ++i) {
+    store_.hits.push_back(
+        {.conversation_id = kConv,
+         .conversation_title = "T",
+         .message_id = absl::StrCat("0190a000-0000-7000-8000-00000000000", i),
+         .role = "user",
+         .headline = "<<S>>w<<E>>",
+         .created_at = t0 - absl::Hours(2) - absl::Seconds(i),
+         .rank = 0.5f,
+         .window = second});
+  }
+  absl::StatusOr<SearchPage> page =
+      search_.Find(kUser, {.q = "w", .page_size = 2});
+  ASSERT_THAT(page, IsOk());
+  EXPECT_EQ(store_.last_spec.window_size, kSearchWindowSize);
+  EXPECT_FALSE(store_.last_spec.after.has_value());
+  ASSERT_FALSE(page->next_page_token.empty());
+  ASSERT_THAT(search_.Find(kUser, {.q = "w",
+                                   .page_size = 2,
+                                   .page_token = page->next_page_token}),
+              IsOk());
+  ASSERT_TRUE(store_.last_spec.after.has_value());
+  EXPECT_EQ(store_.last_spec.after->window, second);
+  EXPECT_EQ(store_.last_spec.after->message_id, store_.hits[1].message_id);
+
+  // A token whose window is not an entry's key is refused.
+  chat::internal::SearchCursor cursor;
+  cursor.set_query("w");
+  cursor.set_last_conversation_id(kConv);
+  cursor.mutable_window()->set_conversation_id("not-a-uuid");
+  EXPECT_THAT(
+      Fields(
+          search_.Find(kUser, {.q = "w", .page_token = EncodePageToken(cursor)})
+              .status()),
+      ElementsAre("page_token"));
 }
 
 TEST_F(SearchTest, PageSizeDefaultsAndCaps) {

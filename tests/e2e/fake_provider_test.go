@@ -8,7 +8,8 @@ package e2e
 // "scenario:drip" paces a long reply: "chunks:N" pieces (default 20), one
 // every "every:D" (a Go duration, default 50ms), piece i being dripChunk(i),
 // so that the whole reply is dripText(N); it stops early when the service
-// hangs up.
+// hangs up. "scenario:echo" repeats the last message after "You said: ", in
+// two pieces (the browser tests' content, such as an XSS attempt).
 
 import (
 	"encoding/json"
@@ -174,6 +175,11 @@ func (p *FakeProvider) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		send(chunk(model, " and last"))
+		send(finalChunks(model))
+	case "echo":
+		text := []rune("You said: " + last)
+		send(chunk(model, string(text[:len(text)/2])))
+		send(chunk(model, string(text[len(text)/2:])))
 		send(finalChunks(model))
 	case "malformed":
 		send(chunk(model, "Partial"))

@@ -197,6 +197,7 @@ func badSearches() []struct{ path, field string } {
 		{searchPath("   "), "q"},
 		{searchPath("-only -exclusions"), "q"},
 		{searchPath(strings.Repeat("x", 1001)), "q"},
+		{searchPath(strings.Repeat("x", 201)), "q"},
 		{"/v1/search?q=%C3%28", ""},
 		{searchPath("ok", "page_token", "not a token!"), "page_token"},
 		{searchPath("ok", "page_token", "AAAA"), "page_token"},
@@ -242,8 +243,10 @@ func TestSearchMalformedInput(t *testing.T) {
 	tampered := token[:len(token)-2] + "!!"
 	r = s.Do(t, "GET", searchPath("ok", "page_token", tampered), nil, Bearer(a.Access)...)
 	ExpectError(t, r, http.StatusBadRequest, "INVALID_ARGUMENT")
-	// The longest q is fine; without a token it is 401.
-	q := strings.Repeat("é", 1000)
+	// The longest q (of the longest words) is fine; without a token it is
+	// 401.
+	word := strings.Repeat("é", 200)
+	q := strings.Join([]string{word, word, word, word, word[:len(word)-8]}, " ")
 	if n := utf8.RuneCountInString(q); n != 1000 {
 		t.Fatal(n)
 	}

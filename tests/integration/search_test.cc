@@ -281,7 +281,7 @@ TEST_F(SearchIntegrationTest, AnotherUsersWordsNeverMatch) {
                    std::string(kAlice));
     const char* count =
         "SELECT count(*) FROM search_page($1::uuid, chat_search_query($2), "
-        "NULL, NULL, NULL, NULL, NULL, 10)";
+        "NULL, 1000, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 10)";
     EXPECT_EQ(tx.exec_params(count, std::string(kBob), "'secretword'")[0][0]
                   .as<int>(),
               0);
@@ -386,6 +386,90 @@ TEST_F(SearchIntegrationTest, PagesHoldEveryMatchOnceBestFirst) {
   EXPECT_EQ(pages, 3);
   EXPECT_EQ(seen.size(), 25u);
   EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()), posted);
+}
+
+TEST_F(SearchIntegrationTest, ManyMatchesComeInWindowsOfTheNewest) {
+  // Windows of 4: the 4 newest matches best first, then the 4 before them
+  // best first, then the rest.
+  Search search(search_store_.get(), 4);
+  const std::string c = Conversation(kAlice, "Windows");
+  std::vector<std::string> posted;  // oldest first
+  std::set<std::string> strong;
+  for (int i = 0; i < 10; ++i) {
+    const bool is_strong = i % 3 == 0;
+    posted.push_back(Post(kAlice, c,
+                          is_strong ? "windowword windowword windowword"
+                                    : absl::StrCat("windowword number ", i,
+                                                   " among other words")));
+    if (is_strong) strong.insert(posted.back());
+  }
+  // Each window: its strong matches newest first, then its weak ones.
+  std::vector<std::string> want;
+  for (int end = 10; end > 0; end -= 4) {
+    const int begin = std::max(0, end - 4);
+    for (bool pass_strong : {true, false}) {
+      for (int i = end - 1; i >= begin; --i) {
+        if (strong.contains(posted[i]) == pass_strong) {
+          want.push_back(posted[i]);
+        }
+      }
+    }
+  }
+  std::vector<std::string> seen;
+  std::string token;
+  int pages = 0;
+  do {
+    absl::StatusOr<SearchPage> page = search.Find(
+        kAlice, {.q = "windowword", .page_size = 3, .page_token = token});
+    ASSERT_THAT(page, IsOk());
+    for (const SearchResult& r : page->results) seen.push_back(r.message_id);
+    token = page->next_page_token;
+    ++pages;
+  } while (!token.empty() && pages < 10);
+  EXPECT_EQ(seen, want);
+  EXPECT_EQ(pages, 4);
+
+  // Both ways of finding a window give the same rows, in windows of 1, 4
+  // and 100 (one window for all).
+  pqxx::connection role(db_->RoleUrl("chat_message"));
+  for (int window : {1, 4, 100}) {
+    std::vector<std::vector<std::string>> results;
+    for (const char* plan : {"recent", "index"}) {
+      pqxx::work tx(role);
+      tx.exec_params("SELECT set_config('app.user_id', $1, true)",
+                     std::string(kAlice));
+      std::vector<std::string> ids;
+      for (const pqxx::row& row : tx.exec_params(
+               "SELECT message_id::text FROM search_page($1::uuid, "
+               "chat_search_query($2), NULL, $3, NULL, NULL, NULL, NULL, "
+               "NULL, NULL, NULL, 100, $4)",
+               std::string(kAlice), "'windowword'", window,
+               std::string(plan))) {
+        ids.push_back(row[0].as<std::string>());
+      }
+      results.push_back(ids);
+    }
+    EXPECT_EQ(results[0], results[1]) << "window " << window;
+    EXPECT_EQ(results[0].size(), 10u) << "window " << window;
+  }
+}
+
+TEST_F(SearchIntegrationTest, LongWordsNeverFailAWrite) {
+  const std::string c = Conversation(kAlice, "Long words");
+  // Longer than the longest lexeme with its tag, shorter than the parser's
+  // limit; then the same with four-byte characters.
+  std::string wide;
+  for (int i = 0; i < 510; ++i) wide += "\xF0\x9D\x94\xB8";  // U+1D538
+  const std::string m1 = Post(kAlice, c, std::string(2040, 'a') + " tailword");
+  const std::string m2 = Post(kAlice, c, wide + " tailword");
+  EXPECT_THAT(Ids(kAlice, "tailword"), UnorderedElementsAre(m1, m2));
+  // The longest word a query may hold, of the widest characters.
+  std::string query;
+  for (size_t i = 0; i < kMaxWordChars; ++i) query += "\xF0\x9D\x94\xB8";
+  EXPECT_THAT(Find(kAlice, query), IsOk());
+  EXPECT_THAT(Find(kAlice, query + "*"), IsOk());
+  EXPECT_THAT(Find(kAlice, query + "\xF0\x9D\x94\xB8"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST_F(SearchIntegrationTest, RepliesInProgressAreFoundOnceTheyEnd) {

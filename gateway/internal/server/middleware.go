@@ -279,14 +279,20 @@ func (s *server) observe(next http.Handler) http.Handler {
 }
 
 // sharesPrefix starts the path of a shared view, whose last segment is the
-// share's token: a credential, kept out of the access log.
-const sharesPrefix = "/v1/shares/"
+// share's token: a credential, kept out of the access log. The web client's
+// page of a shared view (webclient.go) holds the token the same way.
+const (
+	sharesPrefix       = "/v1/shares/"
+	clientSharesPrefix = "/s/"
+)
 
 // loggedPath is the path as the access log shows it: a share token is
 // replaced by "{token}".
 func loggedPath(path string) string {
-	if strings.HasPrefix(path, sharesPrefix) {
-		return sharesPrefix + "{token}"
+	for _, prefix := range []string{sharesPrefix, clientSharesPrefix} {
+		if strings.HasPrefix(path, prefix) {
+			return prefix + "{token}"
+		}
 	}
 	return path
 }

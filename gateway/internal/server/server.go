@@ -6,6 +6,8 @@
 //
 //	requestid   X-Request-Id on every response, in the context and metadata
 //	observe     Prometheus metrics and one JSON access-log line
+//	webClient   GET and HEAD of paths outside the API: the browser client
+//	            (webclient.go)
 //	cors        only when origins are configured
 //	readDeadline  408 for bodies that do not arrive within ReadTimeout
 //	              (POST /v1/import: slower than a minimum rate)
@@ -264,6 +266,8 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 			MaxAge:         600,
 		}).Handler(h)
 	}
+	files, built := gateway.WebClient()
+	h = s.webClient(files, built, h)
 	h = s.observe(h)
 	h = requestid.Middleware(h)
 	return h, nil
