@@ -14,9 +14,16 @@ import re
 import schemathesis
 from schemathesis.core.parameters import ParameterLocation
 
-# A word the search can find: a letter or digit of any script, in a term
-# that is not -excluded.
-_SEARCH_WORD = re.compile(r"(^|\s)[^-\s]*[^\W_]", re.UNICODE)
+# The search syntax (docs/api.md "Search"): at least one word to find (a
+# letter or digit of any script, in a term that is not -excluded), at most
+# 32 terms, no word over 200 characters.
+_SEARCH_FINDS = re.compile(r"(^|\s)[^-\s]*[^\W_]", re.UNICODE)
+_SEARCH_WORDS = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def _searchable(q):
+    words = _SEARCH_WORDS.findall(q)
+    return bool(_SEARCH_FINDS.search(q)) and len(words) <= 32 and all(len(w) <= 200 for w in words)
 
 
 def _positive(case, location):
@@ -33,11 +40,10 @@ def before_call(ctx, case, **kwargs):
         # update_mask names the fields of the update's body; a field it
         # names must then be in the body with a valid value.
         case.query.pop("update_mask", None)
-        # q of a search: at least one word to find, not only -excluded
-        # words or punctuation (the search syntax, docs/api.md "Search").
+        # q of a search: the search syntax, which JSON Schema cannot say.
         q = case.query.get("q")
-        if path == "/v1/search" and isinstance(q, str) and not _SEARCH_WORD.search(q):
-            case.query["q"] = q + " word"
+        if path == "/v1/search" and isinstance(q, str) and not _searchable(q):
+            case.query["q"] = "word"
     body = case.body
     if _positive(case, ParameterLocation.BODY):
         if isinstance(body, dict):

@@ -186,6 +186,7 @@ func TestBodyErrors(t *testing.T) {
 	}
 	for body, want := range map[string]string{
 		`{"login":`:     "malformed JSON body: unexpected end of input",
+		"\r\n ":         "malformed JSON body: unexpected end of input",
 		`[1,2`:          "malformed JSON body: unexpected end of input",
 		`{"login" "x"}`: "malformed JSON body: invalid character '\"' after object key (at byte 10)",
 		`{"nope":1}`:    `invalid JSON body: (line 1:2): unknown field "nope"`,

@@ -27,8 +27,12 @@ func (m *jsonMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
 		if err != nil {
 			return bodyError(err)
 		}
-		if len(bytes.TrimSpace(data)) == 0 {
+		if len(data) == 0 {
 			return io.EOF // An empty body is an empty request.
+		}
+		if len(bytes.TrimSpace(data)) == 0 {
+			// Not empty, and not JSON either (the OpenAPI fuzz test).
+			return errors.New("malformed JSON body: unexpected end of input")
 		}
 		if err := m.JSONPb.NewDecoder(bytes.NewReader(data)).Decode(v); err != nil {
 			return bodyError(err)
