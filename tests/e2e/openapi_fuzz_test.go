@@ -45,7 +45,9 @@ func TestOpenAPIFuzz(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), budget+60*time.Second)
 	defer cancel()
 	reports := t.TempDir()
-	cmd := exec.CommandContext(ctx, st, "run", s.BaseURL+"/openapi.json",
+	cmd := exec.CommandContext(ctx, st,
+		"--config-file", filepath.Join(root, "tests", "openapi", "schemathesis.toml"),
+		"run", s.BaseURL+"/openapi.json",
 		"--checks", "all",
 		"--max-examples", envOr("OPENAPI_FUZZ_EXAMPLES", "10"),
 		"--max-time", seconds,
