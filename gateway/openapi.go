@@ -8,8 +8,8 @@ package gateway
 
 import _ "embed"
 
-// OpenAPI is the merged OpenAPI v2 (Swagger) JSON document served at
+// OpenAPI is the OpenAPI 3 JSON document (cmd/openapi3) served at
 // GET /openapi.json.
 //
-//go:embed gen/openapi/chat_v1.swagger.json
+//go:embed gen/openapi/chat_v1.openapi.json
 var OpenAPI []byte

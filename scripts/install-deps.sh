@@ -22,6 +22,9 @@ readonly PACKAGES=(
   curl
   # The browser client's tests (web/tests) drive Debian's Chromium headless.
   chromium
+  # tests/e2e's OpenAPI fuzz test: schemathesis in a venv of its own
+  # (scripts/openapi-fuzz-venv.sh, tests/openapi/requirements.txt).
+  python3 python3-venv
 )
 # The browser client (web/) is built with node and npm: Debian's, unless a
 # node with npm is already on PATH (e.g. NodeSource's nodejs, which bundles

@@ -7,10 +7,13 @@
 #   1. ctest --test-dir build --output-on-failure   C++ unit and integration
 #   2. make -C gateway test                         the gateway's Go tests
 #      make -C deploy/k8s test                      the Kubernetes manifests
-#   3. cd tests/e2e && go test -count=1 ./...       end to end, real binaries;
+#   3. cd tests/e2e && go test -count=1 -timeout 30m ./...  end to end, real binaries;
 #      among them the browser client's tests in Debian's headless Chromium
 #      (webclient_test.go runs web/tests with Playwright; screenshots of
-#      failing pages go to web/test-results/)
+#      failing pages go to web/test-results/), the OpenAPI fuzz test
+#      (schemathesis, installed into $BUILD_DIR/openapi-fuzz-venv by
+#      scripts/openapi-fuzz-venv.sh, about 4 minutes) and the
+#      generated-client test (tests/apiclient)
 #
 # Exported to the tests: TEST_DATABASE_URL (superuser URL of the cluster's
 # `postgres` database; tests create their own databases) and BUILD_DIR.
@@ -33,7 +36,7 @@ step "C++ tests" ctest --test-dir "$BUILD_DIR" --output-on-failure
 step "gateway tests" "${MAKE:-make}" --no-print-directory -C gateway test
 step "deploy manifest tests" "${MAKE:-make}" --no-print-directory -C deploy/k8s test
 if [[ -f tests/e2e/go.mod ]]; then
-  step "end-to-end tests" bash -c 'cd tests/e2e && exec go test -count=1 ./...'
+  step "end-to-end tests" bash -c 'cd tests/e2e && exec go test -count=1 -timeout 30m ./...'
 else
   say "end-to-end tests: skipped, tests/e2e/go.mod does not exist yet"
 fi

@@ -205,7 +205,10 @@ func convertChatGPT(raw json.RawMessage, path string) ([]*chatv1.ImportItem, err
 		Id:       nameUUID("chatgpt/" + id),
 		Metadata: map[string]string{"imported_from": "chatgpt"},
 	}
-	if utf8.RuneCountInString(id) <= 512 {
+	// Only an id that is a valid metadata value (common/metadata.cc: at
+	// most 512 characters, no NUL) is kept; the conversation's own id is
+	// derived from any.
+	if utf8.RuneCountInString(id) <= 512 && !strings.ContainsRune(id, 0) {
 		conv.Metadata["chatgpt_id"] = id
 	}
 	if c.Title != nil {

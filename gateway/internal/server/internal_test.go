@@ -186,6 +186,7 @@ func TestBodyErrors(t *testing.T) {
 	}
 	for body, want := range map[string]string{
 		`{"login":`:     "malformed JSON body: unexpected end of input",
+		"\r\n ":         "malformed JSON body: unexpected end of input",
 		`[1,2`:          "malformed JSON body: unexpected end of input",
 		`{"login" "x"}`: "malformed JSON body: invalid character '\"' after object key (at byte 10)",
 		`{"nope":1}`:    `invalid JSON body: (line 1:2): unknown field "nope"`,
@@ -281,6 +282,27 @@ func TestClientKey(t *testing.T) {
 		}
 		if got := clientKey(r, tc.header); got != tc.want {
 			t.Errorf("clientKey(%s, %s: %q) = %q, want %q", tc.remote, tc.header, tc.values, got, tc.want)
+		}
+	}
+}
+
+func TestNullMember(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"title":null}`:                           "title",
+		`{"title":"a","pinned":null}`:              "pinned",
+		`{"metadata":{"k":"v"},"title":null}`:      "title",
+		`{"a":[1,{"b":null}]}`:                     "b",
+		`{"title":"null","metadata":{"null":"x"}}`: "",
+		`{"a":[null]}`:                             "",
+		`{"a\"b":null}`:                            `a"b`,
+		`{"x":"a\\","y": null}`:                    "y",
+		`{"x":"a: null","y":["n"]}`:                "",
+		`null`:                                     "",
+		`{}`:                                       "",
+	} {
+		got, ok := nullMember([]byte(body))
+		if got != want || ok != (want != "") {
+			t.Errorf("nullMember(%s) = %q %v, want %q", body, got, ok, want)
 		}
 	}
 }

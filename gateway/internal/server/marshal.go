@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -26,11 +27,18 @@ func (m *jsonMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
 		if err != nil {
 			return bodyError(err)
 		}
-		if len(bytes.TrimSpace(data)) == 0 {
+		if len(data) == 0 {
 			return io.EOF // An empty body is an empty request.
+		}
+		if len(bytes.TrimSpace(data)) == 0 {
+			// Not empty, and not JSON either (the OpenAPI fuzz test).
+			return errors.New("malformed JSON body: unexpected end of input")
 		}
 		if err := m.JSONPb.NewDecoder(bytes.NewReader(data)).Decode(v); err != nil {
 			return bodyError(err)
+		}
+		if field, ok := nullMember(data); ok {
+			return fmt.Errorf("invalid JSON body: %s is null; leave the field out instead", strconv.Quote(field))
 		}
 		rest := json.NewDecoder(bytes.NewReader(data))
 		var value json.RawMessage
@@ -62,4 +70,42 @@ func bodyError(err error) error {
 	msg := strings.TrimPrefix(err.Error(), "proto:")
 	msg = strings.TrimLeft(msg, " \u00a0")
 	return fmt.Errorf("invalid JSON body: %s", msg)
+}
+
+// nullMember finds the first member of a JSON object in data whose value
+// is null, and returns its name. protojson reads null as "not given",
+// except that an update's field mask still names the field; the gateway
+// refuses it instead, so that a request body means one thing and the
+// OpenAPI document's types are exact (no field of a request is nullable).
+// data is a JSON value that protojson has already accepted, so a byte
+// scan suffices: outside strings, a null is the only token that starts
+// with 'n', and it is a member's value when a ':' precedes it.
+func nullMember(data []byte) (string, bool) {
+	var keyStart, keyEnd int // the last string read, quotes excluded
+	var last byte            // the last byte outside strings and spaces
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; c {
+		case '"':
+			start := i + 1
+			for i++; i < len(data) && data[i] != '"'; i++ {
+				if data[i] == '\\' {
+					i++
+				}
+			}
+			keyStart, keyEnd, last = start, i, '"'
+		case ' ', '\t', '\n', '\r':
+		case 'n':
+			if last == ':' {
+				var name string
+				if err := json.Unmarshal(data[keyStart-1:keyEnd+1], &name); err != nil {
+					name = string(data[keyStart:keyEnd])
+				}
+				return name, true
+			}
+			last = c
+		default:
+			last = c
+		}
+	}
+	return "", false
 }

@@ -21,7 +21,8 @@
 //	                  /v1/import of our export or a ChatGPT
 //	                  conversations.json: transfer.go, importfile.go,
 //	                  chatgpt.go),
-//	                  /healthz /readyz /metrics /openapi.json; inside it,
+//	                  /healthz /readyz /metrics /openapi.json, /docs
+//	                  (docs.go); inside it,
 //	                  around each matched route:
 //	  recordRoute     the route template for metrics and logs
 //	  limitAuth       429 for too many register/login/refresh (ratelimit.go)
@@ -134,7 +135,7 @@ func HTTPServer(h http.Handler, opts Options) *http.Server {
 }
 
 // gatewayRoutes are served by the gateway itself; all are GET.
-var gatewayRoutes = []string{"/healthz", "/readyz", "/metrics", "/openapi.json"}
+var gatewayRoutes = append([]string{"/healthz", "/readyz", "/metrics", "/openapi.json"}, docsRoutes...)
 
 type server struct {
 	opts      Options
@@ -226,12 +227,16 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 	if err := s.registerTransfer(mux, chatv1.NewExportServiceClient(up.Message)); err != nil {
 		return nil, err
 	}
-	for path, h := range map[string]http.HandlerFunc{
+	own := map[string]http.HandlerFunc{
 		"/healthz":      s.healthz,
 		"/readyz":       s.readyz,
 		"/metrics":      s.metrics.handler(opts.Registry),
 		"/openapi.json": openAPI,
-	} {
+	}
+	for path, h := range s.docsHandlers() {
+		own[path] = h
+	}
+	for path, h := range own {
 		if err := mux.HandlePath(http.MethodGet, path, func(w http.ResponseWriter, r *http.Request, _ map[string]string) {
 			h(w, r)
 		}); err != nil {

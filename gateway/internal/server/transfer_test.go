@@ -477,6 +477,22 @@ func TestImportChatGPTDroppedNodes(t *testing.T) {
 	}
 }
 
+// A ChatGPT id that cannot be a metadata value (a NUL, found by the OpenAPI
+// fuzz test) still names the conversation, and is not kept as chatgpt_id.
+func TestImportChatGPTIdNotAMetadataValue(t *testing.T) {
+	g, b := newGateway(t, server.Options{})
+	for _, id := range []string{`a\u0000b`, strings.Repeat("x", 513)} {
+		body := `[{"id":"` + id + `","title":"t","mapping":{}}]`
+		if r := g.do("POST", "/v1/import", body); r.status != 200 {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		c := b.nextImport(t).items[0].GetConversation()
+		if _, ok := c.GetMetadata()["chatgpt_id"]; ok || c.GetId() == "" {
+			t.Errorf("id %.20q: conversation %v", id, c)
+		}
+	}
+}
+
 // A malformed file answers 400 naming its first problem, and the Import
 // call is cancelled, so the service stores nothing.
 func TestImportMalformed(t *testing.T) {
