@@ -249,19 +249,21 @@ BEGIN
   END IF;
 
   LOOP
-    -- The window: the p_window_size newest matches below its start. Each
-    -- way is fenced by OFFSET 0 so that its plan stays what it is for.
+    -- The window: the p_window_size newest matches below its start. The
+    -- index way is fenced by OFFSET 0 so that its plan stays what it is for,
+    -- and ranks every match inside the fence: sorting the matches by time
+    -- with their ranks is cheaper than with their documents.
     IF v_recent THEN
       v_window := search_recent_window(p_user_id, v_query, v_start_created_at,
                                        v_start_conversation_id,
                                        v_start_message_id, p_window_size);
     ELSIF p_conversation_id IS NULL THEN
       SELECT array_agg(ROW(w.conversation_id, w.message_id, w.created_at,
-                           ts_rank(w.document, v_query, 1))::search_window_entry)
+                           w.rank)::search_window_entry)
         INTO v_window
-        FROM (SELECT e.conversation_id, e.message_id, e.created_at, e.document
+        FROM (SELECT e.conversation_id, e.message_id, e.created_at, e.rank
                 FROM (SELECT e.user_id, e.conversation_id, e.message_id,
-                             e.created_at, e.document
+                             e.created_at, ts_rank(e.document, v_query, 1) AS rank
                         FROM search_entries e
                        WHERE e.document @@ v_query
                       OFFSET 0) e
@@ -275,11 +277,11 @@ BEGIN
                LIMIT p_window_size) w;
     ELSE
       SELECT array_agg(ROW(w.conversation_id, w.message_id, w.created_at,
-                           ts_rank(w.document, v_query, 1))::search_window_entry)
+                           w.rank)::search_window_entry)
         INTO v_window
-        FROM (SELECT e.conversation_id, e.message_id, e.created_at, e.document
+        FROM (SELECT e.conversation_id, e.message_id, e.created_at, e.rank
                 FROM (SELECT e.user_id, e.conversation_id, e.message_id,
-                             e.created_at, e.document
+                             e.created_at, ts_rank(e.document, v_query, 1) AS rank
                         FROM search_entries e
                        WHERE e.conversation_id = p_conversation_id
                          AND e.document @@ v_query
