@@ -14,6 +14,11 @@
 // children index answers (deploy/migrations/0005_conversation_trees.sql).
 #define NIL_UUID "'00000000-0000-0000-0000-000000000000'::uuid"
 
+namespace chat::message {
+// The same as a parameter's text: a root's parent, a title's search entry.
+inline constexpr char kNilUuid[] = "00000000-0000-0000-0000-000000000000";
+}  // namespace chat::message
+
 // The columns MessageFromRow reads, over a row `m` of messages joined with
 // SIBLINGS; append_message returns the same columns.
 #define MESSAGE_COLUMNS                                             \

@@ -302,7 +302,6 @@ constexpr char kCopyPathSql[] =
 absl::Status ConversationNotFound() {
   return absl::NotFoundError("conversation not found");
 }
-constexpr char kNilUuid[] = "00000000-0000-0000-0000-000000000000";
 
 absl::Status MessageNotFound() {
   return absl::NotFoundError("message not found");

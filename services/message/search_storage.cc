@@ -4,11 +4,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "services/message/message_rows.h"
 
 namespace chat::message {
 namespace {
-
-#define NIL_UUID "'00000000-0000-0000-0000-000000000000'::uuid"
 
 // One page of the caller's matches: $1 user, $2 the tsquery text
 // (ToTsQuery), $3 the conversation or NULL, $4 the window size, $5..$7 where
@@ -64,8 +63,7 @@ constexpr char kConversationExistsSql[] =
 // which a snippet must show, escaped.
 // A title's entry has the nil UUID for its message.
 std::string OrNilUuid(const std::string& message_id) {
-  return message_id.empty() ? "00000000-0000-0000-0000-000000000000"
-                            : message_id;
+  return message_id.empty() ? kNilUuid : message_id;
 }
 
 std::string HeadlineOptions(const SearchSpec& spec) {
