@@ -17,7 +17,9 @@
 #      pgbench (role chat_message, BEGIN; set_config; the statement of
 #      services/message/message_storage.cc; COMMIT, -M prepared); the same
 #      for the first page of 50 of the big conversation and for the page after
-#      message $BENCH_DEEP_SEQ.
+#      message $BENCH_DEEP_SEQ; the first page of 50 of the user's
+#      conversations (ListConversations, and the conversation service's
+#      SQL in pgbench as role chat_conversation).
 #   4. Conversation trees: both seeded conversations get side branches (every
 #      $BENCH_BRANCH_EVERY-th message of the active branch two older,
 #      inactive versions); the two pages again, now of the active branch of
@@ -79,7 +81,11 @@
 # last in a full run, with its own table),
 # BENCH_ONLY=search (the search step of bench/search.sh alone, after the
 # setup; a full run runs it after step 4; its variables are there),
-# BENCH_PERF=1 (perf record -a during the gRPC runs, reports in the temp
+# BENCH_ONLY=reads (steps 2 and 3 and the conversation listing alone: the
+# appends, the listings of messages and of conversations; no branch
+# switches, search, chat or transfers),
+# BENCH_PERF=1 (perf record -a during the gRPC and REST runs, and the
+# gateway's pprof CPU profile during the REST runs; reports in the temp
 # dir; needs perf), PG_BIN. The message service of step 5 gets
 # MAX_STREAMS_PER_USER = the larger of BENCH_STREAMS and
 # BENCH_TTFB_BACKGROUND, plus 10, and PROVIDER_TIMEOUT and
@@ -256,9 +262,9 @@ role_url() { printf 'postgresql://%s:%s@127.0.0.1:%s/%s\n' "$1" "$ROLE_PASSWORD"
 
 start_stack() {
   local ports
-  mapfile -t ports < <("$BT" ports 6)
+  mapfile -t ports < <("$BT" ports 7)
   PG_PORT=${ports[0]} AUTH_PORT=${ports[1]} CONV_PORT=${ports[2]}
-  MSG_PORT=${ports[3]} GW_PORT=${ports[4]} PROVIDER_PORT=${ports[5]}
+  MSG_PORT=${ports[3]} GW_PORT=${ports[4]} PROVIDER_PORT=${ports[5]} PPROF_PORT=${ports[6]}
   BASE=http://127.0.0.1:$GW_PORT
 
   say "starting PostgreSQL in $WORK/postgres on 127.0.0.1:$PG_PORT"
@@ -286,7 +292,8 @@ start_stack() {
   start_message PROVIDER=echo
   start gateway "$BUILD_DIR/bin/chat-gateway" \
     GATEWAY_LISTEN="127.0.0.1:$GW_PORT" AUTH_ADDR="127.0.0.1:$AUTH_PORT" \
-    CONVERSATION_ADDR="127.0.0.1:$CONV_PORT" MESSAGE_ADDR="127.0.0.1:$MSG_PORT"
+    CONVERSATION_ADDR="127.0.0.1:$CONV_PORT" MESSAGE_ADDR="127.0.0.1:$MSG_PORT" \
+    GATEWAY_PPROF_LISTEN="127.0.0.1:$PPROF_PORT"
   wait_ready
 }
 
@@ -472,30 +479,59 @@ ghz_load() { # PREFIX LABEL SERVICE.METHOD CONCURRENCY (data flags...)
     "$GHZ" "${common[@]}" --duration "${LOAD_WARMUP:-$WARMUP}s" --format json --output /dev/null \
       "127.0.0.1:$port" || die "ghz warm-up failed"
   fi
-  local perf_pid=
-  if [[ "${BENCH_PERF:-0}" == 1 ]]; then
-    perf record -q -a -g -F 499 -o "$WORK/out/$prefix.perf" -- sleep "${LOAD_DURATION:-$DURATION}" >/dev/null 2>&1 &
-    perf_pid=$!
-  fi
+  local server=message
+  [[ $call != ConversationService.* ]] || server=conversation
+  perf_begin "$prefix"
   measure "$prefix" "$GHZ" "${common[@]}" --duration "${LOAD_DURATION:-$DURATION}s" --format json \
     --output "$WORK/out/$prefix.json" "127.0.0.1:$port"
-  if [[ -n "$perf_pid" ]]; then
-    wait "$perf_pid" || true
-    {
-      echo "== the machine, by thread name (chat-message's threads are grpcpp_sync_ser and nexting_thread)"
-      perf report -q -i "$WORK/out/$prefix.perf" --stdio --no-children --sort comm -g none \
-        --percent-limit 1 2>/dev/null
-      echo "== chat-message (pid ${PIDS[message]}), by library, % of its own samples"
-      perf report -q -i "$WORK/out/$prefix.perf" --stdio --no-children --sort dso -g none \
-        --pid "${PIDS[message]}" --percentage relative --percent-limit 1 2>/dev/null
-      echo "== chat-message, by symbol"
-      perf report -q -i "$WORK/out/$prefix.perf" --stdio --no-children --sort dso,sym -g none \
-        --pid "${PIDS[message]}" --percentage relative --percent-limit 0.5 2>/dev/null
-    } | cut -c 1-160 >"$WORK/out/$prefix.perf.txt" || true
-    say "perf profile of the machine during $prefix: $WORK/out/$prefix.perf.txt"
-  fi
+  perf_end "$prefix" "$server"
   ((RC == 0)) || say "ghz exited with status $RC"
   "$BT" ghzsum -in "$WORK/out/$prefix.json" -results "$RESULTS" -prefix "$prefix"
+}
+
+# BENCH_PERF=1: perf_begin PREFIX starts `perf record -a` for the length of
+# a measurement (and, for a REST one, a CPU profile of the gateway from its
+# pprof listener); perf_end PREFIX SERVER... writes what they say, by
+# process and, for each SERVER (a name in PIDS), by symbol, to
+# $WORK/out/PREFIX.perf.txt (and PREFIX.pprof.txt).
+PERF_PID=
+PPROF_PID=
+perf_begin() {
+  [[ "${BENCH_PERF:-0}" == 1 ]] || return 0
+  perf record -q -a -g -F 499 -o "$WORK/out/$1.perf" -- sleep "${LOAD_DURATION:-$DURATION}" >/dev/null 2>&1 &
+  PERF_PID=$!
+  if [[ $1 == *.rest ]]; then
+    curl -s -o "$WORK/out/$1.pprof" --max-time $((${LOAD_DURATION:-$DURATION} + 30)) \
+      "http://127.0.0.1:$PPROF_PORT/debug/pprof/profile?seconds=${LOAD_DURATION:-$DURATION}" &
+    PPROF_PID=$!
+  fi
+}
+perf_end() {
+  [[ "${BENCH_PERF:-0}" == 1 ]] || return 0
+  local prefix=$1 name
+  shift
+  wait "$PERF_PID" || true
+  {
+    echo "== the machine, by process"
+    perf report -q -i "$WORK/out/$prefix.perf" --stdio --no-children --sort comm -g none \
+      --percent-limit 1 2>/dev/null
+    for name in "$@"; do
+      echo "== chat-$name (pid ${PIDS[$name]}), by library, % of its own samples"
+      perf report -q -i "$WORK/out/$prefix.perf" --stdio --no-children --sort dso -g none \
+        --pid "${PIDS[$name]}" --percentage relative --percent-limit 1 2>/dev/null
+      echo "== chat-$name, by symbol"
+      perf report -q -i "$WORK/out/$prefix.perf" --stdio --no-children --sort dso,sym -g none \
+        --pid "${PIDS[$name]}" --percentage relative --percent-limit 0.5 2>/dev/null
+    done
+  } | cut -c 1-160 >"$WORK/out/$prefix.perf.txt" || true
+  say "perf profile of the machine during $prefix: $WORK/out/$prefix.perf.txt"
+  if [[ -n "$PPROF_PID" ]]; then
+    wait "$PPROF_PID" || true
+    PPROF_PID=
+    go tool pprof -top -nodecount 60 "$WORK/out/$prefix.pprof" >"$WORK/out/$prefix.pprof.txt" 2>&1 || true
+    go tool pprof -top -cum -nodecount 60 "$WORK/out/$prefix.pprof" >>"$WORK/out/$prefix.pprof.txt" 2>&1 || true
+    say "pprof profile of the gateway during $prefix: $WORK/out/$prefix.pprof.txt"
+  fi
 }
 
 wrk_load() { # PREFIX LABEL MODE URL (wrk flags...)
@@ -505,8 +541,12 @@ wrk_load() { # PREFIX LABEL MODE URL (wrk flags...)
   local env=(BENCH_MODE="$mode" BENCH_CONVS="$WORK/convs" BENCH_TOKEN="$TOKEN" BENCH_CONTENT="$CONTENT")
   env "${env[@]}" BENCH_OUT=/dev/null wrk -t 2 -c "$CONCURRENCY" -d "${WARMUP}s" \
     -s "$ROOT/bench/wrk/bench.lua" "$@" "$url" >/dev/null || die "wrk warm-up failed"
+  perf_begin "$prefix"
   measure "$prefix" env "${env[@]}" BENCH_OUT="$WORK/out/$prefix.wrk" wrk -t 2 -c "$CONCURRENCY" \
     -d "${DURATION}s" --timeout 10s -s "$ROOT/bench/wrk/bench.lua" "$@" "$url" >"$WORK/out/$prefix.txt"
+  local server=message
+  [[ $prefix != convlist.* ]] || server=conversation
+  perf_end "$prefix" gateway "$server"
   ((RC == 0)) || die "wrk exited with status $RC"
   "$BT" wrksum -in "$WORK/out/$prefix.wrk" -results "$RESULTS" -prefix "$prefix"
 }
@@ -597,6 +637,9 @@ reads_and_writes() {
     wrk_load "${p}deep.rest" "$p, deep page" get "$list_url&page_token=$deep_token" \
       -H "Authorization: Bearer $TOKEN"
   done
+
+  conversation_lists
+  [[ ${BENCH_ONLY:-} != reads ]] || return 0
 
   # Switching the active branch $SWITCH_DEPTH messages above the leaf and
   # back, against appends to the same conversation, in the big and the small
@@ -691,6 +734,25 @@ reads_and_writes() {
   done
 }
 
+# The first page of the user's conversations (issue 13): the $APPEND_CONVS
+# conversations of the appends and the two seeded ones, none archived.
+conversation_lists() {
+  local conv_src=$ROOT/services/conversation/conversation_storage.cc
+  "$BT" pgscript -src "$conv_src" -kind convlist -out "$WORK/convlist.sql"
+  # The page must be full: as many conversations as asked for.
+  local page count
+  page=$(curl -sf "$BASE/v1/conversations?page_size=$PAGE_SIZE" -H "Authorization: Bearer $TOKEN") ||
+    die "listing the conversations failed"
+  count=$(grep -o '"message_count"' <<<"$page" | wc -l)
+  ((count == PAGE_SIZE)) || die "the first page of conversations holds $count, not $PAGE_SIZE"
+  pgbench_load convlist.pg "conversations, first page" "$WORK/convlist.sql" chat_conversation \
+    "$CONCURRENCY" -D lim=$((PAGE_SIZE + 1))
+  ghz_load convlist.grpc "conversations, first page" ConversationService.ListConversations \
+    "$CONCURRENCY" --data "{\"page_size\":$PAGE_SIZE}"
+  wrk_load convlist.rest "conversations, first page" get "$BASE/v1/conversations?page_size=$PAGE_SIZE" \
+    -H "Authorization: Bearer $TOKEN"
+}
+
 # Export and import: transfer_step (issue 12).
 # shellcheck source=bench/transfer.sh
 source "$ROOT/bench/transfer.sh"
@@ -765,6 +827,17 @@ main() {
     [[ -z "${BENCH_OUT:-}" ]] || printf '%s\n' "$only" >"$BENCH_OUT"
     printf '\n%s\n' "$only"
     return
+  fi
+  if [[ ${BENCH_ONLY:-} == reads ]]; then
+    say "BENCH_ONLY=reads: only the appends and the listings"
+    echo "config.only=reads" >>"$RESULTS"
+    reads_and_writes
+    FAILED=0
+    local reads
+    reads=$("$BT" report -results "$RESULTS")
+    [[ -z "${BENCH_OUT:-}" ]] || printf '%s\n' "$reads" >"$BENCH_OUT"
+    printf '\n%s\n' "$reads"
+    return 0
   fi
   if [[ ${BENCH_ONLY:-} == chat ]]; then
     say "BENCH_ONLY=chat: only the chat step"

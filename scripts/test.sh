@@ -7,6 +7,8 @@
 #   1. ctest --test-dir build --output-on-failure   C++ unit and integration
 #   2. make -C gateway test                         the gateway's Go tests
 #      make -C deploy/k8s test                      the Kubernetes manifests
+#      cd bench/tool && go test ./...               `make bench`'s tool (its
+#                                                   pgbench scripts from the SQL)
 #   3. cd tests/e2e && go test -count=1 -timeout 30m ./...  end to end, real binaries;
 #      among them the browser client's tests in Debian's headless Chromium
 #      (webclient_test.go runs web/tests with Playwright; screenshots of
@@ -35,6 +37,7 @@ start_test_postgres || exit 1
 step "C++ tests" ctest --test-dir "$BUILD_DIR" --output-on-failure
 step "gateway tests" "${MAKE:-make}" --no-print-directory -C gateway test
 step "deploy manifest tests" "${MAKE:-make}" --no-print-directory -C deploy/k8s test
+step "bench tool tests" bash -c 'cd bench/tool && GOWORK=off exec go test -count=1 ./...'
 if [[ -f tests/e2e/go.mod ]]; then
   step "end-to-end tests" bash -c 'cd tests/e2e && exec go test -count=1 -timeout 30m ./...'
 else

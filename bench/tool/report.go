@@ -25,6 +25,14 @@ const (
 	maxSwitchBigOverSmall = 1.20
 )
 
+// Targets of issue 13 (reads close to PostgreSQL's limit), as ratios within
+// one run: a listing's throughput against pgbench running the service's own
+// SQL at the same concurrency.
+const (
+	minGRPCOverPgList = 0.60
+	minRESTOverPgList = 0.40
+)
+
 // Targets of replies without a thread each (issue 11), as absolute values.
 const (
 	// Replies in progress at once, each ending with done.
@@ -117,9 +125,18 @@ func cmdReport(args []string) error {
 	load("tlistdeep.grpc", "list the active branch, page after message "+deep+tree, "gRPC, ghz")
 	load("tlistdeep.rest", "list the active branch, page after message "+deep+tree, "REST, wrk")
 	load("tlistdeep.pg", "list the active branch, page after message "+deep+tree+": the service's SQL", "pgbench")
+	load("convlist.grpc", "list conversations, first page", "gRPC, ghz")
+	load("convlist.rest", "list conversations, first page", "REST, wrk")
+	load("convlist.pg", "list conversations, first page: the conversation service's SQL", "pgbench")
+	// BENCH_ONLY=reads: the rows above and their ratios, nothing else.
+	readsOnly := r["config.only"] == "reads"
+	streams := get("streams.n")
 	sizes := map[string]string{"big": thousands(get("config.messages")), "small": thousands(get("config.small_messages"))}
 	switchConc := get("config.switch_concurrency")
 	for _, size := range []string{"big", "small"} {
+		if readsOnly {
+			break
+		}
 		in := " (" + sizes[size] + "-message conversation, " + switchConc + " in flight, " +
 			get("config.switch_rounds") + " rounds of " + get("config.switch_round_duration") + " s)"
 		what := "switch the active branch " + get("config.switch_depth") +
@@ -139,73 +156,74 @@ func cmdReport(args []string) error {
 			thousands(stored)+" stored", "", "", "", fmt.Sprintf("message_count sum %s: %s",
 				thousands(get("append.check.counted")), verdict))
 	}
-	n := get("ttfb.n")
-	row("chat reply, first content chunk: provider alone", "Go client, sequential", "n = "+n,
-		get("ttfb.provider.p50_ms"), get("ttfb.provider.p99_ms"), "", "")
-	row("chat reply through the stack, first SSE event (stored user message)", "REST SSE, sequential",
-		"n = "+n, get("ttfb.event.p50_ms"), get("ttfb.event.p99_ms"), "", "")
-	overhead := "n/a"
-	if a, ok1 := num("ttfb.delta.p50_ms"); ok1 {
-		if p, ok2 := num("ttfb.provider.p50_ms"); ok2 {
-			overhead = fmt.Sprintf("+%.1f ms over the provider", a-p)
-		}
-	}
-	row("chat reply through the stack, first delta", "REST SSE, sequential", overhead,
-		get("ttfb.delta.p50_ms"), get("ttfb.delta.p99_ms"), errs("ttfb"), "")
-	if _, ok := r["ttfb_busy.n"]; ok {
-		busy := "first delta at " + thousands(get("ttfb_busy.background.n")) + " in progress"
-		row(busy+": provider alone (first content chunk)", "Go client, sequential", "n = "+get("ttfb_busy.n"),
-			get("ttfb_busy.provider.p50_ms"), get("ttfb_busy.provider.p99_ms"), "", "")
-		busyOverhead := "n/a"
-		if a, ok1 := num("ttfb_busy.delta.p50_ms"); ok1 {
-			if p, ok2 := num("ttfb_busy.provider.p50_ms"); ok2 {
-				busyOverhead = fmt.Sprintf("%+.1f ms over the provider", a-p)
+	if !readsOnly {
+		n := get("ttfb.n")
+		row("chat reply, first content chunk: provider alone", "Go client, sequential", "n = "+n,
+			get("ttfb.provider.p50_ms"), get("ttfb.provider.p99_ms"), "", "")
+		row("chat reply through the stack, first SSE event (stored user message)", "REST SSE, sequential",
+			"n = "+n, get("ttfb.event.p50_ms"), get("ttfb.event.p99_ms"), "", "")
+		overhead := "n/a"
+		if a, ok1 := num("ttfb.delta.p50_ms"); ok1 {
+			if p, ok2 := num("ttfb.provider.p50_ms"); ok2 {
+				overhead = fmt.Sprintf("+%.1f ms over the provider", a-p)
 			}
 		}
-		row(busy+": through the stack", "REST SSE, sequential", busyOverhead,
-			get("ttfb_busy.delta.p50_ms"), get("ttfb_busy.delta.p99_ms"), errs("ttfb_busy"),
-			fmt.Sprintf("in progress meanwhile: %s of %s held (in %s s), %s still at the end; "+
-				"%s ended complete (done) after the release",
-				thousands(get("ttfb_busy.background.opened")), thousands(get("ttfb_busy.background.n")),
-				get("ttfb_busy.background.open_seconds"), thousands(get("ttfb_busy.background.live_after")),
-				thousands(get("ttfb_busy.background.done"))))
-	}
-	if _, ok := r["resume.n"]; ok {
-		row("resume: offset to first replayed byte (a reply in progress, Last-Event-ID: 0)",
-			"REST SSE, sequential", "n = "+get("resume.n"), get("resume.p50_ms"), get("resume.p99_ms"),
-			errs("resume"), "")
-	}
-
-	streams := get("streams.n")
-	for _, name := range []string{"message", "gateway", "auth", "conversation"} {
-		idle, ok1 := num("streams." + name + ".idle_kib")
-		open, ok2 := num("streams." + name + ".open_kib")
-		after, _ := num("streams." + name + ".after_kib")
-		if !ok1 || !ok2 {
-			continue
+		row("chat reply through the stack, first delta", "REST SSE, sequential", overhead,
+			get("ttfb.delta.p50_ms"), get("ttfb.delta.p99_ms"), errs("ttfb"), "")
+		if _, ok := r["ttfb_busy.n"]; ok {
+			busy := "first delta at " + thousands(get("ttfb_busy.background.n")) + " in progress"
+			row(busy+": provider alone (first content chunk)", "Go client, sequential", "n = "+get("ttfb_busy.n"),
+				get("ttfb_busy.provider.p50_ms"), get("ttfb_busy.provider.p99_ms"), "", "")
+			busyOverhead := "n/a"
+			if a, ok1 := num("ttfb_busy.delta.p50_ms"); ok1 {
+				if p, ok2 := num("ttfb_busy.provider.p50_ms"); ok2 {
+					busyOverhead = fmt.Sprintf("%+.1f ms over the provider", a-p)
+				}
+			}
+			row(busy+": through the stack", "REST SSE, sequential", busyOverhead,
+				get("ttfb_busy.delta.p50_ms"), get("ttfb_busy.delta.p99_ms"), errs("ttfb_busy"),
+				fmt.Sprintf("in progress meanwhile: %s of %s held (in %s s), %s still at the end; "+
+					"%s ended complete (done) after the release",
+					thousands(get("ttfb_busy.background.opened")), thousands(get("ttfb_busy.background.n")),
+					get("ttfb_busy.background.open_seconds"), thousands(get("ttfb_busy.background.live_after")),
+					thousands(get("ttfb_busy.background.done"))))
 		}
-		count, _ := num("streams.n")
-		perStream := ""
-		if count > 0 {
-			perStream = fmt.Sprintf(", %+.0f KiB a stream", (open-idle)/count)
+		if _, ok := r["resume.n"]; ok {
+			row("resume: offset to first replayed byte (a reply in progress, Last-Event-ID: 0)",
+				"REST SSE, sequential", "n = "+get("resume.n"), get("resume.p50_ms"), get("resume.p99_ms"),
+				errs("resume"), "")
 		}
-		row(fmt.Sprintf("RSS of chat-%s with %s replies in progress (chat streams open)", name, thousands(streams)),
-			"/proc VmRSS", fmt.Sprintf("%.1f MiB", open/1024),
-			"", "", "", fmt.Sprintf("idle %.1f MiB, after release %.1f MiB%s; threads %s → %s → %s",
-				idle/1024, after/1024, perStream, get("streams."+name+".idle_threads"),
-				get("streams."+name+".open_threads"), get("streams."+name+".after_threads")))
-	}
-	row("chat streams opened and held (first delta received)", "REST SSE, Go client",
-		fmt.Sprintf("%s of %s in %s s", thousands(get("streams.opened")), thousands(streams), get("streams.open_seconds")),
-		"", "", errs("streams"), "in progress as the memory was read: "+thousands(get("streams.live_open"))+
-			"; ended complete (done) after the release: "+thousands(get("streams.done")))
 
-	if proto, ok := r["config.provider_proto"]; ok {
-		row("fake provider as the message service spoke to it", "benchtool provider /stats",
-			proto, "", "", "", "with the replies in progress: "+get("streams.provider_stats_open")+
-				" (open_conns: its TCP connections open then, benchtool's own included; conns: all it accepted so far)")
-	}
+		for _, name := range []string{"message", "gateway", "auth", "conversation"} {
+			idle, ok1 := num("streams." + name + ".idle_kib")
+			open, ok2 := num("streams." + name + ".open_kib")
+			after, _ := num("streams." + name + ".after_kib")
+			if !ok1 || !ok2 {
+				continue
+			}
+			count, _ := num("streams.n")
+			perStream := ""
+			if count > 0 {
+				perStream = fmt.Sprintf(", %+.0f KiB a stream", (open-idle)/count)
+			}
+			row(fmt.Sprintf("RSS of chat-%s with %s replies in progress (chat streams open)", name, thousands(streams)),
+				"/proc VmRSS", fmt.Sprintf("%.1f MiB", open/1024),
+				"", "", "", fmt.Sprintf("idle %.1f MiB, after release %.1f MiB%s; threads %s → %s → %s",
+					idle/1024, after/1024, perStream, get("streams."+name+".idle_threads"),
+					get("streams."+name+".open_threads"), get("streams."+name+".after_threads")))
+		}
+		row("chat streams opened and held (first delta received)", "REST SSE, Go client",
+			fmt.Sprintf("%s of %s in %s s", thousands(get("streams.opened")), thousands(streams), get("streams.open_seconds")),
+			"", "", errs("streams"), "in progress as the memory was read: "+thousands(get("streams.live_open"))+
+				"; ended complete (done) after the release: "+thousands(get("streams.done")))
 
+		if proto, ok := r["config.provider_proto"]; ok {
+			row("fake provider as the message service spoke to it", "benchtool provider /stats",
+				proto, "", "", "", "with the replies in progress: "+get("streams.provider_stats_open")+
+					" (open_conns: its TCP connections open then, benchtool's own included; conns: all it accepted so far)")
+		}
+
+	}
 	if _, ok := r["switch.big.check"]; ok {
 		row("active branch after the switches (messages on it, leaf)", "SQL after the runs",
 			"", "", "", "", sizes["big"]+" messages: "+get("switch.big.check")+"; "+sizes["small"]+": "+get("switch.small.check"))
@@ -247,88 +265,101 @@ func cmdReport(args []string) error {
 		ratio("active branch of the tree: deep page p50 ÷ first page p50, "+t[0],
 			"tlistdeep."+t[1]+".p50_ms", "tlist1."+t[1]+".p50_ms", 0, maxTreeDeepOverFirst, false)
 	}
-	for _, t := range [][2]string{{"gRPC", "grpc"}, {"pgbench", "pg"}} {
-		for _, size := range []string{"big", "small"} {
-			ratio("switch p50 ÷ append p50, "+sizes[size]+"-message conversation, "+t[0],
-				"switch."+size+"."+t[1]+".p50_ms", "create."+size+"."+t[1]+".p50_ms",
-				0, maxSwitchOverCreate, false)
-		}
-		ratio("switch p50, "+sizes["big"]+" ÷ "+sizes["small"]+" messages, "+t[0],
-			"switch.big."+t[1]+".p50_ms", "switch.small."+t[1]+".p50_ms", 0, maxSwitchBigOverSmall, false)
+	// Issue 13: each listing's throughput against pgbench with its SQL.
+	for _, l := range [][2]string{
+		{"list1", "list, first page"}, {"listdeep", "list, deep page"},
+		{"tlist1", "active branch of the tree, first page"}, {"tlistdeep", "active branch of the tree, deep page"},
+		{"convlist", "list conversations, first page"},
+	} {
+		ratio("gRPC throughput ÷ pgbench, "+l[1], l[0]+".grpc.rate", l[0]+".pg.rate", minGRPCOverPgList, 0, true)
+		ratio("REST throughput ÷ pgbench, "+l[1], l[0]+".rest.rate", l[0]+".pg.rate", minRESTOverPgList, 0, true)
 	}
-
-	// Replies in progress (issue 11): absolute targets.
-	verdict := func(what, tool, value string, pass bool, target string) {
-		v := "MISS"
-		if pass {
-			v = "PASS"
-		}
-		row("**"+what+"**", tool, value, "", "", "", "**"+v+"** ("+target+")")
-	}
-	if d, ok1 := num("ttfb_busy.delta.p50_ms"); ok1 {
-		p, ok2 := num("ttfb_busy.provider.p50_ms")
-		bgN, _ := num("ttfb_busy.background.n")
-		bgOpened, _ := num("ttfb_busy.background.opened")
-		bgLive, _ := num("ttfb_busy.background.live_after")
-		bgDone, _ := num("ttfb_busy.background.done")
-		bgAll := bgOpened == bgN && bgLive == bgN && bgDone == bgN
-		target := fmt.Sprintf("target ≤ %.0f ms", maxBusyDeltaOverProviderMs)
-		if !bgAll {
-			target += fmt.Sprintf("; only %s of %s held, %s still in progress at the end, %s ended complete (done)",
-				thousands(get("ttfb_busy.background.opened")), thousands(get("ttfb_busy.background.n")),
-				thousands(get("ttfb_busy.background.live_after")), thousands(get("ttfb_busy.background.done")))
-		}
-		if ok2 {
-			verdict("first delta at "+thousands(get("ttfb_busy.background.n"))+
-				" in progress: stack p50 − provider p50", "difference", fmt.Sprintf("%+.1f ms", d-p),
-				d-p <= maxBusyDeltaOverProviderMs && bgAll, target)
-		}
-	} else {
-		row("**first delta at 1,000 in progress: stack p50 − provider p50**", "difference", "n/a",
-			"", "", "", "MISS (not measured)")
-	}
-	if count, ok := num("streams.n"); ok && count > 0 {
-		opened, _ := num("streams.opened")
-		live, _ := num("streams.live_open")
-		done, _ := num("streams.done")
-		all := opened == count && live == count && done == count
-		at := ""
-		if count != targetStreams {
-			at = fmt.Sprintf("; measured at %s", thousands(streams))
-		}
-		held := thousands(get("streams.opened")) + " of " + thousands(streams) + " held, " +
-			thousands(get("streams.live_open")) + " in progress as measured, " +
-			thousands(get("streams.done")) + " ended complete (done)"
-		short := ""
-		if !all {
-			short = "; only " + held
-		}
-		verdict("replies in progress at once, each ending with done", "REST SSE, Go client",
-			held, all && count >= targetStreams,
-			"target "+thousands(strconv.Itoa(targetStreams))+" at once, each ending with done"+at)
-		if th, ok := num("streams.message.open_threads"); ok {
-			verdict(fmt.Sprintf("chat-message threads with %s replies in progress", thousands(streams)),
-				"/proc Threads", fmt.Sprintf("%.0f", th), th < maxMessageThreads && all,
-				fmt.Sprintf("target < %d at %s", maxMessageThreads, thousands(strconv.Itoa(targetStreams)))+at+short)
-		} else {
-			row("**chat-message threads with replies in progress**", "/proc Threads", "n/a", "", "", "",
-				"MISS (not measured)")
-		}
-		for _, name := range []string{"message", "gateway"} {
-			idle, ok1 := num("streams." + name + ".idle_kib")
-			open, ok2 := num("streams." + name + ".open_kib")
-			what := "RSS growth per reply in progress, chat-" + name + " (open − idle) ÷ n"
-			if !ok1 || !ok2 {
-				row("**"+what+"**", "/proc VmRSS", "n/a", "", "", "", "MISS (not measured)")
-				continue
+	if !readsOnly {
+		for _, t := range [][2]string{{"gRPC", "grpc"}, {"pgbench", "pg"}} {
+			for _, size := range []string{"big", "small"} {
+				ratio("switch p50 ÷ append p50, "+sizes[size]+"-message conversation, "+t[0],
+					"switch."+size+"."+t[1]+".p50_ms", "create."+size+"."+t[1]+".p50_ms",
+					0, maxSwitchOverCreate, false)
 			}
-			per := (open - idle) / count
-			verdict(what, "/proc VmRSS", fmt.Sprintf("%.1f KiB", per), per < maxKiBPerReply && all,
-				fmt.Sprintf("target < %.0f KiB at %s", maxKiBPerReply, thousands(strconv.Itoa(targetStreams)))+at+short)
+			ratio("switch p50, "+sizes["big"]+" ÷ "+sizes["small"]+" messages, "+t[0],
+				"switch.big."+t[1]+".p50_ms", "switch.small."+t[1]+".p50_ms", 0, maxSwitchBigOverSmall, false)
 		}
-	} else {
-		row("**replies in progress at once, each ending with done**", "REST SSE, Go client", "n/a",
-			"", "", "", "MISS (not measured)")
+
+	}
+	// Replies in progress (issue 11): absolute targets.
+	if !readsOnly {
+		verdict := func(what, tool, value string, pass bool, target string) {
+			v := "MISS"
+			if pass {
+				v = "PASS"
+			}
+			row("**"+what+"**", tool, value, "", "", "", "**"+v+"** ("+target+")")
+		}
+		if d, ok1 := num("ttfb_busy.delta.p50_ms"); ok1 {
+			p, ok2 := num("ttfb_busy.provider.p50_ms")
+			bgN, _ := num("ttfb_busy.background.n")
+			bgOpened, _ := num("ttfb_busy.background.opened")
+			bgLive, _ := num("ttfb_busy.background.live_after")
+			bgDone, _ := num("ttfb_busy.background.done")
+			bgAll := bgOpened == bgN && bgLive == bgN && bgDone == bgN
+			target := fmt.Sprintf("target ≤ %.0f ms", maxBusyDeltaOverProviderMs)
+			if !bgAll {
+				target += fmt.Sprintf("; only %s of %s held, %s still in progress at the end, %s ended complete (done)",
+					thousands(get("ttfb_busy.background.opened")), thousands(get("ttfb_busy.background.n")),
+					thousands(get("ttfb_busy.background.live_after")), thousands(get("ttfb_busy.background.done")))
+			}
+			if ok2 {
+				verdict("first delta at "+thousands(get("ttfb_busy.background.n"))+
+					" in progress: stack p50 − provider p50", "difference", fmt.Sprintf("%+.1f ms", d-p),
+					d-p <= maxBusyDeltaOverProviderMs && bgAll, target)
+			}
+		} else {
+			row("**first delta at 1,000 in progress: stack p50 − provider p50**", "difference", "n/a",
+				"", "", "", "MISS (not measured)")
+		}
+		if count, ok := num("streams.n"); ok && count > 0 {
+			opened, _ := num("streams.opened")
+			live, _ := num("streams.live_open")
+			done, _ := num("streams.done")
+			all := opened == count && live == count && done == count
+			at := ""
+			if count != targetStreams {
+				at = fmt.Sprintf("; measured at %s", thousands(streams))
+			}
+			held := thousands(get("streams.opened")) + " of " + thousands(streams) + " held, " +
+				thousands(get("streams.live_open")) + " in progress as measured, " +
+				thousands(get("streams.done")) + " ended complete (done)"
+			short := ""
+			if !all {
+				short = "; only " + held
+			}
+			verdict("replies in progress at once, each ending with done", "REST SSE, Go client",
+				held, all && count >= targetStreams,
+				"target "+thousands(strconv.Itoa(targetStreams))+" at once, each ending with done"+at)
+			if th, ok := num("streams.message.open_threads"); ok {
+				verdict(fmt.Sprintf("chat-message threads with %s replies in progress", thousands(streams)),
+					"/proc Threads", fmt.Sprintf("%.0f", th), th < maxMessageThreads && all,
+					fmt.Sprintf("target < %d at %s", maxMessageThreads, thousands(strconv.Itoa(targetStreams)))+at+short)
+			} else {
+				row("**chat-message threads with replies in progress**", "/proc Threads", "n/a", "", "", "",
+					"MISS (not measured)")
+			}
+			for _, name := range []string{"message", "gateway"} {
+				idle, ok1 := num("streams." + name + ".idle_kib")
+				open, ok2 := num("streams." + name + ".open_kib")
+				what := "RSS growth per reply in progress, chat-" + name + " (open − idle) ÷ n"
+				if !ok1 || !ok2 {
+					row("**"+what+"**", "/proc VmRSS", "n/a", "", "", "", "MISS (not measured)")
+					continue
+				}
+				per := (open - idle) / count
+				verdict(what, "/proc VmRSS", fmt.Sprintf("%.1f KiB", per), per < maxKiBPerReply && all,
+					fmt.Sprintf("target < %.0f KiB at %s", maxKiBPerReply, thousands(strconv.Itoa(targetStreams)))+at+short)
+			}
+		} else {
+			row("**replies in progress at once, each ending with done**", "REST SSE, Go client", "n/a",
+				"", "", "", "MISS (not measured)")
+		}
 	}
 	row("machine", "", fmt.Sprintf("%s CPUs, %s", get("machine.nproc"), get("machine.cpu")),
 		"", "", "", fmt.Sprintf("Linux %s, %s, PostgreSQL %s, load average before: %s",

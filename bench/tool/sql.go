@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -63,11 +64,42 @@ func cppStrings(expr string, macros map[string]string) (string, error) {
 	return out.String(), nil
 }
 
-var defineRe = regexp.MustCompile(`(?m)^#define\s+([A-Z_][A-Z0-9_]*)\s+((?:.*\\\n)*.*)$`)
+var (
+	defineRe  = regexp.MustCompile(`(?m)^#define\s+([A-Z_][A-Z0-9_]*)\s+((?:.*\\\n)*.*)$`)
+	includeRe = regexp.MustCompile(`(?m)^#include\s+"((?:services|common)/[^"]+\.h)"`)
+)
+
+// addMacros reads the #define'd string macros of a C++ file into macros:
+// first those of the project headers it includes (an include path is
+// relative to the repository root, the first directory above the file that
+// holds it), then its own.
+func addMacros(file, text string, macros map[string]string, seen map[string]bool) {
+	for _, m := range includeRe.FindAllStringSubmatch(text, -1) {
+		for dir := filepath.Dir(file); ; dir = filepath.Dir(dir) {
+			header := filepath.Join(dir, m[1])
+			if data, err := os.ReadFile(header); err == nil {
+				if !seen[header] {
+					seen[header] = true
+					addMacros(header, string(data), macros, seen)
+				}
+				break
+			}
+			if dir == filepath.Dir(dir) {
+				break
+			}
+		}
+	}
+	for _, m := range defineRe.FindAllStringSubmatch(text, -1) {
+		if v, err := cppStrings(m[2]+";", macros); err == nil {
+			macros[m[1]] = v
+		}
+	}
+}
 
 // extractSQL returns the value of `constexpr char NAME[] = ...;` in a C++
-// source file, with its #define'd string macros expanded: the very text the
-// service prepares.
+// source file (services/<name>/<file>.cc), with its #define'd string
+// macros and those of the project headers it includes expanded: the very
+// text the service prepares.
 func extractSQL(source, name string) (string, error) {
 	data, err := os.ReadFile(source)
 	if err != nil {
@@ -75,11 +107,7 @@ func extractSQL(source, name string) (string, error) {
 	}
 	text := string(data)
 	macros := map[string]string{}
-	for _, m := range defineRe.FindAllStringSubmatch(text, -1) {
-		if v, err := cppStrings(m[2]+";", macros); err == nil {
-			macros[m[1]] = v
-		}
-	}
+	addMacros(source, text, macros, map[string]bool{})
 	marker := "constexpr char " + name + "[] ="
 	at := strings.Index(text, marker)
 	if at < 0 {
@@ -153,6 +181,10 @@ const setUserSQL = "SELECT EXISTS (SELECT 1 FROM users WHERE id = :user::uuid) F
 //
 // List (kListAscendingSql): a page of the active branch after :after.
 //
+// Convlist (-src services/conversation/conversation_storage.cc, kListSql):
+// the first page of ListConversations, :lim rows (the page size and one
+// more, as the service asks).
+//
 // Switch (-src services/conversation/conversation_storage.cc): what
 // UpdateConversation runs for update_mask "active_message_id": kUpdateSql
 // with every optional field NULL (unchanged), then kActivateBranchSql. The
@@ -162,8 +194,8 @@ const setUserSQL = "SELECT EXISTS (SELECT 1 FROM users WHERE id = :user::uuid) F
 func cmdPgScript(args []string) error {
 	fs := flag.NewFlagSet("pgscript", flag.ExitOnError)
 	src := fs.String("src", "", "services/message/message_storage.cc (append, list) or "+
-		"services/conversation/conversation_storage.cc (switch)")
-	kind := fs.String("kind", "append", "append, list or switch")
+		"services/conversation/conversation_storage.cc (convlist, switch)")
+	kind := fs.String("kind", "append", "append, list, convlist or switch")
 	convsFile := fs.String("convs", "", "conversation ids, one a line (append)")
 	out := fs.String("out", "", "script file to write")
 	fs.Parse(args)
@@ -204,6 +236,21 @@ func cmdPgScript(args []string) error {
 			return err
 		}
 		fmt.Fprintf(&script, "BEGIN;\n%s\n%s;\nCOMMIT;\n", setUserSQL, bound)
+	case "convlist":
+		sql, err := extractSQL(*src, "kListSql")
+		if err != nil {
+			return err
+		}
+		// The first page of the user's conversations that are not archived,
+		// without a title filter: the parameters of the page position are
+		// NULL literals (pgbench variables cannot be NULL).
+		bound, err := bindParams(sql, map[int]string{
+			1: ":user", 2: "false", 3: "''", 4: "NULL", 5: "NULL", 6: "NULL", 7: ":lim",
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&script, "BEGIN;\n%s\n%s;\nCOMMIT;\n", setUserSQL, bound)
 	case "switch":
 		update, err := extractSQL(*src, "kUpdateSql")
 		if err != nil {
@@ -230,7 +277,7 @@ func cmdPgScript(args []string) error {
 		fmt.Fprintf(&script, "\\set flip 1 - :flip\nBEGIN;\n%s\n%s;\n\\if :flip = 1\n%s;\n\\else\n%s;\n\\endif\nCOMMIT;\n",
 			setUserSQL, update, toX, toO)
 	default:
-		return fmt.Errorf("-kind must be append, list or switch")
+		return fmt.Errorf("-kind must be append, list, convlist or switch")
 	}
 	return os.WriteFile(*out, []byte(script.String()), 0o644)
 }

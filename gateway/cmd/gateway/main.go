@@ -9,6 +9,8 @@ import (
 	"flag"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -80,6 +82,12 @@ func run(cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 
+	if cfg.PprofListen != "" {
+		if err := servePprof(cfg.PprofListen, log); err != nil {
+			return err
+		}
+	}
+
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
@@ -108,5 +116,24 @@ func run(cfg config.Config, log *slog.Logger) error {
 		_ = srv.Close()
 	}
 	log.Info("gateway stopped")
+	return nil
+}
+
+// servePprof serves Go's profiles on addr, apart from the API (its own
+// listener and mux, so no API route can reach them), until the process
+// ends.
+func servePprof(addr string, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	log.Info("serving Go profiles", "addr", ln.Addr().String())
+	go func() { _ = http.Serve(ln, mux) }()
 	return nil
 }

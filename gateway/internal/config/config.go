@@ -38,6 +38,9 @@ type Config struct {
 	// TrustedProxyHeader names the header that holds the client address
 	// put there by a trusted reverse proxy; empty: the TCP peer.
 	TrustedProxyHeader string
+	// PprofListen is where net/http/pprof is served, apart from the API;
+	// empty (the default): nowhere. A profiling aid for loopback only.
+	PprofListen string
 }
 
 // Load parses args (without the program name) with getenv as the environment.
@@ -86,6 +89,9 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 		"how many of those a client may send at once (env AUTH_RATE_BURST)")
 	fs.StringVar(&c.TrustedProxyHeader, "trusted_proxy_header", env("TRUSTED_PROXY_HEADER", ""),
 		"header holding the client address set by a trusted reverse proxy, e.g. X-Forwarded-For (right-most entry); empty: the TCP peer (env TRUSTED_PROXY_HEADER)")
+
+	fs.StringVar(&c.PprofListen, "pprof_listen", env("GATEWAY_PPROF_LISTEN", ""),
+		"address to serve Go's /debug/pprof/ profiles on, apart from the API, e.g. 127.0.0.1:6060; empty: not served (env GATEWAY_PPROF_LISTEN)")
 
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err

@@ -48,6 +48,7 @@ func TestEnvironmentFallback(t *testing.T) {
 		"AUTH_RATE_LIMIT":      "0",
 		"AUTH_RATE_BURST":      "3",
 		"TRUSTED_PROXY_HEADER": "X-Real-IP",
+		"GATEWAY_PPROF_LISTEN": "127.0.0.1:6060",
 	}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -64,6 +65,7 @@ func TestEnvironmentFallback(t *testing.T) {
 		AuthRateLimit:      0,
 		AuthRateBurst:      3,
 		TrustedProxyHeader: "X-Real-IP",
+		PprofListen:        "127.0.0.1:6060",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load() = %+v, want %+v", got, want)
