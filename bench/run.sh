@@ -4,7 +4,8 @@
 #
 #   1. Tools, installed when missing: ghz (pinned, `go install` into
 #      $BENCH_TOOLS, default build/bench-tools), wrk and pgbench (Debian),
-#      and bench/tool (benchtool, standard library only).
+#      and bench/tool (benchtool: the standard library and grpc-go, pinned
+#      in bench/tool/go.mod), protoc (Debian, a build dependency).
 #   2. A stack of its own: a private PostgreSQL cluster in a temp dir
 #      (scripts/postgres.sh), chat-migrate, the three services (message with
 #      PROVIDER=echo and DB_POOL_SIZE=concurrency) and the gateway, on free
@@ -13,7 +14,9 @@
 #      each message the child of the one before, all of it active) and a
 #      small one of $BENCH_SMALL_MESSAGES seeded the same way.
 #   3. At the same concurrency, $BENCH_DURATION s each after a warm-up:
-#      append-message over gRPC (ghz), REST (wrk) and as the same SQL in
+#      append-message over gRPC (ghz; listings with benchtool grpcload,
+#      which does not decode the answers, as wrk and pgbench do not, and the
+#      first page once more with ghz), REST (wrk) and as the same SQL in
 #      pgbench (role chat_message, BEGIN; set_config; the statement of
 #      services/message/message_storage.cc; COMMIT, -M prepared); the same
 #      for the first page of 50 of the big conversation and for the page after
@@ -166,6 +169,7 @@ install_tools() {
   [[ -x "$PG_BIN/pgbench" && -x "$PG_BIN/psql" ]] || apt_install postgresql-contrib postgresql-client
   [[ -x "$PG_BIN/pgbench" ]] || die "no $PG_BIN/pgbench"
   command -v curl >/dev/null || apt_install curl
+  command -v protoc >/dev/null || apt_install protobuf-compiler
   command -v openssl >/dev/null || apt_install openssl
   (cd "$ROOT/bench/tool" && GOWORK=off CGO_ENABLED=0 go build -o "$TOOLS/benchtool" .) ||
     die "building bench/tool failed"
@@ -534,6 +538,31 @@ perf_end() {
   fi
 }
 
+# grpc_load PREFIX LABEL SERVICE.METHOD REQUEST: the method in a closed loop
+# with benchtool grpcload (answers not decoded, so that the client costs
+# about what pgbench's and wrk's do), REQUEST in protobuf text format,
+# encoded with protoc; same concurrency, warm-up and duration as the others.
+grpc_load() {
+  local prefix=$1 label=$2 call=$3 text=$4 proto port
+  case $call in
+    MessageService.*) proto=chat/v1/message.proto port=$MSG_PORT ;;
+    ConversationService.*) proto=chat/v1/conversation.proto port=$CONV_PORT ;;
+    *) die "grpc_load: no service for $call" ;;
+  esac
+  protoc -I "$ROOT/proto" -I /usr/include --encode="chat.v1.${call#*.}Request" "$proto" \
+    <<<"$text" >"$WORK/out/$prefix.request" || die "protoc could not encode the request of $prefix"
+  say "$label: gRPC (benchtool grpcload)"
+  local server=message
+  [[ $call != ConversationService.* ]] || server=conversation
+  perf_begin "$prefix"
+  measure "$prefix" "$BT" grpcload -addr "127.0.0.1:$port" -method "/chat.v1.${call%%.*}/${call#*.}" \
+    -request "$WORK/out/$prefix.request" -token-file "$WORK/token" -concurrency "$CONCURRENCY" \
+    -connections "$GHZ_CONNECTIONS" -warmup "${WARMUP}s" -duration "${DURATION}s" -min-bytes 1000 \
+    -results "$RESULTS" -prefix "$prefix"
+  perf_end "$prefix" "$server"
+  ((RC == 0)) || die "benchtool grpcload exited with status $RC"
+}
+
 wrk_load() { # PREFIX LABEL MODE URL (wrk flags...)
   local prefix=$1 label=$2 mode=$3 url=$4
   shift 4
@@ -606,7 +635,6 @@ reads_and_writes() {
   deep_seq=$(seq_of "$DEEP_SEQ")
   deep_token=$("$BT" token -conv "$BIG_CONV" -seq "$deep_seq")
   local first_data="{\"conversation_id\":\"$BIG_CONV\",\"page_size\":$PAGE_SIZE}"
-  local deep_data="{\"conversation_id\":\"$BIG_CONV\",\"page_size\":$PAGE_SIZE,\"page_token\":\"$deep_token\"}"
   # The deep token must work and land where it says.
   local page
   page=$(curl -sf "$list_url&page_token=$deep_token" -H "Authorization: Bearer $TOKEN") ||
@@ -629,11 +657,17 @@ reads_and_writes() {
     fi
     pgbench_load "${p}1.pg" "$p, first page" "$WORK/list.sql" chat_message "$CONCURRENCY" \
       "${list_vars[@]}" -D after=0
-    ghz_load "${p}1.grpc" "$p, first page" MessageService.ListMessages "$CONCURRENCY" --data "$first_data"
+    grpc_load "${p}1.grpc" "$p, first page" MessageService.ListMessages \
+      "conversation_id: \"$BIG_CONV\" page_size: $PAGE_SIZE"
+    # The same load with ghz, which decodes every answer: what the load
+    # tool's own cost does to the figure.
+    [[ $p != list ]] || ghz_load "${p}1.ghz" "$p, first page" MessageService.ListMessages "$CONCURRENCY" \
+      --data "$first_data"
     wrk_load "${p}1.rest" "$p, first page" get "$list_url" -H "Authorization: Bearer $TOKEN"
     pgbench_load "${p}deep.pg" "$p, deep page" "$WORK/list.sql" chat_message "$CONCURRENCY" \
       "${list_vars[@]}" -D after="$deep_seq"
-    ghz_load "${p}deep.grpc" "$p, deep page" MessageService.ListMessages "$CONCURRENCY" --data "$deep_data"
+    grpc_load "${p}deep.grpc" "$p, deep page" MessageService.ListMessages \
+      "conversation_id: \"$BIG_CONV\" page_size: $PAGE_SIZE page_token: \"$deep_token\""
     wrk_load "${p}deep.rest" "$p, deep page" get "$list_url&page_token=$deep_token" \
       -H "Authorization: Bearer $TOKEN"
   done
@@ -747,8 +781,8 @@ conversation_lists() {
   ((count == PAGE_SIZE)) || die "the first page of conversations holds $count, not $PAGE_SIZE"
   pgbench_load convlist.pg "conversations, first page" "$WORK/convlist.sql" chat_conversation \
     "$CONCURRENCY" -D lim=$((PAGE_SIZE + 1))
-  ghz_load convlist.grpc "conversations, first page" ConversationService.ListConversations \
-    "$CONCURRENCY" --data "{\"page_size\":$PAGE_SIZE}"
+  grpc_load convlist.grpc "conversations, first page" ConversationService.ListConversations \
+    "page_size: $PAGE_SIZE"
   wrk_load convlist.rest "conversations, first page" get "$BASE/v1/conversations?page_size=$PAGE_SIZE" \
     -H "Authorization: Bearer $TOKEN"
 }

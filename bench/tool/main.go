@@ -29,6 +29,7 @@ var commands = map[string]struct {
 	"pgscript": {cmdPgScript, "write a pgbench script from the message service's SQL"},
 	"ghzdata":  {cmdGhzData, "write ghz call data (a JSON array, used round-robin)"},
 	"ghzsum":   {cmdGhzSum, "summarise a ghz JSON report into the results file"},
+	"grpcload": {cmdGrpcLoad, "a closed-loop load of one unary gRPC method, answers not decoded"},
 	"wrksum":   {cmdWrkSum, "summarise bench/wrk/report.lua's output into the results file"},
 	"pgsum":    {cmdPgSum, "summarise pgbench's output and per-transaction logs"},
 	"run":      {cmdRun, "run a load command and record the CPU time of the stack around it"},

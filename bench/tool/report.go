@@ -85,10 +85,11 @@ func cmdReport(args []string) error {
 		if _, ok := r[p+".cpu_machine"]; !ok {
 			return ""
 		}
-		// The conversation service answers the switches: its CPU takes the
-		// message service's place, marked.
+		// The conversation service answers the switches and the
+		// conversation listings: its CPU takes the message service's
+		// place, marked.
 		service := get(p + ".cpu_message")
-		if strings.HasPrefix(p, "switch.") && strings.HasSuffix(p, ".grpc") {
+		if strings.HasPrefix(p, "switch.") && strings.HasSuffix(p, ".grpc") || strings.HasPrefix(p, "convlist.") {
 			service = "conv " + get(p+".cpu_conversation")
 		}
 		return fmt.Sprintf("%s / %s / %s / %s / %s", service, get(p+".cpu_gateway"),
@@ -112,20 +113,21 @@ func cmdReport(args []string) error {
 	load("append.grpc", "append a message", "gRPC, ghz")
 	load("append.rest", "append a message", "REST, wrk")
 	load("append.pg", "append a message: the service's SQL", "pgbench")
-	load("list1.grpc", "list, first page", "gRPC, ghz")
+	load("list1.grpc", "list, first page", "gRPC, benchtool grpcload")
+	load("list1.ghz", "list, first page", "gRPC, ghz (decodes every answer)")
 	load("list1.rest", "list, first page", "REST, wrk")
 	load("list1.pg", "list, first page: the service's SQL", "pgbench")
-	load("listdeep.grpc", "list, page after message "+deep, "gRPC, ghz")
+	load("listdeep.grpc", "list, page after message "+deep, "gRPC, benchtool grpcload")
 	load("listdeep.rest", "list, page after message "+deep, "REST, wrk")
 	load("listdeep.pg", "list, page after message "+deep+": the service's SQL", "pgbench")
 	tree := " (tree: side branches every " + thousands(get("config.branch_every")) + " messages)"
-	load("tlist1.grpc", "list the active branch, first page"+tree, "gRPC, ghz")
+	load("tlist1.grpc", "list the active branch, first page"+tree, "gRPC, benchtool grpcload")
 	load("tlist1.rest", "list the active branch, first page"+tree, "REST, wrk")
 	load("tlist1.pg", "list the active branch, first page"+tree+": the service's SQL", "pgbench")
-	load("tlistdeep.grpc", "list the active branch, page after message "+deep+tree, "gRPC, ghz")
+	load("tlistdeep.grpc", "list the active branch, page after message "+deep+tree, "gRPC, benchtool grpcload")
 	load("tlistdeep.rest", "list the active branch, page after message "+deep+tree, "REST, wrk")
 	load("tlistdeep.pg", "list the active branch, page after message "+deep+tree+": the service's SQL", "pgbench")
-	load("convlist.grpc", "list conversations, first page", "gRPC, ghz")
+	load("convlist.grpc", "list conversations, first page", "gRPC, benchtool grpcload")
 	load("convlist.rest", "list conversations, first page", "REST, wrk")
 	load("convlist.pg", "list conversations, first page: the conversation service's SQL", "pgbench")
 	// BENCH_ONLY=reads: the rows above and their ratios, nothing else.
