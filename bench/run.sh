@@ -794,6 +794,13 @@ source "$ROOT/bench/transfer.sh"
 # shellcheck source=bench/search.sh
 source "$ROOT/bench/search.sh"
 
+# print_table TABLE: the run succeeded; the table to stdout and $BENCH_OUT.
+print_table() {
+  FAILED=0
+  [[ -z "${BENCH_OUT:-}" ]] || printf '%s\n' "$1" >"$BENCH_OUT"
+  printf '\n%s\n' "$1"
+}
+
 main() {
   install_tools
   for binary in services/auth/chat-auth services/conversation/chat-conversation \
@@ -855,23 +862,15 @@ main() {
   if [[ ${BENCH_ONLY:-} == transfer ]]; then
     say "BENCH_ONLY=transfer: only the export and import step"
     transfer_step
-    FAILED=0
-    local only
-    only=$("$BT" transferreport -results "$RESULTS")
-    [[ -z "${BENCH_OUT:-}" ]] || printf '%s\n' "$only" >"$BENCH_OUT"
-    printf '\n%s\n' "$only"
+    print_table "$("$BT" transferreport -results "$RESULTS")"
     return
   fi
   if [[ ${BENCH_ONLY:-} == reads ]]; then
     say "BENCH_ONLY=reads: only the appends and the listings"
     echo "config.only=reads" >>"$RESULTS"
     reads_and_writes
-    FAILED=0
-    local reads
-    reads=$("$BT" report -results "$RESULTS")
-    [[ -z "${BENCH_OUT:-}" ]] || printf '%s\n' "$reads" >"$BENCH_OUT"
-    printf '\n%s\n' "$reads"
-    return 0
+    print_table "$("$BT" report -results "$RESULTS")"
+    return
   fi
   if [[ ${BENCH_ONLY:-} == chat ]]; then
     say "BENCH_ONLY=chat: only the chat step"
