@@ -877,9 +877,7 @@ main() {
   elif [[ ${BENCH_ONLY:-} == search ]]; then
     say "BENCH_ONLY=search: only the search step"
     search_step
-    FAILED=0
-    [[ -z "${BENCH_OUT:-}" ]] || printf '%s\n' "$SEARCH_TABLE" >"$BENCH_OUT"
-    printf '\n%s\n' "$SEARCH_TABLE"
+    print_table "$SEARCH_TABLE"
     return 0
   else
     reads_and_writes
