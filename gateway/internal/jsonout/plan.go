@@ -1,0 +1,139 @@
+package jsonout
+
+import (
+	"strconv"
+	"sync"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// plan is how one message type is written: its fields in declaration order
+// (protojson's order). Built once per type.
+type plan struct {
+	fields []field
+}
+
+type field struct {
+	fd    protoreflect.FieldDescriptor
+	key   []byte    // `"name":`
+	oneof bool      // written only when set (oneof members, proto3 optional)
+	kind  valueKind // of the field, of a list's elements, of a map's values
+	sub   *plan     // kindMessage: the plan of that message type
+}
+
+type valueKind uint8
+
+const (
+	kindUnsupported valueKind = iota
+	kindBool
+	kindInt32 // int32, sint32, sfixed32: a JSON number
+	kindUint32
+	kindInt64 // int64, sint64, sfixed64: a JSON string
+	kindUint64
+	kindEnum
+	kindString
+	kindBytes
+	kindTimestamp
+	kindMessage
+)
+
+const (
+	timestampName protoreflect.FullName = "google.protobuf.Timestamp"
+	emptyName     protoreflect.FullName = "google.protobuf.Empty"
+)
+
+var (
+	plansMu sync.Mutex
+	// plans maps a message's full name to its *plan, nil for a type left to
+	// protojson. Read without the lock; written under it.
+	plans sync.Map
+)
+
+// planFor returns the plan of messages of type md, or nil when protojson
+// writes them.
+func planFor(md protoreflect.MessageDescriptor) *plan {
+	if p, ok := plans.Load(md.FullName()); ok {
+		return p.(*plan)
+	}
+	plansMu.Lock()
+	defer plansMu.Unlock()
+	if p, ok := plans.Load(md.FullName()); ok {
+		return p.(*plan)
+	}
+	p := buildPlan(md, map[protoreflect.FullName]bool{})
+	plans.Store(md.FullName(), p)
+	return p
+}
+
+// buildPlan makes md's plan, or returns nil if md or any type it holds is
+// one this package leaves to protojson. inProgress holds the types being
+// built further up: meeting one again is a recursive type, left to
+// protojson too (none of the API's is; protojson's depth limit then
+// applies).
+func buildPlan(md protoreflect.MessageDescriptor, inProgress map[protoreflect.FullName]bool) *plan {
+	name := md.FullName()
+	if md.ParentFile() == nil || md.ParentFile().Syntax() != protoreflect.Proto3 ||
+		md.ExtensionRanges().Len() > 0 || inProgress[name] {
+		return nil
+	}
+	if name.Parent() == "google.protobuf" && name != emptyName {
+		return nil // well-known types have JSON forms of their own
+	}
+	inProgress[name] = true
+	defer delete(inProgress, name)
+
+	fds := md.Fields()
+	p := &plan{fields: make([]field, 0, fds.Len())}
+	for i := 0; i < fds.Len(); i++ {
+		fd := fds.Get(i)
+		f := field{
+			fd:    fd,
+			key:   []byte(strconv.Quote(fd.TextName()) + ":"),
+			oneof: fd.ContainingOneof() != nil,
+		}
+		valueFD := fd
+		if fd.IsMap() {
+			valueFD = fd.MapValue()
+		}
+		f.kind, f.sub = kindOf(valueFD, inProgress)
+		if f.kind == kindUnsupported {
+			return nil
+		}
+		p.fields = append(p.fields, f)
+	}
+	return p
+}
+
+func kindOf(fd protoreflect.FieldDescriptor, inProgress map[protoreflect.FullName]bool) (valueKind, *plan) {
+	switch fd.Kind() {
+	case protoreflect.BoolKind:
+		return kindBool, nil
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		return kindInt32, nil
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		return kindUint32, nil
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		return kindInt64, nil
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return kindUint64, nil
+	case protoreflect.EnumKind:
+		if fd.Enum().FullName() == "google.protobuf.NullValue" {
+			return kindUnsupported, nil // written as null
+		}
+		return kindEnum, nil
+	case protoreflect.StringKind:
+		return kindString, nil
+	case protoreflect.BytesKind:
+		return kindBytes, nil
+	case protoreflect.MessageKind:
+		if fd.Message().FullName() == timestampName {
+			return kindTimestamp, nil
+		}
+		if sub := buildPlan(fd.Message(), inProgress); sub != nil {
+			return kindMessage, sub
+		}
+	}
+	// Floats and doubles (protojson's own number format), groups, and
+	// messages left to protojson.
+	return kindUnsupported, nil
+}
