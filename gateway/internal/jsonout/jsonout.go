@@ -33,6 +33,7 @@ package jsonout
 import (
 	"encoding/base64"
 	"errors"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -119,6 +120,12 @@ func appendMessage(b []byte, m protoreflect.Message, p *plan) ([]byte, error) {
 				b = append(b, '{', '}')
 				continue
 			}
+			if f.goType != nil {
+				if rv := reflect.ValueOf(m.Interface()); rv.Type() == f.goType {
+					b, err = appendStringMap(b, rv.Elem().Field(f.goIndex).Interface().(map[string]string))
+					break
+				}
+			}
 			b, err = appendMap(b, m.Get(f.fd).Map(), f)
 		case !has && f.fd.HasPresence():
 			b = append(b, "null"...)
@@ -192,6 +199,39 @@ func appendMap(b []byte, mp protoreflect.Map, f *field) ([]byte, error) {
 	clear(entries) // no references kept from the pool
 	*ep = entries[:0]
 	entriesPool.Put(ep)
+	if err != nil {
+		return b, err
+	}
+	return append(b, '}'), nil
+}
+
+var keysPool = sync.Pool{New: func() any { return new([]string) }}
+
+// appendStringMap writes a map<string, string> from its Go map, keys sorted.
+func appendStringMap(b []byte, mp map[string]string) ([]byte, error) {
+	kp := keysPool.Get().(*[]string)
+	keys := (*kp)[:0]
+	for k := range mp {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = append(b, '{')
+	var err error
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if b, err = appendString(b, k); err != nil {
+			break
+		}
+		b = append(b, ':')
+		if b, err = appendString(b, mp[k]); err != nil {
+			break
+		}
+	}
+	clear(keys)
+	*kp = keys[:0]
+	keysPool.Put(kp)
 	if err != nil {
 		return b, err
 	}

@@ -404,6 +404,14 @@ func TestAPIAnswersAreNotLeftToProtojson(t *testing.T) {
 			t.Errorf("%T is left to protojson", m)
 		}
 	}
+	// Metadata is read as a Go map (the property above covers both ways:
+	// the API's messages this way, kindsFile's dynamic maps through
+	// protoreflect).
+	for _, f := range planFor((&chatv1.Message{}).ProtoReflect().Descriptor()).fields {
+		if f.fd.Name() == "metadata" && f.goType == nil {
+			t.Error("Message.metadata is ranged through protoreflect")
+		}
+	}
 	fallback := kindsFile(t).Messages().ByName("Fallback")
 	if planFor(fallback) != nil {
 		t.Errorf("%s (a double, a Struct) is not left to protojson", fallback.FullName())

@@ -1,10 +1,13 @@
 package jsonout
 
 import (
+	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 )
 
 // plan is how one message type is written: its fields in declaration order
@@ -19,6 +22,12 @@ type field struct {
 	oneof bool      // written only when set (oneof members, proto3 optional)
 	kind  valueKind // of the field, of a list's elements, of a map's values
 	sub   *plan     // kindMessage: the plan of that message type
+	// A map<string, string> of a generated message (every metadata field)
+	// is read as the Go map it is: protoreflect's Range would allocate each
+	// key and value. goType is the message's Go type, goIndex the map's
+	// field in its struct; goType nil: ranged through protoreflect.
+	goType  reflect.Type
+	goIndex int
 }
 
 type valueKind uint8
@@ -99,9 +108,39 @@ func buildPlan(md protoreflect.MessageDescriptor, inProgress map[protoreflect.Fu
 		if f.kind == kindUnsupported {
 			return nil
 		}
+		if fd.IsMap() && fd.MapKey().Kind() == protoreflect.StringKind && f.kind == kindString {
+			f.goType, f.goIndex = goStringMap(md, fd)
+		}
 		p.fields = append(p.fields, f)
 	}
 	return p
+}
+
+// goStringMap finds the Go struct field of the map<string, string> field
+// fd of md's generated type (the field whose protobuf tag has its name), or
+// returns nil when md has none (a dynamic message).
+func goStringMap(md protoreflect.MessageDescriptor, fd protoreflect.FieldDescriptor) (reflect.Type, int) {
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(md.FullName())
+	if err != nil || mt.Descriptor() != md {
+		return nil, 0
+	}
+	t := reflect.TypeOf(mt.Zero().Interface())
+	if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		return nil, 0
+	}
+	want := "name=" + string(fd.Name())
+	for i := 0; i < t.Elem().NumField(); i++ {
+		sf := t.Elem().Field(i)
+		if sf.Type != reflect.TypeFor[map[string]string]() {
+			continue
+		}
+		for _, part := range strings.Split(sf.Tag.Get("protobuf"), ",") {
+			if part == want {
+				return t, i
+			}
+		}
+	}
+	return nil, 0
 }
 
 func kindOf(fd protoreflect.FieldDescriptor, inProgress map[protoreflect.FullName]bool) (valueKind, *plan) {
