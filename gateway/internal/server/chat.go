@@ -25,6 +25,7 @@ import (
 
 	chatv1 "github.com/chat-backend/gateway/gen/chat/v1"
 	"github.com/chat-backend/gateway/internal/httperr"
+	"github.com/chat-backend/gateway/internal/jsonout"
 	"github.com/chat-backend/gateway/internal/requestid"
 )
 
@@ -328,10 +329,10 @@ func (o *eventWriter) flush() error {
 }
 
 // appendJSON writes m as the other routes answer it (proto names, every
-// field present) on one line: protojson may put a space between tokens,
-// Compact takes it out, and strings never hold a raw newline.
+// field present) on one line: protojson (jsonout's fallback) may put a space
+// between tokens, Compact takes it out, and strings never hold a raw newline.
 func appendJSON(buf *bytes.Buffer, m proto.Message) error {
-	b, err := jsonOutput.Marshal(m)
+	b, err := jsonout.Marshal(m)
 	if err != nil {
 		return err
 	}

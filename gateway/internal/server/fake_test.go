@@ -59,7 +59,7 @@ type call struct {
 	md     metadata.MD
 }
 
-func startBackend(t *testing.T, opts ...grpc.ServerOption) *backend {
+func startBackend(t testing.TB, opts ...grpc.ServerOption) *backend {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -44,11 +44,25 @@ func stateFrom(ctx context.Context) *reqState {
 // known, and it is the only route label that never holds an id.
 func recordRoute(next runtime.HandlerFunc) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
-		if p, ok := runtime.HTTPPattern(r.Context()); ok {
-			stateFrom(r.Context()).route = templateOf(p.String())
-		}
+		routeOf(r)
 		next(w, r, params)
 	}
+}
+
+// routeOf returns the template of the route the mux matched (false outside
+// the mux), worked out once a request: grpc-gateway's Pattern.String
+// formats it anew on every call.
+func routeOf(r *http.Request) (string, bool) {
+	st := stateFrom(r.Context())
+	if st.route != "" {
+		return st.route, true
+	}
+	p, ok := runtime.HTTPPattern(r.Context())
+	if !ok {
+		return "", false
+	}
+	st.route = templateOf(p.String())
+	return st.route, true
 }
 
 // templateOf turns grpc-gateway's "/v1/conversations/{id=*}" into the

@@ -63,8 +63,8 @@ func (s *server) checkParams(next runtime.HandlerFunc) runtime.HandlerFunc {
 			return
 		}
 		var op operation
-		if p, ok := runtime.HTTPPattern(r.Context()); ok {
-			op, _ = s.routes.operation(r.Method, templateOf(p.String()))
+		if route, ok := routeOf(r); ok {
+			op, _ = s.routes.operation(r.Method, route)
 		}
 		v := paramViolations(params, query, op)
 		v = append(v, headerParamViolations(r.Header, op)...)

@@ -38,13 +38,13 @@ const maxRateLimitClients = 10000
 // Retry-After (whole seconds, at least 1) through the one error handler.
 func (s *server) limitAuth(next runtime.HandlerFunc) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
-		p, ok := runtime.HTTPPattern(r.Context())
-		if !ok || !rateLimitedRoutes[r.Method+" "+templateOf(p.String())] {
+		route, ok := routeOf(r)
+		if !ok || !rateLimitedRoutes[r.Method+" "+route] {
 			next(w, r, params)
 			return
 		}
 		if ok, retryAfter := s.authLimit.Allow(clientKey(r, s.opts.TrustedProxyHeader)); !ok {
-			s.metrics.rateLimited.WithLabelValues(templateOf(p.String())).Inc()
+			s.metrics.rateLimited.WithLabelValues(route).Inc()
 			st, err := status.New(codes.ResourceExhausted, "too many requests, retry later").
 				WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(retryAfter)})
 			if err != nil { // A RetryInfo always marshals.

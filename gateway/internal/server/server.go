@@ -52,6 +52,7 @@ import (
 
 	"github.com/chat-backend/gateway"
 	chatv1 "github.com/chat-backend/gateway/gen/chat/v1"
+	"github.com/chat-backend/gateway/internal/jsonout"
 	"github.com/chat-backend/gateway/internal/ratelimit"
 	"github.com/chat-backend/gateway/internal/requestid"
 )
@@ -294,15 +295,12 @@ func DialOptions() []grpc.DialOption {
 	}
 }
 
-// jsonOutput is how every answer is written: snake_case, every field present
-// (false, 0 and "" included).
-var jsonOutput = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
-
-// newJSONMarshaler answers JSON as jsonOutput writes it and rejects request
+// newJSONMarshaler answers JSON as package jsonout writes it (snake_case,
+// every field present: false, 0 and "" included) and rejects request
 // bodies with unknown fields.
 func newJSONMarshaler() runtime.Marshaler {
 	return &jsonMarshaler{JSONPb: &runtime.JSONPb{
-		MarshalOptions:   jsonOutput,
+		MarshalOptions:   jsonout.Options,
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 	}}
 }

@@ -20,6 +20,7 @@ import (
 
 	chatv1 "github.com/chat-backend/gateway/gen/chat/v1"
 	"github.com/chat-backend/gateway/internal/httperr"
+	"github.com/chat-backend/gateway/internal/jsonout"
 	"github.com/chat-backend/gateway/internal/requestid"
 )
 
@@ -187,14 +188,15 @@ func (o *exportWriter) chunk(c *chatv1.ExportChunk) error {
 		return errNoConversationChunk
 	}
 	for _, m := range c.GetMessages() {
-		// The hot path: protojson's own single-line output (it may put a
-		// space after a comma), not compacted like the line's head.
+		// The hot path: jsonout's single-line output (protojson's, which
+		// may put a space after a comma, when it falls back), not compacted
+		// like the line's head.
 		o.out = o.out[:0]
 		if o.messages > 0 {
 			o.out = append(o.out, ',')
 		}
 		var err error
-		if o.out, err = jsonOutput.MarshalAppend(o.out, m); err != nil {
+		if o.out, err = jsonout.Append(o.out, m); err != nil {
 			return status.Errorf(codes.Internal, "export: %v", err)
 		}
 		if _, err := o.w.Write(o.out); err != nil {
