@@ -107,6 +107,55 @@ class DbPool {
   int open_ = 0;  // idle plus leased connections
 };
 
+// Reads the columns of a row in order through one field: row[i] builds a
+// field for every column, each a copy of the result's shared pointers, which
+// a page of 50 rows of 13 columns notices.
+//
+//   ColumnReader column(row);
+//   record.id = column.String();
+//   record.seq = column.As<int64_t>();
+class ColumnReader {
+ public:
+  explicit ColumnReader(const pqxx::row& row, int first = 0)
+      : column_(row.begin() + first) {}
+
+  // The next column's text as libpq holds it, valid while the result lives:
+  // for a parser, without the temporary string of as<std::string>(). NULL
+  // reads as "" (as<std::string>() would throw): for NOT NULL columns.
+  absl::string_view Text() {
+    const absl::string_view text(column_.c_str(), column_.size());
+    ++column_;
+    return text;
+  }
+
+  // The next column's text as a string (NULL reads as ""), built once: it is
+  // moved into its destination.
+  std::string String() {
+    std::string text(column_.c_str(), column_.size());
+    ++column_;
+    return text;
+  }
+
+  // The next column as T (as<T>(): throws on NULL).
+  template <typename T>
+  T As() {
+    T value = column_.as<T>();
+    ++column_;
+    return value;
+  }
+
+  // The next column as T, nullopt for NULL.
+  template <typename T>
+  std::optional<T> Optional() {
+    std::optional<T> value;
+    if (!column_.is_null()) value = column_.as<T>();
+    ++column_;
+    return value;
+  }
+
+ private:
+  pqxx::row::const_iterator column_;
+};
 
 // A timestamptz literal for a statement parameter ($n::timestamptz).
 std::string PgTime(absl::Time time);

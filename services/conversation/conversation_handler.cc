@@ -1,5 +1,7 @@
 #include "services/conversation/conversation_handler.h"
 
+#include <utility>
+
 #include "common/proto_metadata.h"
 #include "common/proto_time.h"
 #include "common/request_context.h"
@@ -11,10 +13,14 @@ namespace {
 
 using grpc::Status;
 
-void ToProto(const ConversationRecord& c, chat::v1::Conversation* out) {
-  out->set_id(c.id);
-  out->set_title(c.title);
-  MetadataToProto(c.metadata, out->mutable_metadata());
+// Record is const ConversationRecord& (copies) or ConversationRecord
+// (moves, for a listed page that is dropped after): each member is forwarded
+// once, so moving one leaves the others intact.
+template <typename Record>
+void FillProto(Record&& c, chat::v1::Conversation* out) {
+  out->set_id(std::forward<Record>(c).id);
+  out->set_title(std::forward<Record>(c).title);
+  if (!c.metadata.empty()) MetadataToProto(c.metadata, out->mutable_metadata());
   out->set_archived(c.archived);
   out->set_pinned(c.pinned);
   out->set_message_count(static_cast<int32_t>(c.message_count));
@@ -22,7 +28,11 @@ void ToProto(const ConversationRecord& c, chat::v1::Conversation* out) {
     SetTimestamp(*c.last_message_at, out->mutable_last_message_at());
   SetTimestamp(c.created_at, out->mutable_created_at());
   SetTimestamp(c.updated_at, out->mutable_updated_at());
-  out->set_active_leaf_id(c.active_leaf_id);
+  out->set_active_leaf_id(std::forward<Record>(c).active_leaf_id);
+}
+
+void ToProto(const ConversationRecord& c, chat::v1::Conversation* out) {
+  FillProto(c, out);
 }
 
 absl::StatusOr<ConversationChange> ChangeOf(
@@ -75,8 +85,10 @@ Status ConversationServiceImpl::ListConversations(
                          conversations_->List(
                              user, {request->page_size(), request->page_token(),
                                     request->archived(), request->q()}));
-        for (const ConversationRecord& c : page.conversations) {
-          ToProto(c, response->add_conversations());
+        response->mutable_conversations()->Reserve(
+            static_cast<int>(page.conversations.size()));
+        for (ConversationRecord& c : page.conversations) {
+          FillProto(std::move(c), response->add_conversations());
         }
         response->set_next_page_token(page.next_page_token);
         return absl::OkStatus();

@@ -63,18 +63,21 @@ constexpr char kDeleteAllSql[] =
     "DELETE FROM conversations WHERE user_id = $1::uuid";
 
 ConversationRecord FromRow(const pqxx::row& row) {
+  ColumnReader column(row);
   ConversationRecord c;
-  c.id = row[0].as<std::string>();
-  c.title = row[1].as<std::string>();
-  c.untitled = row[2].as<bool>();
-  c.metadata = MetadataFromJson(row[3].as<std::string>()).value_or(Metadata{});
-  c.archived = row[4].as<bool>();
-  c.pinned = row[5].as<bool>();
-  c.message_count = row[6].as<int64_t>();
-  if (!row[7].is_null()) c.last_message_at = FromPgMicros(row[7].as<int64_t>());
-  c.created_at = FromPgMicros(row[8].as<int64_t>());
-  c.updated_at = FromPgMicros(row[9].as<int64_t>());
-  c.active_leaf_id = row[10].as<std::string>();
+  c.id = column.String();
+  c.title = column.String();
+  c.untitled = column.As<bool>();
+  c.metadata = MetadataFromJson(column.Text()).value_or(Metadata{});
+  c.archived = column.As<bool>();
+  c.pinned = column.As<bool>();
+  c.message_count = column.As<int64_t>();
+  if (std::optional<int64_t> micros = column.Optional<int64_t>()) {
+    c.last_message_at = FromPgMicros(*micros);
+  }
+  c.created_at = FromPgMicros(column.As<int64_t>());
+  c.updated_at = FromPgMicros(column.As<int64_t>());
+  c.active_leaf_id = column.String();
   return c;
 }
 
@@ -151,12 +154,11 @@ absl::StatusOr<std::vector<ConversationRecord>> ConversationStorage::List(
   return pool_->Transact<std::vector<ConversationRecord>>(
       user_id,
       [&](pqxx::work& tx) -> absl::StatusOr<std::vector<ConversationRecord>> {
+        const pqxx::result rows = tx.exec_prepared(
+            kList, user_id, archived, query, pinned, updated_at, id, limit);
         std::vector<ConversationRecord> page;
-        for (const pqxx::row& row :
-             tx.exec_prepared(kList, user_id, archived, query, pinned,
-                              updated_at, id, limit)) {
-          page.push_back(FromRow(row));
-        }
+        page.reserve(rows.size());
+        for (const pqxx::row& row : rows) page.push_back(FromRow(row));
         return page;
       });
 }

@@ -128,8 +128,10 @@ Status MessageServiceImpl::ListMessages(
                             {request->page_size(), request->page_token(),
                              ParseOrder(request->order()),
                              ParseBranch(request->branch())}));
-        for (const MessageRecord& m : page.messages) {
-          ToProto(m, response->add_messages());
+        response->mutable_messages()->Reserve(
+            static_cast<int>(page.messages.size()));
+        for (MessageRecord& m : page.messages) {
+          ToProto(std::move(m), response->add_messages());
         }
         response->set_next_page_token(page.next_page_token);
         return absl::OkStatus();

@@ -9,6 +9,9 @@
 namespace chat::message {
 
 void ToProto(const MessageRecord& m, chat::v1::Message* out);
+// The same, moving the strings (content, ids) of `m` instead of copying them:
+// a listed page is converted once and then dropped.
+void ToProto(MessageRecord&& m, chat::v1::Message* out);
 
 }  // namespace chat::message
 

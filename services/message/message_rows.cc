@@ -10,23 +10,24 @@
 namespace chat::message {
 
 MessageRecord MessageFromRow(const pqxx::row& row, int first) {
+  // A page reads 13 columns of up to 51 rows: each column once, copied only
+  // into its destination.
+  ColumnReader column(row, first);
   MessageRecord m;
-  m.id = row[first + 0].as<std::string>();
-  m.conversation_id = row[first + 1].as<std::string>();
-  m.seq = row[first + 2].as<int64_t>();
+  m.id = column.String();
+  m.conversation_id = column.String();
+  m.seq = column.As<int64_t>();
   // The table's CHECK constraints allow only the values the enums name.
-  m.role = ParseRole(row[first + 3].as<std::string>()).value_or(Role::kUser);
-  m.content = row[first + 4].as<std::string>();
-  m.status = ParseStatus(row[first + 5].as<std::string>())
-                 .value_or(MessageStatus::kComplete);
-  m.model = row[first + 6].as<std::string>();
-  m.metadata =
-      MetadataFromJson(row[first + 7].as<std::string>()).value_or(Metadata{});
-  m.created_at = FromPgMicros(row[first + 8].as<int64_t>());
-  m.updated_at = FromPgMicros(row[first + 9].as<int64_t>());
-  m.parent_id = row[first + 10].as<std::string>();
-  m.sibling_index = row[first + 11].as<int>();
-  m.sibling_count = row[first + 12].as<int>();
+  m.role = ParseRole(column.Text()).value_or(Role::kUser);
+  m.content = column.String();
+  m.status = ParseStatus(column.Text()).value_or(MessageStatus::kComplete);
+  m.model = column.String();
+  m.metadata = MetadataFromJson(column.Text()).value_or(Metadata{});
+  m.created_at = FromPgMicros(column.As<int64_t>());
+  m.updated_at = FromPgMicros(column.As<int64_t>());
+  m.parent_id = column.String();
+  m.sibling_index = column.As<int>();
+  m.sibling_count = column.As<int>();
   return m;
 }
 
