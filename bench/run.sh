@@ -8,7 +8,9 @@
 #      in bench/tool/go.mod), protoc (Debian, a build dependency).
 #   2. A stack of its own: a private PostgreSQL cluster in a temp dir
 #      (scripts/postgres.sh), chat-migrate, the three services (message with
-#      PROVIDER=echo and DB_POOL_SIZE=concurrency) and the gateway, on free
+#      PROVIDER=echo and DB_POOL_SIZE=concurrency; auth with access tokens of
+#      4 hours: the one token of the run outlives a full run, which takes
+#      longer than the default 15 minutes) and the gateway, on free
 #      ports. One user, $BENCH_APPEND_CONVS conversations for appends, one
 #      conversation seeded with $BENCH_MESSAGES messages by SQL (one branch:
 #      each message the child of the one before, all of it active) and a
@@ -289,7 +291,7 @@ start_stack() {
   say "starting the services and the gateway"
   start auth "$BUILD_DIR/services/auth/chat-auth" \
     DATABASE_URL="$(role_url chat_auth)" GRPC_LISTEN="127.0.0.1:$AUTH_PORT" \
-    AUTH_SIGNING_KEY_FILE="$WORK/signing.pem"
+    AUTH_SIGNING_KEY_FILE="$WORK/signing.pem" ACCESS_TOKEN_TTL=4h
   start conversation "$BUILD_DIR/services/conversation/chat-conversation" \
     DATABASE_URL="$(role_url chat_conversation)" GRPC_LISTEN="127.0.0.1:$CONV_PORT" \
     AUTH_ADDR="127.0.0.1:$AUTH_PORT"
