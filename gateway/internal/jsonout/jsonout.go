@@ -31,6 +31,7 @@
 package jsonout
 
 import (
+	"cmp"
 	"encoding/base64"
 	"errors"
 	"reflect"
@@ -242,39 +243,19 @@ func appendStringMap(b []byte, mp map[string]string) ([]byte, error) {
 func compareKeys(kind protoreflect.Kind, x, y protoreflect.MapKey) int {
 	switch kind {
 	case protoreflect.BoolKind:
-		xb, yb := x.Bool(), y.Bool()
-		switch {
-		case xb == yb:
-			return 0
-		case !xb:
-			return -1
-		}
-		return 1
+		return cmp.Compare(boolRank(x.Bool()), boolRank(y.Bool()))
 	case protoreflect.StringKind:
-		xs, ys := x.String(), y.String()
-		switch {
-		case xs < ys:
-			return -1
-		case xs > ys:
-			return 1
-		}
-		return 0
+		return cmp.Compare(x.String(), y.String())
 	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind,
 		protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
-		xu, yu := x.Uint(), y.Uint()
-		switch {
-		case xu < yu:
-			return -1
-		case xu > yu:
-			return 1
-		}
-		return 0
+		return cmp.Compare(x.Uint(), y.Uint())
 	}
-	xi, yi := x.Int(), y.Int()
-	switch {
-	case xi < yi:
-		return -1
-	case xi > yi:
+	return cmp.Compare(x.Int(), y.Int())
+}
+
+// boolRank orders false before true.
+func boolRank(v bool) int {
+	if v {
 		return 1
 	}
 	return 0
