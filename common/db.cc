@@ -19,6 +19,13 @@ constexpr char kSetUserSql[] =
     "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1::uuid) "
     "FROM set_config('app.user_id', $1, true)";
 
+// ReadRows' twin of kSetUser: the setting is made only for an account that
+// exists, in the same implicit transaction as the statement that follows.
+constexpr char kSetUserIfExists[] = "db_set_user_if_exists";
+constexpr char kSetUserIfExistsSql[] =
+    "SELECT set_config('app.user_id', $1, true) FROM users "
+    "WHERE id = $1::uuid";
+
 absl::Status AccountGone() {
   return absl::UnauthenticatedError("the account no longer exists");
 }
@@ -73,6 +80,7 @@ absl::StatusOr<std::unique_ptr<pqxx::connection>> DbPool::Connect() {
       }
     }
     conn->prepare(kSetUser, kSetUserSql);
+    conn->prepare(kSetUserIfExists, kSetUserIfExistsSql);
     for (const PreparedStatement& statement : options_.statements) {
       conn->prepare(statement.name, statement.sql);
     }
@@ -183,6 +191,69 @@ absl::Status DbPool::Transact(absl::string_view user_id, const Body& body) {
         return AccountGone();
       }
       if (committing || !IsRetryable(e)) return last;
+    }
+  }
+  return last;
+}
+
+absl::StatusOr<std::string> DbPool::QuotedList(
+    pqxx::connection_base& conn,
+    const std::vector<std::optional<std::string>>& values) {
+  std::string list;
+  for (const std::optional<std::string>& value : values) {
+    if (!list.empty()) list += ", ";
+    if (!value) {
+      list += "NULL";
+    } else if (value->find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError("text must not contain NUL bytes");
+    } else {
+      list += conn.quote(*value);
+    }
+  }
+  return list;
+}
+
+absl::StatusOr<std::optional<pqxx::result>> DbPool::ReadRowsWith(
+    absl::string_view user_id, const char* statement,
+    const Arguments& arguments) {
+  if (!IsUuid(user_id)) return AccountGone();
+  absl::Status last =
+      absl::UnavailableError("database unavailable, retry later");
+  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    absl::StatusOr<std::unique_ptr<pqxx::connection>> conn = Acquire();
+    if (!conn.ok()) return conn.status();
+    try {
+      absl::StatusOr<std::string> list = arguments(**conn);
+      if (!list.ok()) {
+        Release(*std::move(conn));
+        return list.status();
+      }
+      // EXECUTE finds a statement only once the server has it: libpqxx 6
+      // prepares on first use.
+      (*conn)->prepare_now(kSetUserIfExists);
+      (*conn)->prepare_now(statement);
+      pqxx::result rows;
+      {
+        // No BEGIN: one Query message of several statements is one
+        // transaction, which a failure rolls back whole, leaving the
+        // session idle.
+        pqxx::nontransaction session(**conn);
+        rows = session.exec(absl::StrCat("EXECUTE ", kSetUserIfExists, "(",
+                                         (*conn)->quote(std::string(user_id)),
+                                         "); EXECUTE ", statement, "(", *list,
+                                         ")"));
+      }
+      Release(*std::move(conn));
+      if (rows.empty()) return std::nullopt;
+      return rows;
+    } catch (const std::exception& e) {
+      const bool broken =
+          dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr;
+      if (broken) (*conn).reset();
+      Release(*std::move(conn));
+      if (broken) DiscardIdle();
+      last = StatusFromDbError(e);
+      if (!IsRetryable(e)) return last;
     }
   }
   return last;

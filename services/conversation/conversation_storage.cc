@@ -26,6 +26,8 @@ constexpr char kGetSql[] =
 
 // Listing order: pinned first, then most recent activity; the id breaks
 // ties. The row comparison continues after the previous page's last row.
+// ORDER BY names conversations.id: a bare id would be the output column, the
+// id's text, which the index cannot give in order (the plan would sort).
 constexpr char kList[] = "conversation_list";
 constexpr char kListSql[] =
     "SELECT " CONVERSATION_COLUMNS
@@ -34,7 +36,7 @@ constexpr char kListSql[] =
     "AND ($3 = '' OR strpos(lower(title), lower($3)) > 0) "
     "AND ($4::boolean IS NULL OR (pinned, updated_at, id) < "
     "     ($4::boolean, $5::timestamptz, $6::uuid)) "
-    "ORDER BY pinned DESC, updated_at DESC, id DESC LIMIT $7";
+    "ORDER BY pinned DESC, updated_at DESC, conversations.id DESC LIMIT $7";
 
 constexpr char kUpdate[] = "conversation_update";
 constexpr char kUpdateSql[] =
@@ -150,6 +152,17 @@ absl::StatusOr<std::vector<ConversationRecord>> ConversationStorage::List(
     pinned = after->pinned;
     updated_at = PgTime(FromPgMicros(after->updated_at_micros));
     id = after->id;
+  }
+  // Most pages have rows: one round trip. An empty one asks again in a
+  // transaction, which tells "none" from an account that is gone.
+  ASSIGN_OR_RETURN(std::optional<pqxx::result> rows,
+                   pool_->ReadRows(user_id, kList, user_id, archived, query,
+                                   pinned, updated_at, id, limit));
+  if (rows) {
+    std::vector<ConversationRecord> page;
+    page.reserve(rows->size());
+    for (const pqxx::row& row : *rows) page.push_back(FromRow(row));
+    return page;
   }
   return pool_->Transact<std::vector<ConversationRecord>>(
       user_id,

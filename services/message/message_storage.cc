@@ -451,6 +451,17 @@ absl::StatusOr<std::vector<MessageRecord>> MessageStorage::List(
           : (descending ? kListDescending : kListAscending);
   const int64_t from =
       after.value_or(descending ? std::numeric_limits<int64_t>::max() : 0);
+  // Most pages have rows: one round trip. An empty one asks again in a
+  // transaction that tells an empty page from a missing conversation.
+  ASSIGN_OR_RETURN(std::optional<pqxx::result> rows,
+                   pool_->ReadRows(user_id, statement, user_id, conversation_id,
+                                   from, limit, content_budget));
+  if (rows) {
+    std::vector<MessageRecord> page;
+    page.reserve(rows->size());
+    for (const pqxx::row& row : *rows) page.push_back(MessageFromRow(row));
+    return page;
+  }
   return pool_->Transact<std::vector<MessageRecord>>(
       user_id,
       [&](pqxx::work& tx) -> absl::StatusOr<std::vector<MessageRecord>> {

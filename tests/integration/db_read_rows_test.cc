@@ -1,0 +1,241 @@
+// DbPool::ReadRows, the one-round-trip read of the listings, against a real
+// PostgreSQL: it shows only the caller's rows, says nothing (nullopt) for an
+// account that does not exist, carries its arguments as values whatever
+// their text, leaves no setting and no transaction behind on the connection,
+// and keeps all of that with many threads sharing a small pool. Also built
+// under TSan and ASan by `make test-sanitize`.
+
+#include <atomic>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/db.h"
+#include "gtest/gtest.h"
+#include "pqxx/pqxx"
+#include "tests/integration/test_database.h"
+
+namespace chat {
+namespace {
+
+using ::chat::testing::TestDatabase;
+
+constexpr char kRole[] = "chat_conversation";
+constexpr char kAlice[] = "0190f3a0-0000-7000-8000-00000000001a";
+constexpr char kBob[] = "0190f3a0-0000-7000-8000-00000000001b";
+constexpr char kNobody[] = "0190f3a0-0000-7000-8000-00000000001f";
+constexpr int kAliceChats = 3;
+constexpr int kBobChats = 2;
+
+// A statement that forgets to filter by owner: only row-level security
+// keeps other users' rows out.
+constexpr char kTitles[] = "read_titles";
+constexpr char kTitlesSql[] =
+    "SELECT title FROM conversations WHERE title <> $1 ORDER BY title";
+// Echoes its arguments back, once per visible conversation.
+constexpr char kEcho[] = "read_echo";
+constexpr char kEchoSql[] =
+    "SELECT $1::text, $2::bigint, $3::boolean, $4::text IS NULL "
+    "FROM conversations LIMIT 1";
+// Fails when $1 is 0: a statement error on the read path.
+constexpr char kDivide[] = "read_divide";
+constexpr char kDivideSql[] =
+    "SELECT 1 / $1::int FROM conversations LIMIT 1";
+
+class DbReadRowsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!TestDatabase::Configured())
+      GTEST_SKIP() << "TEST_DATABASE_URL is unset";
+    absl::StatusOr<std::unique_ptr<TestDatabase>> db = TestDatabase::Create();
+    ASSERT_TRUE(db.ok()) << db.status();
+    db_ = *std::move(db);
+    pqxx::connection admin(db_->admin_url());
+    pqxx::work tx(admin);
+    for (const auto& [user, chats] :
+         {std::pair{kAlice, kAliceChats}, {kBob, kBobChats}}) {
+      tx.exec_params0(
+          "INSERT INTO users (id, username, email, password_hash, created_at, "
+          "updated_at) VALUES ($1::uuid, $1::text, $1::text || "
+          "'@example.com', 'x', now(), now())",
+          std::string(user));
+      tx.exec_params0(
+          "INSERT INTO conversations (user_id, id, title, untitled, "
+          "created_at, updated_at) SELECT $1::uuid, gen_random_uuid(), "
+          "$1::text || '-' || g, false, now(), now() "
+          "FROM generate_series(1, $2) g",
+          std::string(user), chats);
+    }
+    tx.commit();
+  }
+
+  std::unique_ptr<DbPool> Pool(int size) {
+    return DbPool::Create({.url = db_->RoleUrl(kRole),
+                           .size = size,
+                           // Generous: under TSan a round trip is slow.
+                           .acquire_timeout = absl::Seconds(60),
+                           .statements = {{kTitles, kTitlesSql},
+                                          {kEcho, kEchoSql},
+                                          {kDivide, kDivideSql}}});
+  }
+
+  int Count(const std::string& sql) {
+    pqxx::connection admin(db_->admin_url());
+    pqxx::nontransaction tx(admin);
+    return tx.exec1(sql)[0].as<int>();
+  }
+
+  std::unique_ptr<TestDatabase> db_;
+};
+
+std::vector<std::string> Titles(const pqxx::result& rows) {
+  std::vector<std::string> titles;
+  for (const pqxx::row& row : rows) titles.push_back(row[0].as<std::string>());
+  return titles;
+}
+
+TEST_F(DbReadRowsTest, ShowsOnlyTheCallersRows) {
+  std::unique_ptr<DbPool> pool = Pool(1);
+  absl::StatusOr<std::optional<pqxx::result>> alice =
+      pool->ReadRows(kAlice, kTitles, std::string(""));
+  ASSERT_TRUE(alice.ok()) << alice.status();
+  ASSERT_TRUE(alice->has_value());
+  EXPECT_EQ(Titles(**alice),
+            (std::vector<std::string>{absl::StrCat(kAlice, "-1"),
+                                      absl::StrCat(kAlice, "-2"),
+                                      absl::StrCat(kAlice, "-3")}));
+  absl::StatusOr<std::optional<pqxx::result>> bob =
+      pool->ReadRows(kBob, kTitles, std::string(""));
+  ASSERT_TRUE(bob.ok()) << bob.status();
+  ASSERT_TRUE(bob->has_value());
+  EXPECT_EQ((*bob)->size(), kBobChats);
+}
+
+// Rows prove the account; without one there are none, and an empty answer
+// is nullopt, for the caller to ask again in a transaction.
+TEST_F(DbReadRowsTest, AnAccountThatDoesNotExistReadsNothing) {
+  std::unique_ptr<DbPool> pool = Pool(1);
+  absl::StatusOr<std::optional<pqxx::result>> rows =
+      pool->ReadRows(kNobody, kTitles, std::string(""));
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  EXPECT_FALSE(rows->has_value());
+  // Rows the filter leaves out: also nullopt, not an empty result.
+  rows = pool->ReadRows(kBob, kTitles, std::string(kBob) + "-1");
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_TRUE(rows->has_value());
+  EXPECT_EQ((*rows)->size(), kBobChats - 1);
+  EXPECT_EQ(pool->ReadRows("not-a-uuid", kTitles, std::string("")).status().code(),
+            absl::StatusCode::kUnauthenticated);
+}
+
+TEST_F(DbReadRowsTest, ArgumentsAreValuesWhateverTheirText) {
+  std::unique_ptr<DbPool> pool = Pool(1);
+  for (const std::string text :
+       {std::string("x'); DELETE FROM conversations; --"),
+        std::string("back\\slash \\' and ''quotes'' and $1 and ; "),
+        std::string("\xE2\x80\x9Cunicode\xE2\x80\x9D \xF0\x9F\x92\xAC"),
+        std::string("")}) {
+    absl::StatusOr<std::optional<pqxx::result>> rows = pool->ReadRows(
+        kAlice, kEcho, text, int64_t{-9007199254740993}, true,
+        std::optional<std::string>());
+    ASSERT_TRUE(rows.ok()) << rows.status();
+    ASSERT_TRUE(rows->has_value());
+    const pqxx::row row = (**rows)[0];
+    EXPECT_EQ(row[0].as<std::string>(), text);
+    EXPECT_EQ(row[1].as<int64_t>(), -9007199254740993);
+    EXPECT_TRUE(row[2].as<bool>());
+    EXPECT_TRUE(row[3].as<bool>());  // nullopt went as NULL
+  }
+  EXPECT_EQ(Count("SELECT count(*) FROM conversations"),
+            kAliceChats + kBobChats);
+  // No literal can carry a NUL byte: refused before anything is sent.
+  EXPECT_EQ(pool->ReadRows(kAlice, kEcho, std::string("a\0b", 3), int64_t{1},
+                           true, std::optional<std::string>("x"))
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// The account's setting lives in the read's implicit transaction only, and a
+// failed read leaves the session idle: the next call on the one connection
+// sees no user and runs normally.
+TEST_F(DbReadRowsTest, LeavesNoSettingAndNoTransactionBehind) {
+  std::unique_ptr<DbPool> pool = Pool(1);
+  ASSERT_TRUE(pool->ReadRows(kAlice, kTitles, std::string("")).ok());
+  absl::StatusOr<int> seen = pool->Transact<int>(
+      "", [](pqxx::work& tx) -> absl::StatusOr<int> {
+        return tx.exec1("SELECT count(*) FROM conversations")[0].as<int>();
+      });
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  EXPECT_EQ(*seen, 0);
+
+  absl::Status failed = pool->ReadRows(kAlice, kDivide, 0).status();
+  EXPECT_FALSE(failed.ok());
+  absl::StatusOr<std::optional<pqxx::result>> after =
+      pool->ReadRows(kAlice, kDivide, 1);
+  ASSERT_TRUE(after.ok()) << after.status();
+  ASSERT_TRUE(after->has_value());
+  EXPECT_EQ((**after)[0][0].as<int>(), 1);
+  EXPECT_TRUE(pool->Ping().ok());
+}
+
+// Many threads, a pool of two: every read sees exactly its caller's rows,
+// whichever connection served the call before (another user, a failed
+// statement, an account that does not exist, a transaction).
+TEST_F(DbReadRowsTest, ParallelReadsOfDifferentUsersNeverMix) {
+  constexpr int kThreads = 8;
+  constexpr int kRounds = 60;
+  std::unique_ptr<DbPool> pool = Pool(2);
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> workers;
+  for (int w = 0; w < kThreads; ++w) {
+    workers.emplace_back([&, w] {
+      for (int round = 0; round < kRounds; ++round) {
+        switch ((w + round) % 5) {
+          case 0:
+          case 1: {
+            const bool alice = (w + round) % 5 == 0;
+            absl::StatusOr<std::optional<pqxx::result>> rows = pool->ReadRows(
+                alice ? kAlice : kBob, kTitles, std::string(""));
+            const size_t expected = alice ? kAliceChats : kBobChats;
+            if (!rows.ok() || !rows->has_value() ||
+                (*rows)->size() != expected) {
+              ++wrong;
+            }
+            break;
+          }
+          case 2: {
+            absl::StatusOr<std::optional<pqxx::result>> rows =
+                pool->ReadRows(kNobody, kTitles, std::string(""));
+            if (!rows.ok() || rows->has_value()) ++wrong;
+            break;
+          }
+          case 3:
+            if (pool->ReadRows(kBob, kDivide, 0).ok()) ++wrong;
+            break;
+          case 4: {
+            absl::StatusOr<int> seen = pool->Transact<int>(
+                "", [](pqxx::work& tx) -> absl::StatusOr<int> {
+                  return tx.exec1("SELECT count(*) FROM conversations")[0]
+                      .as<int>();
+                });
+            if (!seen.ok() || *seen != 0) ++wrong;
+            break;
+          }
+        }
+      }
+    });
+  }
+  for (std::thread& worker : workers) worker.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(Count(absl::StrCat(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = '",
+                kRole, "' AND state LIKE 'idle in transaction%'")),
+            0);
+}
+
+}  // namespace
+}  // namespace chat
