@@ -24,7 +24,9 @@
 #      for the first page of 50 of the big conversation and for the page after
 #      message $BENCH_DEEP_SEQ; the first page of 50 of the user's
 #      conversations (ListConversations, and the conversation service's
-#      SQL in pgbench as role chat_conversation).
+#      SQL in pgbench as role chat_conversation). The listings' pgbench
+#      twins read as the services do, in one round trip: the account's
+#      setting and the statement in one pipeline (DbPool::ReadRows).
 #   4. Conversation trees: both seeded conversations get side branches (every
 #      $BENCH_BRANCH_EVERY-th message of the active branch two older,
 #      inactive versions); the two pages again, now of the active branch of

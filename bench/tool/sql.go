@@ -75,23 +75,33 @@ var (
 // holds it), then its own.
 func addMacros(file, text string, macros map[string]string, seen map[string]bool) {
 	for _, m := range includeRe.FindAllStringSubmatch(text, -1) {
-		for dir := filepath.Dir(file); ; dir = filepath.Dir(dir) {
-			header := filepath.Join(dir, m[1])
-			if data, err := os.ReadFile(header); err == nil {
-				if !seen[header] {
-					seen[header] = true
-					addMacros(header, string(data), macros, seen)
-				}
-				break
-			}
-			if dir == filepath.Dir(dir) {
-				break
-			}
+		header, ok := findUp(file, m[1])
+		if !ok || seen[header] {
+			continue
+		}
+		seen[header] = true
+		if data, err := os.ReadFile(header); err == nil {
+			addMacros(header, string(data), macros, seen)
 		}
 	}
 	for _, m := range defineRe.FindAllStringSubmatch(text, -1) {
 		if v, err := cppStrings(m[2]+";", macros); err == nil {
 			macros[m[1]] = v
+		}
+	}
+}
+
+// findUp returns the path of rel (a path from the repository root, such as
+// "common/db.cc") as seen from file: in the first directory above file that
+// holds it.
+func findUp(file, rel string) (string, bool) {
+	for dir := filepath.Dir(file); ; dir = filepath.Dir(dir) {
+		path := filepath.Join(dir, rel)
+		if _, err := os.Stat(path); err == nil {
+			return path, true
+		}
+		if dir == filepath.Dir(dir) {
+			return "", false
 		}
 	}
 }
@@ -167,7 +177,11 @@ const setUserSQL = "SELECT EXISTS (SELECT 1 FROM users WHERE id = :user::uuid) F
 
 // pgscript writes a pgbench script that runs, as one transaction, exactly
 // what a service runs for one operation: BEGIN; set_config; the statements
-// of the service's storage code; COMMIT.
+// of the service's storage code; COMMIT. The listings read in one round
+// trip (common/db.cc, DbPool::ReadRows): kSetUserIfExistsSql and the
+// statement in one pipeline, one implicit transaction, as the services send
+// them in one Query message (pgbench's pipeline is the cheaper twin: no
+// EXECUTE to parse).
 //
 // Append (-src services/message/message_storage.cc, kAppendSql): pgbench
 // variables cannot hold a fresh uuid, so the new message id ($3) is
@@ -235,7 +249,9 @@ func cmdPgScript(args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(&script, "BEGIN;\n%s\n%s;\nCOMMIT;\n", setUserSQL, bound)
+		if err := writeOneTripRead(&script, *src, bound); err != nil {
+			return err
+		}
 	case "convlist":
 		sql, err := extractSQL(*src, "kListSql")
 		if err != nil {
@@ -250,7 +266,9 @@ func cmdPgScript(args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(&script, "BEGIN;\n%s\n%s;\nCOMMIT;\n", setUserSQL, bound)
+		if err := writeOneTripRead(&script, *src, bound); err != nil {
+			return err
+		}
 	case "switch":
 		update, err := extractSQL(*src, "kUpdateSql")
 		if err != nil {
@@ -280,6 +298,25 @@ func cmdPgScript(args []string) error {
 		return fmt.Errorf("-kind must be append, list, convlist or switch")
 	}
 	return os.WriteFile(*out, []byte(script.String()), 0o644)
+}
+
+// writeOneTripRead writes the pipeline of DbPool::ReadRows around a bound
+// statement; src locates common/db.cc.
+func writeOneTripRead(script *strings.Builder, src, statement string) error {
+	db, ok := findUp(src, "common/db.cc")
+	if !ok {
+		return fmt.Errorf("no common/db.cc above %s", src)
+	}
+	setUser, err := extractSQL(db, "kSetUserIfExistsSql")
+	if err != nil {
+		return err
+	}
+	setUser, err = bindParams(setUser, map[int]string{1: ":user"})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(script, "\\startpipeline\n%s;\n%s;\n\\endpipeline\n", setUser, statement)
+	return nil
 }
 
 // ghzdata writes the call data of a ghz run: a JSON array that ghz sends
