@@ -195,9 +195,9 @@ const setUserSQL = "SELECT EXISTS (SELECT 1 FROM users WHERE id = :user::uuid) F
 //
 // List (kListAscendingSql): a page of the active branch after :after.
 //
-// Convlist (-src services/conversation/conversation_storage.cc, kListSql):
-// the first page of ListConversations, :lim rows (the page size and one
-// more, as the service asks).
+// Convlist (-src services/conversation/conversation_storage.cc,
+// kListFirstSql): the first page of ListConversations, :lim rows (the page
+// size and one more, as the service asks).
 //
 // Switch (-src services/conversation/conversation_storage.cc): what
 // UpdateConversation runs for update_mask "active_message_id": kUpdateSql
@@ -253,16 +253,13 @@ func cmdPgScript(args []string) error {
 			return err
 		}
 	case "convlist":
-		sql, err := extractSQL(*src, "kListSql")
+		sql, err := extractSQL(*src, "kListFirstSql")
 		if err != nil {
 			return err
 		}
 		// The first page of the user's conversations that are not archived,
-		// without a title filter: the parameters of the page position are
-		// NULL literals (pgbench variables cannot be NULL).
-		bound, err := bindParams(sql, map[int]string{
-			1: ":user", 2: "false", 3: "''", 4: "NULL", 5: "NULL", 6: "NULL", 7: ":lim",
-		})
+		// without a title filter.
+		bound, err := bindParams(sql, map[int]string{1: ":user", 2: "false", 3: ":lim"})
 		if err != nil {
 			return err
 		}

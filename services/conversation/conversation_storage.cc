@@ -25,18 +25,34 @@ constexpr char kGetSql[] =
     " FROM conversations WHERE user_id = $1::uuid AND id = $2::uuid";
 
 // Listing order: pinned first, then most recent activity; the id breaks
-// ties. The row comparison continues after the previous page's last row.
-// ORDER BY names conversations.id: a bare id would be the output column, the
-// id's text, which the index cannot give in order (the plan would sort).
-constexpr char kList[] = "conversation_list";
-constexpr char kListSql[] =
-    "SELECT " CONVERSATION_COLUMNS
-    " FROM conversations "
-    "WHERE user_id = $1::uuid AND archived = $2 "
-    "AND ($3 = '' OR strpos(lower(title), lower($3)) > 0) "
-    "AND ($4::boolean IS NULL OR (pinned, updated_at, id) < "
-    "     ($4::boolean, $5::timestamptz, $6::uuid)) "
-    "ORDER BY pinned DESC, updated_at DESC, conversations.id DESC LIMIT $7";
+// ties. A page after another continues after its last row (the row
+// comparison). One statement for each combination of a title filter and a
+// page position, each with a plan of its own: as optional clauses of one
+// statement (`$n IS NULL OR ...`), PostgreSQL's generic plan could not tell
+// how many rows a page reads, and sorted all of the user's conversations
+// instead of reading the first page from the index. ORDER BY names
+// conversations.id: a bare id would be the output column, the id's text,
+// which the index does not give in order.
+#define LIST_SELECT              \
+  "SELECT " CONVERSATION_COLUMNS \
+  " FROM conversations "         \
+  "WHERE user_id = $1::uuid AND archived = $2 "
+#define LIST_ORDER \
+  "ORDER BY pinned DESC, updated_at DESC, conversations.id DESC LIMIT $3"
+constexpr char kListFirst[] = "conversation_list_first";
+constexpr char kListFirstSql[] = LIST_SELECT LIST_ORDER;
+constexpr char kListFirstTitled[] = "conversation_list_first_titled";
+constexpr char kListFirstTitledSql[] =
+    LIST_SELECT "AND strpos(lower(title), lower($4::text)) > 0 " LIST_ORDER;
+constexpr char kListAfter[] = "conversation_list_after";
+constexpr char kListAfterSql[] = LIST_SELECT
+    "AND (pinned, updated_at, id) < ($4::boolean, $5::timestamptz, "
+    "$6::uuid) " LIST_ORDER;
+constexpr char kListAfterTitled[] = "conversation_list_after_titled";
+constexpr char kListAfterTitledSql[] = LIST_SELECT
+    "AND strpos(lower(title), lower($4::text)) > 0 "
+    "AND (pinned, updated_at, id) < ($5::boolean, $6::timestamptz, "
+    "$7::uuid) " LIST_ORDER;
 
 constexpr char kUpdate[] = "conversation_update";
 constexpr char kUpdateSql[] =
@@ -100,7 +116,10 @@ std::vector<PreparedStatement> ConversationStorage::Statements() {
       {
           {kInsert, kInsertSql},
           {kGet, kGetSql},
-          {kList, kListSql},
+          {kListFirst, kListFirstSql},
+          {kListFirstTitled, kListFirstTitledSql},
+          {kListAfter, kListAfterSql},
+          {kListAfterTitled, kListAfterTitledSql},
           {kUpdate, kUpdateSql},
           {kActivateBranch, kActivateBranchSql},
           {kDelete, kDeleteSql},
@@ -146,34 +165,35 @@ absl::StatusOr<ConversationRecord> ConversationStorage::Get(
 absl::StatusOr<std::vector<ConversationRecord>> ConversationStorage::List(
     const std::string& user_id, bool archived, const std::string& query,
     const std::optional<ListPosition>& after, int limit) {
-  std::optional<bool> pinned;
-  std::optional<std::string> updated_at, id;
-  if (after) {
-    pinned = after->pinned;
-    updated_at = PgTime(FromPgMicros(after->updated_at_micros));
-    id = after->id;
-  }
   // Most pages have rows: one round trip. An empty one asks again in a
   // transaction, which tells "none" from an account that is gone.
-  ASSIGN_OR_RETURN(std::optional<pqxx::result> rows,
-                   pool_->ReadRows(user_id, kList, user_id, archived, query,
-                                   pinned, updated_at, id, limit));
-  if (rows) {
+  auto read = [&](const char* statement, const auto&... filters)
+      -> absl::StatusOr<std::vector<ConversationRecord>> {
+    ASSIGN_OR_RETURN(std::optional<pqxx::result> rows,
+                     pool_->ReadRows(user_id, statement, user_id, archived,
+                                     limit, filters...));
+    if (!rows) {
+      ASSIGN_OR_RETURN(
+          rows, pool_->Transact<std::optional<pqxx::result>>(
+                    user_id,
+                    [&](pqxx::work& tx)
+                        -> absl::StatusOr<std::optional<pqxx::result>> {
+                      return tx.exec_prepared(statement, user_id, archived,
+                                              limit, filters...);
+                    }));
+    }
     std::vector<ConversationRecord> page;
     page.reserve(rows->size());
     for (const pqxx::row& row : *rows) page.push_back(FromRow(row));
     return page;
+  };
+  if (!after) {
+    return query.empty() ? read(kListFirst) : read(kListFirstTitled, query);
   }
-  return pool_->Transact<std::vector<ConversationRecord>>(
-      user_id,
-      [&](pqxx::work& tx) -> absl::StatusOr<std::vector<ConversationRecord>> {
-        const pqxx::result rows = tx.exec_prepared(
-            kList, user_id, archived, query, pinned, updated_at, id, limit);
-        std::vector<ConversationRecord> page;
-        page.reserve(rows.size());
-        for (const pqxx::row& row : rows) page.push_back(FromRow(row));
-        return page;
-      });
+  const std::string updated_at = PgTime(FromPgMicros(after->updated_at_micros));
+  return query.empty() ? read(kListAfter, after->pinned, updated_at, after->id)
+                       : read(kListAfterTitled, query, after->pinned,
+                              updated_at, after->id);
 }
 
 absl::StatusOr<ConversationRecord> ConversationStorage::Update(
