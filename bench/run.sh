@@ -91,8 +91,8 @@
 # BENCH_ONLY=reads (steps 2 and 3 and the conversation listing alone: the
 # appends, the listings of messages and of conversations; no branch
 # switches, search, chat or transfers),
-# BENCH_PERF=1 (perf record -a during the gRPC and REST runs, and the
-# gateway's pprof CPU profile during the REST runs; reports in the temp
+# BENCH_PERF=1 (perf record -a during the gRPC, REST and pgbench runs, and
+# the gateway's pprof CPU profile during the REST runs; reports in the temp
 # dir; needs perf), PG_BIN. The message service of step 5 gets
 # MAX_STREAMS_PER_USER = the larger of BENCH_STREAMS and
 # BENCH_TTFB_BACKGROUND, plus 10, and PROVIDER_TIMEOUT and
@@ -500,7 +500,8 @@ ghz_load() { # PREFIX LABEL SERVICE.METHOD CONCURRENCY (data flags...)
 # BENCH_PERF=1: perf_begin PREFIX starts `perf record -a` for the length of
 # a measurement (and, for a REST one, a CPU profile of the gateway from its
 # pprof listener); perf_end PREFIX SERVER... writes what they say, by
-# process and, for each SERVER (a name in PIDS), by symbol, to
+# process, PostgreSQL's by symbol, and, for each SERVER (a name in PIDS), by
+# symbol, to
 # $WORK/out/PREFIX.perf.txt (and PREFIX.pprof.txt).
 PERF_PID=
 PPROF_PID=
@@ -523,6 +524,9 @@ perf_end() {
     echo "== the machine, by process"
     perf report -q -i "$WORK/out/$prefix.perf" --stdio --no-children --sort comm -g none \
       --percent-limit 1 2>/dev/null
+    echo "== postgres (every backend), by symbol, % of its own samples"
+    perf report -q -i "$WORK/out/$prefix.perf" --stdio --no-children --sort sym -g none \
+      --comm postgres --percentage relative --percent-limit 0.5 2>/dev/null
     for name in "$@"; do
       echo "== chat-$name (pid ${PIDS[$name]}), by library, % of its own samples"
       perf report -q -i "$WORK/out/$prefix.perf" --stdio --no-children --sort dso -g none \
@@ -595,8 +599,10 @@ pgbench_load() { # PREFIX LABEL SCRIPT ROLE CONCURRENCY (pgbench -D flags...)
     PGPASSWORD=$ROLE_PASSWORD "$PG_BIN/pgbench" "${common[@]}" -T "${LOAD_WARMUP:-$WARMUP}" "$DATABASE" \
       >"$WORK/out/$prefix.warmup" 2>&1 || die "pgbench warm-up failed: $(tail -n 5 "$WORK/out/$prefix.warmup")"
   fi
+  perf_begin "$prefix"
   PGPASSWORD=$ROLE_PASSWORD measure "$prefix" "$PG_BIN/pgbench" "${common[@]}" -T "${LOAD_DURATION:-$DURATION}" \
     --log --log-prefix="$WORK/out/$prefix.log" "$DATABASE" >"$WORK/out/$prefix.txt" 2>&1
+  perf_end "$prefix"
   "$BT" pgsum -stdout "$WORK/out/$prefix.txt" -logs "$WORK/out/$prefix.log" -rc "$RC" \
     -results "$RESULTS" -prefix "$prefix"
 }
