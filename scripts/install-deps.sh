@@ -12,6 +12,8 @@ readonly PACKAGES=(
   # libcurl4-openssl-dev: its libcurl4 (7.88.1) has HTTP/2 through
   # libnghttp2-14, a hard dependency: https providers share connections.
   libabsl-dev libpqxx-dev libssl-dev libargon2-dev libcurl4-openssl-dev
+  # The services' allocator (CMakeLists.txt, chat_use_service_allocator).
+  libmimalloc-dev
   libgtest-dev libgmock-dev
   postgresql-15 postgresql-contrib
   openssl clang-format
