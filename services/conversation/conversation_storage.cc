@@ -30,15 +30,19 @@ constexpr char kGetSql[] =
 // page position, each with a plan of its own: as optional clauses of one
 // statement (`$n IS NULL OR ...`), PostgreSQL's generic plan could not tell
 // how many rows a page reads, and sorted all of the user's conversations
-// instead of reading the first page from the index. ORDER BY names
-// conversations.id: a bare id would be the output column, the id's text,
-// which the index does not give in order.
-#define LIST_SELECT              \
-  "SELECT " CONVERSATION_COLUMNS \
-  " FROM conversations "         \
+// instead of reading the first page from the index. The page is chosen in a
+// subquery and its columns made outside it: when PostgreSQL does sort (a
+// user with few conversations on scattered pages), it sorts the rows as
+// stored, not after making the text of every column of every row. The
+// ORDER BYs name the table's id column, not the output column `id` (its
+// text), which the index does not give in order.
+#define LIST_SELECT                     \
+  "SELECT " CONVERSATION_COLUMNS        \
+  " FROM (SELECT * FROM conversations " \
   "WHERE user_id = $1::uuid AND archived = $2 "
-#define LIST_ORDER \
-  "ORDER BY pinned DESC, updated_at DESC, conversations.id DESC LIMIT $3"
+#define LIST_ORDER                                              \
+  "ORDER BY pinned DESC, updated_at DESC, id DESC LIMIT $3) c " \
+  "ORDER BY pinned DESC, updated_at DESC, c.id DESC"
 constexpr char kListFirst[] = "conversation_list_first";
 constexpr char kListFirstSql[] = LIST_SELECT LIST_ORDER;
 constexpr char kListFirstTitled[] = "conversation_list_first_titled";
