@@ -456,28 +456,29 @@ absl::StatusOr<std::vector<MessageRecord>> MessageStorage::List(
   ASSIGN_OR_RETURN(std::optional<pqxx::result> rows,
                    pool_->ReadRows(user_id, statement, user_id, conversation_id,
                                    from, limit, content_budget));
-  if (rows) {
-    std::vector<MessageRecord> page;
-    page.reserve(rows->size());
-    for (const pqxx::row& row : *rows) page.push_back(MessageFromRow(row));
-    return page;
+  if (!rows) {
+    ASSIGN_OR_RETURN(
+        rows,
+        pool_->Transact<std::optional<pqxx::result>>(
+            user_id,
+            [&](pqxx::work& tx) -> absl::StatusOr<std::optional<pqxx::result>> {
+              pqxx::result rows =
+                  tx.exec_prepared(statement, user_id, conversation_id, from,
+                                   limit, content_budget);
+              // An empty page costs one more look: is there a conversation
+              // at all?
+              if (rows.empty() && tx.exec_prepared(kConversationExists, user_id,
+                                                   conversation_id)
+                                      .empty()) {
+                return ConversationNotFound();
+              }
+              return rows;
+            }));
   }
-  return pool_->Transact<std::vector<MessageRecord>>(
-      user_id,
-      [&](pqxx::work& tx) -> absl::StatusOr<std::vector<MessageRecord>> {
-        pqxx::result rows = tx.exec_prepared(
-            statement, user_id, conversation_id, from, limit, content_budget);
-        // An empty page costs one more look: is there a conversation at all?
-        if (rows.empty() &&
-            tx.exec_prepared(kConversationExists, user_id, conversation_id)
-                .empty()) {
-          return ConversationNotFound();
-        }
-        std::vector<MessageRecord> page;
-        page.reserve(rows.size());
-        for (const pqxx::row& row : rows) page.push_back(MessageFromRow(row));
-        return page;
-      });
+  std::vector<MessageRecord> page;
+  page.reserve(rows->size());
+  for (const pqxx::row& row : *rows) page.push_back(MessageFromRow(row));
+  return page;
 }
 
 absl::StatusOr<MessageRecord> MessageStorage::Update(
