@@ -49,8 +49,9 @@
 #      (SSE streams through the gateway): the RSS and threads of every
 #      process at idle, with all of them open and after the release; each
 #      must end with `done`. Then the time to the first delta again, while
-#      $BENCH_TTFB_BACKGROUND held replies are in progress (opened first,
-#      released after, each must end with `done`). Last,
+#      $BENCH_TTFB_BACKGROUND held replies of another account are in
+#      progress (opened first, released after, each must end with `done`).
+#      Last,
 #      $BENCH_RESUME_REQUESTS times, one at a time: a held reply, its first
 #      delta, and GET .../messages/{id}/stream with Last-Event-ID: 0, timed
 #      to the first replayed delta; then the reply is cancelled.
@@ -73,8 +74,10 @@
 # BENCH_SWITCH_DEPTH (10), BENCH_SWITCH_CONCURRENCY (1), BENCH_SWITCH_ROUNDS
 # (3), BENCH_SWITCH_ROUND_DURATION (4), BENCH_STREAMS (10000: replies in
 # progress at once), BENCH_TTFB_REQUESTS (200), BENCH_TTFB_BACKGROUND (1000:
-# replies in progress during the second time-to-first-delta run; 0 skips
-# it), BENCH_RESUME_REQUESTS (200; 0 skips them), BENCH_APPEND_CONVS (256),
+# replies in progress during the second time-to-first-delta run, of another
+# account than the measured replies'; 0 skips it), BENCH_TTFB_SAME_USER=1
+# (those background replies on the measured account instead: each measured
+# start then counts them, start_reply's per-user cap), BENCH_RESUME_REQUESTS (200; 0 skips them), BENCH_APPEND_CONVS (256),
 # BENCH_GHZ_CONNECTIONS (1), BENCH_PROVIDER_PROTO (h2: how the fake
 # provider of step 5 is spoken to: h2 is HTTP/2 over TLS with a certificate
 # made at the start, trusted by PROVIDER_CA_FILE; h1tls is HTTP/1.1 over
@@ -962,7 +965,8 @@ main() {
   if ((TTFB_BACKGROUND > 0)); then
     say "chat: time to first byte again, $TTFB_BACKGROUND held replies in progress meanwhile"
     "$BT" ttfb -base "$BASE" -token-file "$WORK/token" -provider "$provider_url" \
-      -n "$TTFB_REQUESTS" -background "$TTFB_BACKGROUND" -prefix ttfb_busy -results "$RESULTS" >&2
+      -n "$TTFB_REQUESTS" -background "$TTFB_BACKGROUND" -prefix ttfb_busy -results "$RESULTS" \
+      ${BENCH_TTFB_SAME_USER:+-background-same-user} >&2
     check_alive
   fi
   if ((RESUME_REQUESTS > 0)); then

@@ -184,10 +184,11 @@ func cmdReport(args []string) error {
 			}
 			row(busy+": through the stack", "REST SSE, sequential", busyOverhead,
 				get("ttfb_busy.delta.p50_ms"), get("ttfb_busy.delta.p99_ms"), errs("ttfb_busy"),
-				fmt.Sprintf("in progress meanwhile: %s of %s held (in %s s), %s still at the end; "+
+				fmt.Sprintf("in progress meanwhile: %s of %s held (in %s s, %s), %s still at the end; "+
 					"%s ended complete (done) after the release",
 					thousands(get("ttfb_busy.background.opened")), thousands(get("ttfb_busy.background.n")),
-					get("ttfb_busy.background.open_seconds"), thousands(get("ttfb_busy.background.live_after")),
+					get("ttfb_busy.background.open_seconds"), backgroundOwner(get("ttfb_busy.background.same_user")),
+					thousands(get("ttfb_busy.background.live_after")),
 					thousands(get("ttfb_busy.background.done"))))
 		}
 		if _, ok := r["resume.n"]; ok {
@@ -391,3 +392,11 @@ func thousands(s string) string {
 }
 
 var _ = os.Stdout
+
+// backgroundOwner says whose the background replies of ttfb were.
+func backgroundOwner(sameUser string) string {
+	if sameUser == "true" {
+		return "the measured user's own"
+	}
+	return "another user's"
+}

@@ -299,7 +299,13 @@ func releaseProvider(providerRoot string) error {
 // and to the first delta of the reply. With -background N it first opens N
 // held chat streams (as streams does) and measures while they are in
 // progress; then it releases them and counts each that does not end with
-// `done` as an error.
+// `done` as an error. The background streams belong to an account of their
+// own (registered here), so that the measured user starts each reply with
+// none of its own in progress, as under the default MAX_STREAMS_PER_USER
+// (4) every user does: 1,000 replies of one user would make each of the
+// measured starts count that user's 1,000 (start_reply's cap), a cost of
+// the bench's raised cap, not of the load. -background-same-user keeps
+// them on the measured user's account.
 func cmdTTFB(args []string) error {
 	fs := flag.NewFlagSet("ttfb", flag.ExitOnError)
 	flags := addChatFlags(fs, "ttfb")
@@ -308,6 +314,8 @@ func cmdTTFB(args []string) error {
 	background := fs.Int("background", 0, "held chat streams in progress during the measurement")
 	limit := fs.Duration("timeout", 0, "give up waiting for the background streams to open, "+
 		"and then to end, after this long each (0: 60 s + 50 ms a stream)")
+	sameUser := fs.Bool("background-same-user", false,
+		"open the background streams as the measured user")
 	fs.Parse(args)
 	base, provider := flags.base, flags.provider
 	token, providerRoot, err := flags.session()
@@ -327,11 +335,20 @@ func cmdTTFB(args []string) error {
 	wait := scaledTimeout(*limit, *background)
 	if *background > 0 {
 		raiseFileLimit(*background)
-		bgConvs, err := createConversations(*base, token, "bench ttfb background", *background)
+		bgToken := token
+		if !*sameUser {
+			acc, err := register(*base)
+			if err != nil {
+				return fmt.Errorf("the background streams' account: %w", err)
+			}
+			bgToken = acc.Token
+		}
+		kv["background.same_user"] = strconv.FormatBool(*sameUser)
+		bgConvs, err := createConversations(*base, bgToken, "bench ttfb background", *background)
 		if err != nil {
 			return err
 		}
-		bg = holdStreams(bgCtx, streamClient(*background), *base, token, bgConvs, "ttfb background")
+		bg = holdStreams(bgCtx, streamClient(*background), *base, bgToken, bgConvs, "ttfb background")
 		allOpen := waitFor(&bg.openWG, wait)
 		kv["background.n"] = strconv.Itoa(*background)
 		kv["background.opened"] = strconv.Itoa(int(bg.opened.Load()))
