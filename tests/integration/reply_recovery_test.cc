@@ -278,6 +278,37 @@ TEST_F(ReplyRecoveryTest, AStartStoresTheQuestionAndItsOwnedReplyOrNothing) {
   EXPECT_EQ(next->context[1].content, "question");
 }
 
+// The reply is inserted with its owner (migration 0015): a start writes
+// each of its two messages once, and updates none, so it leaves no dead
+// row version behind in messages and its indexes.
+TEST_F(ReplyRecoveryTest, AStartWritesEachMessageOnceWithTheReplysOwner) {
+  pqxx::connection role(db_->RoleUrl("chat_message"));
+  pqxx::work tx(role);
+  tx.exec_params("SELECT set_config('app.user_id', $1, true)",
+                 std::string(kAlice));
+  const std::string reply_id = NewUuidV7();
+  const pqxx::result rows = tx.exec_params(
+      "SELECT part FROM start_reply($1::uuid, $2::uuid, 7, 4, $3::uuid, "
+      "NULL, 'user', 'question', 'complete', '', now(), '{}'::jsonb, "
+      "$4::uuid, NULL, 'assistant', '', 'in_progress', 'm', now(), "
+      "'{}'::jsonb)",
+      std::string(kAlice), conversations_[kAlice], std::string(NewUuidV7()),
+      reply_id);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1][0].as<std::string>(), "reply");
+  const pqxx::row writes = tx.exec1(
+      "SELECT pg_stat_get_xact_tuples_inserted('messages'::regclass), "
+      "pg_stat_get_xact_tuples_updated('messages'::regclass)");
+  EXPECT_EQ(writes[0].as<int>(), 2) << "the question and the reply";
+  EXPECT_EQ(writes[1].as<int>(), 0) << "no message written twice";
+  EXPECT_EQ(tx.exec_params1("SELECT owner_key FROM messages WHERE user_id = "
+                            "$1::uuid AND id = $2::uuid",
+                            std::string(kAlice), reply_id)[0]
+                .as<int64_t>(),
+            7);
+  tx.commit();
+}
+
 TEST_F(ReplyRecoveryTest, ParallelStartsTakeNoMoreThanTheCap) {
   constexpr int kStarts = 12;
   constexpr int kCap = 3;
