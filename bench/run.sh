@@ -77,7 +77,8 @@
 # replies in progress during the second time-to-first-delta run, of another
 # account than the measured replies'; 0 skips it), BENCH_TTFB_SAME_USER=1
 # (those background replies on the measured account instead: each measured
-# start then counts them, start_reply's per-user cap), BENCH_RESUME_REQUESTS (200; 0 skips them), BENCH_APPEND_CONVS (256),
+# start then counts them, start_reply's per-user cap),
+# BENCH_RESUME_REQUESTS (200; 0 skips them), BENCH_APPEND_CONVS (256),
 # BENCH_GHZ_CONNECTIONS (1), BENCH_PROVIDER_PROTO (h2: how the fake
 # provider of step 5 is spoken to: h2 is HTTP/2 over TLS with a certificate
 # made at the start, trusted by PROVIDER_CA_FILE; h1tls is HTTP/1.1 over
