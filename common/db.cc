@@ -25,6 +25,14 @@ constexpr char kSetUserIfExists[] = "db_set_user_if_exists";
 constexpr char kSetUserIfExistsSql[] =
     "SELECT set_config('app.user_id', $1, true) FROM users "
     "WHERE id = $1::uuid";
+// The same, for a statement read with its generic plan (PreparedStatement::
+// generic_plan): the setting lasts as long as the account's, this one
+// transaction.
+constexpr char kSetUserIfExistsGeneric[] = "db_set_user_if_exists_generic";
+constexpr char kSetUserIfExistsGenericSql[] =
+    "SELECT set_config('app.user_id', $1, true), "
+    "set_config('plan_cache_mode', 'force_generic_plan', true) FROM users "
+    "WHERE id = $1::uuid";
 
 absl::Status AccountGone() {
   return absl::UnauthenticatedError("the account no longer exists");
@@ -61,7 +69,11 @@ std::unique_ptr<DbPool> DbPool::Create(Options options) {
   return std::unique_ptr<DbPool>(new DbPool(std::move(options)));
 }
 
-DbPool::DbPool(Options options) : options_(std::move(options)) {}
+DbPool::DbPool(Options options) : options_(std::move(options)) {
+  for (const PreparedStatement& statement : options_.statements) {
+    if (statement.generic_plan) generic_plans_.insert(statement.name);
+  }
+}
 
 DbPool::~DbPool() = default;
 
@@ -81,6 +93,7 @@ absl::StatusOr<std::unique_ptr<pqxx::connection>> DbPool::Connect() {
     }
     conn->prepare(kSetUser, kSetUserSql);
     conn->prepare(kSetUserIfExists, kSetUserIfExistsSql);
+    conn->prepare(kSetUserIfExistsGeneric, kSetUserIfExistsGenericSql);
     for (const PreparedStatement& statement : options_.statements) {
       conn->prepare(statement.name, statement.sql);
     }
@@ -217,6 +230,9 @@ absl::StatusOr<std::optional<pqxx::result>> DbPool::ReadRowsWith(
     absl::string_view user_id, const char* statement,
     const Arguments& arguments) {
   if (!IsUuid(user_id)) return AccountGone();
+  const char* set_user = generic_plans_.contains(statement)
+                             ? kSetUserIfExistsGeneric
+                             : kSetUserIfExists;
   absl::Status last =
       absl::UnavailableError("database unavailable, retry later");
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
@@ -230,7 +246,7 @@ absl::StatusOr<std::optional<pqxx::result>> DbPool::ReadRowsWith(
       }
       // EXECUTE finds a statement only once the server has it: libpqxx 6
       // prepares on first use.
-      (*conn)->prepare_now(kSetUserIfExists);
+      (*conn)->prepare_now(set_user);
       (*conn)->prepare_now(statement);
       pqxx::result rows;
       {
@@ -238,10 +254,9 @@ absl::StatusOr<std::optional<pqxx::result>> DbPool::ReadRowsWith(
         // transaction, which a failure rolls back whole, leaving the
         // session idle.
         pqxx::nontransaction session(**conn);
-        rows = session.exec(absl::StrCat("EXECUTE ", kSetUserIfExists, "(",
-                                         (*conn)->quote(std::string(user_id)),
-                                         "); EXECUTE ", statement, "(", *list,
-                                         ")"));
+        rows = session.exec(absl::StrCat(
+            "EXECUTE ", set_user, "(", (*conn)->quote(std::string(user_id)),
+            "); EXECUTE ", statement, "(", *list, ")"));
       }
       Release(*std::move(conn));
       if (rows.empty()) return std::nullopt;

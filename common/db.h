@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -41,6 +42,13 @@ namespace chat {
 struct PreparedStatement {
   const char* name;
   const char* sql;
+  // Read through ReadRows with the plan made once for the statement, not
+  // planned again for each call's arguments (plan_cache_mode
+  // force_generic_plan for that one transaction). For a statement whose best
+  // plan is the same whatever the arguments, such as a page in index order,
+  // where PostgreSQL's own choice keeps planning every call: a listing of
+  // messages spent as long planning as running.
+  bool generic_plan = false;
 };
 
 // The statements of two storage classes that share one pool.
@@ -148,6 +156,8 @@ class DbPool {
   absl::StatusOr<std::unique_ptr<pqxx::connection>> Connect();
 
   Options options_;
+  // The names of the statements with generic_plan set.
+  absl::flat_hash_set<std::string> generic_plans_;
   std::mutex mutex_;
   std::condition_variable available_;
   std::vector<std::unique_ptr<pqxx::connection>> idle_;

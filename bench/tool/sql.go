@@ -178,7 +178,7 @@ const setUserSQL = "SELECT EXISTS (SELECT 1 FROM users WHERE id = :user::uuid) F
 // pgscript writes a pgbench script that runs, as one transaction, exactly
 // what a service runs for one operation: BEGIN; set_config; the statements
 // of the service's storage code; COMMIT. The listings read in one round
-// trip (common/db.cc, DbPool::ReadRows): kSetUserIfExistsSql and the
+// trip (common/db.cc, DbPool::ReadRows): the account's setting and the
 // statement in one pipeline, one implicit transaction, as the services send
 // them in one Query message (pgbench's pipeline is the cheaper twin: no
 // EXECUTE to parse).
@@ -249,7 +249,9 @@ func cmdPgScript(args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := writeOneTripRead(&script, *src, bound); err != nil {
+		// The message listings are read with their generic plan
+		// (services/message/message_storage.cc, generic_plan).
+		if err := writeOneTripRead(&script, *src, "kSetUserIfExistsGenericSql", bound); err != nil {
 			return err
 		}
 	case "convlist":
@@ -263,7 +265,7 @@ func cmdPgScript(args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := writeOneTripRead(&script, *src, bound); err != nil {
+		if err := writeOneTripRead(&script, *src, "kSetUserIfExistsSql", bound); err != nil {
 			return err
 		}
 	case "switch":
@@ -298,13 +300,14 @@ func cmdPgScript(args []string) error {
 }
 
 // writeOneTripRead writes the pipeline of DbPool::ReadRows around a bound
-// statement; src locates common/db.cc.
-func writeOneTripRead(script *strings.Builder, src, statement string) error {
+// statement, the account's setting made by common/db.cc's constant setUserConst
+// (the generic plan's or not); src locates common/db.cc.
+func writeOneTripRead(script *strings.Builder, src, setUserConst, statement string) error {
 	db, ok := findUp(src, "common/db.cc")
 	if !ok {
 		return fmt.Errorf("no common/db.cc above %s", src)
 	}
-	setUser, err := extractSQL(db, "kSetUserIfExistsSql")
+	setUser, err := extractSQL(db, setUserConst)
 	if err != nil {
 		return err
 	}

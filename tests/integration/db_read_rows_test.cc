@@ -40,10 +40,17 @@ constexpr char kEcho[] = "read_echo";
 constexpr char kEchoSql[] =
     "SELECT $1::text, $2::bigint, $3::boolean, $4::text IS NULL "
     "FROM conversations LIMIT 1";
+// The plan cache mode the statement runs under, once per visible
+// conversation; the same statement twice, read with and without its generic
+// plan.
+constexpr char kModeGeneric[] = "read_mode_generic";
+constexpr char kMode[] = "read_mode";
+constexpr char kModeSql[] =
+    "SELECT current_setting('plan_cache_mode') FROM conversations "
+    "LIMIT $1::int";
 // Fails when $1 is 0: a statement error on the read path.
 constexpr char kDivide[] = "read_divide";
-constexpr char kDivideSql[] =
-    "SELECT 1 / $1::int FROM conversations LIMIT 1";
+constexpr char kDivideSql[] = "SELECT 1 / $1::int FROM conversations LIMIT 1";
 
 class DbReadRowsTest : public ::testing::Test {
  protected:
@@ -79,7 +86,10 @@ class DbReadRowsTest : public ::testing::Test {
                            .acquire_timeout = absl::Seconds(60),
                            .statements = {{kTitles, kTitlesSql},
                                           {kEcho, kEchoSql},
-                                          {kDivide, kDivideSql}}});
+                                          {kDivide, kDivideSql},
+                                          {kModeGeneric, kModeSql,
+                                           /*generic_plan=*/true},
+                                          {kMode, kModeSql}}});
   }
 
   int Count(const std::string& sql) {
@@ -127,8 +137,9 @@ TEST_F(DbReadRowsTest, AnAccountThatDoesNotExistReadsNothing) {
   ASSERT_TRUE(rows.ok()) << rows.status();
   ASSERT_TRUE(rows->has_value());
   EXPECT_EQ((*rows)->size(), kBobChats - 1);
-  EXPECT_EQ(pool->ReadRows("not-a-uuid", kTitles, std::string("")).status().code(),
-            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(
+      pool->ReadRows("not-a-uuid", kTitles, std::string("")).status().code(),
+      absl::StatusCode::kUnauthenticated);
 }
 
 TEST_F(DbReadRowsTest, ArgumentsAreValuesWhateverTheirText) {
@@ -138,9 +149,9 @@ TEST_F(DbReadRowsTest, ArgumentsAreValuesWhateverTheirText) {
         std::string("back\\slash \\' and ''quotes'' and $1 and ; "),
         std::string("\xE2\x80\x9Cunicode\xE2\x80\x9D \xF0\x9F\x92\xAC"),
         std::string("")}) {
-    absl::StatusOr<std::optional<pqxx::result>> rows = pool->ReadRows(
-        kAlice, kEcho, text, int64_t{-9007199254740993}, true,
-        std::optional<std::string>());
+    absl::StatusOr<std::optional<pqxx::result>> rows =
+        pool->ReadRows(kAlice, kEcho, text, int64_t{-9007199254740993}, true,
+                       std::optional<std::string>());
     ASSERT_TRUE(rows.ok()) << rows.status();
     ASSERT_TRUE(rows->has_value());
     const pqxx::row row = (**rows)[0];
@@ -165,8 +176,8 @@ TEST_F(DbReadRowsTest, ArgumentsAreValuesWhateverTheirText) {
 TEST_F(DbReadRowsTest, LeavesNoSettingAndNoTransactionBehind) {
   std::unique_ptr<DbPool> pool = Pool(1);
   ASSERT_TRUE(pool->ReadRows(kAlice, kTitles, std::string("")).ok());
-  absl::StatusOr<int> seen = pool->Transact<int>(
-      "", [](pqxx::work& tx) -> absl::StatusOr<int> {
+  absl::StatusOr<int> seen =
+      pool->Transact<int>("", [](pqxx::work& tx) -> absl::StatusOr<int> {
         return tx.exec1("SELECT count(*) FROM conversations")[0].as<int>();
       });
   ASSERT_TRUE(seen.ok()) << seen.status();
@@ -180,6 +191,32 @@ TEST_F(DbReadRowsTest, LeavesNoSettingAndNoTransactionBehind) {
   ASSERT_TRUE(after->has_value());
   EXPECT_EQ((**after)[0][0].as<int>(), 1);
   EXPECT_TRUE(pool->Ping().ok());
+}
+
+// A statement marked generic_plan runs with the plan made once, the others
+// as PostgreSQL chooses, and the mode ends with the read on the one
+// connection both share.
+TEST_F(DbReadRowsTest, OnlyAGenericPlanStatementRunsWithItsGenericPlan) {
+  std::unique_ptr<DbPool> pool = Pool(1);
+  for (int round = 0; round < 2; ++round) {
+    absl::StatusOr<std::optional<pqxx::result>> generic =
+        pool->ReadRows(kAlice, kModeGeneric, 1);
+    ASSERT_TRUE(generic.ok()) << generic.status();
+    ASSERT_TRUE(generic->has_value());
+    EXPECT_EQ((**generic)[0][0].as<std::string>(), "force_generic_plan");
+    absl::StatusOr<std::optional<pqxx::result>> chosen =
+        pool->ReadRows(kAlice, kMode, 1);
+    ASSERT_TRUE(chosen.ok()) << chosen.status();
+    ASSERT_TRUE(chosen->has_value());
+    EXPECT_EQ((**chosen)[0][0].as<std::string>(), "auto");
+  }
+  absl::StatusOr<std::string> after = pool->Transact<std::string>(
+      kAlice, [](pqxx::work& tx) -> absl::StatusOr<std::string> {
+        return tx.exec1("SELECT current_setting('plan_cache_mode')")[0]
+            .as<std::string>();
+      });
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(*after, "auto");
 }
 
 // Many threads, a pool of two: every read sees exactly its caller's rows,
@@ -198,8 +235,8 @@ TEST_F(DbReadRowsTest, ParallelReadsOfDifferentUsersNeverMix) {
           case 0:
           case 1: {
             const bool alice = (w + round) % 5 == 0;
-            absl::StatusOr<std::optional<pqxx::result>> rows = pool->ReadRows(
-                alice ? kAlice : kBob, kTitles, std::string(""));
+            absl::StatusOr<std::optional<pqxx::result>> rows =
+                pool->ReadRows(alice ? kAlice : kBob, kTitles, std::string(""));
             const size_t expected = alice ? kAliceChats : kBobChats;
             if (!rows.ok() || !rows->has_value() ||
                 (*rows)->size() != expected) {
