@@ -219,9 +219,10 @@ TEST_F(DbReadRowsTest, OnlyAGenericPlanStatementRunsWithItsGenericPlan) {
   EXPECT_EQ(*after, "auto");
 }
 
-// Many threads, a pool of two: every read sees exactly its caller's rows,
-// whichever connection served the call before (another user, a failed
-// statement, an account that does not exist, a transaction).
+// Many threads, a pool of two: every read sees exactly its caller's rows
+// and runs under its own plan cache mode, whichever connection served the
+// call before (another user, a failed statement, an account that does not
+// exist, a transaction, a read with its generic plan or without).
 TEST_F(DbReadRowsTest, ParallelReadsOfDifferentUsersNeverMix) {
   constexpr int kThreads = 8;
   constexpr int kRounds = 60;
@@ -231,10 +232,10 @@ TEST_F(DbReadRowsTest, ParallelReadsOfDifferentUsersNeverMix) {
   for (int w = 0; w < kThreads; ++w) {
     workers.emplace_back([&, w] {
       for (int round = 0; round < kRounds; ++round) {
-        switch ((w + round) % 5) {
+        switch ((w + round) % 7) {
           case 0:
           case 1: {
-            const bool alice = (w + round) % 5 == 0;
+            const bool alice = (w + round) % 7 == 0;
             absl::StatusOr<std::optional<pqxx::result>> rows =
                 pool->ReadRows(alice ? kAlice : kBob, kTitles, std::string(""));
             const size_t expected = alice ? kAliceChats : kBobChats;
@@ -260,6 +261,19 @@ TEST_F(DbReadRowsTest, ParallelReadsOfDifferentUsersNeverMix) {
                       .as<int>();
                 });
             if (!seen.ok() || *seen != 0) ++wrong;
+            break;
+          }
+          case 5:
+          case 6: {
+            // The plan cache mode of one read never reaches the next.
+            const bool generic = (w + round) % 7 == 5;
+            absl::StatusOr<std::optional<pqxx::result>> rows =
+                pool->ReadRows(kAlice, generic ? kModeGeneric : kMode, 1);
+            if (!rows.ok() || !rows->has_value() ||
+                (**rows)[0][0].as<std::string>() !=
+                    (generic ? "force_generic_plan" : "auto")) {
+              ++wrong;
+            }
             break;
           }
         }
