@@ -16,6 +16,7 @@
 #include "openssl/pem.h"
 #include "openssl/rsa.h"
 #include "services/auth/auth_storage.h"
+#include "tests/integration/database_test.h"
 #include "tests/integration/test_database.h"
 
 namespace chat::auth {
@@ -23,19 +24,13 @@ namespace {
 
 using ::chat::testing::IsOk;
 using ::chat::testing::StatusIs;
-using ::chat::testing::TestDatabase;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-class AccountsTest : public ::testing::Test {
+class AccountsTest : public ::chat::testing::DatabaseTest {
  protected:
-  void SetUp() override {
-    if (!TestDatabase::Configured())
-      GTEST_SKIP() << "TEST_DATABASE_URL is unset";
-    absl::StatusOr<std::unique_ptr<TestDatabase>> db = TestDatabase::Create();
-    ASSERT_TRUE(db.ok()) << db.status();
-    db_ = *std::move(db);
+  void SetUpDatabase() override {
     // The service's own least-privilege role, as in production.
     pool_ = DbPool::Create({.url = db_->RoleUrl("chat_auth"),
                             .size = 4,
@@ -69,7 +64,6 @@ class AccountsTest : public ::testing::Test {
     return *claims;
   }
 
-  std::unique_ptr<TestDatabase> db_;
   std::unique_ptr<DbPool> pool_;
   std::unique_ptr<AuthStorage> storage_;
   std::unique_ptr<JwtSigner> signer_;

@@ -21,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "pqxx/pqxx"
 #include "services/conversation/conversations.h"
+#include "tests/integration/database_test.h"
 #include "tests/integration/test_database.h"
 
 namespace chat::conversation {
@@ -28,7 +29,6 @@ namespace {
 
 using ::chat::testing::IsOk;
 using ::chat::testing::StatusIs;
-using ::chat::testing::TestDatabase;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::SizeIs;
@@ -38,14 +38,9 @@ constexpr char kBob[] = "0190f3a0-0000-7000-8000-000000000b0b";
 constexpr char kMissingId[] = "0190f3a0-b1c2-7def-8123-456789abcdef";
 constexpr char kNil[] = "00000000-0000-0000-0000-000000000000";
 
-class ConversationStorageTest : public ::testing::Test {
+class ConversationStorageTest : public ::chat::testing::DatabaseTest {
  protected:
-  void SetUp() override {
-    if (!TestDatabase::Configured())
-      GTEST_SKIP() << "TEST_DATABASE_URL is unset";
-    absl::StatusOr<std::unique_ptr<TestDatabase>> db = TestDatabase::Create();
-    ASSERT_TRUE(db.ok()) << db.status();
-    db_ = *std::move(db);
+  void SetUpDatabase() override {
     db_->AddUser(kAlice, "alice");
     db_->AddUser(kBob, "bob");
     pool_ = DbPool::Create({.url = db_->RoleUrl("chat_conversation"),
@@ -99,7 +94,6 @@ class ConversationStorageTest : public ::testing::Test {
     return ids;
   }
 
-  std::unique_ptr<TestDatabase> db_;
   std::unique_ptr<DbPool> pool_;
   std::unique_ptr<ConversationStorage> storage_;
   FakeClock clock_{absl::FromUnixSeconds(1767225600)};

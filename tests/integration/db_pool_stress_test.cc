@@ -23,12 +23,11 @@
 #include "common/db.h"
 #include "gtest/gtest.h"
 #include "pqxx/pqxx"
+#include "tests/integration/database_test.h"
 #include "tests/integration/test_database.h"
 
 namespace chat {
 namespace {
-
-using ::chat::testing::TestDatabase;
 
 constexpr char kRole[] = "chat_conversation";
 constexpr int kThreads = 8;
@@ -69,14 +68,9 @@ class Watchdog {
   std::thread thread_;
 };
 
-class DbPoolStressTest : public ::testing::Test {
+class DbPoolStressTest : public ::chat::testing::DatabaseTest {
  protected:
-  void SetUp() override {
-    if (!TestDatabase::Configured())
-      GTEST_SKIP() << "TEST_DATABASE_URL is unset";
-    absl::StatusOr<std::unique_ptr<TestDatabase>> db = TestDatabase::Create();
-    ASSERT_TRUE(db.ok()) << db.status();
-    db_ = *std::move(db);
+  void SetUpDatabase() override {
     pqxx::connection admin(db_->admin_url());
     pqxx::work tx(admin);
     tx.exec0(
@@ -117,7 +111,6 @@ class DbPoolStressTest : public ::testing::Test {
     return tx.exec1(sql)[0].as<T>();
   }
 
-  std::unique_ptr<TestDatabase> db_;
   std::string database_;
 };
 

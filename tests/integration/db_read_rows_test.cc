@@ -16,12 +16,11 @@
 #include "common/db.h"
 #include "gtest/gtest.h"
 #include "pqxx/pqxx"
+#include "tests/integration/database_test.h"
 #include "tests/integration/test_database.h"
 
 namespace chat {
 namespace {
-
-using ::chat::testing::TestDatabase;
 
 constexpr char kRole[] = "chat_conversation";
 constexpr char kAlice[] = "0190f3a0-0000-7000-8000-00000000001a";
@@ -52,14 +51,9 @@ constexpr char kModeSql[] =
 constexpr char kDivide[] = "read_divide";
 constexpr char kDivideSql[] = "SELECT 1 / $1::int FROM conversations LIMIT 1";
 
-class DbReadRowsTest : public ::testing::Test {
+class DbReadRowsTest : public ::chat::testing::DatabaseTest {
  protected:
-  void SetUp() override {
-    if (!TestDatabase::Configured())
-      GTEST_SKIP() << "TEST_DATABASE_URL is unset";
-    absl::StatusOr<std::unique_ptr<TestDatabase>> db = TestDatabase::Create();
-    ASSERT_TRUE(db.ok()) << db.status();
-    db_ = *std::move(db);
+  void SetUpDatabase() override {
     pqxx::connection admin(db_->admin_url());
     pqxx::work tx(admin);
     for (const auto& [user, chats] :
@@ -97,8 +91,6 @@ class DbReadRowsTest : public ::testing::Test {
     pqxx::nontransaction tx(admin);
     return tx.exec1(sql)[0].as<int>();
   }
-
-  std::unique_ptr<TestDatabase> db_;
 };
 
 std::vector<std::string> Titles(const pqxx::result& rows) {

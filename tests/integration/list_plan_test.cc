@@ -18,12 +18,11 @@
 #include "gtest/gtest.h"
 #include "pqxx/pqxx"
 #include "services/message/message_storage.h"
+#include "tests/integration/database_test.h"
 #include "tests/integration/test_database.h"
 
 namespace chat::message {
 namespace {
-
-using ::chat::testing::TestDatabase;
 
 constexpr char kUser[] = "0190f3a0-0000-7000-8000-0000000000a1";
 constexpr char kBig[] = "0190f3a0-0000-7000-8000-0000000000b1";
@@ -31,14 +30,9 @@ constexpr int kBigMessages = 20000;
 constexpr int kPageRows = 51;  // a page of 50 and one more, as the service
 constexpr int64_t kContentBudget = 4 << 20;
 
-class ListPlanTest : public ::testing::Test {
+class ListPlanTest : public ::chat::testing::DatabaseTest {
  protected:
-  void SetUp() override {
-    if (!TestDatabase::Configured())
-      GTEST_SKIP() << "TEST_DATABASE_URL is unset";
-    absl::StatusOr<std::unique_ptr<TestDatabase>> db = TestDatabase::Create();
-    ASSERT_TRUE(db.ok()) << db.status();
-    db_ = *std::move(db);
+  void SetUpDatabase() override {
     pqxx::connection admin(db_->admin_url());
     pqxx::work tx(admin);
     tx.exec_params0(
@@ -139,8 +133,6 @@ class ListPlanTest : public ::testing::Test {
     if (!std::regex_search(plan, match, kScan)) return -1;
     return std::stoi(match[1].str());
   }
-
-  std::unique_ptr<TestDatabase> db_;
 };
 
 TEST_F(ListPlanTest, ReadsOnlyThePageWhenTheAverageConversationIsSmall) {

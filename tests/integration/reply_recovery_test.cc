@@ -23,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "pqxx/pqxx"
 #include "services/message/message_storage.h"
+#include "tests/integration/database_test.h"
 #include "tests/integration/test_database.h"
 
 namespace chat::message {
@@ -30,19 +31,13 @@ namespace {
 
 using ::chat::testing::IsOk;
 using ::chat::testing::StatusIs;
-using ::chat::testing::TestDatabase;
 
 constexpr char kAlice[] = "0190f3a0-0000-7000-8000-00000000a11c";
 constexpr char kBob[] = "0190f3a0-0000-7000-8000-000000000b0b";
 
-class ReplyRecoveryTest : public ::testing::Test {
+class ReplyRecoveryTest : public ::chat::testing::DatabaseTest {
  protected:
-  void SetUp() override {
-    if (!TestDatabase::Configured())
-      GTEST_SKIP() << "TEST_DATABASE_URL is unset";
-    absl::StatusOr<std::unique_ptr<TestDatabase>> db = TestDatabase::Create();
-    ASSERT_TRUE(db.ok()) << db.status();
-    db_ = *std::move(db);
+  void SetUpDatabase() override {
     pqxx::connection admin(db_->admin_url());
     pqxx::work tx(admin);
     for (const auto& [user, name] :
@@ -119,7 +114,6 @@ class ReplyRecoveryTest : public ::testing::Test {
     ADD_FAILURE() << "the lock of owner " << key << " is still held";
   }
 
-  std::unique_ptr<TestDatabase> db_;
   std::map<std::string, std::string> conversations_;
   std::unique_ptr<DbPool> pool_;
   std::unique_ptr<MessageStorage> storage_;

@@ -7,26 +7,20 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "pqxx/pqxx"
+#include "tests/integration/database_test.h"
 #include "tests/integration/test_database.h"
 
 namespace chat {
 namespace {
-
-using ::chat::testing::TestDatabase;
 
 constexpr char kAlice[] = "0190f3a0-0000-7000-8000-00000000000a";
 constexpr char kBob[] = "0190f3a0-0000-7000-8000-00000000000b";
 constexpr char kAliceChat[] = "0190f3a0-0000-7000-8000-0000000000a1";
 constexpr char kBobChat[] = "0190f3a0-0000-7000-8000-0000000000b1";
 
-class RowSecurityTest : public ::testing::Test {
+class RowSecurityTest : public ::chat::testing::DatabaseTest {
  protected:
-  void SetUp() override {
-    if (!TestDatabase::Configured())
-      GTEST_SKIP() << "TEST_DATABASE_URL is unset";
-    absl::StatusOr<std::unique_ptr<TestDatabase>> db = TestDatabase::Create();
-    ASSERT_TRUE(db.ok()) << db.status();
-    db_ = *std::move(db);
+  void SetUpDatabase() override {
     // Two users with a conversation, a message and an idempotency key each,
     // seeded as the superuser, whom row-level security does not bind.
     pqxx::connection admin(db_->admin_url());
@@ -75,8 +69,6 @@ class RowSecurityTest : public ::testing::Test {
                ? r[0][0].as<int64_t>()
                : static_cast<int64_t>(r.affected_rows());
   }
-
-  std::unique_ptr<TestDatabase> db_;
 };
 
 TEST_F(RowSecurityTest, AQueryThatForgetsTheOwnerSeesOnlyTheCallersRows) {

@@ -27,6 +27,7 @@
 #include "services/message/message_storage.h"
 #include "services/message/messages.h"
 #include "services/message/search_storage.h"
+#include "tests/integration/database_test.h"
 #include "tests/integration/test_database.h"
 
 namespace chat::message {
@@ -34,7 +35,6 @@ namespace {
 
 using ::chat::testing::IsOk;
 using ::chat::testing::StatusIs;
-using ::chat::testing::TestDatabase;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -45,14 +45,9 @@ using ::testing::UnorderedElementsAre;
 constexpr char kAlice[] = "0190f3a0-0000-7000-8000-00000000a11c";
 constexpr char kBob[] = "0190f3a0-0000-7000-8000-000000000b0b";
 
-class SearchIntegrationTest : public ::testing::Test {
+class SearchIntegrationTest : public ::chat::testing::DatabaseTest {
  protected:
-  void SetUp() override {
-    if (!TestDatabase::Configured())
-      GTEST_SKIP() << "TEST_DATABASE_URL is unset";
-    absl::StatusOr<std::unique_ptr<TestDatabase>> db = TestDatabase::Create();
-    ASSERT_TRUE(db.ok()) << db.status();
-    db_ = *std::move(db);
+  void SetUpDatabase() override {
     db_->AddUser(kAlice, "alice");
     db_->AddUser(kBob, "bob");
     pool_ = DbPool::Create(
@@ -127,7 +122,6 @@ class SearchIntegrationTest : public ::testing::Test {
   }
 
   SystemClock clock_;
-  std::unique_ptr<TestDatabase> db_;
   std::unique_ptr<DbPool> pool_;
   std::unique_ptr<MessageStorage> messages_store_;
   std::unique_ptr<Messages> messages_;

@@ -23,6 +23,7 @@
 #include "services/message/message_storage.h"
 #include "services/message/messages.h"
 #include "services/message/shares.h"
+#include "tests/integration/database_test.h"
 #include "tests/integration/test_database.h"
 
 namespace chat::message {
@@ -30,7 +31,6 @@ namespace {
 
 using ::chat::testing::IsOk;
 using ::chat::testing::StatusIs;
-using ::chat::testing::TestDatabase;
 using ::testing::ElementsAre;
 using ::testing::SizeIs;
 
@@ -47,14 +47,9 @@ std::vector<std::string> ContentsOf(const SharedSnapshot& snapshot) {
   return contents;
 }
 
-class ShareStorageTest : public ::testing::Test {
+class ShareStorageTest : public ::chat::testing::DatabaseTest {
  protected:
-  void SetUp() override {
-    if (!TestDatabase::Configured())
-      GTEST_SKIP() << "TEST_DATABASE_URL is unset";
-    absl::StatusOr<std::unique_ptr<TestDatabase>> db = TestDatabase::Create();
-    ASSERT_TRUE(db.ok()) << db.status();
-    db_ = *std::move(db);
+  void SetUpDatabase() override {
     db_->AddUser(kAlice, "alice");
     db_->AddUser(kBob, "bob");
     Admin(
@@ -107,7 +102,6 @@ class ShareStorageTest : public ::testing::Test {
     return made.value_or(CreatedShare{});
   }
 
-  std::unique_ptr<TestDatabase> db_;
   std::unique_ptr<DbPool> pool_;
   FakeClock clock_{absl::FromUnixSeconds(1767225600)};
   std::unique_ptr<MessageStorage> message_storage_;

@@ -21,14 +21,9 @@ std::string WithConnectionKeywords(
     const std::string& url,
     const std::vector<std::pair<std::string, std::string>>& keywords);
 
-// True when TEST_DATABASE_URL is set. Tests skip only when it is not: with it
-// set, a database that cannot be created or migrated fails them.
-//
-//   void SetUp() override {
-//     if (!TestDatabase::Configured()) GTEST_SKIP() << "no TEST_DATABASE_URL";
-//     auto db = TestDatabase::Create();
-//     ASSERT_TRUE(db.ok()) << db.status();
-//   }
+// Configured() is true when TEST_DATABASE_URL is set. Tests skip only when it
+// is not: with it set, a database that cannot be created or migrated fails
+// them. DatabaseTest (database_test.h) is the fixture that does so.
 class TestDatabase {
  public:
   static bool Configured();

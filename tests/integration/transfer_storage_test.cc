@@ -22,6 +22,7 @@
 #include "pqxx/pqxx"
 #include "services/message/message_storage.h"
 #include "services/message/transfers.h"
+#include "tests/integration/database_test.h"
 #include "tests/integration/test_database.h"
 
 namespace chat::message {
@@ -29,7 +30,6 @@ namespace {
 
 using ::chat::testing::IsOk;
 using ::chat::testing::StatusIs;
-using ::chat::testing::TestDatabase;
 using ::testing::ElementsAre;
 
 constexpr char kAlice[] = "0190f3a0-0000-7000-8000-00000000a11c";
@@ -106,14 +106,9 @@ std::vector<ImportItem> AsItems(const std::vector<Exported>& exported) {
   return items;
 }
 
-class TransferStorageTest : public ::testing::Test {
+class TransferStorageTest : public ::chat::testing::DatabaseTest {
  protected:
-  void SetUp() override {
-    if (!TestDatabase::Configured())
-      GTEST_SKIP() << "TEST_DATABASE_URL is unset";
-    absl::StatusOr<std::unique_ptr<TestDatabase>> db = TestDatabase::Create();
-    ASSERT_TRUE(db.ok()) << db.status();
-    db_ = *std::move(db);
+  void SetUpDatabase() override {
     db_->AddUser(kAlice, "alice");
     db_->AddUser(kBob, "bob");
     pool_ = NewPool();
@@ -189,7 +184,6 @@ class TransferStorageTest : public ::testing::Test {
     };
   }
 
-  std::unique_ptr<TestDatabase> db_;
   std::unique_ptr<DbPool> pool_;
   std::unique_ptr<MessageStorage> messages_;
   std::unique_ptr<TransferStorage> storage_;
