@@ -1,12 +1,18 @@
 #include "common/db.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/db_statements.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "libpq-fe.h"
 
 namespace chat {
 namespace {
+
+using db_internal::kSetUserIfExists;
+using db_internal::kSetUserIfExistsGeneric;
+using db_internal::kSetUserIfExistsGenericSql;
+using db_internal::kSetUserIfExistsSql;
 
 constexpr int kMaxAttempts = 3;
 
@@ -18,25 +24,6 @@ constexpr char kSetUser[] = "db_set_user";
 constexpr char kSetUserSql[] =
     "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1::uuid) "
     "FROM set_config('app.user_id', $1, true)";
-
-// ReadRows' twin of kSetUser: the setting is made only for an account that
-// exists, in the same implicit transaction as the statement that follows.
-constexpr char kSetUserIfExists[] = "db_set_user_if_exists";
-constexpr char kSetUserIfExistsSql[] =
-    "SELECT set_config('app.user_id', $1, true) FROM users "
-    "WHERE id = $1::uuid";
-// The same, for a statement read with its generic plan (PreparedStatement::
-// generic_plan): the setting lasts as long as the account's, this one
-// transaction.
-constexpr char kSetUserIfExistsGeneric[] = "db_set_user_if_exists_generic";
-constexpr char kSetUserIfExistsGenericSql[] =
-    "SELECT set_config('app.user_id', $1, true), "
-    "set_config('plan_cache_mode', 'force_generic_plan', true) FROM users "
-    "WHERE id = $1::uuid";
-
-absl::Status AccountGone() {
-  return absl::UnauthenticatedError("the account no longer exists");
-}
 
 // Whether the session of tx is outside any transaction, as libpq sees it.
 // transaction_base::abort() swallows a failed ROLLBACK, so only this tells
@@ -147,7 +134,7 @@ void DbPool::DiscardIdle() {
 
 absl::Status DbPool::Transact(absl::string_view user_id, const Body& body) {
   // A user id comes from a verified token; anything else is no account.
-  if (!user_id.empty() && !IsUuid(user_id)) return AccountGone();
+  if (!user_id.empty() && !IsUuid(user_id)) return AccountGoneError();
   absl::Status last =
       absl::UnavailableError("database unavailable, retry later");
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
@@ -166,7 +153,7 @@ absl::Status DbPool::Transact(absl::string_view user_id, const Body& body) {
           if (!user_id.empty() &&
               !tx.exec_prepared1(kSetUser, std::string(user_id))[0]
                    .as<bool>()) {
-            status = AccountGone();
+            status = AccountGoneError();
           } else {
             status = body(tx);
           }
@@ -201,12 +188,16 @@ absl::Status DbPool::Transact(absl::string_view user_id, const Body& body) {
       // went away after the check that opened the transaction.
       if (!user_id.empty() &&
           last.code() == absl::StatusCode::kFailedPrecondition) {
-        return AccountGone();
+        return AccountGoneError();
       }
       if (committing || !IsRetryable(e)) return last;
     }
   }
   return last;
+}
+
+absl::Status AccountGoneError() {
+  return absl::UnauthenticatedError("the account no longer exists");
 }
 
 absl::StatusOr<std::string> DbPool::QuotedList(
@@ -229,7 +220,7 @@ absl::StatusOr<std::string> DbPool::QuotedList(
 absl::StatusOr<std::optional<pqxx::result>> DbPool::ReadRowsWith(
     absl::string_view user_id, const char* statement,
     const Arguments& arguments) {
-  if (!IsUuid(user_id)) return AccountGone();
+  if (!IsUuid(user_id)) return AccountGoneError();
   const char* set_user = generic_plans_.contains(statement)
                              ? kSetUserIfExistsGeneric
                              : kSetUserIfExists;

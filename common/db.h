@@ -56,6 +56,17 @@ std::vector<PreparedStatement> WithStatements(
     std::vector<PreparedStatement> first,
     const std::vector<PreparedStatement>& second);
 
+// The text of a statement argument (pqxx's conversion), nullopt for NULL.
+template <typename T>
+std::optional<std::string> DbArgumentText(const T& value) {
+  return pqxx::to_string(value);
+}
+template <typename T>
+std::optional<std::string> DbArgumentText(const std::optional<T>& value) {
+  if (!value) return std::nullopt;
+  return pqxx::to_string(*value);
+}
+
 class DbPool {
  public:
   struct Options {
@@ -118,7 +129,7 @@ class DbPool {
         user_id, statement,
         [&](pqxx::connection_base& conn) -> absl::StatusOr<std::string> {
           std::vector<std::optional<std::string>> values = {
-              ArgumentText(args)...};
+              DbArgumentText(args)...};
           return QuotedList(conn, values);
         });
   }
@@ -127,17 +138,6 @@ class DbPool {
   absl::Status Ping();
 
  private:
-  // The text of a statement argument (pqxx's conversion), nullopt for NULL.
-  template <typename T>
-  static std::optional<std::string> ArgumentText(const T& value) {
-    return pqxx::to_string(value);
-  }
-  template <typename T>
-  static std::optional<std::string> ArgumentText(
-      const std::optional<T>& value) {
-    if (!value) return std::nullopt;
-    return pqxx::to_string(*value);
-  }
   // "'a', NULL, '3'": SQL literals escaped by conn (a text holding a NUL
   // byte, which no literal can carry, is INVALID_ARGUMENT).
   static absl::StatusOr<std::string> QuotedList(
@@ -213,6 +213,9 @@ class ColumnReader {
  private:
   pqxx::row::const_iterator column_;
 };
+
+// UNAUTHENTICATED: the account of a verified token was deleted.
+absl::Status AccountGoneError();
 
 // A timestamptz literal for a statement parameter ($n::timestamptz).
 std::string PgTime(absl::Time time);

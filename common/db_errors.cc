@@ -45,6 +45,21 @@ const char* MessageOf(absl::StatusCode code) {
   }
 }
 
+// Logs the database's message at the level the code calls for, and answers
+// with a message safe to return.
+absl::Status Answer(absl::StatusCode code, const std::string& state,
+                    absl::string_view message) {
+  if (code == absl::StatusCode::kUnavailable ||
+      code == absl::StatusCode::kAborted ||
+      code == absl::StatusCode::kDeadlineExceeded) {
+    log::Warn("database error", {{"sqlstate", state}, {"error", message}});
+  } else if (code != absl::StatusCode::kAlreadyExists &&
+             code != absl::StatusCode::kFailedPrecondition) {
+    log::Error("database error", {{"sqlstate", state}, {"error", message}});
+  }
+  return absl::Status(code, MessageOf(code));
+}
+
 }  // namespace
 
 absl::StatusCode DbErrorCode(const std::exception& error) {
@@ -67,21 +82,18 @@ absl::StatusCode DbErrorCode(const std::exception& error) {
 
 absl::Status StatusFromDbError(const std::exception& error) {
   const absl::StatusCode code = DbErrorCode(error);
-  const auto* sql = dynamic_cast<const pqxx::sql_error*>(&error);
-  const std::string state = sql != nullptr ? sql->sqlstate() : "";
   if (dynamic_cast<const pqxx::in_doubt_error*>(&error) != nullptr) {
     log::Error("database connection lost during commit",
                {{"error", error.what()}});
-  } else if (code == absl::StatusCode::kUnavailable ||
-             code == absl::StatusCode::kAborted ||
-             code == absl::StatusCode::kDeadlineExceeded) {
-    log::Warn("database error", {{"sqlstate", state}, {"error", error.what()}});
-  } else if (code != absl::StatusCode::kAlreadyExists &&
-             code != absl::StatusCode::kFailedPrecondition) {
-    log::Error("database error",
-               {{"sqlstate", state}, {"error", error.what()}});
+    return absl::Status(code, MessageOf(code));
   }
-  return absl::Status(code, MessageOf(code));
+  const auto* sql = dynamic_cast<const pqxx::sql_error*>(&error);
+  return Answer(code, sql != nullptr ? sql->sqlstate() : "", error.what());
+}
+
+absl::Status StatusFromSqlState(const std::string& sqlstate,
+                                absl::string_view message) {
+  return Answer(CodeOfSqlState(sqlstate), sqlstate, message);
 }
 
 }  // namespace chat

@@ -22,8 +22,10 @@
 // data. Only storage code and the migrator include this (through db.h).
 
 #include <exception>
+#include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace chat {
 
@@ -33,6 +35,10 @@ absl::StatusCode DbErrorCode(const std::exception& error);
 
 // The code with a message safe to answer with; logs the database's message.
 absl::Status StatusFromDbError(const std::exception& error);
+
+// The same for an error libpq reported with its SQLSTATE and message.
+absl::Status StatusFromSqlState(const std::string& sqlstate,
+                                absl::string_view message);
 
 }  // namespace chat
 

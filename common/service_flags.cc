@@ -5,6 +5,13 @@
 
 ABSL_FLAG(int, db_pool_size, chat::EnvOr("DB_POOL_SIZE", 8),
           "database connections (env DB_POOL_SIZE)");
+ABSL_FLAG(int, db_read_connections, chat::EnvOr("DB_READ_CONNECTIONS", 4),
+          "database connections of the hot reads (the listings), each "
+          "carrying many calls' reads at once; taken in addition to "
+          "DB_POOL_SIZE (env DB_READ_CONNECTIONS)");
+ABSL_FLAG(int, db_read_threads, chat::EnvOr("DB_READ_THREADS", 1),
+          "threads that share DB_READ_CONNECTIONS and read the rows of their "
+          "answers (env DB_READ_THREADS)");
 ABSL_FLAG(absl::Duration, db_statement_timeout,
           chat::EnvOr("DB_STATEMENT_TIMEOUT", absl::Seconds(30)),
           "PostgreSQL cancels a statement that runs longer; 0 keeps the "
@@ -51,6 +58,17 @@ DbPool::Options DbPoolOptionsFromFlags(
       .statement_timeout = absl::GetFlag(FLAGS_db_statement_timeout),
       .idle_in_transaction_timeout =
           absl::GetFlag(FLAGS_db_idle_in_transaction_timeout),
+      .statements = std::move(statements),
+  };
+}
+
+DbReader::Options DbReaderOptionsFromFlags(
+    std::string url, std::vector<PreparedStatement> statements) {
+  return {
+      .url = std::move(url),
+      .connections = absl::GetFlag(FLAGS_db_read_connections),
+      .threads = absl::GetFlag(FLAGS_db_read_threads),
+      .statement_timeout = absl::GetFlag(FLAGS_db_statement_timeout),
       .statements = std::move(statements),
   };
 }

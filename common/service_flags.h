@@ -11,8 +11,11 @@
 #include "absl/flags/declare.h"
 #include "absl/time/time.h"
 #include "common/db.h"
+#include "common/db_reader.h"
 
 ABSL_DECLARE_FLAG(int, db_pool_size);
+ABSL_DECLARE_FLAG(int, db_read_connections);
+ABSL_DECLARE_FLAG(int, db_read_threads);
 ABSL_DECLARE_FLAG(absl::Duration, db_statement_timeout);
 ABSL_DECLARE_FLAG(absl::Duration, db_idle_in_transaction_timeout);
 ABSL_DECLARE_FLAG(int, max_threads);
@@ -28,6 +31,10 @@ namespace chat {
 
 // The database pool as the shared flags configure it.
 DbPool::Options DbPoolOptionsFromFlags(
+    std::string url, std::vector<PreparedStatement> statements);
+
+// The reader of the hot reads (common/db_reader.h) as the flags configure it.
+DbReader::Options DbReaderOptionsFromFlags(
     std::string url, std::vector<PreparedStatement> statements);
 
 }  // namespace chat

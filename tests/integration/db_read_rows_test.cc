@@ -17,60 +17,32 @@
 #include "gtest/gtest.h"
 #include "pqxx/pqxx"
 #include "tests/integration/database_test.h"
+#include "tests/integration/read_test_data.h"
 #include "tests/integration/test_database.h"
 
 namespace chat {
 namespace {
 
-constexpr char kRole[] = "chat_conversation";
-constexpr char kAlice[] = "0190f3a0-0000-7000-8000-00000000001a";
-constexpr char kBob[] = "0190f3a0-0000-7000-8000-00000000001b";
-constexpr char kNobody[] = "0190f3a0-0000-7000-8000-00000000001f";
-constexpr int kAliceChats = 3;
-constexpr int kBobChats = 2;
-
-// A statement that forgets to filter by owner: only row-level security
-// keeps other users' rows out.
-constexpr char kTitles[] = "read_titles";
-constexpr char kTitlesSql[] =
-    "SELECT title FROM conversations WHERE title <> $1 ORDER BY title";
-// Echoes its arguments back, once per visible conversation.
-constexpr char kEcho[] = "read_echo";
-constexpr char kEchoSql[] =
-    "SELECT $1::text, $2::bigint, $3::boolean, $4::text IS NULL "
-    "FROM conversations LIMIT 1";
-// The plan cache mode the statement runs under, once per visible
-// conversation; the same statement twice, read with and without its generic
-// plan.
-constexpr char kModeGeneric[] = "read_mode_generic";
-constexpr char kMode[] = "read_mode";
-constexpr char kModeSql[] =
-    "SELECT current_setting('plan_cache_mode') FROM conversations "
-    "LIMIT $1::int";
-// Fails when $1 is 0: a statement error on the read path.
-constexpr char kDivide[] = "read_divide";
-constexpr char kDivideSql[] = "SELECT 1 / $1::int FROM conversations LIMIT 1";
+using ::chat::testing::reads::kAlice;
+using ::chat::testing::reads::kAliceChats;
+using ::chat::testing::reads::kBob;
+using ::chat::testing::reads::kBobChats;
+using ::chat::testing::reads::kDivide;
+using ::chat::testing::reads::kDivideSql;
+using ::chat::testing::reads::kEcho;
+using ::chat::testing::reads::kEchoSql;
+using ::chat::testing::reads::kMode;
+using ::chat::testing::reads::kModeGeneric;
+using ::chat::testing::reads::kModeSql;
+using ::chat::testing::reads::kNobody;
+using ::chat::testing::reads::kRole;
+using ::chat::testing::reads::kTitles;
+using ::chat::testing::reads::kTitlesSql;
 
 class DbReadRowsTest : public ::chat::testing::DatabaseTest {
  protected:
   void SetUpDatabase() override {
-    pqxx::connection admin(db_->admin_url());
-    pqxx::work tx(admin);
-    for (const auto& [user, chats] :
-         {std::pair{kAlice, kAliceChats}, {kBob, kBobChats}}) {
-      tx.exec_params0(
-          "INSERT INTO users (id, username, email, password_hash, created_at, "
-          "updated_at) VALUES ($1::uuid, $1::text, $1::text || "
-          "'@example.com', 'x', now(), now())",
-          std::string(user));
-      tx.exec_params0(
-          "INSERT INTO conversations (user_id, id, title, untitled, "
-          "created_at, updated_at) SELECT $1::uuid, gen_random_uuid(), "
-          "$1::text || '-' || g, false, now(), now() "
-          "FROM generate_series(1, $2) g",
-          std::string(user), chats);
-    }
-    tx.commit();
+    ::chat::testing::reads::AddUsers(db_->admin_url());
   }
 
   std::unique_ptr<DbPool> Pool(int size) {
@@ -136,7 +108,7 @@ TEST_F(DbReadRowsTest, AnAccountThatDoesNotExistReadsNothing) {
 
 TEST_F(DbReadRowsTest, ArgumentsAreValuesWhateverTheirText) {
   std::unique_ptr<DbPool> pool = Pool(1);
-  for (const std::string text :
+  for (const std::string& text :
        {std::string("x'); DELETE FROM conversations; --"),
         std::string("back\\slash \\' and ''quotes'' and $1 and ; "),
         std::string("\xE2\x80\x9Cunicode\xE2\x80\x9D \xF0\x9F\x92\xAC"),
