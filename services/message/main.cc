@@ -167,7 +167,13 @@ int main(int argc, char** argv) {
       chat::message::ReplyOwnership::Acquire((*runtime)->database_url());
   if (!ownership.ok())
     return chat::log::Failure("cannot own replies", ownership.status());
-  chat::message::MessageStorage storage((*runtime)->pool());
+  // Listings read on connections of their own, many calls' reads at once on
+  // each, without a thread each (common/db_reader.h).
+  std::unique_ptr<chat::DbReader> reader =
+      chat::DbReader::Create(chat::DbReaderOptionsFromFlags(
+          (*runtime)->database_url(),
+          chat::message::MessageStorage::Statements()));
+  chat::message::MessageStorage storage((*runtime)->pool(), reader.get());
   chat::message::Messages messages(&storage, (*runtime)->clock());
   chat::message::Chats chats(
       &storage, provider.get(), (*runtime)->clock(),

@@ -117,25 +117,34 @@ Status MessageServiceImpl::CreateMessage(
       });
 }
 
-Status MessageServiceImpl::ListMessages(
-    grpc::ServerContext* context, const chat::v1::ListMessagesRequest* request,
+// A callback method: the page is read on the store's reader thread and
+// answered from there, so no gRPC thread waits for PostgreSQL.
+grpc::ServerUnaryReactor* MessageServiceImpl::ListMessages(
+    grpc::CallbackServerContext* context,
+    const chat::v1::ListMessagesRequest* request,
     chat::v1::ListMessagesResponse* response) {
-  return ForCaller(
-      *callers_, *context, [&](const std::string& user) -> absl::Status {
-        ASSIGN_OR_RETURN(
-            MessagePage page,
-            messages_->List(user, request->conversation_id(),
-                            {request->page_size(), request->page_token(),
-                             ParseOrder(request->order()),
-                             ParseBranch(request->branch())}));
-        response->mutable_messages()->Reserve(
-            static_cast<int>(page.messages.size()));
-        for (MessageRecord& m : page.messages) {
-          ToProto(std::move(m), response->add_messages());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<std::string> user = callers_->UserId(*context);
+  if (!user.ok()) {
+    reactor->Finish(ToGrpcStatus(user.status()));
+    return reactor;
+  }
+  messages_->ListAsync(
+      *user, request->conversation_id(),
+      {request->page_size(), request->page_token(),
+       ParseOrder(request->order()), ParseBranch(request->branch())},
+      [reactor, response](absl::StatusOr<MessagePage> page) {
+        if (page.ok()) {
+          response->mutable_messages()->Reserve(
+              static_cast<int>(page->messages.size()));
+          for (MessageRecord& m : page->messages) {
+            ToProto(std::move(m), response->add_messages());
+          }
+          response->set_next_page_token(page->next_page_token);
         }
-        response->set_next_page_token(page.next_page_token);
-        return absl::OkStatus();
+        reactor->Finish(ToGrpcStatus(page.status()));
       });
+  return reactor;
 }
 
 Status MessageServiceImpl::GetMessage(

@@ -21,7 +21,8 @@ namespace chat::message {
 using MessageServiceBase = chat::v1::MessageService::WithCallbackMethod_Chat<
     chat::v1::MessageService::WithCallbackMethod_Regenerate<
         chat::v1::MessageService::WithCallbackMethod_StreamReply<
-            chat::v1::MessageService::Service>>>;
+            chat::v1::MessageService::WithCallbackMethod_ListMessages<
+                chat::v1::MessageService::Service>>>>;
 
 class MessageServiceImpl final : public MessageServiceBase {
  public:
@@ -34,9 +35,10 @@ class MessageServiceImpl final : public MessageServiceBase {
   grpc::Status CreateMessage(grpc::ServerContext* context,
                              const chat::v1::CreateMessageRequest* request,
                              chat::v1::Message* response) override;
-  grpc::Status ListMessages(grpc::ServerContext* context,
-                            const chat::v1::ListMessagesRequest* request,
-                            chat::v1::ListMessagesResponse* response) override;
+  grpc::ServerUnaryReactor* ListMessages(
+      grpc::CallbackServerContext* context,
+      const chat::v1::ListMessagesRequest* request,
+      chat::v1::ListMessagesResponse* response) override;
   grpc::Status GetMessage(grpc::ServerContext* context,
                           const chat::v1::GetMessageRequest* request,
                           chat::v1::Message* response) override;

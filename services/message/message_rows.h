@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/db_reader.h"
 #include "pqxx/pqxx"
 #include "services/message/messages.h"
 
@@ -44,6 +45,8 @@ namespace chat::message {
 
 // The message of MESSAGE_COLUMNS, selected from column `first` on.
 MessageRecord MessageFromRow(const pqxx::row& row, int first = 0);
+// The same, of row `row` of a DbReader's answer.
+MessageRecord MessageFromRow(const DbRows& rows, int row);
 
 // A PostgreSQL array literal of UUIDs (which need no quoting), for a
 // $n::uuid[] parameter.

@@ -73,6 +73,15 @@ constexpr char kConversationExists[] = "message_conversation_exists";
 constexpr char kConversationExistsSql[] =
     "SELECT 1 FROM conversations WHERE user_id = $1::uuid AND id = $2::uuid";
 
+// After an empty page read without a transaction (DbReader): whether the
+// account still exists (the read's setting was made) and the conversation
+// is the user's. One row, always.
+constexpr char kListVisible[] = "message_list_visible";
+constexpr char kListVisibleSql[] =
+    "SELECT current_setting('app.user_id', true) IS NOT DISTINCT FROM "
+    "$1::text, EXISTS (SELECT 1 FROM conversations WHERE user_id = "
+    "$1::uuid AND id = $2::uuid)";
+
 constexpr char kLockConversation[] = "message_lock_conversation";
 constexpr char kLockConversationSql[] =
     "SELECT title, untitled, metadata::text FROM conversations "
@@ -332,6 +341,7 @@ std::vector<PreparedStatement> MessageStorage::Statements() {
           {kListAllAscending, kListAllAscendingSql, /*generic_plan=*/true},
           {kListAllDescending, kListAllDescendingSql, /*generic_plan=*/true},
           {kConversationExists, kConversationExistsSql},
+          {kListVisible, kListVisibleSql},
           {kLockConversation, kLockConversationSql},
           {kUpdate, kUpdateSql},
           {kTouchConversation, kTouchConversationSql},
@@ -444,16 +454,28 @@ absl::StatusOr<MessageRecord> MessageStorage::Get(
       });
 }
 
+namespace {
+
+const char* ListStatement(Branch branch, bool descending) {
+  return branch == Branch::kAll
+             ? (descending ? kListAllDescending : kListAllAscending)
+             : (descending ? kListDescending : kListAscending);
+}
+
+// The position a page starts after: before the first message, or after the
+// last one when descending.
+int64_t ListStart(std::optional<int64_t> after, bool descending) {
+  return after.value_or(descending ? std::numeric_limits<int64_t>::max() : 0);
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<MessageRecord>> MessageStorage::List(
     const std::string& user_id, const std::string& conversation_id,
     Branch branch, bool descending, std::optional<int64_t> after, int limit,
     int64_t content_budget) {
-  const char* statement =
-      branch == Branch::kAll
-          ? (descending ? kListAllDescending : kListAllAscending)
-          : (descending ? kListDescending : kListAscending);
-  const int64_t from =
-      after.value_or(descending ? std::numeric_limits<int64_t>::max() : 0);
+  const char* statement = ListStatement(branch, descending);
+  const int64_t from = ListStart(after, descending);
   // Most pages have rows: one round trip. An empty one asks again in a
   // transaction that tells an empty page from a missing conversation.
   ASSIGN_OR_RETURN(std::optional<pqxx::result> rows,
@@ -482,6 +504,54 @@ absl::StatusOr<std::vector<MessageRecord>> MessageStorage::List(
   page.reserve(rows->size());
   for (const pqxx::row& row : *rows) page.push_back(MessageFromRow(row));
   return page;
+}
+
+void MessageStorage::ListAsync(const std::string& user_id,
+                               const std::string& conversation_id,
+                               Branch branch, bool descending,
+                               std::optional<int64_t> after, int limit,
+                               int64_t content_budget, ListDone done) {
+  if (reader_ == nullptr) {
+    MessageStore::ListAsync(user_id, conversation_id, branch, descending, after,
+                            limit, content_budget, std::move(done));
+    return;
+  }
+  const char* statement = ListStatement(branch, descending);
+  const int64_t from = ListStart(after, descending);
+  reader_->Read(
+      user_id, statement,
+      [reader = reader_, user_id, conversation_id,
+       done = std::move(done)](DbReader::Rows rows) mutable {
+        if (!rows.ok()) {
+          std::move(done)(rows.status());
+          return;
+        }
+        if (*rows) {
+          std::vector<MessageRecord> page;
+          page.reserve((*rows)->size());
+          for (int i = 0; i < (*rows)->size(); ++i) {
+            page.push_back(MessageFromRow(**rows, i));
+          }
+          std::move(done)(std::move(page));
+          return;
+        }
+        // No rows: an empty page, no such conversation, or no account.
+        reader->Read(
+            user_id, kListVisible,
+            [done = std::move(done)](DbReader::Rows seen) mutable {
+              if (!seen.ok()) {
+                std::move(done)(seen.status());
+              } else if (!*seen || !DbColumnReader(**seen, 0).As<bool>()) {
+                std::move(done)(AccountGoneError());
+              } else if (!DbColumnReader(**seen, 0, 1).As<bool>()) {
+                std::move(done)(ConversationNotFound());
+              } else {
+                std::move(done)(std::vector<MessageRecord>());
+              }
+            },
+            user_id, conversation_id);
+      },
+      user_id, conversation_id, from, limit, content_budget);
 }
 
 absl::StatusOr<MessageRecord> MessageStorage::Update(

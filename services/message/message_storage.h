@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/db.h"
+#include "common/db_reader.h"
 #include "common/thread_pool.h"
 #include "services/message/messages.h"
 
@@ -28,7 +29,9 @@ namespace chat::message {
 // MessageStore in PostgreSQL.
 class MessageStorage final : public MessageStore {
  public:
-  explicit MessageStorage(DbPool* pool) : pool_(pool) {}
+  // With a reader, ListAsync reads on it, without holding a thread.
+  explicit MessageStorage(DbPool* pool, DbReader* reader = nullptr)
+      : pool_(pool), reader_(reader) {}
 
   static std::vector<PreparedStatement> Statements();
 
@@ -43,6 +46,9 @@ class MessageStorage final : public MessageStore {
       const std::string& user_id, const std::string& conversation_id,
       Branch branch, bool descending, std::optional<int64_t> after, int limit,
       int64_t content_budget) override;
+  void ListAsync(const std::string& user_id, const std::string& conversation_id,
+                 Branch branch, bool descending, std::optional<int64_t> after,
+                 int limit, int64_t content_budget, ListDone done) override;
   absl::StatusOr<MessageRecord> Update(const std::string& user_id,
                                        const std::string& conversation_id,
                                        const std::string& id,
@@ -86,6 +92,7 @@ class MessageStorage final : public MessageStore {
 
  private:
   DbPool* pool_;
+  DbReader* reader_;
 };
 
 // This process as the owner of the replies it generates

@@ -1,5 +1,7 @@
 #include "services/message/messages.h"
 
+#include <future>
+
 #include "chat/internal/page_token.pb.h"
 #include "common/errors.h"
 #include "common/ids.h"
@@ -71,10 +73,18 @@ absl::StatusOr<MessageRecord> Messages::Create(
                           request.parent_id, key);
 }
 
-absl::StatusOr<MessagePage> Messages::List(const std::string& user_id,
-                                           const std::string& conversation_id,
-                                           const ListQuery& query) {
-  RETURN_IF_ERROR(CheckIds(conversation_id, nullptr));
+namespace {
+
+// What a listing reads, once its request is checked.
+struct PageRead {
+  Branch branch;
+  bool descending;
+  std::optional<int64_t> after;
+  int page_size;
+};
+
+absl::StatusOr<PageRead> ReadOfQuery(const std::string& conversation_id,
+                                     const ListQuery& query) {
   FieldViolations violations;
   if (!query.order) violations.Add("order", "must be asc or desc");
   if (!query.branch) violations.Add("branch", "must be active or all");
@@ -82,30 +92,29 @@ absl::StatusOr<MessagePage> Messages::List(const std::string& user_id,
       ResolvePageSize(query.page_size, kDefaultPageSize, kMaxPageSize);
   if (!page_size.ok()) violations.Add("page_size", "must not be negative");
   RETURN_IF_ERROR(violations.ToStatus());
-  const bool descending = *query.order == Order::kDescending;
-  const bool all_branches = *query.branch == Branch::kAll;
-
-  std::optional<int64_t> after;
+  PageRead read{*query.branch, *query.order == Order::kDescending, std::nullopt,
+                *page_size};
   if (!query.page_token.empty()) {
     chat::internal::MessageCursor cursor;
     RETURN_IF_ERROR(DecodePageToken(query.page_token, &cursor));
     if (cursor.conversation_id() != conversation_id ||
-        cursor.descending() != descending ||
-        cursor.all_branches() != all_branches) {
+        cursor.descending() != read.descending ||
+        cursor.all_branches() != (read.branch == Branch::kAll)) {
       return ForeignPageToken();
     }
-    after = cursor.seq();
+    read.after = cursor.seq();
   }
-  // One extra row tells whether another page follows.
-  ASSIGN_OR_RETURN(
-      std::vector<MessageRecord> rows,
-      storage_->List(user_id, conversation_id, *query.branch, descending, after,
-                     *page_size + 1, kMaxPageContentBytes));
-  // The page: up to page_size messages while their content fits the budget
-  // (the first always does: one message is far smaller).
+  return read;
+}
+
+// The page of the rows read (one more than the page, when there are): up to
+// page_size messages while their content fits the budget (the first always
+// does: one message is far smaller).
+MessagePage PageOfRows(const std::string& conversation_id, const PageRead& read,
+                       std::vector<MessageRecord> rows) {
   size_t kept = 0;
   int64_t content_bytes = 0;
-  while (kept < rows.size() && static_cast<int>(kept) < *page_size) {
+  while (kept < rows.size() && static_cast<int>(kept) < read.page_size) {
     const int64_t size = static_cast<int64_t>(rows[kept].content.size());
     if (kept > 0 && content_bytes + size > kMaxPageContentBytes) break;
     content_bytes += size;
@@ -116,13 +125,52 @@ absl::StatusOr<MessagePage> Messages::List(const std::string& user_id,
     rows.resize(kept);
     chat::internal::MessageCursor cursor;
     cursor.set_conversation_id(conversation_id);
-    cursor.set_descending(descending);
-    cursor.set_all_branches(all_branches);
+    cursor.set_descending(read.descending);
+    cursor.set_all_branches(read.branch == Branch::kAll);
     cursor.set_seq(rows.back().seq);
     page.next_page_token = EncodePageToken(cursor);
   }
   page.messages = std::move(rows);
   return page;
+}
+
+}  // namespace
+
+absl::StatusOr<MessagePage> Messages::List(const std::string& user_id,
+                                           const std::string& conversation_id,
+                                           const ListQuery& query) {
+  std::promise<absl::StatusOr<MessagePage>> answer;
+  std::future<absl::StatusOr<MessagePage>> page = answer.get_future();
+  ListAsync(user_id, conversation_id, query,
+            [&answer](absl::StatusOr<MessagePage> listed) {
+              answer.set_value(std::move(listed));
+            });
+  return page.get();
+}
+
+void Messages::ListAsync(const std::string& user_id,
+                         const std::string& conversation_id,
+                         const ListQuery& query, PageDone done) {
+  absl::Status checked = CheckIds(conversation_id, nullptr);
+  absl::StatusOr<PageRead> read = checked.ok()
+                                      ? ReadOfQuery(conversation_id, query)
+                                      : absl::StatusOr<PageRead>(checked);
+  if (!read.ok()) {
+    std::move(done)(read.status());
+    return;
+  }
+  // One extra row tells whether another page follows.
+  storage_->ListAsync(
+      user_id, conversation_id, read->branch, read->descending, read->after,
+      read->page_size + 1, kMaxPageContentBytes,
+      [conversation_id, read = *read, done = std::move(done)](
+          absl::StatusOr<std::vector<MessageRecord>> rows) mutable {
+        if (!rows.ok()) {
+          std::move(done)(rows.status());
+          return;
+        }
+        std::move(done)(PageOfRows(conversation_id, read, *std::move(rows)));
+      });
 }
 
 absl::StatusOr<MessageRecord> Messages::Get(const std::string& user_id,

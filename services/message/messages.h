@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
@@ -124,6 +125,18 @@ class MessageStore {
       const std::string& user_id, const std::string& conversation_id,
       Branch branch, bool descending, std::optional<int64_t> after, int limit,
       int64_t content_budget) = 0;
+  using ListDone =
+      absl::AnyInvocable<void(absl::StatusOr<std::vector<MessageRecord>>) &&>;
+  // List, answered to `done` without holding the caller's thread while the
+  // database works: `done` runs on the store's thread, or on the caller's
+  // before this returns (as here, for stores with nothing to wait for).
+  virtual void ListAsync(const std::string& user_id,
+                         const std::string& conversation_id, Branch branch,
+                         bool descending, std::optional<int64_t> after,
+                         int limit, int64_t content_budget, ListDone done) {
+    std::move(done)(List(user_id, conversation_id, branch, descending, after,
+                         limit, content_budget));
+  }
   virtual absl::StatusOr<MessageRecord> Update(
       const std::string& user_id, const std::string& conversation_id,
       const std::string& id, const MessageChange& change, absl::Time now) = 0;
@@ -225,6 +238,13 @@ class Messages {
                                        const std::string& conversation_id,
                                        const NewMessage& request,
                                        const std::string& idempotency_key);
+  // A page of the conversation's messages, answered to `done` as
+  // MessageStore::ListAsync answers: the handler's thread does not wait for
+  // the database.
+  using PageDone = absl::AnyInvocable<void(absl::StatusOr<MessagePage>) &&>;
+  void ListAsync(const std::string& user_id, const std::string& conversation_id,
+                 const ListQuery& query, PageDone done);
+  // The same, waiting for the page.
   absl::StatusOr<MessagePage> List(const std::string& user_id,
                                    const std::string& conversation_id,
                                    const ListQuery& query);
