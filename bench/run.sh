@@ -26,7 +26,7 @@
 #      conversations (ListConversations, and the conversation service's
 #      SQL in pgbench as role chat_conversation). The listings' pgbench
 #      twins read as the services do, in one round trip: the account's
-#      setting and the statement in one pipeline (DbPool::ReadRows).
+#      setting and the statement in one pipeline (DbReader).
 #   4. Conversation trees: both seeded conversations get side branches (every
 #      $BENCH_BRANCH_EVERY-th message of the active branch two older,
 #      inactive versions); the two pages again, now of the active branch of

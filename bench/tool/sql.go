@@ -178,10 +178,9 @@ const setUserSQL = "SELECT EXISTS (SELECT 1 FROM users WHERE id = :user::uuid) F
 // pgscript writes a pgbench script that runs, as one transaction, exactly
 // what a service runs for one operation: BEGIN; set_config; the statements
 // of the service's storage code; COMMIT. The listings read in one round
-// trip (common/db.cc, DbPool::ReadRows): the account's setting and the
+// trip (common/db_reader.h, DbReader): the account's setting and the
 // statement in one pipeline, one implicit transaction, as the services send
-// them in one Query message (pgbench's pipeline is the cheaper twin: no
-// EXECUTE to parse).
+// them (Bind/Execute of both, then one Sync).
 //
 // Append (-src services/message/message_storage.cc, kAppendSql): pgbench
 // variables cannot hold a fresh uuid, so the new message id ($3) is
@@ -299,13 +298,14 @@ func cmdPgScript(args []string) error {
 	return os.WriteFile(*out, []byte(script.String()), 0o644)
 }
 
-// writeOneTripRead writes the pipeline of DbPool::ReadRows around a bound
-// statement, the account's setting made by common/db.cc's constant setUserConst
-// (the generic plan's or not); src locates common/db.cc.
+// writeOneTripRead writes the pipeline of DbReader (and DbPool::ReadRows)
+// around a bound statement, the account's setting made by
+// common/db_statements.h's constant setUserConst (the generic plan's or
+// not); src locates common/db_statements.h.
 func writeOneTripRead(script *strings.Builder, src, setUserConst, statement string) error {
-	db, ok := findUp(src, "common/db.cc")
+	db, ok := findUp(src, "common/db_statements.h")
 	if !ok {
-		return fmt.Errorf("no common/db.cc above %s", src)
+		return fmt.Errorf("no common/db_statements.h above %s", src)
 	}
 	setUser, err := extractSQL(db, setUserConst)
 	if err != nil {
