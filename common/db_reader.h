@@ -67,6 +67,14 @@ class DbColumnReader {
   T As() {
     return Parse<T>(Text());
   }
+  // The next column as T, nullopt for NULL.
+  template <typename T>
+  std::optional<T> Optional() {
+    const bool null = PQgetisnull(result_, row_, column_) == 1;
+    const absl::string_view text = Text();
+    if (null) return std::nullopt;
+    return Parse<T>(text);
+  }
 
  private:
   template <typename T>

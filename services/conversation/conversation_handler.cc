@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "common/grpc_status.h"
 #include "common/proto_metadata.h"
 #include "common/proto_time.h"
 #include "common/request_context.h"
@@ -75,24 +76,34 @@ Status ConversationServiceImpl::CreateConversation(
       });
 }
 
-Status ConversationServiceImpl::ListConversations(
-    grpc::ServerContext* context,
+// A callback method: the page is read on the store's reader thread and
+// answered from there, so no gRPC thread waits for PostgreSQL.
+grpc::ServerUnaryReactor* ConversationServiceImpl::ListConversations(
+    grpc::CallbackServerContext* context,
     const chat::v1::ListConversationsRequest* request,
     chat::v1::ListConversationsResponse* response) {
-  return ForCaller(
-      *callers_, *context, [&](const std::string& user) -> absl::Status {
-        ASSIGN_OR_RETURN(ConversationPage page,
-                         conversations_->List(
-                             user, {request->page_size(), request->page_token(),
-                                    request->archived(), request->q()}));
-        response->mutable_conversations()->Reserve(
-            static_cast<int>(page.conversations.size()));
-        for (ConversationRecord& c : page.conversations) {
-          FillProto(std::move(c), response->add_conversations());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<std::string> user = callers_->UserId(*context);
+  if (!user.ok()) {
+    reactor->Finish(ToGrpcStatus(user.status()));
+    return reactor;
+  }
+  conversations_->ListAsync(
+      *user,
+      {request->page_size(), request->page_token(), request->archived(),
+       request->q()},
+      [reactor, response](absl::StatusOr<ConversationPage> page) {
+        if (page.ok()) {
+          response->mutable_conversations()->Reserve(
+              static_cast<int>(page->conversations.size()));
+          for (ConversationRecord& c : page->conversations) {
+            FillProto(std::move(c), response->add_conversations());
+          }
+          response->set_next_page_token(page->next_page_token);
         }
-        response->set_next_page_token(page.next_page_token);
-        return absl::OkStatus();
+        reactor->Finish(ToGrpcStatus(page.status()));
       });
+  return reactor;
 }
 
 Status ConversationServiceImpl::GetConversation(

@@ -11,7 +11,9 @@
 namespace chat::conversation {
 
 class ConversationServiceImpl final
-    : public chat::v1::ConversationService::Service {
+    : public chat::v1::ConversationService::
+          WithCallbackMethod_ListConversations<
+              chat::v1::ConversationService::Service> {
  public:
   ConversationServiceImpl(Conversations* conversations,
                           const CallerResolver* callers)
@@ -21,8 +23,8 @@ class ConversationServiceImpl final
       grpc::ServerContext* context,
       const chat::v1::CreateConversationRequest* request,
       chat::v1::Conversation* response) override;
-  grpc::Status ListConversations(
-      grpc::ServerContext* context,
+  grpc::ServerUnaryReactor* ListConversations(
+      grpc::CallbackServerContext* context,
       const chat::v1::ListConversationsRequest* request,
       chat::v1::ListConversationsResponse* response) override;
   grpc::Status GetConversation(grpc::ServerContext* context,

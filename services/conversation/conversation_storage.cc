@@ -43,6 +43,13 @@ constexpr char kGetSql[] =
 #define LIST_ORDER                                              \
   "ORDER BY pinned DESC, updated_at DESC, id DESC LIMIT $3) c " \
   "ORDER BY pinned DESC, updated_at DESC, c.id DESC"
+// After an empty page read without a transaction (DbReader): whether the
+// account still exists (the read's setting was made). One row, always.
+constexpr char kAccountVisible[] = "conversation_account_visible";
+constexpr char kAccountVisibleSql[] =
+    "SELECT current_setting('app.user_id', true) IS NOT DISTINCT FROM "
+    "$1::text";
+
 constexpr char kListFirst[] = "conversation_list_first";
 constexpr char kListFirstSql[] = LIST_SELECT LIST_ORDER;
 constexpr char kListFirstTitled[] = "conversation_list_first_titled";
@@ -84,23 +91,28 @@ constexpr char kDeleteAll[] = "conversation_delete_all";
 constexpr char kDeleteAllSql[] =
     "DELETE FROM conversations WHERE user_id = $1::uuid";
 
-ConversationRecord FromRow(const pqxx::row& row) {
-  ColumnReader column(row);
+// Columns is ColumnReader or DbColumnReader.
+template <typename Columns>
+ConversationRecord FromColumns(Columns column) {
   ConversationRecord c;
   c.id = column.String();
   c.title = column.String();
-  c.untitled = column.As<bool>();
+  c.untitled = column.template As<bool>();
   c.metadata = MetadataFromJson(column.Text()).value_or(Metadata{});
-  c.archived = column.As<bool>();
-  c.pinned = column.As<bool>();
-  c.message_count = column.As<int64_t>();
-  if (std::optional<int64_t> micros = column.Optional<int64_t>()) {
+  c.archived = column.template As<bool>();
+  c.pinned = column.template As<bool>();
+  c.message_count = column.template As<int64_t>();
+  if (std::optional<int64_t> micros = column.template Optional<int64_t>()) {
     c.last_message_at = FromPgMicros(*micros);
   }
-  c.created_at = FromPgMicros(column.As<int64_t>());
-  c.updated_at = FromPgMicros(column.As<int64_t>());
+  c.created_at = FromPgMicros(column.template As<int64_t>());
+  c.updated_at = FromPgMicros(column.template As<int64_t>());
   c.active_leaf_id = column.String();
   return c;
+}
+
+ConversationRecord FromRow(const pqxx::row& row) {
+  return FromColumns(ColumnReader(row));
 }
 
 absl::Status NotFound() {
@@ -121,6 +133,7 @@ std::vector<PreparedStatement> ConversationStorage::Statements() {
           {kInsert, kInsertSql},
           {kGet, kGetSql},
           {kListFirst, kListFirstSql},
+          {kAccountVisible, kAccountVisibleSql},
           {kListFirstTitled, kListFirstTitledSql},
           {kListAfter, kListAfterSql},
           {kListAfterTitled, kListAfterTitledSql},
@@ -166,6 +179,24 @@ absl::StatusOr<ConversationRecord> ConversationStorage::Get(
       });
 }
 
+namespace {
+
+// read(statement, filters...): the listing's statement for `query` and
+// `after`, with the arguments that follow user_id, archived and limit.
+template <typename Read>
+auto ReadListing(const std::string& query,
+                 const std::optional<ListPosition>& after, Read&& read) {
+  if (!after) {
+    return query.empty() ? read(kListFirst) : read(kListFirstTitled, query);
+  }
+  const std::string updated_at = PgTime(FromPgMicros(after->updated_at_micros));
+  return query.empty() ? read(kListAfter, after->pinned, updated_at, after->id)
+                       : read(kListAfterTitled, query, after->pinned,
+                              updated_at, after->id);
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<ConversationRecord>> ConversationStorage::List(
     const std::string& user_id, bool archived, const std::string& query,
     const std::optional<ListPosition>& after, int limit) {
@@ -191,13 +222,51 @@ absl::StatusOr<std::vector<ConversationRecord>> ConversationStorage::List(
     for (const pqxx::row& row : *rows) page.push_back(FromRow(row));
     return page;
   };
-  if (!after) {
-    return query.empty() ? read(kListFirst) : read(kListFirstTitled, query);
+  return ReadListing(query, after, read);
+}
+
+void ConversationStorage::ListAsync(const std::string& user_id, bool archived,
+                                    const std::string& query,
+                                    const std::optional<ListPosition>& after,
+                                    int limit, ListDone done) {
+  if (reader_ == nullptr) {
+    ConversationStore::ListAsync(user_id, archived, query, after, limit,
+                                 std::move(done));
+    return;
   }
-  const std::string updated_at = PgTime(FromPgMicros(after->updated_at_micros));
-  return query.empty() ? read(kListAfter, after->pinned, updated_at, after->id)
-                       : read(kListAfterTitled, query, after->pinned,
-                              updated_at, after->id);
+  auto answer = [reader = reader_, user_id,
+                 done = std::move(done)](DbReader::Rows rows) mutable {
+    if (!rows.ok()) {
+      std::move(done)(rows.status());
+      return;
+    }
+    if (*rows) {
+      std::vector<ConversationRecord> page;
+      page.reserve((*rows)->size());
+      for (int i = 0; i < (*rows)->size(); ++i) {
+        page.push_back(FromColumns(DbColumnReader(**rows, i)));
+      }
+      std::move(done)(std::move(page));
+      return;
+    }
+    // No rows: none to list, or no account.
+    reader->Read(
+        user_id, kAccountVisible,
+        [done = std::move(done)](DbReader::Rows seen) mutable {
+          if (!seen.ok()) {
+            std::move(done)(seen.status());
+          } else if (!*seen || !DbColumnReader(**seen, 0).As<bool>()) {
+            std::move(done)(AccountGoneError());
+          } else {
+            std::move(done)(std::vector<ConversationRecord>());
+          }
+        },
+        user_id);
+  };
+  ReadListing(query, after, [&](const char* statement, const auto&... filters) {
+    reader_->Read(user_id, statement, std::move(answer), user_id, archived,
+                  limit, filters...);
+  });
 }
 
 absl::StatusOr<ConversationRecord> ConversationStorage::Update(

@@ -13,6 +13,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/db.h"
+#include "common/db_reader.h"
 #include "services/conversation/conversations.h"
 
 namespace chat::conversation {
@@ -20,7 +21,9 @@ namespace chat::conversation {
 // ConversationStore in PostgreSQL.
 class ConversationStorage final : public ConversationStore {
  public:
-  explicit ConversationStorage(DbPool* pool) : pool_(pool) {}
+  // With a reader, ListAsync reads on it, without holding a thread.
+  explicit ConversationStorage(DbPool* pool, DbReader* reader = nullptr)
+      : pool_(pool), reader_(reader) {}
 
   static std::vector<PreparedStatement> Statements();
 
@@ -32,6 +35,10 @@ class ConversationStorage final : public ConversationStore {
   absl::StatusOr<std::vector<ConversationRecord>> List(
       const std::string& user_id, bool archived, const std::string& query,
       const std::optional<ListPosition>& after, int limit) override;
+  void ListAsync(const std::string& user_id, bool archived,
+                 const std::string& query,
+                 const std::optional<ListPosition>& after, int limit,
+                 ListDone done) override;
   absl::StatusOr<ConversationRecord> Update(const std::string& user_id,
                                             const std::string& id,
                                             const ConversationChange& change,
@@ -42,6 +49,7 @@ class ConversationStorage final : public ConversationStore {
 
  private:
   DbPool* pool_;
+  DbReader* reader_;
 };
 
 }  // namespace chat::conversation

@@ -1,5 +1,7 @@
 #include "services/conversation/conversations.h"
 
+#include <future>
+
 #include "chat/internal/page_token.pb.h"
 #include "common/errors.h"
 #include "common/ids.h"
@@ -64,8 +66,15 @@ absl::StatusOr<ConversationRecord> Conversations::Create(
   return storage_->Create(user_id, conversation, key);
 }
 
-absl::StatusOr<ConversationPage> Conversations::List(const std::string& user_id,
-                                                     const ListQuery& query) {
+namespace {
+
+// What a listing reads, once its request is checked.
+struct PageRead {
+  std::optional<ListPosition> after;  // nullopt: the first page
+  int page_size;
+};
+
+absl::StatusOr<PageRead> ReadOfQuery(const ListQuery& query) {
   // libpq would cut the text at a NUL: "Paris\0x" would search for "Paris".
   if (query.q.find('\0') != std::string::npos) {
     FieldViolations violations;
@@ -75,23 +84,23 @@ absl::StatusOr<ConversationPage> Conversations::List(const std::string& user_id,
   ASSIGN_OR_RETURN(
       int page_size,
       ResolvePageSize(query.page_size, kDefaultPageSize, kMaxPageSize));
-  std::optional<ListPosition> after;
-  if (!query.page_token.empty()) {
-    chat::internal::ConversationCursor cursor;
-    RETURN_IF_ERROR(DecodePageToken(query.page_token, &cursor));
-    // A time PostgreSQL could not take is a tampered token, not a 500.
-    if (cursor.archived() != query.archived || cursor.query() != query.q ||
-        !IsUuid(cursor.id()) || cursor.updated_at_micros() < 0 ||
-        cursor.updated_at_micros() > kLatestCursorMicros) {
-      return ForeignPageToken();
-    }
-    after =
-        ListPosition{cursor.pinned(), cursor.updated_at_micros(), cursor.id()};
+  if (query.page_token.empty()) return PageRead{std::nullopt, page_size};
+  chat::internal::ConversationCursor cursor;
+  RETURN_IF_ERROR(DecodePageToken(query.page_token, &cursor));
+  // A time PostgreSQL could not take is a tampered token, not a 500.
+  if (cursor.archived() != query.archived || cursor.query() != query.q ||
+      !IsUuid(cursor.id()) || cursor.updated_at_micros() < 0 ||
+      cursor.updated_at_micros() > kLatestCursorMicros) {
+    return ForeignPageToken();
   }
-  // One extra row tells whether another page follows.
-  ASSIGN_OR_RETURN(
-      std::vector<ConversationRecord> rows,
-      storage_->List(user_id, query.archived, query.q, after, page_size + 1));
+  return PageRead{
+      ListPosition{cursor.pinned(), cursor.updated_at_micros(), cursor.id()},
+      page_size};
+}
+
+// The page of the rows read (one more than the page, when there are).
+ConversationPage PageOfRows(const ListQuery& query, int page_size,
+                            std::vector<ConversationRecord> rows) {
   ConversationPage page;
   if (static_cast<int>(rows.size()) > page_size) {
     rows.resize(page_size);
@@ -106,6 +115,38 @@ absl::StatusOr<ConversationPage> Conversations::List(const std::string& user_id,
   }
   page.conversations = std::move(rows);
   return page;
+}
+
+}  // namespace
+
+void Conversations::ListAsync(const std::string& user_id,
+                              const ListQuery& query, PageDone done) {
+  absl::StatusOr<PageRead> read = ReadOfQuery(query);
+  if (!read.ok()) {
+    std::move(done)(read.status());
+    return;
+  }
+  // One extra row tells whether another page follows.
+  storage_->ListAsync(
+      user_id, query.archived, query.q, read->after, read->page_size + 1,
+      [query, page_size = read->page_size, done = std::move(done)](
+          absl::StatusOr<std::vector<ConversationRecord>> rows) mutable {
+        if (!rows.ok()) {
+          std::move(done)(rows.status());
+          return;
+        }
+        std::move(done)(PageOfRows(query, page_size, *std::move(rows)));
+      });
+}
+
+absl::StatusOr<ConversationPage> Conversations::List(const std::string& user_id,
+                                                     const ListQuery& query) {
+  std::promise<absl::StatusOr<ConversationPage>> answer;
+  std::future<absl::StatusOr<ConversationPage>> page = answer.get_future();
+  ListAsync(user_id, query, [&answer](absl::StatusOr<ConversationPage> listed) {
+    answer.set_value(std::move(listed));
+  });
+  return page.get();
 }
 
 absl::StatusOr<ConversationRecord> Conversations::Get(

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
@@ -59,6 +60,17 @@ class ConversationStore {
   virtual absl::StatusOr<std::vector<ConversationRecord>> List(
       const std::string& user_id, bool archived, const std::string& query,
       const std::optional<ListPosition>& after, int limit) = 0;
+  using ListDone = absl::AnyInvocable<
+      void(absl::StatusOr<std::vector<ConversationRecord>>) &&>;
+  // List, answered to `done` without holding the caller's thread while the
+  // database works: `done` runs on the store's thread, or on the caller's
+  // before this returns (as here, for stores with nothing to wait for).
+  virtual void ListAsync(const std::string& user_id, bool archived,
+                         const std::string& query,
+                         const std::optional<ListPosition>& after, int limit,
+                         ListDone done) {
+    std::move(done)(List(user_id, archived, query, after, limit));
+  }
   // Applies `change` and sets updated_at to `now`, in one transaction.
   // NOT_FOUND "conversation not found" when the user has no such
   // conversation; with change.active_message_id, NOT_FOUND "message not
@@ -98,6 +110,14 @@ class Conversations {
   absl::StatusOr<ConversationRecord> Create(const std::string& user_id,
                                             const NewConversation& request,
                                             const std::string& idempotency_key);
+  // A page of the user's conversations, answered to `done` as
+  // ConversationStore::ListAsync answers: the handler's thread does not
+  // wait for the database.
+  using PageDone =
+      absl::AnyInvocable<void(absl::StatusOr<ConversationPage>) &&>;
+  void ListAsync(const std::string& user_id, const ListQuery& query,
+                 PageDone done);
+  // The same, waiting for the page.
   absl::StatusOr<ConversationPage> List(const std::string& user_id,
                                         const ListQuery& query);
   absl::StatusOr<ConversationRecord> Get(const std::string& user_id,

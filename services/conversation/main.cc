@@ -2,6 +2,7 @@
 // then serves until SIGTERM.
 
 #include <cstdlib>
+#include <memory>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -34,7 +35,14 @@ int main(int argc, char** argv) {
           {.callers = true});
   if (!runtime.ok())
     return chat::log::Failure("cannot start", runtime.status());
-  chat::conversation::ConversationStorage storage((*runtime)->pool());
+  // Listings read on connections of their own, many calls' reads at once on
+  // each, without a thread each (common/db_reader.h).
+  std::unique_ptr<chat::DbReader> reader =
+      chat::DbReader::Create(chat::DbReaderOptionsFromFlags(
+          (*runtime)->database_url(),
+          chat::conversation::ConversationStorage::Statements()));
+  chat::conversation::ConversationStorage storage((*runtime)->pool(),
+                                                  reader.get());
   chat::conversation::Conversations conversations(&storage,
                                                   (*runtime)->clock());
   chat::conversation::ConversationServiceImpl service(&conversations,

@@ -7,14 +7,18 @@
 
 #include "services/conversation/conversation_storage.h"
 
+#include <atomic>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "common/clock.h"
 #include "common/db.h"
+#include "common/db_reader.h"
 #include "common/ids.h"
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
@@ -48,6 +52,14 @@ class ConversationStorageTest : public ::chat::testing::DatabaseTest {
                             .statements = ConversationStorage::Statements()});
     storage_ = std::make_unique<ConversationStorage>(pool_.get());
     conversations_ = std::make_unique<Conversations>(storage_.get(), &clock_);
+    reader_ =
+        DbReader::Create({.url = db_->RoleUrl("chat_conversation"),
+                          .connections = 2,
+                          .statements = ConversationStorage::Statements()});
+    read_storage_ =
+        std::make_unique<ConversationStorage>(pool_.get(), reader_.get());
+    read_conversations_ =
+        std::make_unique<Conversations>(read_storage_.get(), &clock_);
   }
 
   ConversationRecord MustCreate(const std::string& title,
@@ -98,6 +110,10 @@ class ConversationStorageTest : public ::chat::testing::DatabaseTest {
   std::unique_ptr<ConversationStorage> storage_;
   FakeClock clock_{absl::FromUnixSeconds(1767225600)};
   std::unique_ptr<Conversations> conversations_;
+  // The service's path: the listing read on a DbReader.
+  std::unique_ptr<DbReader> reader_;
+  std::unique_ptr<ConversationStorage> read_storage_;
+  std::unique_ptr<Conversations> read_conversations_;
 };
 
 TEST_F(ConversationStorageTest, EveryAnswerCarriesTheActiveLeaf) {
@@ -208,6 +224,121 @@ TEST_F(ConversationStorageTest, AnotherConversationsMessageIsNotFound) {
   EXPECT_EQ(conversations_->Get(kBob, bobs.id)->active_leaf_id, bobs_message);
   EXPECT_EQ(conversations_->Get(kAlice, other.id)->active_leaf_id, elsewhere);
   EXPECT_THAT(ActiveBranch(c.id), ElementsAre(other_root));
+}
+
+// The listing on the reader and through the pool: the same pages, field for
+// field (pinned first, archived apart, titles searched, last_message_at
+// NULL or not), and the same errors.
+TEST_F(ConversationStorageTest, BothPathsListTheSamePages) {
+  for (int i = 0; i < 23; ++i) {
+    ConversationRecord c = MustCreate(i % 3 == 0 ? "Paris trip" : "notes");
+    if (i % 2 == 0) MustAppend(c.id, std::nullopt);
+    clock_.Advance(absl::Milliseconds(1));
+    if (i % 5 == 0) {
+      ASSERT_THAT(conversations_->Update(kAlice, c.id, {.pinned = true}),
+                  IsOk());
+    }
+    if (i % 7 == 0) {
+      ASSERT_THAT(conversations_->Update(kAlice, c.id, {.archived = true}),
+                  IsOk());
+    }
+  }
+  MustCreate("bob's", kBob);
+  for (const ListQuery& first :
+       {ListQuery{.page_size = 5}, ListQuery{.page_size = 50},
+        ListQuery{.page_size = 4, .archived = true},
+        ListQuery{.page_size = 3, .q = "paris"}}) {
+    ListQuery pooled_query = first;
+    ListQuery read_query = first;
+    int pages = 0;
+    do {
+      absl::StatusOr<ConversationPage> pooled =
+          conversations_->List(kAlice, pooled_query);
+      absl::StatusOr<ConversationPage> read =
+          read_conversations_->List(kAlice, read_query);
+      ASSERT_THAT(pooled, IsOk());
+      ASSERT_THAT(read, IsOk());
+      ASSERT_EQ(read->conversations.size(), pooled->conversations.size());
+      for (size_t i = 0; i < read->conversations.size(); ++i) {
+        const ConversationRecord& r = read->conversations[i];
+        const ConversationRecord& p = pooled->conversations[i];
+        EXPECT_EQ(r.id, p.id);
+        EXPECT_EQ(r.title, p.title);
+        EXPECT_EQ(r.untitled, p.untitled);
+        EXPECT_EQ(r.metadata, p.metadata);
+        EXPECT_EQ(r.archived, p.archived);
+        EXPECT_EQ(r.pinned, p.pinned);
+        EXPECT_EQ(r.message_count, p.message_count);
+        EXPECT_EQ(r.last_message_at, p.last_message_at);
+        EXPECT_EQ(r.created_at, p.created_at);
+        EXPECT_EQ(r.updated_at, p.updated_at);
+        EXPECT_EQ(r.active_leaf_id, p.active_leaf_id);
+      }
+      EXPECT_EQ(read->next_page_token, pooled->next_page_token);
+      pooled_query.page_token = pooled->next_page_token;
+      read_query.page_token = read->next_page_token;
+    } while (!read_query.page_token.empty() && ++pages < 20);
+  }
+
+  for (Conversations* conversations :
+       {conversations_.get(), read_conversations_.get()}) {
+    absl::StatusOr<ConversationPage> none =
+        conversations->List(kAlice, {.q = "no such title"});
+    ASSERT_THAT(none, IsOk());
+    EXPECT_TRUE(none->conversations.empty());
+    EXPECT_THAT(conversations->List(kAlice, {.page_size = -1}),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+    EXPECT_THAT(conversations->List(kAlice, {.page_token = "garbage"}),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+  {
+    pqxx::connection admin(db_->admin_url());
+    pqxx::work tx(admin);
+    tx.exec_params0("DELETE FROM users WHERE id = $1::uuid", std::string(kBob));
+    tx.commit();
+  }
+  for (Conversations* conversations :
+       {conversations_.get(), read_conversations_.get()}) {
+    EXPECT_THAT(conversations->List(kBob, {}),
+                StatusIs(absl::StatusCode::kUnauthenticated));
+  }
+}
+
+// 32 listings at a time from eight threads, Alice's, Bob's and empty ones,
+// each answered from the reader's thread with its own page.
+TEST_F(ConversationStorageTest, ParallelListingsNeverMix) {
+  for (int i = 0; i < 7; ++i) MustCreate("a");
+  MustCreate("b", kBob);
+  constexpr int kThreads = 8;
+  constexpr int kInFlight = 4;
+  constexpr int kRounds = 40;
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> workers;
+  for (int w = 0; w < kThreads; ++w) {
+    workers.emplace_back([&, w] {
+      for (int round = 0; round < kRounds; ++round) {
+        std::vector<std::promise<void>> answered(kInFlight);
+        for (int k = 0; k < kInFlight; ++k) {
+          const int kind = (w + round + k) % 3;
+          read_conversations_->ListAsync(
+              kind == 1 ? kBob : kAlice,
+              {.page_size = 5, .q = kind == 2 ? "nothing" : ""},
+              [&wrong, &answered, k,
+               kind](absl::StatusOr<ConversationPage> page) {
+                const size_t expected = kind == 0 ? 5 : kind == 1 ? 1 : 0;
+                if (!page.ok() || page->conversations.size() != expected ||
+                    page->next_page_token.empty() != (kind != 0)) {
+                  ++wrong;
+                }
+                answered[k].set_value();
+              });
+        }
+        for (std::promise<void>& a : answered) a.get_future().wait();
+      }
+    });
+  }
+  for (std::thread& worker : workers) worker.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 }  // namespace
