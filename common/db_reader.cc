@@ -104,6 +104,9 @@ std::unique_ptr<DbReader> DbReader::Create(Options options) {
 }
 
 DbReader::DbReader(Options options) : options_(std::move(options)) {
+  for (const PreparedStatement& statement : options_.statements) {
+    if (statement.generic_plan) generic_plans_.insert(statement.name);
+  }
   options_.connections = std::max(1, options_.connections);
   const int threads = std::clamp(options_.threads, 1, options_.connections);
   for (int t = 0; t < threads; ++t) {
@@ -157,13 +160,10 @@ void DbReader::Submit(absl::string_view user_id, const char* statement,
       return;
     }
   }
-  bool generic = false;
-  for (const PreparedStatement& known : options_.statements) {
-    if (std::string_view(known.name) == statement) generic = known.generic_plan;
-  }
   Pending read{std::string(user_id),
-               generic ? db_internal::kSetUserIfExistsGeneric
-                       : db_internal::kSetUserIfExists,
+               generic_plans_.contains(statement)
+                   ? db_internal::kSetUserIfExistsGeneric
+                   : db_internal::kSetUserIfExists,
                statement, std::move(arguments), std::move(done)};
   loops_[next_loop_.fetch_add(1, std::memory_order_relaxed) % loops_.size()]
       ->Add(std::move(read));

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -133,6 +134,8 @@ class DbReader {
               std::vector<std::optional<std::string>> arguments, Done done);
 
   Options options_;
+  // The names of the statements with generic_plan set.
+  absl::flat_hash_set<std::string> generic_plans_;
   std::vector<std::unique_ptr<Loop>> loops_;
   std::atomic<size_t> next_loop_{0};
 };
