@@ -291,12 +291,7 @@ TEST_F(ConversationStorageTest, BothPathsListTheSamePages) {
     EXPECT_THAT(conversations->List(kAlice, {.page_token = "garbage"}),
                 StatusIs(absl::StatusCode::kInvalidArgument));
   }
-  {
-    pqxx::connection admin(db_->admin_url());
-    pqxx::work tx(admin);
-    tx.exec_params0("DELETE FROM users WHERE id = $1::uuid", std::string(kBob));
-    tx.commit();
-  }
+  db_->DeleteUser(kBob);
   for (Conversations* conversations :
        {conversations_.get(), read_conversations_.get()}) {
     EXPECT_THAT(conversations->List(kBob, {}),

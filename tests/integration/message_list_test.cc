@@ -179,12 +179,7 @@ TEST_F(MessageListTest, BothPathsAnswerTheSameErrors) {
     EXPECT_THAT(messages->List(kAlice, busy_, {.page_size = -1}),
                 StatusIs(absl::StatusCode::kInvalidArgument));
   }
-  {
-    pqxx::connection admin(db_->admin_url());
-    pqxx::work tx(admin);
-    tx.exec_params0("DELETE FROM users WHERE id = $1::uuid", std::string(kBob));
-    tx.commit();
-  }
+  db_->DeleteUser(kBob);
   for (Messages* messages : {pooled_.get(), read_.get()}) {
     EXPECT_THAT(messages->List(kBob, bobs_, {}),
                 StatusIs(absl::StatusCode::kUnauthenticated));

@@ -139,4 +139,11 @@ void TestDatabase::AddUser(absl::string_view id,
   tx.commit();
 }
 
+void TestDatabase::DeleteUser(absl::string_view id) const {
+  pqxx::connection admin(admin_url_);
+  pqxx::work tx(admin);
+  tx.exec_params0("DELETE FROM users WHERE id = $1::uuid", std::string(id));
+  tx.commit();
+}
+
 }  // namespace chat::testing

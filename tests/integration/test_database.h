@@ -53,6 +53,9 @@ class TestDatabase {
   // "<username>@example.com", no usable password), for tests of the other
   // services' storage.
   void AddUser(absl::string_view id, absl::string_view username) const;
+  // Deletes an account and, by cascade, everything it owns: what a deleted
+  // account's still valid access token then meets.
+  void DeleteUser(absl::string_view id) const;
 
  private:
   TestDatabase(std::string server_url, std::string name);
