@@ -65,6 +65,8 @@ func BenchmarkConversationPage(b *testing.B) {
 	benchmarkBoth(b, conversationPage())
 }
 
+// benchmarkBoth compares protojson with this package, and, from the bytes
+// gRPC receives, decoding then writing with writing them undecoded.
 func benchmarkBoth(b *testing.B, m proto.Message) {
 	b.Run("protojson", func(b *testing.B) {
 		b.ReportAllocs()
@@ -78,6 +80,33 @@ func benchmarkBoth(b *testing.B, m proto.Message) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := Marshal(m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	wire, err := proto.Marshal(m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mt := m.ProtoReflect().Type()
+	b.Run("decoded", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			d := mt.New().Interface()
+			if err := proto.Unmarshal(wire, d); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := Marshal(d); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("undecoded", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			u := mt.New().Interface()
+			SetWire(u, wire)
+			if _, err := Marshal(u); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -55,8 +55,11 @@ var Options = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: tru
 func Marshal(m proto.Message) ([]byte, error) {
 	buf := getBuffer()
 	defer putBuffer(buf)
-	b, ok := appendFast(buf.b[:0], m)
+	b, ok, err := appendFast(buf.b[:0], m)
 	buf.b = b
+	if err != nil {
+		return nil, err
+	}
 	if !ok {
 		return Options.Marshal(m)
 	}
@@ -69,25 +72,44 @@ func Marshal(m proto.Message) ([]byte, error) {
 // Append appends m as JSON to b.
 func Append(b []byte, m proto.Message) ([]byte, error) {
 	n := len(b)
-	if out, ok := appendFast(b, m); ok {
+	out, ok, err := appendFast(b, m)
+	if err != nil {
+		return b[:n], err
+	}
+	if ok {
 		return out, nil
 	}
 	return Options.MarshalAppend(b[:n], m)
 }
 
 // appendFast appends m, or reports false when m is to be left to protojson
-// (b's contents past its length are then garbage).
-func appendFast(b []byte, m proto.Message) ([]byte, bool) {
+// (b's contents past its length are then garbage). An undecoded m (wire.go)
+// is written from its bytes, or else decoded first; the error is its
+// decoding's.
+func appendFast(b []byte, m proto.Message) ([]byte, bool, error) {
 	if m == nil {
-		return b, false
+		return b, false, nil
 	}
 	rm := m.ProtoReflect()
+	if !rm.IsValid() {
+		return b, false, nil
+	}
 	p := planFor(rm.Descriptor())
-	if p == nil || !rm.IsValid() {
-		return b, false
+	if wire, ok := undecoded(rm); ok {
+		if p != nil {
+			if out, ok := appendWire(b, wire, p); ok {
+				return out, true, nil
+			}
+		}
+		if err := decodeInPlace(rm, wire); err != nil {
+			return b, false, err
+		}
+	}
+	if p == nil {
+		return b, false, nil
 	}
 	b, err := appendMessage(b, rm, p)
-	return b, err == nil
+	return b, err == nil, nil
 }
 
 // errFallback: a value this encoder does not write; protojson does (or
@@ -359,6 +381,11 @@ func appendTimestamp(b []byte, m protoreflect.Message) ([]byte, error) {
 		fields := m.Descriptor().Fields()
 		secs, nanos = m.Get(fields.ByNumber(1)).Int(), m.Get(fields.ByNumber(2)).Int()
 	}
+	return appendTimestampValue(b, secs, nanos)
+}
+
+// appendTimestampValue writes the timestamp secs and nanos hold.
+func appendTimestampValue(b []byte, secs, nanos int64) ([]byte, error) {
 	if secs < minTimestampSeconds || secs > maxTimestampSeconds || nanos < 0 || nanos > 999999999 {
 		return b, errFallback
 	}

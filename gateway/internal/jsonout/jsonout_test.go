@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -31,6 +32,11 @@ func checkSame(t *testing.T, m proto.Message) {
 	got, gotErr := Marshal(m)
 	if (wantErr != nil) != (gotErr != nil) {
 		t.Fatalf("%s: protojson error %v, jsonout error %v", m.ProtoReflect().Descriptor().FullName(), wantErr, gotErr)
+	}
+	// Undecoded (wire.go): the same answer from m's wire form. (A string
+	// that is not UTF-8 has no wire form here: proto.Marshal refuses it.)
+	if wire, err := proto.Marshal(m); err == nil {
+		checkWire(t, m.ProtoReflect().Type(), wire, want, wantErr)
 	}
 	if wantErr != nil {
 		return
@@ -59,7 +65,23 @@ func compact(t *testing.T, b []byte) []byte {
 // kindsFile is a proto3 file with a field of every kind jsonout writes
 // (the API's own messages have no 64-bit integers, enums, bytes or
 // nested lists), and one message that jsonout leaves to protojson.
+// Made once: plans are kept by message name, so two files of the same
+// names would mix their descriptors.
 func kindsFile(t testing.TB) protoreflect.FileDescriptor {
+	kindsOnce.Do(func() { kinds, kindsErr = newKindsFile() })
+	if kindsErr != nil {
+		t.Fatal(kindsErr)
+	}
+	return kinds
+}
+
+var (
+	kindsOnce sync.Once
+	kinds     protoreflect.FileDescriptor
+	kindsErr  error
+)
+
+func newKindsFile() (protoreflect.FileDescriptor, error) {
 	opt := descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum()
 	rep := descriptorpb.FieldDescriptorProto_LABEL_REPEATED.Enum()
 	typ := func(k descriptorpb.FieldDescriptorProto_Type) *descriptorpb.FieldDescriptorProto_Type {
@@ -181,11 +203,7 @@ func kindsFile(t testing.TB) protoreflect.FileDescriptor {
 	}
 	// The well-known types' descriptors, registered by their Go packages.
 	_, _, _ = timestamppb.Now(), &emptypb.Empty{}, &structpb.Struct{}
-	fd, err := protodesc.NewFile(fdp, protoregistry.GlobalFiles)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fd
+	return protodesc.NewFile(fdp, protoregistry.GlobalFiles)
 }
 
 // testTypes are the messages the property is checked on: every message of

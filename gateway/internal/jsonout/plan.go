@@ -14,7 +14,16 @@ import (
 // (protojson's order). Built once per type.
 type plan struct {
 	fields []field
+	// byNumber maps a field number to its index in fields, -1 for none;
+	// nil when the numbers are too sparse for it (such messages are then
+	// decoded before they are written: wire.go).
+	byNumber []int32
+	// oneofs lists, for each oneof of two or more members, their indices.
+	oneofs [][]int
 }
+
+// maxDenseNumber bounds byNumber's length.
+const maxDenseNumber = 1 << 12
 
 type field struct {
 	fd    protoreflect.FieldDescriptor
@@ -113,7 +122,37 @@ func buildPlan(md protoreflect.MessageDescriptor, inProgress map[protoreflect.Fu
 		}
 		p.fields = append(p.fields, f)
 	}
+	p.byNumber = indexByNumber(fds)
+	for i := 0; i < md.Oneofs().Len(); i++ {
+		if od := md.Oneofs().Get(i); od.Fields().Len() > 1 {
+			var members []int
+			for j := 0; j < od.Fields().Len(); j++ {
+				members = append(members, od.Fields().Get(j).Index())
+			}
+			p.oneofs = append(p.oneofs, members)
+		}
+	}
 	return p
+}
+
+// indexByNumber maps field numbers to the fields' indices (a plan's
+// fields are md's, in the same order).
+func indexByNumber(fds protoreflect.FieldDescriptors) []int32 {
+	highest := protoreflect.FieldNumber(0)
+	for i := 0; i < fds.Len(); i++ {
+		highest = max(highest, fds.Get(i).Number())
+	}
+	if highest > maxDenseNumber {
+		return nil
+	}
+	index := make([]int32, highest+1)
+	for i := range index {
+		index[i] = -1
+	}
+	for i := 0; i < fds.Len(); i++ {
+		index[fds.Get(i).Number()] = int32(i)
+	}
+	return index
 }
 
 // goStringMap finds the Go struct field of the map<string, string> field

@@ -196,15 +196,18 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 	if err := chatv1.RegisterAuthServiceHandlerClient(ctx, mux, chatv1.NewAuthServiceClient(up.Auth)); err != nil {
 		return nil, err
 	}
-	if err := chatv1.RegisterConversationServiceHandlerClient(ctx, mux, chatv1.NewConversationServiceClient(up.Conversation)); err != nil {
+	// The listings' answers are written from their wire form (undecoded.go).
+	conversations := undecodedConversations{chatv1.NewConversationServiceClient(up.Conversation), up.Conversation}
+	if err := chatv1.RegisterConversationServiceHandlerClient(ctx, mux, conversations); err != nil {
 		return nil, err
 	}
 	messages := chatv1.NewMessageServiceClient(up.Message)
-	if err := chatv1.RegisterMessageServiceHandlerClient(ctx, mux, messages); err != nil {
+	if err := chatv1.RegisterMessageServiceHandlerClient(ctx, mux, undecodedMessages{messages, up.Message}); err != nil {
 		return nil, err
 	}
 	// Search and shares live in the message service's process.
-	if err := chatv1.RegisterSearchServiceHandlerClient(ctx, mux, chatv1.NewSearchServiceClient(up.Message)); err != nil {
+	search := undecodedSearch{chatv1.NewSearchServiceClient(up.Message), up.Message}
+	if err := chatv1.RegisterSearchServiceHandlerClient(ctx, mux, search); err != nil {
 		return nil, err
 	}
 	if err := chatv1.RegisterShareServiceHandlerClient(ctx, mux, chatv1.NewShareServiceClient(up.Message)); err != nil {

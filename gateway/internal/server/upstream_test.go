@@ -1,15 +1,21 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	chatv1 "github.com/chat-backend/gateway/gen/chat/v1"
+	"github.com/chat-backend/gateway/internal/jsonout"
 	"github.com/chat-backend/gateway/internal/server"
 )
 
@@ -76,5 +82,35 @@ func TestOversizedAnswerIsInternal(t *testing.T) {
 	}
 	if !strings.Contains(g.logs.String(), "larger than max") {
 		t.Error("the log lacks the original error")
+	}
+}
+
+// A page is written from the bytes the service sent (undecoded.go): the
+// answer is protojson's of the page, field for field.
+func TestPageIsWrittenAsSent(t *testing.T) {
+	g, b := newGateway(t, server.Options{})
+	at := timestamppb.New(time.Date(2026, 12, 4, 13, 0, 0, 5_000, time.UTC))
+	page := &chatv1.ListMessagesResponse{NextPageToken: "next"}
+	for i, content := range []string{"", "plain", "quote \" back\\slash \n\t\x01 é 😀 \u2028"} {
+		page.Messages = append(page.Messages, &chatv1.Message{
+			Id: fmt.Sprintf("m%d", i), Content: content, Status: "complete",
+			Metadata:  map[string]string{"z": "last", "a": content, "é": ""},
+			CreatedAt: at, ParentId: proto.String("p"), SiblingCount: int32(i),
+		})
+	}
+	page.Messages = append(page.Messages, &chatv1.Message{}) // every field unset
+	b.setMessagePage(page)
+	want, err := jsonout.Options.Marshal(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := g.do("GET", "/v1/conversations/c1/messages", "")
+	var got, wantCompact bytes.Buffer
+	if err := json.Compact(&got, []byte(r.body)); err != nil || r.status != 200 {
+		t.Fatalf("status %d, %v: %s", r.status, err, r.body)
+	}
+	_ = json.Compact(&wantCompact, want)
+	if got.String() != wantCompact.String() {
+		t.Errorf("got  %s\nwant %s", got.String(), wantCompact.String())
 	}
 }
