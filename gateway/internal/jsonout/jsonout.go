@@ -33,6 +33,7 @@ package jsonout
 import (
 	"cmp"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"reflect"
 	"slices"
@@ -40,6 +41,7 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -132,13 +134,13 @@ func appendMessage(b []byte, m protoreflect.Message, p *plan) ([]byte, error) {
 		first = false
 		b = append(b, f.key...)
 		switch {
-		case f.fd.IsList():
+		case f.shape == list:
 			if !has { // empty: no List to make
 				b = append(b, '[', ']')
 				continue
 			}
 			b, err = appendList(b, m.Get(f.fd).List(), f)
-		case f.fd.IsMap():
+		case f.shape == mapOf:
 			if !has {
 				b = append(b, '{', '}')
 				continue
@@ -150,7 +152,7 @@ func appendMessage(b []byte, m protoreflect.Message, p *plan) ([]byte, error) {
 				}
 			}
 			b, err = appendMap(b, m.Get(f.fd).Map(), f)
-		case !has && f.fd.HasPresence():
+		case !has && f.presence:
 			b = append(b, "null"...)
 		default:
 			b, err = appendSingular(b, m.Get(f.fd), f.fd, f.kind, f.sub)
@@ -335,6 +337,14 @@ func appendString(b []byte, s string) ([]byte, error) {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {
+		// Eight bytes at a time while none of them needs escaping (most
+		// text has none).
+		for i+8 <= len(s) && !mayNeedEscape(load64(s, i)) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
 		if c >= ' ' && c != '"' && c != '\\' {
 			continue // bytes of multi-byte runes included: all >= 0x80
@@ -363,6 +373,21 @@ func appendString(b []byte, s string) ([]byte, error) {
 }
 
 const hexDigits = "0123456789abcdef"
+
+// load64 reads s[i:i+8] as a little-endian word.
+func load64(s string, i int) uint64 {
+	return binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
+}
+
+// mayNeedEscape reports whether a byte of w may be a control character, "
+// or \: it never misses one, and may name a byte after one.
+func mayNeedEscape(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	control := (w - 0x20*ones) &^ w & highs // bytes < 0x20 (not >= 0x80)
+	quote := w ^ '"'*ones
+	backslash := w ^ '\\'*ones
+	return control|(quote-ones)&^quote&highs|(backslash-ones)&^backslash&highs != 0
+}
 
 // The range protojson accepts: 0001-01-01T00:00:00Z to
 // 9999-12-31T23:59:59.999999999Z.
@@ -418,15 +443,27 @@ func appendTimestampValue(b []byte, secs, nanos int64) ([]byte, error) {
 	return append(b, 'Z', '"'), nil
 }
 
-// appendDigits appends v (>= 0) in decimal, zero-padded to width digits.
+// appendDigits appends v (>= 0) in decimal, zero-padded to width digits
+// (at most 9).
 func appendDigits(b []byte, v, width int) []byte {
-	var d [9]byte
-	for i := width - 1; i >= 0; i-- {
-		d[i] = byte('0' + v%10)
-		v /= 10
+	var d [10]byte
+	i := len(d)
+	for ; i > len(d)-width+1; i -= 2 {
+		pair := v % 100 * 2
+		d[i-2], d[i-1] = digitPairs[pair], digitPairs[pair+1]
+		v /= 100
 	}
-	return append(b, d[:width]...)
+	if i > len(d)-width {
+		i--
+		d[i] = byte('0' + v%10)
+	}
+	return append(b, d[len(d)-width:]...)
 }
+
+// digitPairs holds "00" to "99".
+const digitPairs = "00010203040506070809101112131415161718192021222324252627282930313233343536373839" +
+	"40414243444546474849505152535455565758596061626364656667686970717273747576777879" +
+	"8081828384858687888990919293949596979899"
 
 // buffer is a pooled output buffer of Marshal.
 type buffer struct{ b []byte }

@@ -453,3 +453,30 @@ func TestEdges(t *testing.T) {
 		checkSame(t, m)
 	}
 }
+
+// mayNeedEscape finds a byte to escape at every position of a word, and
+// passes words without one.
+func TestMayNeedEscape(t *testing.T) {
+	for c := range 256 {
+		escape := c < 0x20 || c == '"' || c == '\\'
+		for pos := range 8 {
+			w := []byte("abcdefgh")
+			w[pos] = byte(c)
+			if got := mayNeedEscape(load64(string(w), 0)); got != escape {
+				t.Fatalf("byte %#x at %d: %v, want %v", c, pos, got, escape)
+			}
+		}
+	}
+}
+
+func TestAppendDigits(t *testing.T) {
+	for _, tc := range []struct {
+		v, width int
+		want     string
+	}{{0, 2, "00"}, {7, 2, "07"}, {99, 2, "99"}, {5, 3, "005"}, {123, 3, "123"}, {1, 4, "0001"},
+		{2026, 4, "2026"}, {123456, 6, "123456"}, {42, 6, "000042"}, {999999999, 9, "999999999"}, {5000, 9, "000005000"}} {
+		if got := string(appendDigits([]byte("x"), tc.v, tc.width)); got != "x"+tc.want {
+			t.Errorf("appendDigits(%d, %d) = %q, want %q", tc.v, tc.width, got, "x"+tc.want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 )
@@ -31,6 +32,11 @@ type field struct {
 	oneof bool      // written only when set (oneof members, proto3 optional)
 	kind  valueKind // of the field, of a list's elements, of a map's values
 	sub   *plan     // kindMessage: the plan of that message type
+	// What fd says, asked once (each is a call through an interface).
+	shape    fieldShape
+	presence bool               // an unset value is null
+	def      protoreflect.Value // a singular unset value's default
+	wireType protowire.Type     // of one value (of a list's element)
 	// A map<string, string> of a generated message (every metadata field)
 	// is read as the Go map it is: protoreflect's Range would allocate each
 	// key and value. goType is the message's Go type, goIndex the map's
@@ -38,6 +44,14 @@ type field struct {
 	goType  reflect.Type
 	goIndex int
 }
+
+type fieldShape uint8
+
+const (
+	singular fieldShape = iota
+	list
+	mapOf
+)
 
 type valueKind uint8
 
@@ -105,9 +119,19 @@ func buildPlan(md protoreflect.MessageDescriptor, inProgress map[protoreflect.Fu
 	for i := 0; i < fds.Len(); i++ {
 		fd := fds.Get(i)
 		f := field{
-			fd:    fd,
-			key:   []byte(strconv.Quote(fd.TextName()) + ":"),
-			oneof: fd.ContainingOneof() != nil,
+			fd:       fd,
+			key:      []byte(strconv.Quote(fd.TextName()) + ":"),
+			oneof:    fd.ContainingOneof() != nil,
+			presence: fd.HasPresence(),
+			wireType: wireTypeOf(fd),
+		}
+		switch {
+		case fd.IsList():
+			f.shape = list
+		case fd.IsMap():
+			f.shape, f.wireType = mapOf, protowire.BytesType
+		default:
+			f.def = fd.Default()
 		}
 		valueFD := fd
 		if fd.IsMap() {

@@ -109,15 +109,15 @@ func appendWire(b []byte, data []byte, p *plan) ([]byte, bool) {
 		first = false
 		b = append(b, f.key...)
 		switch {
-		case f.fd.IsList():
+		case f.shape == list:
 			b, ok = appendWireList(b, data, f)
-		case f.fd.IsMap():
+		case f.shape == mapOf:
 			b, ok = appendWireMap(b, data, f)
-		case s.count == 0 && f.fd.HasPresence():
+		case s.count == 0 && f.presence:
 			b = append(b, "null"...)
 		case s.count == 0:
 			var err error
-			b, err = appendSingular(b, f.fd.Default(), f.fd, f.kind, f.sub)
+			b, err = appendSingular(b, f.def, f.fd, f.kind, f.sub)
 			ok = err == nil
 		default:
 			b, ok = appendWireValue(b, data[s.start:s.end], s.typ, f.fd, f.kind, f.sub)
@@ -158,7 +158,7 @@ func indexWire(data []byte, p *plan, spans []wireSpan) bool {
 			return false
 		}
 		s := &spans[i]
-		if s.count > 0 && !f.fd.IsList() && !f.fd.IsMap() {
+		if s.count > 0 && f.shape == singular {
 			return false
 		}
 		if typ == protowire.BytesType {
@@ -185,13 +185,10 @@ func indexWire(data []byte, p *plan, spans []wireSpan) bool {
 // wireTypeFits reports whether typ is how field f's values are written
 // (for a list of numbers, packed or one by one).
 func wireTypeFits(f *field, typ protowire.Type) bool {
-	if f.fd.IsMap() {
-		return typ == protowire.BytesType
-	}
-	want := wireTypeOf(f.fd)
 	// A list of numbers is read packed or not, whatever its declaration
 	// says.
-	return typ == want || f.fd.IsList() && want != protowire.BytesType && typ == protowire.BytesType
+	return typ == f.wireType ||
+		f.shape == list && f.wireType != protowire.BytesType && typ == protowire.BytesType
 }
 
 func wireTypeOf(fd protoreflect.FieldDescriptor) protowire.Type {
@@ -213,7 +210,7 @@ func wireTypeOf(fd protoreflect.FieldDescriptor) protowire.Type {
 func appendWireList(b []byte, data []byte, f *field) ([]byte, bool) {
 	b = append(b, '[')
 	first := true
-	elem := wireTypeOf(f.fd)
+	elem := f.wireType
 	ok := true
 	for pos := 0; pos < len(data) && ok; {
 		num, typ, n := protowire.ConsumeTag(data[pos:])
