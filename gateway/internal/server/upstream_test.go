@@ -91,7 +91,7 @@ func TestPageIsWrittenAsSent(t *testing.T) {
 	g, b := newGateway(t, server.Options{})
 	at := timestamppb.New(time.Date(2026, 12, 4, 13, 0, 0, 5_000, time.UTC))
 	page := &chatv1.ListMessagesResponse{NextPageToken: "next"}
-	for i, content := range []string{"", "plain", "quote \" back\\slash \n\t\x01 é 😀 \u2028"} {
+	for i, content := range []string{"", "plain", "quote \" back\\slash \n\t\x01 é 😀 \u2028", strings.Repeat("long ", 1000)} {
 		page.Messages = append(page.Messages, &chatv1.Message{
 			Id: fmt.Sprintf("m%d", i), Content: content, Status: "complete",
 			Metadata:  map[string]string{"z": "last", "a": content, "é": ""},
@@ -112,5 +112,9 @@ func TestPageIsWrittenAsSent(t *testing.T) {
 	_ = json.Compact(&wantCompact, want)
 	if got.String() != wantCompact.String() {
 		t.Errorf("got  %s\nwant %s", got.String(), wantCompact.String())
+	}
+	// Its size up front (WithWriteContentLength), not in chunks.
+	if cl := r.header.Get("Content-Length"); cl != fmt.Sprint(len(r.body)) {
+		t.Errorf("Content-Length %q for %d bytes", cl, len(r.body))
 	}
 }
