@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	chatv1 "github.com/chat-backend/gateway/gen/chat/v1"
 )
@@ -173,7 +174,10 @@ func kindsTypeOf(md protoreflect.MessageDescriptor) protoreflect.MessageType {
 // usual way: a test that the properties above are not met by falling back
 // every time.
 func TestPageIsWrittenFromItsWireForm(t *testing.T) {
-	for _, m := range []proto.Message{messagePage(), conversationPage()} {
+	search := &chatv1.SearchResponse{NextPageToken: "t", Results: []*chatv1.SearchResult{
+		{ConversationId: "c1", MessageId: "m1", Role: "user", Snippet: "a <mark>match</mark>", CreatedAt: &timestamppb.Timestamp{Seconds: 1_800_000_000}},
+	}}
+	for _, m := range []proto.Message{messagePage(), conversationPage(), search} {
 		wire, err := proto.Marshal(m)
 		if err != nil {
 			t.Fatal(err)
