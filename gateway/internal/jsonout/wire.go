@@ -2,6 +2,7 @@ package jsonout
 
 import (
 	"bytes"
+	"iter"
 	"slices"
 	"sync"
 	"unsafe"
@@ -205,6 +206,30 @@ func wireTypeOf(fd protoreflect.FieldDescriptor) protowire.Type {
 	return protowire.BytesType
 }
 
+// occurrences yields the wire type and value of each occurrence of field
+// num in data, which indexWire has read through already (a
+// length-delimited value without its length).
+func occurrences(data []byte, num protowire.Number) iter.Seq2[protowire.Type, []byte] {
+	return func(yield func(protowire.Type, []byte) bool) {
+		for pos := 0; pos < len(data); {
+			n, typ, tagLen := protowire.ConsumeTag(data[pos:])
+			start := pos + tagLen
+			pos = start + protowire.ConsumeFieldValue(n, typ, data[start:])
+			if n != num {
+				continue
+			}
+			value := data[start:pos]
+			if typ == protowire.BytesType {
+				_, lenLen := protowire.ConsumeVarint(value)
+				value = value[lenLen:]
+			}
+			if !yield(typ, value) {
+				return
+			}
+		}
+	}
+}
+
 // appendWireList writes every value of list field f found in data, in
 // order; numbers may come packed, one by one, or both.
 func appendWireList(b []byte, data []byte, f *field) ([]byte, bool) {
@@ -212,18 +237,9 @@ func appendWireList(b []byte, data []byte, f *field) ([]byte, bool) {
 	first := true
 	elem := f.wireType
 	ok := true
-	for pos := 0; pos < len(data) && ok; {
-		num, typ, n := protowire.ConsumeTag(data[pos:])
-		start := pos + n
-		n = protowire.ConsumeFieldValue(num, typ, data[start:])
-		pos = start + n
-		if num != f.fd.Number() {
-			continue
-		}
-		value := data[start:pos]
-		if typ == protowire.BytesType {
-			_, m := protowire.ConsumeVarint(value)
-			value = value[m:]
+	for typ, value := range occurrences(data, f.fd.Number()) {
+		if !ok {
+			break
 		}
 		if typ == elem {
 			if !first {
@@ -271,18 +287,7 @@ func appendWireMap(b []byte, data []byte, f *field) ([]byte, bool) {
 		*ep = entries[:0]
 		wireEntriesPool.Put(ep)
 	}()
-	for pos := 0; pos < len(data); {
-		num, typ, n := protowire.ConsumeTag(data[pos:])
-		start := pos + n
-		n = protowire.ConsumeFieldValue(num, typ, data[start:])
-		pos = start + n
-		if num != f.fd.Number() {
-			continue
-		}
-		entry, m := protowire.ConsumeBytes(data[start:pos])
-		if m < 0 {
-			return b, false
-		}
+	for _, entry := range occurrences(data, f.fd.Number()) {
 		var e wireEntry
 		for len(entry) > 0 {
 			num, typ, n := protowire.ConsumeTag(entry)
