@@ -23,9 +23,11 @@ import (
 //
 // The output is the one Marshal gives the decoded message, byte for byte.
 // Whatever this path does not write itself (a singular field given twice on
-// the wire, which proto merges; two members of one oneof; a wire type
-// that does not fit the field; a string that is not UTF-8; a message
-// protojson writes) is decoded in place and written the usual way.
+// the wire, which proto merges; two members of one oneof; a map key, or an
+// entry's key or value, given twice; a wire type that does not fit the
+// field; a field number past protowire.MaxValidNumber; a string that is
+// not UTF-8; a message protojson writes) is decoded in place and written
+// the usual way, or fails as proto.Unmarshal does.
 
 // SetWire makes m an undecoded message whose wire form is wire (which m
 // keeps: the caller does not change it afterwards). Marshal writes m as
@@ -140,7 +142,7 @@ const maxWireBytes = 1 << 30
 // more than once, more than one member of a oneof.
 func indexWire(data []byte, p *plan, spans []wireSpan) bool {
 	for pos := 0; pos < len(data); {
-		num, typ, n := protowire.ConsumeTag(data[pos:])
+		num, typ, n := consumeTag(data[pos:])
 		if n < 0 {
 			return false
 		}
@@ -181,6 +183,16 @@ func indexWire(data []byte, p *plan, spans []wireSpan) bool {
 		}
 	}
 	return true
+}
+
+// consumeTag is protowire.ConsumeTag that also refuses field numbers past
+// protowire.MaxValidNumber, as proto.Unmarshal does.
+func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n >= 0 && num > protowire.MaxValidNumber {
+		return 0, 0, -1
+	}
+	return num, typ, n
 }
 
 // wireTypeFits reports whether typ is how field f's values are written
@@ -277,7 +289,7 @@ type wireEntry struct {
 var wireEntriesPool = sync.Pool{New: func() any { return new([]wireEntry) }}
 
 // appendWireMap writes map field f's entries in data, keys in protojson's
-// order; of entries with the same key, the last one (proto's rule).
+// order.
 func appendWireMap(b []byte, data []byte, f *field) ([]byte, bool) {
 	keyFD, valueFD := f.fd.MapKey(), f.fd.MapValue()
 	ep := wireEntriesPool.Get().(*[]wireEntry)
@@ -290,7 +302,7 @@ func appendWireMap(b []byte, data []byte, f *field) ([]byte, bool) {
 	for _, entry := range occurrences(data, f.fd.Number()) {
 		var e wireEntry
 		for len(entry) > 0 {
-			num, typ, n := protowire.ConsumeTag(entry)
+			num, typ, n := consumeTag(entry)
 			if n < 0 {
 				return b, false
 			}
@@ -315,11 +327,17 @@ func appendWireMap(b []byte, data []byte, f *field) ([]byte, bool) {
 			if typ == protowire.BytesType {
 				value, _ = protowire.ConsumeBytes(value)
 			}
+			// Given twice: proto keeps the last, but checks the first too
+			// (a string that is not UTF-8 is an error even if replaced), and
+			// merges messages. Left to proto.Unmarshal.
 			if num == 1 {
+				if e.hasKey {
+					return b, false
+				}
 				e.key, e.hasKey = value, true
 			} else {
-				if e.hasValue && valueFD.Message() != nil {
-					return b, false // a message value given twice: merged
+				if e.hasValue {
+					return b, false
 				}
 				e.value, e.hasValue = value, true
 			}
@@ -337,7 +355,7 @@ func appendWireMap(b []byte, data []byte, f *field) ([]byte, bool) {
 		entries = append(entries, e)
 	}
 	keyKind := keyFD.Kind()
-	slices.SortStableFunc(entries, func(x, y wireEntry) int {
+	slices.SortFunc(entries, func(x, y wireEntry) int {
 		if keyKind == protoreflect.StringKind {
 			return bytes.Compare(x.key, y.key)
 		}
@@ -347,7 +365,7 @@ func appendWireMap(b []byte, data []byte, f *field) ([]byte, bool) {
 	first := true
 	for i, e := range entries {
 		if i+1 < len(entries) && sameKey(keyKind, e, entries[i+1]) {
-			continue // a later entry has the same key
+			return b, false // a key twice: as within an entry
 		}
 		if !first {
 			b = append(b, ',')
@@ -460,7 +478,7 @@ func wireScalar(value []byte, typ protowire.Type, fd protoreflect.FieldDescripto
 func appendWireTimestamp(b []byte, data []byte) ([]byte, bool) {
 	var secs, nanos int64
 	for len(data) > 0 {
-		num, typ, n := protowire.ConsumeTag(data)
+		num, typ, n := consumeTag(data)
 		if n < 0 {
 			return b, false
 		}

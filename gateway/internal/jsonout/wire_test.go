@@ -154,6 +154,43 @@ func TestWireForms(t *testing.T) {
 	checkDecoded(t, (&chatv1.ListMessagesResponse{}).ProtoReflect().Type(), page)
 	notUTF8 := protowire.AppendBytes(protowire.AppendTag(nil, 4, protowire.BytesType), []byte("a\xffb"))
 	checkDecoded(t, (&chatv1.Message{}).ProtoReflect().Type(), notUTF8)
+	// What proto.Unmarshal refuses, at any depth, though nothing of it
+	// would be written (found in review): a field number past
+	// protowire.MaxValidNumber, and map data a later entry, key or value
+	// replaces.
+	pageType := (&chatv1.ListMessagesResponse{}).ProtoReflect().Type()
+	inMessage := func(message []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), message)
+	}
+	metadata := func(entries ...[]byte) []byte {
+		var m []byte
+		for _, e := range entries {
+			m = protowire.AppendBytes(protowire.AppendTag(m, 7, protowire.BytesType), e)
+		}
+		return inMessage(m)
+	}
+	kv := func(fields ...[2]any) []byte {
+		var e []byte
+		for _, f := range fields {
+			e = protowire.AppendBytes(protowire.AppendTag(e, protowire.Number(f[0].(int)), protowire.BytesType), []byte(f[1].(string)))
+		}
+		return e
+	}
+	bigNumber := protowire.AppendVarint(protowire.AppendTag(nil, protowire.MaxValidNumber+1, protowire.VarintType), 0)
+	createdAt := protowire.AppendBytes(protowire.AppendTag(nil, 8, protowire.BytesType), bigNumber)
+	for name, wire := range map[string][]byte{
+		"field number too large":                   bigNumber,
+		"field number too large in a message":      inMessage(bigNumber),
+		"field number too large in a timestamp":    inMessage(createdAt),
+		"field number too large in a map entry":    metadata(append(kv([2]any{1, "k"}, [2]any{2, "v"}), bigNumber...)),
+		"key twice, the first value not UTF-8":     metadata(kv([2]any{1, "a"}, [2]any{2, "\xff"}), kv([2]any{1, "a"}, [2]any{2, "b"})),
+		"value twice in an entry, first not UTF-8": metadata(kv([2]any{1, "a"}, [2]any{2, "\xff"}, [2]any{2, "b"})),
+		"key twice in an entry, first not UTF-8":   metadata(kv([2]any{1, "\xff"}, [2]any{1, "a"}, [2]any{2, "b"})),
+		"key twice, both valid":                    metadata(kv([2]any{1, "a"}, [2]any{2, "1"}), kv([2]any{1, "a"}, [2]any{2, "2"})),
+	} {
+		t.Run(name, func(t *testing.T) { checkDecoded(t, pageType, wire) })
+	}
+
 	u := &chatv1.Message{}
 	SetWire(u, notUTF8)
 	if _, err := Marshal(u); err == nil {

@@ -10,11 +10,15 @@ import (
 	"testing"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/chat-backend/gateway"
 	chatv1 "github.com/chat-backend/gateway/gen/chat/v1"
+	"github.com/chat-backend/gateway/internal/jsonout"
 )
 
 // grpc-gateway fills update_mask of a PATCH with FieldMaskFromRequestBody.
@@ -304,5 +308,17 @@ func TestNullMember(t *testing.T) {
 		if got != want || ok != (want != "") {
 			t.Errorf("nullMember(%s) = %q %v, want %q", body, got, ok, want)
 		}
+	}
+}
+
+// An answer taken undecoded whose bytes do not decode (a string that is
+// not UTF-8) is the service's fault: INTERNAL, as gRPC's own decoding
+// error was, not UNKNOWN.
+func TestUndecodableAnswerIsInternal(t *testing.T) {
+	page := &chatv1.ListMessagesResponse{}
+	jsonout.SetWire(page, protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), []byte("a\xffb")))
+	_, err := newJSONMarshaler().Marshal(page)
+	if status.Code(err) != codes.Internal {
+		t.Fatalf("error %v, want INTERNAL", err)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/chat-backend/gateway/internal/jsonout"
@@ -28,7 +30,13 @@ type jsonMarshaler struct {
 // field that is not one) are JSONPb's.
 func (m *jsonMarshaler) Marshal(v any) ([]byte, error) {
 	if msg, ok := v.(proto.Message); ok {
-		return jsonout.Marshal(msg)
+		b, err := jsonout.Marshal(msg)
+		if err != nil {
+			// An answer the gateway cannot write (or, taken undecoded, not
+			// decode): the service's fault, as a decoding error in gRPC is.
+			return nil, status.Errorf(codes.Internal, "writing the answer: %v", err)
+		}
+		return b, nil
 	}
 	return m.JSONPb.Marshal(v)
 }

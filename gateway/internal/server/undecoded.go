@@ -44,7 +44,7 @@ func invokeUndecoded[Out any, POut interface {
 	protov2.Message
 }](ctx context.Context, conn grpc.ClientConnInterface, method string, in any, opts []grpc.CallOption) (*Out, error) {
 	out := POut(new(Out))
-	if err := conn.Invoke(ctx, method, in, out, append(opts, undecodedAnswer)...); err != nil {
+	if err := conn.Invoke(ctx, method, in, out, append(opts, grpc.StaticMethod(), undecodedAnswer)...); err != nil {
 		return nil, err
 	}
 	return out, nil
