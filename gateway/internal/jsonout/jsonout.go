@@ -128,11 +128,7 @@ func appendMessage(b []byte, m protoreflect.Message, p *plan) ([]byte, error) {
 		if !has && f.oneof {
 			continue
 		}
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = append(b, f.key...)
+		b = appendKey(b, &first, f)
 		switch {
 		case f.shape == list:
 			if !has { // empty: no List to make
@@ -162,6 +158,16 @@ func appendMessage(b []byte, m protoreflect.Message, p *plan) ([]byte, error) {
 		}
 	}
 	return append(b, '}'), nil
+}
+
+// appendKey writes the member name of f, after a comma unless it is the
+// message's first member.
+func appendKey(b []byte, first *bool, f *field) []byte {
+	if !*first {
+		b = append(b, ',')
+	}
+	*first = false
+	return append(b, f.key...)
 }
 
 func appendList(b []byte, l protoreflect.List, f *field) ([]byte, error) {

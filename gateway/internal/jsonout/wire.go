@@ -106,11 +106,7 @@ func appendWire(b []byte, data []byte, p *plan) ([]byte, bool) {
 		if s.count == 0 && f.oneof {
 			continue
 		}
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = append(b, f.key...)
+		b = appendKey(b, &first, f)
 		switch {
 		case f.shape == list:
 			b, ok = appendWireList(b, data, f)
