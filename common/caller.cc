@@ -10,8 +10,13 @@ namespace chat {
 
 absl::StatusOr<std::string> CallerResolver::UserId(
     const grpc::ServerContextBase& context) const {
+  return UserIdOf(MetadataOf(context, "authorization"));
+}
+
+absl::StatusOr<std::string> CallerResolver::UserIdOf(
+    absl::string_view authorization) const {
   absl::StatusOr<AccessClaims> claims =
-      Authenticate(context, *verifier_, clock_->Now());
+      Authenticate(authorization, *verifier_, clock_->Now());
   if (!claims.ok()) return claims.status();
   if (claims->external && external_users_ != nullptr) {
     if (absl::Status s = external_users_->Ensure(*claims); !s.ok()) return s;

@@ -39,6 +39,9 @@ class CallerResolver {
   // The caller's user id; UNAUTHENTICATED without a valid token.
   absl::StatusOr<std::string> UserId(
       const grpc::ServerContextBase& context) const;
+  // The same for an `authorization` header ("Bearer <token>") given
+  // otherwise (a stream of a Multiplex call carries its own).
+  absl::StatusOr<std::string> UserIdOf(absl::string_view authorization) const;
 
  private:
   const AccessTokenVerifier* verifier_;

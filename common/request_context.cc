@@ -21,7 +21,12 @@ std::string RequestIdOf(const grpc::ServerContextBase& context) {
 absl::StatusOr<AccessClaims> Authenticate(
     const grpc::ServerContextBase& context, const AccessTokenVerifier& verifier,
     absl::Time now) {
-  const std::string header = MetadataOf(context, "authorization");
+  return Authenticate(MetadataOf(context, "authorization"), verifier, now);
+}
+
+absl::StatusOr<AccessClaims> Authenticate(absl::string_view header,
+                                          const AccessTokenVerifier& verifier,
+                                          absl::Time now) {
   if (header.empty()) {
     return absl::UnauthenticatedError("missing bearer token");
   }
@@ -30,8 +35,8 @@ absl::StatusOr<AccessClaims> Authenticate(
       !absl::StartsWithIgnoreCase(header, kScheme)) {
     return absl::UnauthenticatedError("authorization must be a bearer token");
   }
-  absl::string_view token = absl::StripAsciiWhitespace(
-      absl::string_view(header).substr(kScheme.size()));
+  absl::string_view token =
+      absl::StripAsciiWhitespace(header.substr(kScheme.size()));
   return verifier.Verify(token, now);
 }
 

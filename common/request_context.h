@@ -25,6 +25,11 @@ std::string MetadataOf(const grpc::ServerContextBase& context,
 absl::StatusOr<AccessClaims> Authenticate(
     const grpc::ServerContextBase& context, const AccessTokenVerifier& verifier,
     absl::Time now);
+// The same for the value of an `authorization` header given otherwise (a
+// stream of a Multiplex call carries its own).
+absl::StatusOr<AccessClaims> Authenticate(absl::string_view authorization,
+                                          const AccessTokenVerifier& verifier,
+                                          absl::Time now);
 
 }  // namespace chat
 

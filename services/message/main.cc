@@ -21,6 +21,7 @@
 #include "common/thread_pool.h"
 #include "services/message/chat.h"
 #include "services/message/echo_provider.h"
+#include "services/message/event_streams_handler.h"
 #include "services/message/message_handler.h"
 #include "services/message/message_storage.h"
 #include "services/message/messages.h"
@@ -215,16 +216,23 @@ int main(int argc, char** argv) {
   chat::message::ShareServiceImpl share_service(&shares, (*runtime)->callers());
   chat::message::MessageServiceImpl service(&messages, &chats,
                                             (*runtime)->callers(), &work);
+  // The gateway's event streams, many on one call.
+  chat::message::EventStreamsImpl event_streams(&chats, (*runtime)->callers(),
+                                                &work);
   // Search (docs/api.md "Search").
   chat::message::SearchStorage search_storage((*runtime)->pool());
   chat::message::Search search(&search_storage);
   chat::message::SearchServiceImpl search_service(&search,
                                                   (*runtime)->callers());
-  absl::Status served = (*runtime)->Serve(
-      "message", absl::GetFlag(FLAGS_grpc_listen),
-      absl::GetFlag(FLAGS_max_threads),
-      {&service, &export_service, &share_service, &search_service},
-      [&] { chats.Stop(); });
+  absl::Status served =
+      (*runtime)->Serve("message", absl::GetFlag(FLAGS_grpc_listen),
+                        absl::GetFlag(FLAGS_max_threads),
+                        {&service, &event_streams, &export_service,
+                         &share_service, &search_service},
+                        [&] {
+                          chats.Stop();
+                          event_streams.Drain();
+                        });
   curl_global_cleanup();
   if (!served.ok()) return chat::log::Failure("server failed", served);
   return EXIT_SUCCESS;

@@ -10,6 +10,7 @@
 #include "common/request_context.h"
 #include "common/status_macros.h"
 #include "common/update_mask.h"
+#include "services/message/chat_event_sink.h"
 #include "services/message/chat_event_stream.h"
 #include "services/message/message_proto.h"
 
@@ -53,48 +54,20 @@ absl::StatusOr<MessageChange> ChangeOf(
 }
 
 // The events of one reply, as the call's stream writes them.
-class StreamChatSink final : public ChatSink {
+class StreamChatSink final : public ChatEventSink {
  public:
   StreamChatSink(std::shared_ptr<ChatEventStream::Writer> writer,
                  std::string request_id)
-      : writer_(std::move(writer)), request_id_(std::move(request_id)) {}
+      : ChatEventSink(std::move(request_id)), writer_(std::move(writer)) {}
 
-  bool SendMessage(const MessageRecord& user_message) override {
-    chat::v1::ChatEvent event;
-    ToProto(user_message, event.mutable_message());
-    return writer_->Write(std::move(event), false);
-  }
-  bool SendReply(const MessageRecord& reply) override {
-    chat::v1::ChatEvent event;
-    ToProto(reply, event.mutable_reply());
-    return writer_->Write(std::move(event), false);
-  }
-  bool SendDelta(absl::string_view text, int64_t offset) override {
-    chat::v1::ChatEvent event;
-    event.mutable_delta()->set_text(std::string(text));
-    event.mutable_delta()->set_offset(static_cast<int32_t>(offset));
-    return writer_->Write(std::move(event), false);
-  }
-  bool SendDone(const MessageRecord& reply,
-                const ProviderUsage& usage) override {
-    chat::v1::ChatEvent event;
-    ToProto(reply, event.mutable_done()->mutable_message());
-    chat::v1::Usage* out = event.mutable_done()->mutable_usage();
-    out->set_prompt_tokens(usage.prompt_tokens);
-    out->set_completion_tokens(usage.completion_tokens);
-    out->set_total_tokens(usage.total_tokens);
-    return writer_->Write(std::move(event), true);
-  }
-  void SendError(const absl::Status& error) override {
-    chat::v1::ChatEvent event;
-    ToErrorEvent(error, request_id_, event.mutable_error());
-    writer_->Write(std::move(event), true);
-  }
   bool Cancelled() override { return writer_->Cancelled(); }
 
  private:
+  bool Emit(chat::v1::ChatEvent event, bool last) override {
+    return writer_->Write(std::move(event), last);
+  }
+
   std::shared_ptr<ChatEventStream::Writer> writer_;
-  std::string request_id_;
 };
 
 }  // namespace
@@ -190,58 +163,64 @@ Status MessageServiceImpl::ClearMessages(
   });
 }
 
+absl::Status StartEventStream(Chats& chats, const std::string& user,
+                              const chat::v1::ChatRequest& request,
+                              std::shared_ptr<ChatSink> sink) {
+  return chats.Run(user, request.conversation_id(),
+                   {request.content(), request.model(),
+                    ParentOf(request.has_parent_id(), request.parent_id())},
+                   std::move(sink));
+}
+
+absl::Status StartEventStream(Chats& chats, const std::string& user,
+                              const chat::v1::RegenerateRequest& request,
+                              std::shared_ptr<ChatSink> sink) {
+  return chats.Regenerate(user, request.conversation_id(), request.id(),
+                          request.model(), std::move(sink));
+}
+
+absl::Status StartEventStream(Chats& chats, const std::string& user,
+                              const chat::v1::StreamReplyRequest& request,
+                              std::shared_ptr<ChatSink> sink) {
+  return chats.StreamReply(user, request.conversation_id(), request.id(),
+                           request.after(), std::move(sink));
+}
+
+template <typename Request>
 grpc::ServerWriteReactor<chat::v1::ChatEvent>* MessageServiceImpl::Stream(
-    grpc::CallbackServerContext* context,
-    std::function<absl::Status(const std::string& user,
-                               std::shared_ptr<ChatSink> sink)>
-        start) {
+    grpc::CallbackServerContext* context, const Request* request) {
   auto* stream = new ChatEventStream();
   // The caller's token, the database and the provider's request are work
   // for the pool; gRPC's callback threads never wait.
-  work_->Schedule(
-      [this, context, start = std::move(start), writer = stream->writer()] {
-        const grpc::Status status =
-            ForCaller(*callers_, *context, [&](const std::string& user) {
-              return start(user, std::make_shared<StreamChatSink>(
-                                     writer, RequestIdOf(*context)));
-            });
-        if (!status.ok()) writer->Fail(status);
-        writer->Started();
-      });
+  work_->Schedule([this, context, request, writer = stream->writer()] {
+    const grpc::Status status =
+        ForCaller(*callers_, *context, [&](const std::string& user) {
+          return StartEventStream(
+              *chats_, user, *request,
+              std::make_shared<StreamChatSink>(writer, RequestIdOf(*context)));
+        });
+    if (!status.ok()) writer->Fail(status);
+    writer->Started();
+  });
   return stream;
 }
 
 grpc::ServerWriteReactor<chat::v1::ChatEvent>* MessageServiceImpl::Chat(
     grpc::CallbackServerContext* context,
     const chat::v1::ChatRequest* request) {
-  return Stream(context, [this, request](const std::string& user,
-                                         std::shared_ptr<ChatSink> sink) {
-    return chats_->Run(
-        user, request->conversation_id(),
-        {request->content(), request->model(),
-         ParentOf(request->has_parent_id(), request->parent_id())},
-        std::move(sink));
-  });
+  return Stream(context, request);
 }
 
 grpc::ServerWriteReactor<chat::v1::ChatEvent>* MessageServiceImpl::Regenerate(
     grpc::CallbackServerContext* context,
     const chat::v1::RegenerateRequest* request) {
-  return Stream(context, [this, request](const std::string& user,
-                                         std::shared_ptr<ChatSink> sink) {
-    return chats_->Regenerate(user, request->conversation_id(), request->id(),
-                              request->model(), std::move(sink));
-  });
+  return Stream(context, request);
 }
 
 grpc::ServerWriteReactor<chat::v1::ChatEvent>* MessageServiceImpl::StreamReply(
     grpc::CallbackServerContext* context,
     const chat::v1::StreamReplyRequest* request) {
-  return Stream(context, [this, request](const std::string& user,
-                                         std::shared_ptr<ChatSink> sink) {
-    return chats_->StreamReply(user, request->conversation_id(), request->id(),
-                               request->after(), std::move(sink));
-  });
+  return Stream(context, request);
 }
 
 Status MessageServiceImpl::CancelReply(

@@ -6,7 +6,6 @@
 // streaming methods use the callback API (services/message/
 // chat_event_stream.h): a reply holds no thread.
 
-#include <functional>
 #include <memory>
 #include <string>
 
@@ -17,6 +16,19 @@
 #include "services/message/messages.h"
 
 namespace chat::message {
+
+// The event streams of Chat, Regenerate and StreamReply, started for `user`
+// with what their requests ask (one call each, or many on one Multiplex
+// call of EventStreams). An error is returned before any event.
+absl::Status StartEventStream(Chats& chats, const std::string& user,
+                              const chat::v1::ChatRequest& request,
+                              std::shared_ptr<ChatSink> sink);
+absl::Status StartEventStream(Chats& chats, const std::string& user,
+                              const chat::v1::RegenerateRequest& request,
+                              std::shared_ptr<ChatSink> sink);
+absl::Status StartEventStream(Chats& chats, const std::string& user,
+                              const chat::v1::StreamReplyRequest& request,
+                              std::shared_ptr<ChatSink> sink);
 
 using MessageServiceBase = chat::v1::MessageService::WithCallbackMethod_Chat<
     chat::v1::MessageService::WithCallbackMethod_Regenerate<
@@ -69,13 +81,12 @@ class MessageServiceImpl final : public MessageServiceBase {
       chat::v1::Conversation* response) override;
 
  private:
-  // A streaming call: `start` runs on the pool for the caller, with the
-  // sink of the call's stream; its error ends the call before any event.
+  // A streaming call: started on the pool for the caller
+  // (StartEventStream), with the sink of the call's stream; its error ends
+  // the call before any event.
+  template <typename Request>
   grpc::ServerWriteReactor<chat::v1::ChatEvent>* Stream(
-      grpc::CallbackServerContext* context,
-      std::function<absl::Status(const std::string& user,
-                                 std::shared_ptr<ChatSink> sink)>
-          start);
+      grpc::CallbackServerContext* context, const Request* request);
 
   Messages* messages_;
   Chats* chats_;
