@@ -205,3 +205,25 @@ func mustAtoi(s string) int {
 	}
 	return n
 }
+
+// TestEveryTagHasOperations: the document lists a service only when it has
+// routes; the internal EventStreams has none.
+func TestEveryTagHasOperations(t *testing.T) {
+	doc := loadOpenAPI(t)
+	used := map[string]bool{}
+	for _, item := range doc.Paths.Map() {
+		for _, op := range item.Operations() {
+			for _, tag := range op.Tags {
+				used[tag] = true
+			}
+		}
+	}
+	for _, tag := range doc.Tags {
+		if !used[tag.Name] {
+			t.Errorf("tag %s has no operation", tag.Name)
+		}
+	}
+	if len(doc.Tags) == 0 {
+		t.Error("no tags")
+	}
+}

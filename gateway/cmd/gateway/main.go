@@ -111,7 +111,12 @@ func run(cfg config.Config, log *slog.Logger) error {
 	log.Info("draining", "timeout", cfg.DrainTimeout.String())
 	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 	defer cancel()
-	if err := srv.Shutdown(drainCtx); err != nil {
+	err = srv.Shutdown(drainCtx)
+	if err == nil {
+		// Event streams that left net/http after their first event.
+		err = handler.WaitStreams(drainCtx)
+	}
+	if err != nil {
 		log.Warn("drain timeout passed; closing the remaining connections", "error", err)
 		_ = srv.Close()
 	}

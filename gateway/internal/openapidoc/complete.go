@@ -9,6 +9,7 @@ package openapidoc
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -47,7 +48,22 @@ func Complete(doc *openapi3.T) error {
 			}
 		}
 	}
+	dropUnusedTags(doc)
 	return nil
+}
+
+// dropUnusedTags removes the tags that no operation has: a service without
+// REST routes (chat.v1.EventStreams, internal) has nothing to list.
+func dropUnusedTags(doc *openapi3.T) {
+	used := map[string]bool{}
+	for _, item := range doc.Paths.Map() {
+		for _, op := range item.Operations() {
+			for _, tag := range op.Tags {
+				used[tag] = true
+			}
+		}
+	}
+	doc.Tags = slices.DeleteFunc(doc.Tags, func(t *openapi3.Tag) bool { return !used[t.Name] })
 }
 
 // bearerAuth turns the Authorization API key into the HTTP bearer scheme

@@ -8,17 +8,20 @@ import (
 	"io"
 	"maps"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -64,15 +67,14 @@ type eventStream struct {
 	headers map[string]protoreflect.Name
 	// newRequest returns an empty request message of the RPC.
 	newRequest func() proto.Message
-	// call starts the RPC with a request that newRequest made.
-	call func(context.Context, proto.Message) (grpc.ServerStreamingClient[chatv1.ChatEvent], error)
+	// call puts a request that newRequest made into the open request of a
+	// multiplexed stream.
+	call func(open *chatv1.OpenEventStream, req proto.Message)
 }
 
-// eventStreamOf describes a route served by the RPC that call starts (a
-// method of the generated client, e.g. MessageServiceClient.Regenerate).
-func eventStreamOf[Req proto.Message](verb, method, path string,
-	call func(context.Context, Req, ...grpc.CallOption) (grpc.ServerStreamingClient[chatv1.ChatEvent], error),
-) eventStream {
+// eventStreamOf describes a route served by the RPC whose request call
+// puts into an OpenEventStream.
+func eventStreamOf[Req proto.Message](verb, method, path string, call func(*chatv1.OpenEventStream, Req)) eventStream {
 	return eventStream{
 		verb:   verb,
 		method: method,
@@ -81,19 +83,24 @@ func eventStreamOf[Req proto.Message](verb, method, path string,
 			var zero Req
 			return zero.ProtoReflect().New().Interface()
 		},
-		call: func(ctx context.Context, req proto.Message) (grpc.ServerStreamingClient[chatv1.ChatEvent], error) {
-			return call(ctx, req.(Req))
-		},
+		call: func(open *chatv1.OpenEventStream, req proto.Message) { call(open, req.(Req)) },
 	}
 }
 
 // eventStreams are the routes that streamEvents serves.
-func eventStreams(client chatv1.MessageServiceClient) []eventStream {
-	resume := eventStreamOf(http.MethodGet, chatv1.MessageService_StreamReply_FullMethodName, streamReplyPath, client.StreamReply)
+func eventStreams() []eventStream {
+	resume := eventStreamOf(http.MethodGet, chatv1.MessageService_StreamReply_FullMethodName, streamReplyPath,
+		func(o *chatv1.OpenEventStream, r *chatv1.StreamReplyRequest) {
+			o.Call = &chatv1.OpenEventStream_StreamReply{StreamReply: r}
+		})
 	resume.headers = map[string]protoreflect.Name{lastEventIDHeader: "after"}
 	return []eventStream{
-		eventStreamOf(http.MethodPost, chatv1.MessageService_Chat_FullMethodName, chatPath, client.Chat),
-		eventStreamOf(http.MethodPost, chatv1.MessageService_Regenerate_FullMethodName, regeneratePath, client.Regenerate),
+		eventStreamOf(http.MethodPost, chatv1.MessageService_Chat_FullMethodName, chatPath,
+			func(o *chatv1.OpenEventStream, r *chatv1.ChatRequest) { o.Call = &chatv1.OpenEventStream_Chat{Chat: r} }),
+		eventStreamOf(http.MethodPost, chatv1.MessageService_Regenerate_FullMethodName, regeneratePath,
+			func(o *chatv1.OpenEventStream, r *chatv1.RegenerateRequest) {
+				o.Call = &chatv1.OpenEventStream_Regenerate{Regenerate: r}
+			}),
 		resume,
 	}
 }
@@ -101,10 +108,10 @@ func eventStreams(client chatv1.MessageServiceClient) []eventStream {
 // streamEvents serves the route of a streaming RPC (Chat, Regenerate,
 // StreamReply) in place of grpc-gateway's stream forwarder (registered
 // later on the same mux, so it wins; the generated handler stays registered
-// but is never reached). It prepares the call exactly like a generated
-// handler (metadata, Grpc-Timeout, the strict body decoder or the query
-// parameters, path parameters over both, the one error handler) and then
-// frames the events itself:
+// but is never reached). It prepares the request exactly like a generated
+// handler (metadata, the strict body decoder or the query parameters, path
+// parameters over both, the one error handler), opens the stream on one of
+// the multiplexer's calls (multiplex.go), and frames the events itself:
 //
 //   - Accept lists text/event-stream: Server-Sent Events, one
 //     "event: <oneof field>\ndata: <JSON of the field>\n\n" per ChatEvent,
@@ -113,14 +120,18 @@ func eventStreams(client chatv1.MessageServiceClient) []eventStream {
 //   - otherwise: newline-delimited JSON, one ChatEvent per line
 //     ({"delta":{"text":"Hel","offset":0}}, {"error":{...}}).
 //
-// Nothing is sent before the first event, so a call that fails before it
+// Nothing is sent before the first event, so a stream that fails before it
 // (UNAUTHENTICATED, NOT_FOUND, RESOURCE_EXHAUSTED...) answers the ordinary
 // error envelope and status. Once the 200 is out, a status ending the stream
 // becomes a final `error` event with the same mapping and scrubbing. Every
-// event is flushed as soon as it is written. The call runs in the request's
-// context: a client that hangs up cancels it at once (the call, not the
-// reply: the message service generates a started reply to its end, and
-// StreamReply resumes it).
+// event is sent as soon as it arrives.
+//
+// Over HTTP/1.x the connection is taken over from net/http after the first
+// event (eventconn.go): the rest of the stream holds no goroutine, and a
+// client that hangs up is noticed without one (hangup_linux.go). Over
+// HTTP/2 the handler relays the events. A client that hangs up closes its
+// stream at once (the stream, not the reply: the message service
+// generates a started reply to its end, and StreamReply resumes it).
 func (s *server) streamEvents(mux *runtime.ServeMux, route eventStream) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
 		ctx, cancel := context.WithCancel(r.Context())
@@ -136,54 +147,120 @@ func (s *server) streamEvents(mux *runtime.ServeMux, route eventStream) runtime.
 			runtime.HTTPError(ctx, mux, outbound, w, r, err)
 			return
 		}
+		open := &chatv1.OpenEventStream{}
+		md, _ := metadata.FromOutgoingContext(ctx)
+		if v := md.Get("authorization"); len(v) > 0 {
+			open.Authorization = v[0]
+		}
+		if v := md.Get(requestid.MetadataKey); len(v) > 0 {
+			open.RequestId = v[0]
+		}
+		route.call(open, req)
 
-		stream, err := route.call(ctx, req)
+		stream, err := s.streams.open(open)
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outbound, w, r, err)
 			return
 		}
-		ev, err := stream.Recv()
-		if err != nil && !errors.Is(err, io.EOF) {
+		first, err := stream.next(ctx)
+		if err != nil {
+			// The client hung up, or the deadline of Grpc-Timeout passed.
+			stream.close()
+			runtime.HTTPError(ctx, mux, outbound, w, r, status.FromContextError(err).Err())
+			return
+		}
+		if first.isEnd() && first.err != nil {
 			// Nothing sent yet: an ordinary error answer.
-			runtime.HTTPError(ctx, mux, outbound, w, r, err)
+			runtime.HTTPError(ctx, mux, outbound, w, r, first.err)
 			return
 		}
 
-		id := requestid.FromContext(r.Context())
-		state := stateFrom(r.Context())
-		out := newEventWriter(w, acceptsEventStream(r.Header))
-		out.start()
-		sentError := false
-		for ; err == nil; ev, err = stream.Recv() {
-			if e := ev.GetError(); e != nil {
-				scrubbed, replaced := httperr.ScrubEvent(e, id)
-				if replaced {
-					s.logUpstream(ctx, "upstream error", id, e.GetCode(), e.GetMessage())
-				}
-				ev = &chatv1.ChatEvent{Event: &chatv1.ChatEvent_Error{Error: scrubbed}}
-				state.grpcCode, sentError = scrubbed.GetCode(), true
+		frames := &eventFramer{s: s, ctx: ctx, requestID: requestid.FromContext(r.Context()),
+			sse: acceptsEventStream(r.Header), state: stateFrom(r.Context())}
+		takeOver := r.ProtoMajor == 1
+		startEvents(w, frames.sse, takeOver)
+		rc := http.NewResponseController(w)
+		data, last := frames.frame(first)
+		if err := writeFlush(w, rc, data); err != nil || last {
+			if err != nil {
+				stream.close()
+				frames.state.grpcCode = httperr.CodeName(codes.Canceled)
 			}
-			if err := out.write(ev); err != nil {
-				// The client is gone; the deferred cancel ends the call.
-				state.grpcCode = httperr.CodeName(codes.Canceled)
+			return
+		}
+		if takeOver {
+			if conn, _, err := rc.Hijack(); err == nil {
+				s.handOver(r, ctx, stream, frames, conn)
 				return
 			}
 		}
-		switch {
-		case errors.Is(err, io.EOF):
-		case r.Context().Err() != nil:
-			// The client hung up: nobody to tell.
-			state.grpcCode = httperr.CodeName(codes.Canceled)
-		case sentError:
-			// The service's error event was the last word; one is enough.
-			st := status.Convert(err)
-			s.logUpstream(ctx, "upstream error after an error event", id, httperr.CodeName(st.Code()), st.Message())
-		default:
-			e := s.upstreamError(ctx, err, id).Envelope.GetError()
-			state.grpcCode = e.GetCode()
-			_ = out.write(&chatv1.ChatEvent{Event: &chatv1.ChatEvent_Error{Error: e}})
+		for {
+			it, err := stream.next(ctx)
+			if err != nil {
+				// The client hung up: nobody to tell.
+				stream.close()
+				frames.state.grpcCode = httperr.CodeName(codes.Canceled)
+				return
+			}
+			data, last := frames.frame(it)
+			if err := writeFlush(w, rc, data); err != nil {
+				stream.close()
+				frames.state.grpcCode = httperr.CodeName(codes.Canceled)
+				return
+			}
+			if last {
+				return
+			}
 		}
 	}
+}
+
+// handOver serves the rest of the stream on conn, taken over from net/http,
+// and returns: the events go from the multiplexer's goroutine straight to
+// the connection's pending bytes. The request's access log line and
+// metrics are written when the stream ends (observe).
+func (s *server) handOver(r *http.Request, ctx context.Context, stream *muxStream, frames *eventFramer, conn net.Conn) {
+	report := &streamReport{}
+	stateFrom(r.Context()).takenOver = report
+	s.takenOver.Add(1)
+	report.onEnd(s.takenOver.Done)
+	frames.state = &reqState{} // the request's own is observe's now
+	var code atomic.Pointer[string]
+	out := newEventConn(conn, r.ProtoAtLeast(1, 1), stream.close, func(written int64) {
+		c := code.Load()
+		if c == nil {
+			c = new(string)
+		}
+		report.end(written, *c)
+	})
+	if deadline, ok := ctx.Deadline(); ok {
+		// Grpc-Timeout: the stream ends DEADLINE_EXCEEDED, as its call would.
+		t := time.AfterFunc(time.Until(deadline), func() {
+			stream.deliver(streamItem{err: status.Error(codes.DeadlineExceeded, context.DeadlineExceeded.Error())})
+			stream.close()
+		})
+		report.onEnd(func() { t.Stop() })
+	}
+	stream.attach(func(it streamItem) {
+		data, last := frames.frame(it)
+		if c := frames.state.grpcCode; c != "" {
+			code.Store(&c)
+		}
+		out.push(data, last)
+	})
+}
+
+// writeFlush writes one event's bytes (none: nothing) and flushes them.
+func writeFlush(w http.ResponseWriter, rc *http.ResponseController, data []byte) error {
+	if len(data) > 0 {
+		if _, err := w.Write(data); err != nil {
+			return err
+		}
+	}
+	if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return nil
 }
 
 // readStreamRequest fills req as a generated handler of the route does:
@@ -256,22 +333,12 @@ func acceptsEventStream(h http.Header) bool {
 	return false
 }
 
-// eventWriter frames ChatEvents as SSE or NDJSON and flushes each one.
-type eventWriter struct {
-	w   http.ResponseWriter
-	rc  *http.ResponseController
-	sse bool
-	buf bytes.Buffer
-}
-
-func newEventWriter(w http.ResponseWriter, sse bool) *eventWriter {
-	return &eventWriter{w: w, rc: http.NewResponseController(w), sse: sse}
-}
-
-// start sends the 200 and the headers that keep proxies from buffering.
-func (o *eventWriter) start() {
-	h := o.w.Header()
-	if o.sse {
+// startEvents sends the 200 and the headers that keep proxies from
+// buffering. closeAfter: the connection ends with the stream (it is taken
+// over, eventconn.go).
+func startEvents(w http.ResponseWriter, sse, closeAfter bool) {
+	h := w.Header()
+	if sse {
 		h.Set("Content-Type", contentTypeSSE)
 	} else {
 		h.Set("Content-Type", contentTypeNDJSON)
@@ -279,53 +346,94 @@ func (o *eventWriter) start() {
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	h.Set("X-Content-Type-Options", "nosniff")
-	o.w.WriteHeader(http.StatusOK)
+	if closeAfter {
+		h.Set("Connection", "close")
+	}
+	w.WriteHeader(http.StatusOK)
 }
 
-// write sends one event and flushes it. An event with no field set has
-// nothing to say and is skipped.
-func (o *eventWriter) write(ev *chatv1.ChatEvent) error {
+// eventFramer turns the items of one stream into the bytes of its answer,
+// SSE or NDJSON: events as they are, except error events, scrubbed; the
+// end as nothing, or as a last error event.
+type eventFramer struct {
+	s         *server
+	ctx       context.Context
+	requestID string
+	sse       bool
+	state     *reqState
+	sentError bool
+	buf       bytes.Buffer
+}
+
+// frame returns the bytes of `it` and whether it was the last item.
+func (f *eventFramer) frame(it streamItem) ([]byte, bool) {
+	if it.isEnd() {
+		switch {
+		case it.err == nil:
+		case f.sentError:
+			// The service's error event was the last word; one is enough.
+			st := status.Convert(it.err)
+			f.s.logUpstream(f.ctx, "upstream error after an error event", f.requestID, httperr.CodeName(st.Code()), st.Message())
+		default:
+			e := f.s.upstreamError(f.ctx, it.err, f.requestID).Envelope.GetError()
+			f.state.grpcCode = e.GetCode()
+			return f.event(&chatv1.ChatEvent{Event: &chatv1.ChatEvent_Error{Error: e}}), true
+		}
+		return nil, true
+	}
+	ev := it.ev
+	if e := ev.GetError(); e != nil {
+		scrubbed, replaced := httperr.ScrubEvent(e, f.requestID)
+		if replaced {
+			f.s.logUpstream(f.ctx, "upstream error", f.requestID, e.GetCode(), e.GetMessage())
+		}
+		ev = &chatv1.ChatEvent{Event: &chatv1.ChatEvent_Error{Error: scrubbed}}
+		f.state.grpcCode, f.sentError = scrubbed.GetCode(), true
+	}
+	return f.event(ev), false
+}
+
+// event frames one event; an event with no field set has nothing to say
+// and is nothing. The bytes are the framer's until its next call.
+func (f *eventFramer) event(ev *chatv1.ChatEvent) []byte {
 	m := ev.ProtoReflect()
 	fd := m.WhichOneof(m.Descriptor().Oneofs().ByName("event"))
 	if fd == nil {
 		return nil
 	}
-	o.buf.Reset()
-	if o.sse {
+	f.buf.Reset()
+	if f.sse {
 		var data proto.Message = m.Get(fd).Message().Interface()
 		if e := ev.GetError(); e != nil {
 			data = &chatv1.ErrorEnvelope{Error: e}
 		}
-		o.buf.WriteString("event: ")
-		o.buf.WriteString(string(fd.Name()))
+		f.buf.WriteString("event: ")
+		f.buf.WriteString(string(fd.Name()))
 		if d := ev.GetDelta(); d != nil {
 			// The reply's length after this chunk, in code points: what a
 			// client that has read this far sends back as Last-Event-ID.
-			o.buf.WriteString("\nid: ")
-			o.buf.WriteString(strconv.FormatInt(int64(d.GetOffset())+int64(utf8.RuneCountInString(d.GetText())), 10))
+			f.buf.WriteString("\nid: ")
+			f.buf.WriteString(strconv.FormatInt(int64(d.GetOffset())+int64(utf8.RuneCountInString(d.GetText())), 10))
 		}
-		o.buf.WriteString("\ndata: ")
-		if err := appendJSON(&o.buf, data); err != nil {
-			return err
+		f.buf.WriteString("\ndata: ")
+		if err := appendJSON(&f.buf, data); err != nil {
+			return f.internalError(err)
 		}
-		o.buf.WriteString("\n\n")
+		f.buf.WriteString("\n\n")
 	} else {
-		if err := appendJSON(&o.buf, ev); err != nil {
-			return err
+		if err := appendJSON(&f.buf, ev); err != nil {
+			return f.internalError(err)
 		}
-		o.buf.WriteByte('\n')
+		f.buf.WriteByte('\n')
 	}
-	if _, err := o.w.Write(o.buf.Bytes()); err != nil {
-		return err
-	}
-	return o.flush()
+	return f.buf.Bytes()
 }
 
-func (o *eventWriter) flush() error {
-	if err := o.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return err
-	}
-	return nil
+// internalError: an event that cannot be written as JSON becomes an
+// INTERNAL error event (a bug; it is logged).
+func (f *eventFramer) internalError(err error) []byte {
+	e := f.s.upstreamError(f.ctx, status.Errorf(codes.Internal, "writing an event: %v", err), f.requestID).Envelope.GetError()
+	return f.event(&chatv1.ChatEvent{Event: &chatv1.ChatEvent_Error{Error: e}})
 }
 
 // appendJSON writes m as the other routes answer it (proto names, every

@@ -38,6 +38,8 @@ type backend struct {
 	delay    time.Duration                                                           // unary RPCs answer after this long
 	page     *chatv1.ListMessagesResponse                                            // ListMessages' answer when set
 
+	broken chan struct{} // closed by breakCalls: the Multiplex calls open end
+
 	exportFn    func(grpc.ServerStreamingServer[chatv1.ExportChunk]) error // Export's behaviour
 	importCheck func(*chatv1.ImportItem) error                             // Import fails with its error
 	imports     chan importCall                                            // every Import call, once it ended
@@ -65,11 +67,13 @@ func startBackend(t testing.TB, opts ...grpc.ServerOption) *backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &backend{addr: ln.Addr().String(), health: health.NewServer(), imports: make(chan importCall, 256)}
+	b := &backend{addr: ln.Addr().String(), health: health.NewServer(), imports: make(chan importCall, 256), broken: make(chan struct{})}
 	s := grpc.NewServer(opts...)
 	chatv1.RegisterAuthServiceServer(s, &fakeAuth{b: b})
 	chatv1.RegisterConversationServiceServer(s, &fakeConversations{b: b})
-	chatv1.RegisterMessageServiceServer(s, &fakeMessages{b: b})
+	messages := &fakeMessages{b: b}
+	chatv1.RegisterMessageServiceServer(s, messages)
+	chatv1.RegisterEventStreamsServer(s, &fakeEventStreams{m: messages})
 	chatv1.RegisterExportServiceServer(s, &fakeExport{b: b})
 	healthpb.RegisterHealthServer(s, b.health)
 	go func() { _ = s.Serve(ln) }()
@@ -81,6 +85,15 @@ func (b *backend) setFail(err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.fail = err
+}
+
+// breakCalls ends every Multiplex call open now with UNAVAILABLE, as a
+// message service that goes away would; later calls are served.
+func (b *backend) breakCalls() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	close(b.broken)
+	b.broken = make(chan struct{})
 }
 
 func (b *backend) setBlock() {
@@ -302,6 +315,130 @@ func (f *fakeMessages) stream(method string, r proto.Message, stream grpc.Server
 		return stream.Send(&chatv1.ChatEvent{Event: &chatv1.ChatEvent_Delta{Delta: &chatv1.ChatDelta{Text: "hi"}}})
 	}
 	return fn(r, stream)
+}
+
+// fakeEventStreams serves Multiplex as the message service does: each open
+// request runs the streaming method it names (fakeMessages.stream) with the
+// stream's metadata, its events and its end go back numbered, and a close
+// request, or the end of the call, cancels the stream's context.
+type fakeEventStreams struct {
+	chatv1.UnimplementedEventStreamsServer
+	m *fakeMessages
+}
+
+func (f *fakeEventStreams) Multiplex(call grpc.BidiStreamingServer[chatv1.MultiplexRequest, chatv1.MultiplexResponse]) error {
+	var sendMu sync.Mutex
+	returned := false // grpc-go allows no Send once the handler returned
+	defer func() {
+		sendMu.Lock()
+		returned = true
+		sendMu.Unlock()
+	}()
+	send := func(ev *chatv1.StreamEvent) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		if returned {
+			return status.Error(codes.Canceled, "the call is over")
+		}
+		return call.Send(&chatv1.MultiplexResponse{Events: []*chatv1.StreamEvent{ev}})
+	}
+	var mu sync.Mutex
+	cancels := map[uint64]context.CancelFunc{}
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, cancel := range cancels {
+			cancel()
+		}
+	}()
+	f.m.b.mu.Lock()
+	broken := f.m.b.broken
+	f.m.b.mu.Unlock()
+	received := make(chan struct{})
+	go func() {
+		defer close(received)
+		f.receive(call, send, &mu, cancels)
+	}()
+	select {
+	case <-received:
+		return nil
+	case <-broken:
+		return status.Error(codes.Unavailable, "the message service went away")
+	}
+}
+
+// receive serves the requests of a Multiplex call until it ends.
+func (f *fakeEventStreams) receive(call grpc.BidiStreamingServer[chatv1.MultiplexRequest, chatv1.MultiplexResponse],
+	send func(*chatv1.StreamEvent) error, mu *sync.Mutex, cancels map[uint64]context.CancelFunc) {
+	for {
+		req, err := call.Recv()
+		if err != nil {
+			return
+		}
+		id := req.GetStream()
+		if req.GetClose() {
+			mu.Lock()
+			if cancel, ok := cancels[id]; ok {
+				cancel()
+			}
+			mu.Unlock()
+			continue
+		}
+		open := req.GetOpen()
+		md := metadata.MD{}
+		if open.GetAuthorization() != "" {
+			md.Set("authorization", open.GetAuthorization())
+		}
+		if open.GetRequestId() != "" {
+			md.Set("x-request-id", open.GetRequestId())
+		}
+		ctx, cancel := context.WithCancel(metadata.NewIncomingContext(call.Context(), md))
+		mu.Lock()
+		cancels[id] = cancel
+		mu.Unlock()
+		method, r := "Chat", proto.Message(open.GetChat())
+		if open.GetRegenerate() != nil {
+			method, r = "Regenerate", open.GetRegenerate()
+		} else if open.GetStreamReply() != nil {
+			method, r = "StreamReply", open.GetStreamReply()
+		}
+		go func() {
+			defer func() {
+				mu.Lock()
+				delete(cancels, id)
+				mu.Unlock()
+				cancel()
+			}()
+			err := f.m.stream(method, r, &carriedStream{ctx: ctx, id: id, send: send})
+			end := &chatv1.StreamEnd{}
+			if err != nil {
+				st := status.Convert(err)
+				end.Code, end.Message = int32(st.Code()), st.Message()
+				if len(st.Details()) > 0 {
+					end.Details, _ = proto.Marshal(st.Proto())
+				}
+			}
+			_ = send(&chatv1.StreamEvent{Stream: id, Item: &chatv1.StreamEvent_End{End: end}})
+		}()
+	}
+}
+
+// carriedStream is one stream of a Multiplex call, as the server side of
+// its own call would be.
+type carriedStream struct {
+	grpc.ServerStream
+	ctx  context.Context
+	id   uint64
+	send func(*chatv1.StreamEvent) error
+}
+
+func (s *carriedStream) Context() context.Context { return s.ctx }
+
+func (s *carriedStream) Send(ev *chatv1.ChatEvent) error {
+	if err := s.ctx.Err(); err != nil {
+		return status.FromContextError(err).Err()
+	}
+	return s.send(&chatv1.StreamEvent{Stream: s.id, Item: &chatv1.StreamEvent_Event{Event: ev}})
 }
 
 func (f *fakeMessages) ForkConversation(ctx context.Context, r *chatv1.ForkConversationRequest) (*chatv1.Conversation, error) {

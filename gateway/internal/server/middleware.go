@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -29,6 +30,60 @@ type reqState struct {
 	bodyTooLarge bool
 	bodyLimit    int64 // the body limit of the request's route
 	bodyTimedOut bool  // the body did not arrive within the read timeout
+	// takenOver is set by an event stream that goes on after its handler
+	// returned (chat.go handOver): observe reports the request when it ends.
+	takenOver *streamReport
+}
+
+// streamReport tells observe how a taken-over stream ended: what it wrote
+// after the handler, and the code of its error, if any.
+type streamReport struct {
+	mu      sync.Mutex
+	ended   bool
+	written int64
+	code    string
+	report  func(written int64, code string) // observe's, once it has returned
+	onEnds  []func()
+}
+
+// end is called once, when the stream ends.
+func (r *streamReport) end(written int64, code string) {
+	r.mu.Lock()
+	r.ended, r.written, r.code = true, written, code
+	report, onEnds := r.report, r.onEnds
+	r.onEnds = nil
+	r.mu.Unlock()
+	if report != nil {
+		report(written, code)
+	}
+	for _, fn := range onEnds {
+		fn()
+	}
+}
+
+// whenEnded calls fn at the end, or now if the stream has ended.
+func (r *streamReport) whenEnded(fn func(written int64, code string)) {
+	r.mu.Lock()
+	if !r.ended {
+		r.report = fn
+		r.mu.Unlock()
+		return
+	}
+	written, code := r.written, r.code
+	r.mu.Unlock()
+	fn(written, code)
+}
+
+// onEnd calls fn at the end (or now).
+func (r *streamReport) onEnd(fn func()) {
+	r.mu.Lock()
+	if !r.ended {
+		r.onEnds = append(r.onEnds, fn)
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	fn()
 }
 
 type stateKey struct{}
@@ -260,36 +315,50 @@ func (s *server) observe(next http.Handler) http.Handler {
 		if !rec.wroteHeader {
 			rec.status = http.StatusOK // net/http sends 200 for a handler that wrote nothing.
 		}
-
-		elapsed := time.Since(start)
-		route := st.route
-		if route == "" {
-			route = "unmatched"
+		if st.takenOver != nil {
+			// An event stream goes on: reported when it ends.
+			st.takenOver.whenEnded(func(written int64, code string) {
+				rec.bytes += written
+				if code != "" {
+					st.grpcCode = code
+				}
+				s.report(r, st, rec, time.Since(start))
+			})
+			return
 		}
-		s.metrics.observe(r.Method, route, rec.status, elapsed)
-
-		level := slog.LevelInfo
-		switch {
-		case rec.status >= 500:
-			level = slog.LevelWarn
-		case route == "/healthz" || route == "/readyz" || route == "/metrics":
-			level = slog.LevelDebug // Probes and scrapes would drown the log.
-		}
-		attrs := []slog.Attr{
-			slog.String("request_id", requestid.FromContext(r.Context())),
-			slog.String("method", r.Method),
-			slog.String("path", loggedPath(r.URL.Path)),
-			slog.String("route", route),
-			slog.Int("status", rec.status),
-			slog.Int64("bytes", rec.bytes),
-			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
-			slog.String("remote", r.RemoteAddr),
-		}
-		if st.grpcCode != "" {
-			attrs = append(attrs, slog.String("code", st.grpcCode))
-		}
-		s.log.LogAttrs(r.Context(), level, "http request", attrs...)
+		s.report(r, st, rec, time.Since(start))
 	})
+}
+
+// report writes the access log line and the metrics of a request.
+func (s *server) report(r *http.Request, st *reqState, rec *recorder, elapsed time.Duration) {
+	route := st.route
+	if route == "" {
+		route = "unmatched"
+	}
+	s.metrics.observe(r.Method, route, rec.status, elapsed)
+
+	level := slog.LevelInfo
+	switch {
+	case rec.status >= 500:
+		level = slog.LevelWarn
+	case route == "/healthz" || route == "/readyz" || route == "/metrics":
+		level = slog.LevelDebug // Probes and scrapes would drown the log.
+	}
+	attrs := []slog.Attr{
+		slog.String("request_id", requestid.FromContext(r.Context())),
+		slog.String("method", r.Method),
+		slog.String("path", loggedPath(r.URL.Path)),
+		slog.String("route", route),
+		slog.Int("status", rec.status),
+		slog.Int64("bytes", rec.bytes),
+		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+		slog.String("remote", r.RemoteAddr),
+	}
+	if st.grpcCode != "" {
+		attrs = append(attrs, slog.String("code", st.grpcCode))
+	}
+	s.log.LogAttrs(r.Context(), level, "http request", attrs...)
 }
 
 // sharesPrefix starts the path of a shared view, whose last segment is the

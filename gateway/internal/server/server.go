@@ -40,6 +40,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/textproto"
+	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -145,10 +146,12 @@ type server struct {
 	metrics   *metrics
 	authLimit *ratelimit.Limiter // nil: no limit
 	upstream  []upstream
+	streams   *multiplexer   // the event streams' calls to the message service
+	takenOver sync.WaitGroup // event streams going on after their handler
 }
 
 // New returns the gateway handler.
-func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) {
+func New(ctx context.Context, up Upstreams, opts Options) (*Handler, error) {
 	if up.Auth == nil || up.Conversation == nil || up.Message == nil {
 		return nil, fmt.Errorf("server.New: all three upstreams are required")
 	}
@@ -218,7 +221,8 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 	}
 	// Registered after the generated handlers, so they serve their routes
 	// (chat.go).
-	for _, route := range eventStreams(messages) {
+	s.streams = newMultiplexer(chatv1.NewEventStreamsClient(up.Message))
+	for _, route := range eventStreams() {
 		if op, ok := routes.operation(route.verb, route.path); !ok ||
 			op.input.Descriptor().FullName() != route.newRequest().ProtoReflect().Descriptor().FullName() {
 			return nil, fmt.Errorf("%s is not the %s route of %s in api/chat_v1.yaml", route.path, route.verb, route.method)
@@ -277,7 +281,32 @@ func New(ctx context.Context, up Upstreams, opts Options) (http.Handler, error) 
 	h = s.webClient(files, built, h)
 	h = s.observe(h)
 	h = requestid.Middleware(h)
-	return h, nil
+	return &Handler{Handler: h, s: s}, nil
+}
+
+// Handler is the gateway: an http.Handler, and the event streams that went
+// on after their handlers returned (chat.go handOver), which
+// http.Server.Shutdown does not wait for.
+type Handler struct {
+	http.Handler
+	s *server
+}
+
+// WaitStreams waits until the event streams taken over from net/http have
+// ended, or ctx has; call it after http.Server.Shutdown, when no stream can
+// start.
+func (h *Handler) WaitStreams(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		h.s.takenOver.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // MaxRecvMsgBytes is the largest answer the gateway takes from a service.

@@ -55,6 +55,8 @@ type gw struct {
 	t    *testing.T
 	url  string
 	logs *syncBuffer
+	// handler is the gateway under test.
+	handler *server.Handler
 }
 
 func dial(t testing.TB, addr string) *grpc.ClientConn {
@@ -82,7 +84,7 @@ func newGatewayTo(t *testing.T, authAddr, convAddr, msgAddr string, opts server.
 	}
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
-	return &gw{t: t, url: ts.URL, logs: logs}
+	return &gw{t: t, url: ts.URL, logs: logs, handler: h}
 }
 
 // newGateway starts one backend that serves all three services.

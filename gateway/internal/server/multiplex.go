@@ -1,0 +1,269 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+
+	chatv1 "github.com/chat-backend/gateway/gen/chat/v1"
+)
+
+// multiplexCalls is how many Multiplex calls the gateway keeps open to the
+// message service. New streams take them in turn, and round_robin puts
+// each call on the next replica, so the streams of a few replicas spread
+// over them.
+const multiplexCalls = 8
+
+// multiplexer carries the gateway's event streams (Chat, Regenerate,
+// StreamReply) on a few Multiplex calls of chat.v1.EventStreams instead of
+// one call each: a reply in progress costs the gateway no goroutine and no
+// gRPC stream of its own, and the message service no call (docs/
+// architecture.md "Event streams"). A call opens on the first stream that
+// needs it and again after it breaks; a broken call ends each of its
+// streams with its error.
+type multiplexer struct {
+	client chatv1.EventStreamsClient
+	calls  [multiplexCalls]muxCall
+	next   atomic.Uint32
+}
+
+func newMultiplexer(client chatv1.EventStreamsClient) *multiplexer {
+	m := &multiplexer{client: client}
+	for i := range m.calls {
+		m.calls[i].client = client
+	}
+	return m
+}
+
+// muxCall is one Multiplex call and the streams open on it.
+type muxCall struct {
+	client chatv1.EventStreamsClient
+
+	mu      sync.Mutex
+	stream  grpc.BidiStreamingClient[chatv1.MultiplexRequest, chatv1.MultiplexResponse] // nil: none open
+	streams map[uint64]*muxStream
+	nextID  uint64
+
+	sendMu sync.Mutex // grpc-go allows one sender at a time
+}
+
+// streamItem is what a stream delivers: an event, or its end (ev nil) with
+// the status its own call would have ended with (err nil: OK).
+type streamItem struct {
+	ev  *chatv1.ChatEvent
+	err error
+}
+
+func (it streamItem) isEnd() bool { return it.ev == nil }
+
+// muxStream is one event stream on a call. Until a sink is attached its
+// items queue for next; then each goes to the sink as it arrives, in
+// order, on the call's receiving goroutine.
+type muxStream struct {
+	call   *muxCall
+	id     uint64
+	stream grpc.BidiStreamingClient[chatv1.MultiplexRequest, chatv1.MultiplexResponse]
+
+	mu     sync.Mutex
+	queue  []streamItem
+	ready  chan struct{} // a token when the queue grew
+	sink   func(streamItem)
+	ended  bool // its end arrived, or the call broke
+	closed bool // the client is gone
+}
+
+// open starts a stream on the next call: the gRPC method of `open`, with
+// its authorization and request id. The error is the call's, when it could
+// not be opened or written to.
+func (m *multiplexer) open(open *chatv1.OpenEventStream) (*muxStream, error) {
+	// A call that broke is replaced once its receiver has seen it; until
+	// then a stream registered on it fails to send and tries the next.
+	var err error
+	for range 2 {
+		c := &m.calls[m.next.Add(1)%multiplexCalls]
+		var s *muxStream
+		if s, err = c.register(); err != nil {
+			return nil, err
+		}
+		if err = c.send(s.stream, &chatv1.MultiplexRequest{Stream: s.id, Action: &chatv1.MultiplexRequest_Open{Open: open}}); err == nil {
+			return s, nil
+		}
+		s.close()
+	}
+	return nil, status.Errorf(codes.Unavailable, "opening an event stream: %v", err)
+}
+
+// register numbers a new stream on the call, opening the call first when
+// none is open.
+func (c *muxCall) register() (*muxStream, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stream == nil {
+		// The call outlives the request that opens it.
+		ctx, cancel := context.WithCancel(context.Background())
+		st, err := c.client.Multiplex(ctx)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		c.stream, c.streams = st, make(map[uint64]*muxStream)
+		go c.receive(st, cancel)
+	}
+	c.nextID++
+	s := &muxStream{call: c, id: c.nextID, stream: c.stream, ready: make(chan struct{}, 1)}
+	c.streams[s.id] = s
+	return s, nil
+}
+
+func (c *muxCall) send(st grpc.BidiStreamingClient[chatv1.MultiplexRequest, chatv1.MultiplexResponse], req *chatv1.MultiplexRequest) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	return st.Send(req)
+}
+
+// receive hands the events of the call st to their streams until the call
+// ends, then ends the streams still open on it with its status.
+func (c *muxCall) receive(st grpc.BidiStreamingClient[chatv1.MultiplexRequest, chatv1.MultiplexResponse], cancel context.CancelFunc) {
+	defer cancel()
+	for {
+		resp, err := st.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = status.Error(codes.Unavailable, "the message service ended the event streams' call")
+			}
+			c.mu.Lock()
+			if c.stream == st {
+				c.stream = nil
+			}
+			open := c.streams
+			c.streams = make(map[uint64]*muxStream)
+			c.mu.Unlock()
+			for _, s := range open {
+				s.deliver(streamItem{err: err})
+			}
+			return
+		}
+		for _, ev := range resp.GetEvents() {
+			end := ev.GetEnd()
+			c.mu.Lock()
+			s := c.streams[ev.GetStream()]
+			if end != nil {
+				delete(c.streams, ev.GetStream())
+			}
+			c.mu.Unlock()
+			if s == nil {
+				continue // closed by its client meanwhile
+			}
+			if end != nil {
+				s.deliver(streamItem{err: endStatus(end)})
+			} else {
+				s.deliver(streamItem{ev: ev.GetEvent()})
+			}
+		}
+	}
+}
+
+// endStatus is the error of a stream's end (nil: OK), with its details.
+func endStatus(end *chatv1.StreamEnd) error {
+	if end.GetCode() == int32(codes.OK) {
+		return nil
+	}
+	st := &spb.Status{}
+	if len(end.GetDetails()) == 0 || proto.Unmarshal(end.GetDetails(), st) != nil {
+		st = &spb.Status{}
+	}
+	st.Code, st.Message = end.GetCode(), end.GetMessage()
+	return status.FromProto(st).Err()
+}
+
+func (s *muxStream) deliver(it streamItem) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended || s.closed {
+		return
+	}
+	s.ended = it.isEnd()
+	if s.sink != nil {
+		s.sink(it)
+		return
+	}
+	s.queue = append(s.queue, it)
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the first queued item, if any.
+func (s *muxStream) take() (streamItem, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.queue) == 0 {
+		return streamItem{}, false
+	}
+	it := s.queue[0]
+	s.queue[0] = streamItem{}
+	s.queue = s.queue[1:]
+	return it, true
+}
+
+// next waits for the next item; ctx's error when it ends first.
+func (s *muxStream) next(ctx context.Context) (streamItem, error) {
+	for {
+		if it, ok := s.take(); ok {
+			return it, nil
+		}
+		select {
+		case <-s.ready:
+		case <-ctx.Done():
+			return streamItem{}, ctx.Err()
+		}
+	}
+}
+
+// attach sends the items queued so far, then every item as it arrives, to
+// sink, in order and one at a time. sink must not block.
+func (s *muxStream) attach(sink func(streamItem)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, it := range s.queue {
+		sink(it)
+	}
+	s.queue = nil
+	s.sink = sink
+}
+
+// close tells the message service that the stream's client is gone. Its
+// reply goes on; nothing more of it is delivered.
+func (s *muxStream) close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.queue = nil
+	s.mu.Unlock()
+	// Still on the call unless its end arrived or the call broke.
+	c := s.call
+	c.mu.Lock()
+	_, open := c.streams[s.id]
+	delete(c.streams, s.id)
+	c.mu.Unlock()
+	if open {
+		// Not under a lock, and never in the way of the caller: Send may
+		// wait for the call's flow control.
+		go func() {
+			_ = c.send(s.stream, &chatv1.MultiplexRequest{Stream: s.id, Action: &chatv1.MultiplexRequest_Close{Close: true}})
+		}()
+	}
+}
