@@ -67,6 +67,10 @@ func TestOpenAPIFuzz(t *testing.T) {
 	// The token is the test user's own, on a throw-away stack; the
 	// report masks it anyway.
 	if err != nil {
+		// A service that crashed shows in its log's last lines.
+		for _, name := range []string{"auth", "conversation", "message"} {
+			t.Logf("the %s service's log ends:\n%s", name, lastLines(s.Logs(name), 15))
+		}
 		t.Fatalf("schemathesis found mismatches (%v):\n%s", err, output)
 	}
 	t.Logf("schemathesis:\n%s", lastLines(string(output), 25))

@@ -98,12 +98,28 @@ func migrationsDir() string {
 
 // freePort asks the kernel for a free loopback port.
 func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := freePorts(1)
 	if err != nil {
 		return "", err
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return ports[0], nil
+}
+
+// freePorts asks for n free loopback ports, all different: each is held
+// until all are chosen. (Asked one after another, a port just given back
+// can come again: the stack's gateway then spoke to another service on its
+// message service's port, which had failed to bind.)
+func freePorts(n int) ([]string, error) {
+	ports := make([]string, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().String())
+	}
+	return ports, nil
 }
 
 // withDatabase returns the URL with its database name replaced.
@@ -180,11 +196,14 @@ func StartStackOn(serverURL string, extraEnv map[string][]string) (*Stack, error
 		return nil, err
 	}
 
+	names := []string{"auth", "conversation", "message", "gateway"}
+	ports, err := freePorts(len(names))
+	if err != nil {
+		return nil, err
+	}
 	addrs := map[string]string{}
-	for _, name := range []string{"auth", "conversation", "message", "gateway"} {
-		if addrs[name], err = freePort(); err != nil {
-			return nil, err
-		}
+	for i, name := range names {
+		addrs[name] = ports[i]
 	}
 	roleURL := func(role string) string {
 		u, _ := withRole(s.AdminURL, role, rolePassword)
