@@ -21,6 +21,7 @@
 #include "common/thread_pool.h"
 #include "grpcpp/grpcpp.h"
 #include "services/message/chat.h"
+#include "services/message/multiplexed_call.h"
 
 namespace chat::message {
 
@@ -28,23 +29,15 @@ class MultiplexedCalls;
 
 class MultiplexedStreams final
     : public grpc::ServerBidiReactor<chat::v1::MultiplexRequest,
-                                     chat::v1::MultiplexResponse> {
+                                     chat::v1::MultiplexResponse>,
+      private MultiplexedCall::Writer {
  public:
-  class Call;  // the state that the call's streams share
   // Starts one stream, on the pool: resolves its caller and starts its
   // events into `sink`. An error status ends the stream before any event.
   using Starter = std::function<grpc::Status(
       const chat::v1::OpenEventStream& open, std::shared_ptr<ChatSink> sink)>;
 
-  struct Limits {
-    // Events in one write at most, and bytes (a write holds at least one
-    // event): far below what the gateway takes in one message (16 MiB).
-    int batch_events = 256;
-    size_t batch_bytes = size_t{1} << 20;
-    // Events that wait for the client, in bytes; past it the call ends
-    // RESOURCE_EXHAUSTED (a client that no longer reads).
-    size_t queued_bytes = size_t{64} << 20;
-  };
+  using Limits = MultiplexedCall::Limits;
 
   // `work`, `start` and `calls` must outlive the call.
   MultiplexedStreams(Executor* work, const Starter* start, Limits limits,
@@ -56,9 +49,12 @@ class MultiplexedStreams final
   void OnDone() override;
 
  private:
-  class Sink;
+  void StartBatch(const chat::v1::MultiplexResponse* batch) override {
+    StartWrite(batch);
+  }
+  void FinishCall(const grpc::Status& status) override { Finish(status); }
 
-  std::shared_ptr<Call> call_;
+  std::shared_ptr<MultiplexedCall> call_;
   MultiplexedCalls* calls_;
   Executor* work_;
   const Starter* start_;
@@ -75,13 +71,12 @@ class MultiplexedCalls {
 
  private:
   friend class MultiplexedStreams;
-  void Add(const std::shared_ptr<MultiplexedStreams::Call>& call);
-  void Remove(const MultiplexedStreams::Call* call);
+  void Add(const std::shared_ptr<MultiplexedCall>& call);
+  void Remove(const MultiplexedCall* call);
 
   std::mutex mutex_;
   bool draining_ = false;
-  absl::flat_hash_map<const MultiplexedStreams::Call*,
-                      std::weak_ptr<MultiplexedStreams::Call>>
+  absl::flat_hash_map<const MultiplexedCall*, std::weak_ptr<MultiplexedCall>>
       calls_;
 };
 

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -181,7 +182,9 @@ func (s *server) streamEvents(mux *runtime.ServeMux, route eventStream) runtime.
 		startEvents(w, frames.sse, takeOver)
 		rc := http.NewResponseController(w)
 		data, last := frames.frame(first)
-		if err := writeFlush(w, rc, data); err != nil || last {
+		err = writeFlush(w, rc, data)
+		frames.release()
+		if err != nil || last {
 			if err != nil {
 				stream.close()
 				frames.state.grpcCode = httperr.CodeName(codes.Canceled)
@@ -203,7 +206,9 @@ func (s *server) streamEvents(mux *runtime.ServeMux, route eventStream) runtime.
 				return
 			}
 			data, last := frames.frame(it)
-			if err := writeFlush(w, rc, data); err != nil {
+			err = writeFlush(w, rc, data)
+			frames.release()
+			if err != nil {
 				stream.close()
 				frames.state.grpcCode = httperr.CodeName(codes.Canceled)
 				return
@@ -222,9 +227,12 @@ func (s *server) streamEvents(mux *runtime.ServeMux, route eventStream) runtime.
 func (s *server) handOver(r *http.Request, ctx context.Context, stream *muxStream, frames *eventFramer, conn net.Conn) {
 	report := &streamReport{}
 	stateFrom(r.Context()).takenOver = report
-	s.takenOver.Add(1)
-	report.onEnd(s.takenOver.Done)
+	s.takenOver.add()
+	report.onEnd(s.takenOver.done)
 	frames.state = &reqState{} // the request's own is observe's now
+	// net/http cancels the request's context when the handler returns;
+	// the stream's errors are still the upstream's, not a client's that left.
+	frames.ctx = context.WithoutCancel(frames.ctx)
 	var code atomic.Pointer[string]
 	out := newEventConn(conn, r.ProtoAtLeast(1, 1), stream.close, func(written int64) {
 		c := code.Load()
@@ -247,6 +255,7 @@ func (s *server) handOver(r *http.Request, ctx context.Context, stream *muxStrea
 			code.Store(&c)
 		}
 		out.push(data, last)
+		frames.release()
 	})
 }
 
@@ -362,10 +371,25 @@ type eventFramer struct {
 	sse       bool
 	state     *reqState
 	sentError bool
-	buf       bytes.Buffer
+	buf       *bytes.Buffer // from framePool while framed bytes are out
 }
 
-// frame returns the bytes of `it` and whether it was the last item.
+// framePool holds the buffers of framed events between streams: a stream
+// that waits keeps none.
+var framePool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// release gives back the buffer of the bytes frame returned last.
+func (f *eventFramer) release() {
+	if f.buf != nil {
+		if f.buf.Cap() <= 64<<10 {
+			framePool.Put(f.buf)
+		}
+		f.buf = nil
+	}
+}
+
+// frame returns the bytes of `it` and whether it was the last item. The
+// bytes are the framer's until release.
 func (f *eventFramer) frame(it streamItem) ([]byte, bool) {
 	if it.isEnd() {
 		switch {
@@ -401,6 +425,9 @@ func (f *eventFramer) event(ev *chatv1.ChatEvent) []byte {
 	if fd == nil {
 		return nil
 	}
+	if f.buf == nil {
+		f.buf = framePool.Get().(*bytes.Buffer)
+	}
 	f.buf.Reset()
 	if f.sse {
 		var data proto.Message = m.Get(fd).Message().Interface()
@@ -416,12 +443,12 @@ func (f *eventFramer) event(ev *chatv1.ChatEvent) []byte {
 			f.buf.WriteString(strconv.FormatInt(int64(d.GetOffset())+int64(utf8.RuneCountInString(d.GetText())), 10))
 		}
 		f.buf.WriteString("\ndata: ")
-		if err := appendJSON(&f.buf, data); err != nil {
+		if err := appendJSON(f.buf, data); err != nil {
 			return f.internalError(err)
 		}
 		f.buf.WriteString("\n\n")
 	} else {
-		if err := appendJSON(&f.buf, ev); err != nil {
+		if err := appendJSON(f.buf, ev); err != nil {
 			return f.internalError(err)
 		}
 		f.buf.WriteByte('\n')

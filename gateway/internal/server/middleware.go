@@ -315,50 +315,72 @@ func (s *server) observe(next http.Handler) http.Handler {
 		if !rec.wroteHeader {
 			rec.status = http.StatusOK // net/http sends 200 for a handler that wrote nothing.
 		}
+		line := accessLine{
+			method:    r.Method,
+			path:      loggedPath(r.URL.Path),
+			route:     st.route,
+			status:    rec.status,
+			bytes:     rec.bytes,
+			code:      st.grpcCode,
+			requestID: requestid.FromContext(r.Context()),
+			remote:    r.RemoteAddr,
+		}
 		if st.takenOver != nil {
-			// An event stream goes on: reported when it ends.
+			// An event stream goes on: reported when it ends. Only values
+			// are kept: the request and the recorder hold the connection's
+			// buffers.
+			ctx := context.WithoutCancel(r.Context())
 			st.takenOver.whenEnded(func(written int64, code string) {
-				rec.bytes += written
+				line.bytes += written
 				if code != "" {
-					st.grpcCode = code
+					line.code = code
 				}
-				s.report(r, st, rec, time.Since(start))
+				s.report(ctx, line, time.Since(start))
 			})
 			return
 		}
-		s.report(r, st, rec, time.Since(start))
+		s.report(r.Context(), line, time.Since(start))
 	})
 }
 
+// accessLine is what the access log and the metrics say of a request.
+type accessLine struct {
+	method, path, route string
+	status              int
+	bytes               int64
+	code                string // of a failed answer
+	requestID, remote   string
+}
+
 // report writes the access log line and the metrics of a request.
-func (s *server) report(r *http.Request, st *reqState, rec *recorder, elapsed time.Duration) {
-	route := st.route
+func (s *server) report(ctx context.Context, l accessLine, elapsed time.Duration) {
+	route := l.route
 	if route == "" {
 		route = "unmatched"
 	}
-	s.metrics.observe(r.Method, route, rec.status, elapsed)
+	s.metrics.observe(l.method, route, l.status, elapsed)
 
 	level := slog.LevelInfo
 	switch {
-	case rec.status >= 500:
+	case l.status >= 500:
 		level = slog.LevelWarn
 	case route == "/healthz" || route == "/readyz" || route == "/metrics":
 		level = slog.LevelDebug // Probes and scrapes would drown the log.
 	}
 	attrs := []slog.Attr{
-		slog.String("request_id", requestid.FromContext(r.Context())),
-		slog.String("method", r.Method),
-		slog.String("path", loggedPath(r.URL.Path)),
+		slog.String("request_id", l.requestID),
+		slog.String("method", l.method),
+		slog.String("path", l.path),
 		slog.String("route", route),
-		slog.Int("status", rec.status),
-		slog.Int64("bytes", rec.bytes),
+		slog.Int("status", l.status),
+		slog.Int64("bytes", l.bytes),
 		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
-		slog.String("remote", r.RemoteAddr),
+		slog.String("remote", l.remote),
 	}
-	if st.grpcCode != "" {
-		attrs = append(attrs, slog.String("code", st.grpcCode))
+	if l.code != "" {
+		attrs = append(attrs, slog.String("code", l.code))
 	}
-	s.log.LogAttrs(r.Context(), level, "http request", attrs...)
+	s.log.LogAttrs(ctx, level, "http request", attrs...)
 }
 
 // sharesPrefix starts the path of a shared view, whose last segment is the

@@ -146,8 +146,8 @@ type server struct {
 	metrics   *metrics
 	authLimit *ratelimit.Limiter // nil: no limit
 	upstream  []upstream
-	streams   *multiplexer   // the event streams' calls to the message service
-	takenOver sync.WaitGroup // event streams going on after their handler
+	streams   *multiplexer // the event streams' calls to the message service
+	takenOver streamCount  // event streams going on after their handler
 }
 
 // New returns the gateway handler.
@@ -296,13 +296,45 @@ type Handler struct {
 // ended, or ctx has; call it after http.Server.Shutdown, when no stream can
 // start.
 func (h *Handler) WaitStreams(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		h.s.takenOver.Wait()
-		close(done)
-	}()
+	return h.s.takenOver.wait(ctx)
+}
+
+// streamCount counts the streams going on after their handlers. Unlike a
+// sync.WaitGroup it may be waited for while streams start and end.
+type streamCount struct {
+	mu   sync.Mutex
+	n    int
+	none chan struct{} // closed when n falls to 0
+}
+
+func (c *streamCount) add() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == 0 {
+		c.none = make(chan struct{})
+	}
+	c.n++
+}
+
+func (c *streamCount) done() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n--
+	if c.n == 0 {
+		close(c.none)
+	}
+}
+
+func (c *streamCount) wait(ctx context.Context) error {
+	c.mu.Lock()
+	if c.n == 0 {
+		c.mu.Unlock()
+		return nil
+	}
+	none := c.none
+	c.mu.Unlock()
 	select {
-	case <-done:
+	case <-none:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
