@@ -199,7 +199,10 @@ int main(int argc, char** argv) {
       ownership->get(), (*runtime)->pool(), (*runtime)->clock(),
       absl::GetFlag(FLAGS_reply_recovery_interval),
       absl::GetFlag(FLAGS_reply_recovery_grace));
-  chat::ThreadPool work(absl::GetFlag(FLAGS_reply_workers));
+  // Reset once the server has stopped, before the handlers whose tasks it
+  // runs are destroyed.
+  auto work =
+      std::make_unique<chat::ThreadPool>(absl::GetFlag(FLAGS_reply_workers));
   chat::message::TransferStorage transfer_storage((*runtime)->pool());
   chat::message::TransferSlots transfer_slots(
       std::max(1, absl::GetFlag(FLAGS_max_transfers)));
@@ -215,10 +218,10 @@ int main(int argc, char** argv) {
       {.public_base_url = absl::GetFlag(FLAGS_public_base_url)});
   chat::message::ShareServiceImpl share_service(&shares, (*runtime)->callers());
   chat::message::MessageServiceImpl service(&messages, &chats,
-                                            (*runtime)->callers(), &work);
+                                            (*runtime)->callers(), work.get());
   // The gateway's event streams, many on one call.
   chat::message::EventStreamsImpl event_streams(&chats, (*runtime)->callers(),
-                                                &work);
+                                                work.get());
   // Search (docs/api.md "Search").
   chat::message::SearchStorage search_storage((*runtime)->pool());
   chat::message::Search search(&search_storage);
@@ -233,6 +236,7 @@ int main(int argc, char** argv) {
                           chats.Stop();
                           event_streams.Drain();
                         });
+  work.reset();
   curl_global_cleanup();
   if (!served.ok()) return chat::log::Failure("server failed", served);
   return EXIT_SUCCESS;

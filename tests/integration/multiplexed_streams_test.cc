@@ -100,8 +100,10 @@ class MultiplexedStreamsTest : public ::testing::Test {
                &provider_,
                &clock_,
                {.max_streams_per_user = 1000, .finish_threads = 2}};
-  ThreadPool work_{4};
+  // The service keeps the pool's address only; the pool is destroyed
+  // first, running what is left while the service stands.
   EventStreamsImpl service_{&chats_, &callers_, &work_};
+  ThreadPool work_{4};
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<chat::v1::EventStreams::Stub> stub_;
   std::vector<std::string> users_;
