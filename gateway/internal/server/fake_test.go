@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,6 +40,8 @@ type backend struct {
 	page     *chatv1.ListMessagesResponse                                            // ListMessages' answer when set
 
 	broken chan struct{} // closed by breakCalls: the Multiplex calls open end
+	// Multiplex calls opened, and ended by the client's half-close.
+	muxOpened, muxHalfClosed atomic.Int32
 
 	exportFn    func(grpc.ServerStreamingServer[chatv1.ExportChunk]) error // Export's behaviour
 	importCheck func(*chatv1.ImportItem) error                             // Import fails with its error
@@ -351,6 +354,7 @@ func (f *fakeEventStreams) Multiplex(call grpc.BidiStreamingServer[chatv1.Multip
 			cancel()
 		}
 	}()
+	f.m.b.muxOpened.Add(1)
 	f.m.b.mu.Lock()
 	broken := f.m.b.broken
 	f.m.b.mu.Unlock()
@@ -372,6 +376,9 @@ func (f *fakeEventStreams) receive(call grpc.BidiStreamingServer[chatv1.Multiple
 	send func(*chatv1.StreamEvent) error, mu *sync.Mutex, cancels map[uint64]context.CancelFunc) {
 	for {
 		req, err := call.Recv()
+		if errors.Is(err, io.EOF) {
+			f.m.b.muxHalfClosed.Add(1)
+		}
 		if err != nil {
 			return
 		}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -23,35 +24,53 @@ import (
 // over them.
 const multiplexCalls = 8
 
+// defaultMultiplexCallAge is how long a Multiplex call takes new streams
+// (Options.MultiplexCallAge). Then the next stream opens a new call, which
+// round_robin may put on another replica (a replica added since is used
+// within this long), and the old call ends once its streams have.
+const defaultMultiplexCallAge = time.Minute
+
 // multiplexer carries the gateway's event streams (Chat, Regenerate,
 // StreamReply) on a few Multiplex calls of chat.v1.EventStreams instead of
 // one call each: a reply in progress costs the gateway no goroutine and no
 // gRPC stream of its own, and the message service no call (docs/
-// architecture.md "Event streams"). A call opens on the first stream that
-// needs it and again after it breaks; a broken call ends each of its
-// streams with its error.
+// architecture.md "Event streams"). A slot's call opens on the first
+// stream that needs it, again after it breaks, and again once it is older
+// than maxAge; a broken call ends each of its streams with its error.
 type multiplexer struct {
-	client chatv1.EventStreamsClient
-	calls  [multiplexCalls]muxCall
-	next   atomic.Uint32
+	slots [multiplexCalls]muxSlot
+	next  atomic.Uint32
 }
 
-func newMultiplexer(client chatv1.EventStreamsClient) *multiplexer {
-	m := &multiplexer{client: client}
-	for i := range m.calls {
-		m.calls[i].client = client
+func newMultiplexer(client chatv1.EventStreamsClient, maxAge time.Duration) *multiplexer {
+	m := &multiplexer{}
+	for i := range m.slots {
+		m.slots[i].client, m.slots[i].maxAge = client, maxAge
 	}
 	return m
 }
 
-// muxCall is one Multiplex call and the streams open on it.
-type muxCall struct {
+// muxSlot is one of the multiplexer's places for a call: the call that
+// takes its new streams.
+type muxSlot struct {
 	client chatv1.EventStreamsClient
+	maxAge time.Duration
 
 	mu      sync.Mutex
-	stream  grpc.BidiStreamingClient[chatv1.MultiplexRequest, chatv1.MultiplexResponse] // nil: none open
+	current *muxCall // nil: none open
+}
+
+// muxCall is one Multiplex call and the streams open on it.
+type muxCall struct {
+	stream grpc.BidiStreamingClient[chatv1.MultiplexRequest, chatv1.MultiplexResponse]
+	opened time.Time
+
+	mu      sync.Mutex
 	streams map[uint64]*muxStream
 	nextID  uint64
+	retired bool // takes no new streams; half-closed once it has none
+	broken  bool
+	closing bool // CloseSend is sent, or being sent
 
 	sendMu sync.Mutex // grpc-go allows one sender at a time
 }
@@ -69,9 +88,8 @@ func (it streamItem) isEnd() bool { return it.ev == nil }
 // items queue for next; then each goes to the sink as it arrives, in
 // order, on the call's receiving goroutine.
 type muxStream struct {
-	call   *muxCall
-	id     uint64
-	stream grpc.BidiStreamingClient[chatv1.MultiplexRequest, chatv1.MultiplexResponse]
+	call *muxCall
+	id   uint64
 
 	mu     sync.Mutex
 	queue  []streamItem
@@ -81,20 +99,20 @@ type muxStream struct {
 	closed bool // the client is gone
 }
 
-// open starts a stream on the next call: the gRPC method of `open`, with
-// its authorization and request id. The error is the call's, when it could
-// not be opened or written to.
+// open starts a stream on the next slot's call: the gRPC method of `open`,
+// with its authorization and request id. The error is the call's, when it
+// could not be opened or written to.
 func (m *multiplexer) open(open *chatv1.OpenEventStream) (*muxStream, error) {
 	// A call that broke is replaced once its receiver has seen it; until
 	// then a stream registered on it fails to send and tries the next.
 	var err error
 	for range 2 {
-		c := &m.calls[m.next.Add(1)%multiplexCalls]
+		slot := &m.slots[m.next.Add(1)%multiplexCalls]
 		var s *muxStream
-		if s, err = c.register(); err != nil {
+		if s, err = slot.register(); err != nil {
 			return nil, err
 		}
-		if err = c.send(s.stream, &chatv1.MultiplexRequest{Stream: s.id, Action: &chatv1.MultiplexRequest_Open{Open: open}}); err == nil {
+		if err = s.call.send(&chatv1.MultiplexRequest{Stream: s.id, Action: &chatv1.MultiplexRequest_Open{Open: open}}); err == nil {
 			return s, nil
 		}
 		s.close()
@@ -102,51 +120,100 @@ func (m *multiplexer) open(open *chatv1.OpenEventStream) (*muxStream, error) {
 	return nil, status.Errorf(codes.Unavailable, "opening an event stream: %v", err)
 }
 
-// register numbers a new stream on the call, opening the call first when
-// none is open.
-func (c *muxCall) register() (*muxStream, error) {
+// register numbers a new stream on the slot's call, opening a call first
+// when none is open, the current one broke, or it is too old.
+func (slot *muxSlot) register() (*muxStream, error) {
+	slot.mu.Lock()
+	defer slot.mu.Unlock()
+	for {
+		c := slot.current
+		if c == nil || time.Since(c.opened) > slot.maxAge {
+			if c != nil {
+				c.retire()
+			}
+			// The call outlives the request that opens it.
+			ctx, cancel := context.WithCancel(context.Background())
+			st, err := slot.client.Multiplex(ctx)
+			if err != nil {
+				cancel()
+				return nil, err
+			}
+			c = &muxCall{stream: st, opened: time.Now(), streams: make(map[uint64]*muxStream)}
+			slot.current = c
+			go c.receive(slot, cancel)
+		}
+		if s := c.add(); s != nil {
+			return s, nil
+		}
+		slot.current = nil // it broke meanwhile
+	}
+}
+
+// add numbers a new stream on the call; nil once it broke.
+func (c *muxCall) add() *muxStream {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.stream == nil {
-		// The call outlives the request that opens it.
-		ctx, cancel := context.WithCancel(context.Background())
-		st, err := c.client.Multiplex(ctx)
-		if err != nil {
-			cancel()
-			return nil, err
-		}
-		c.stream, c.streams = st, make(map[uint64]*muxStream)
-		go c.receive(st, cancel)
+	if c.broken {
+		return nil
 	}
 	c.nextID++
-	s := &muxStream{call: c, id: c.nextID, stream: c.stream, ready: make(chan struct{}, 1)}
+	s := &muxStream{call: c, id: c.nextID, ready: make(chan struct{}, 1)}
 	c.streams[s.id] = s
-	return s, nil
+	return s
 }
 
-func (c *muxCall) send(st grpc.BidiStreamingClient[chatv1.MultiplexRequest, chatv1.MultiplexResponse], req *chatv1.MultiplexRequest) error {
+func (c *muxCall) send(req *chatv1.MultiplexRequest) error {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
-	return st.Send(req)
+	return c.stream.Send(req)
 }
 
-// receive hands the events of the call st to their streams until the call
+// retire: the call takes no new streams, and ends once it has none.
+func (c *muxCall) retire() {
+	c.mu.Lock()
+	c.retired = true
+	c.mu.Unlock()
+	c.closeIfDone()
+}
+
+// closeIfDone half-closes a retired call that has no stream left: the
+// message service then finishes it.
+func (c *muxCall) closeIfDone() {
+	c.mu.Lock()
+	done := c.retired && !c.broken && !c.closing && len(c.streams) == 0
+	if done {
+		c.closing = true
+	}
+	c.mu.Unlock()
+	if done {
+		go func() {
+			c.sendMu.Lock()
+			defer c.sendMu.Unlock()
+			_ = c.stream.CloseSend()
+		}()
+	}
+}
+
+// receive hands the events of the call to their streams until the call
 // ends, then ends the streams still open on it with its status.
-func (c *muxCall) receive(st grpc.BidiStreamingClient[chatv1.MultiplexRequest, chatv1.MultiplexResponse], cancel context.CancelFunc) {
+func (c *muxCall) receive(slot *muxSlot, cancel context.CancelFunc) {
 	defer cancel()
 	for {
-		resp, err := st.Recv()
+		resp, err := c.stream.Recv()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = status.Error(codes.Unavailable, "the message service ended the event streams' call")
 			}
 			c.mu.Lock()
-			if c.stream == st {
-				c.stream = nil
-			}
+			c.broken = true
 			open := c.streams
-			c.streams = make(map[uint64]*muxStream)
+			c.streams = nil
 			c.mu.Unlock()
+			slot.mu.Lock()
+			if slot.current == c {
+				slot.current = nil
+			}
+			slot.mu.Unlock()
 			for _, s := range open {
 				s.deliver(streamItem{err: err})
 			}
@@ -165,6 +232,7 @@ func (c *muxCall) receive(st grpc.BidiStreamingClient[chatv1.MultiplexRequest, c
 			}
 			if end != nil {
 				s.deliver(streamItem{err: endStatus(end)})
+				c.closeIfDone()
 			} else {
 				s.deliver(streamItem{ev: ev.GetEvent()})
 			}
@@ -263,7 +331,8 @@ func (s *muxStream) close() {
 		// Not under a lock, and never in the way of the caller: Send may
 		// wait for the call's flow control.
 		go func() {
-			_ = c.send(s.stream, &chatv1.MultiplexRequest{Stream: s.id, Action: &chatv1.MultiplexRequest_Close{Close: true}})
+			_ = c.send(&chatv1.MultiplexRequest{Stream: s.id, Action: &chatv1.MultiplexRequest_Close{Close: true}})
+			c.closeIfDone()
 		}()
 	}
 }

@@ -375,3 +375,53 @@ func TestDrainWaitsForTakenOverStreams(t *testing.T) {
 		t.Errorf("bytes %d (%v) in %q: the stream's bytes after the first event are not counted", bytes, err, line)
 	}
 }
+
+// TestOldCallsTakeNoNewStreamsAndEndAfterTheirOwn: with MultiplexCallAge
+// past, each new stream opens a new call (which round_robin may put on
+// another replica); the old calls carry their streams to the end, then
+// are half-closed.
+func TestOldCallsTakeNoNewStreamsAndEndAfterTheirOwn(t *testing.T) {
+	g, b := newGateway(t, server.Options{MultiplexCallAge: time.Nanosecond})
+	release := make(chan struct{})
+	b.setChat(func(r *chatv1.ChatRequest, s chatStream) error {
+		if err := s.Send(deltaEvent(r.GetContent())); err != nil {
+			return err
+		}
+		select {
+		case <-release:
+		case <-s.Context().Done():
+			return s.Context().Err()
+		}
+		return s.Send(deltaAt("end of "+r.GetContent(), 1))
+	})
+	addr := strings.TrimPrefix(g.url, "http://")
+	// 16 streams on 8 slots: each slot's second stream finds its first
+	// call too old.
+	const n = 16
+	readers := make([]*bufio.Reader, n)
+	for i := range n {
+		_, readers[i] = rawStream(t, addr, fmt.Sprintf("s%d", i))
+	}
+	if got := b.muxOpened.Load(); got != n {
+		t.Errorf("%d Multiplex calls for %d streams, want one each", got, n)
+	}
+	if got := b.muxHalfClosed.Load(); got != 0 {
+		t.Errorf("%d calls half-closed while their streams go on", got)
+	}
+	close(release)
+	for i, r := range readers {
+		rest, err := io.ReadAll(r)
+		if err != nil || !strings.Contains(string(rest), fmt.Sprintf("end of s%d", i)) {
+			t.Fatalf("stream %d ended %q, %v", i, rest, err)
+		}
+	}
+	// Every call but the 8 slots' current ones is half-closed once its
+	// stream ended.
+	deadline := time.Now().Add(streamTimeout)
+	for b.muxHalfClosed.Load() < n-8 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := b.muxHalfClosed.Load(); got != n-8 {
+		t.Errorf("%d calls half-closed, want %d", got, n-8)
+	}
+}

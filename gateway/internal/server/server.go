@@ -81,6 +81,9 @@ type Options struct {
 	Registry *prometheus.Registry
 	// ReadyTimeout bounds each upstream health check of /readyz; default 1 s.
 	ReadyTimeout time.Duration
+	// MultiplexCallAge is how long a Multiplex call to the message service
+	// takes new event streams (multiplex.go); default 1 minute.
+	MultiplexCallAge time.Duration
 	// ReadTimeout is how long a client may take to send a request's
 	// headers (HTTPServer) and, from then on, its body; default 30 s.
 	ReadTimeout time.Duration
@@ -112,6 +115,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.ReadTimeout <= 0 {
 		o.ReadTimeout = defaultReadTimeout
+	}
+	if o.MultiplexCallAge <= 0 {
+		o.MultiplexCallAge = defaultMultiplexCallAge
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -221,7 +227,7 @@ func New(ctx context.Context, up Upstreams, opts Options) (*Handler, error) {
 	}
 	// Registered after the generated handlers, so they serve their routes
 	// (chat.go).
-	s.streams = newMultiplexer(chatv1.NewEventStreamsClient(up.Message))
+	s.streams = newMultiplexer(chatv1.NewEventStreamsClient(up.Message), opts.MultiplexCallAge)
 	for _, route := range eventStreams() {
 		if op, ok := routes.operation(route.verb, route.path); !ok ||
 			op.input.Descriptor().FullName() != route.newRequest().ProtoReflect().Descriptor().FullName() {
