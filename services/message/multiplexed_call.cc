@@ -98,6 +98,7 @@ void MultiplexedCall::Detach() {
   std::lock_guard<std::mutex> lock(mutex_);
   writer_ = nullptr;
   finished_ = true;
+  current_.Clear();  // no write is under way once the reactor is done
   EndLocked(grpc::Status::CANCELLED);
 }
 

@@ -38,6 +38,7 @@ void MultiplexedStreams::OnReadDone(bool ok) {
                                 "a stream of that number is open"));
         return;
       }
+      if (sink->Cancelled()) break;  // the call has ended: start nothing
       work_->Schedule([call = call_, sink = std::move(sink), start = start_,
                        open = std::move(*request_.mutable_open())] {
         const grpc::Status status = (*start)(open, sink);

@@ -158,16 +158,13 @@ func (s *server) streamEvents(mux *runtime.ServeMux, route eventStream) runtime.
 		}
 		route.call(open, req)
 
-		stream, err := s.streams.open(open)
+		stream, first, err := s.streams.start(ctx, open)
 		if err != nil {
+			if ctx.Err() != nil {
+				// The client hung up, or the deadline of Grpc-Timeout passed.
+				err = status.FromContextError(ctx.Err()).Err()
+			}
 			runtime.HTTPError(ctx, mux, outbound, w, r, err)
-			return
-		}
-		first, err := stream.next(ctx)
-		if err != nil {
-			// The client hung up, or the deadline of Grpc-Timeout passed.
-			stream.close()
-			runtime.HTTPError(ctx, mux, outbound, w, r, status.FromContextError(err).Err())
 			return
 		}
 		if first.isEnd() && first.err != nil {
@@ -192,10 +189,14 @@ func (s *server) streamEvents(mux *runtime.ServeMux, route eventStream) runtime.
 			return
 		}
 		if takeOver {
+			// Counted before net/http lets go of the connection, so that
+			// the drain cannot miss it.
+			s.takenOver.add()
 			if conn, _, err := rc.Hijack(); err == nil {
 				s.handOver(r, ctx, stream, frames, conn)
 				return
 			}
+			s.takenOver.done()
 		}
 		for {
 			it, err := stream.next(ctx)
@@ -214,6 +215,7 @@ func (s *server) streamEvents(mux *runtime.ServeMux, route eventStream) runtime.
 				return
 			}
 			if last {
+				stream.close() // nothing, unless the gateway ended it
 				return
 			}
 		}
@@ -227,9 +229,8 @@ func (s *server) streamEvents(mux *runtime.ServeMux, route eventStream) runtime.
 func (s *server) handOver(r *http.Request, ctx context.Context, stream *muxStream, frames *eventFramer, conn net.Conn) {
 	report := &streamReport{}
 	stateFrom(r.Context()).takenOver = report
-	s.takenOver.add()
-	report.onEnd(s.takenOver.done)
-	frames.state = &reqState{} // the request's own is observe's now
+	report.onEnd(s.takenOver.done) // counted by the caller
+	frames.state = &reqState{}     // the request's own is observe's now
 	// net/http cancels the request's context when the handler returns;
 	// the stream's errors are still the upstream's, not a client's that left.
 	frames.ctx = context.WithoutCancel(frames.ctx)
@@ -241,14 +242,6 @@ func (s *server) handOver(r *http.Request, ctx context.Context, stream *muxStrea
 		}
 		report.end(written, *c)
 	})
-	if deadline, ok := ctx.Deadline(); ok {
-		// Grpc-Timeout: the stream ends DEADLINE_EXCEEDED, as its call would.
-		t := time.AfterFunc(time.Until(deadline), func() {
-			stream.deliver(streamItem{err: status.Error(codes.DeadlineExceeded, context.DeadlineExceeded.Error())})
-			stream.close()
-		})
-		report.onEnd(func() { t.Stop() })
-	}
 	stream.attach(func(it streamItem) {
 		data, last := frames.frame(it)
 		if c := frames.state.grpcCode; c != "" {
@@ -257,6 +250,15 @@ func (s *server) handOver(r *http.Request, ctx context.Context, stream *muxStrea
 		out.push(data, last)
 		frames.release()
 	})
+	// After attach: an end delivered before it would be dropped by close.
+	if deadline, ok := ctx.Deadline(); ok {
+		// Grpc-Timeout: the stream ends DEADLINE_EXCEEDED, as its call would.
+		t := time.AfterFunc(time.Until(deadline), func() {
+			stream.deliver(streamItem{err: status.Error(codes.DeadlineExceeded, context.DeadlineExceeded.Error())})
+			stream.close()
+		})
+		report.onEnd(func() { t.Stop() })
+	}
 }
 
 // writeFlush writes one event's bytes (none: nothing) and flushes them.

@@ -97,6 +97,7 @@ func (c *eventConn) drain() {
 			return
 		}
 		if len(c.pending) == 0 {
+			c.pending = nil // a stream that waits keeps no buffer
 			c.writing = false
 			last := c.last
 			c.mu.Unlock()

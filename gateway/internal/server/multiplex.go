@@ -24,6 +24,10 @@ import (
 // over them.
 const multiplexCalls = 8
 
+// muxStreamMaxQueued is how many items may wait for a stream's handler
+// (over HTTP/2, where the handler relays them) before its client is let go.
+const muxStreamMaxQueued = 4096
+
 // defaultMultiplexCallAge is how long a Multiplex call takes new streams
 // (Options.MultiplexCallAge). Then the next stream opens a new call, which
 // round_robin may put on another replica (a replica added since is used
@@ -62,6 +66,7 @@ type muxSlot struct {
 
 // muxCall is one Multiplex call and the streams open on it.
 type muxCall struct {
+	slot   *muxSlot
 	stream grpc.BidiStreamingClient[chatv1.MultiplexRequest, chatv1.MultiplexResponse]
 	opened time.Time
 
@@ -71,6 +76,7 @@ type muxCall struct {
 	retired bool // takes no new streams; half-closed once it has none
 	broken  bool
 	closing bool // CloseSend is sent, or being sent
+	closes  int  // close requests not yet sent: CloseSend waits for them
 
 	sendMu sync.Mutex // grpc-go allows one sender at a time
 }
@@ -138,7 +144,7 @@ func (slot *muxSlot) register() (*muxStream, error) {
 				cancel()
 				return nil, err
 			}
-			c = &muxCall{stream: st, opened: time.Now(), streams: make(map[uint64]*muxStream)}
+			c = &muxCall{slot: slot, stream: st, opened: time.Now(), streams: make(map[uint64]*muxStream)}
 			slot.current = c
 			go c.receive(slot, cancel)
 		}
@@ -168,6 +174,40 @@ func (c *muxCall) send(req *chatv1.MultiplexRequest) error {
 	return c.stream.Send(req)
 }
 
+// start opens a stream and waits for its first item. A stream refused
+// UNAVAILABLE before its first event (a message service that is stopping
+// refuses new streams, and its calls end) started nothing there: its call
+// takes no more streams, and the stream is opened once more on the next
+// slot. The error is ctx's, after the stream was closed, or open's.
+func (m *multiplexer) start(ctx context.Context, open *chatv1.OpenEventStream) (*muxStream, streamItem, error) {
+	for attempt := 0; ; attempt++ {
+		s, err := m.open(open)
+		if err != nil {
+			return nil, streamItem{}, err
+		}
+		first, err := s.next(ctx)
+		if err != nil {
+			s.close()
+			return nil, streamItem{}, err
+		}
+		if attempt == 0 && first.isEnd() && status.Code(first.err) == codes.Unavailable {
+			s.call.slot.retireCall(s.call)
+			continue
+		}
+		return s, first, nil
+	}
+}
+
+// retireCall takes c out of the slot's service, if it is still its call.
+func (slot *muxSlot) retireCall(c *muxCall) {
+	slot.mu.Lock()
+	if slot.current == c {
+		slot.current = nil
+	}
+	slot.mu.Unlock()
+	c.retire()
+}
+
 // retire: the call takes no new streams, and ends once it has none.
 func (c *muxCall) retire() {
 	c.mu.Lock()
@@ -180,7 +220,7 @@ func (c *muxCall) retire() {
 // message service then finishes it.
 func (c *muxCall) closeIfDone() {
 	c.mu.Lock()
-	done := c.retired && !c.broken && !c.closing && len(c.streams) == 0
+	done := c.retired && !c.broken && !c.closing && len(c.streams) == 0 && c.closes == 0
 	if done {
 		c.closing = true
 	}
@@ -264,7 +304,14 @@ func (s *muxStream) deliver(it streamItem) {
 		s.sink(it)
 		return
 	}
-	s.queue = append(s.queue, it)
+	if len(s.queue) >= muxStreamMaxQueued {
+		// A client that does not read (served by its handler, over
+		// HTTP/2): it is let go, as eventConn lets go of its own.
+		s.queue = []streamItem{{err: status.Error(codes.ResourceExhausted, "the client reads the events too slowly")}}
+		s.ended = true
+	} else {
+		s.queue = append(s.queue, it)
+	}
 	select {
 	case s.ready <- struct{}{}:
 	default:
@@ -281,6 +328,9 @@ func (s *muxStream) take() (streamItem, bool) {
 	it := s.queue[0]
 	s.queue[0] = streamItem{}
 	s.queue = s.queue[1:]
+	if len(s.queue) == 0 {
+		s.queue = nil // keep no capacity while the stream waits
+	}
 	return it, true
 }
 
@@ -326,12 +376,18 @@ func (s *muxStream) close() {
 	c.mu.Lock()
 	_, open := c.streams[s.id]
 	delete(c.streams, s.id)
+	if open {
+		c.closes++
+	}
 	c.mu.Unlock()
 	if open {
 		// Not under a lock, and never in the way of the caller: Send may
 		// wait for the call's flow control.
 		go func() {
 			_ = c.send(&chatv1.MultiplexRequest{Stream: s.id, Action: &chatv1.MultiplexRequest_Close{Close: true}})
+			c.mu.Lock()
+			c.closes--
+			c.mu.Unlock()
 			c.closeIfDone()
 		}()
 	}

@@ -425,3 +425,38 @@ func TestOldCallsTakeNoNewStreamsAndEndAfterTheirOwn(t *testing.T) {
 		t.Errorf("%d calls half-closed, want %d", got, n-8)
 	}
 }
+
+// TestStreamRefusedUnavailableIsOpenedAgain: a stream refused UNAVAILABLE
+// before its first event (a message service that stops refuses new
+// streams) is opened once more, on another call, and the client sees only
+// the second answer; a second refusal is the client's 503.
+func TestStreamRefusedUnavailableIsOpenedAgain(t *testing.T) {
+	g, b := newGateway(t, server.Options{})
+	var mu sync.Mutex
+	refusals := 1
+	b.setChat(func(_ *chatv1.ChatRequest, s chatStream) error {
+		mu.Lock()
+		refuse := refusals > 0
+		refusals--
+		mu.Unlock()
+		if refuse {
+			return status.Error(codes.Unavailable, "the message service is stopping")
+		}
+		return s.Send(deltaEvent("served"))
+	})
+	r := g.do("POST", "/v1/conversations/c1/chat", `{"content":"hi"}`)
+	if r.status != 200 || !strings.Contains(string(r.body), `"served"`) {
+		t.Fatalf("after one refusal: %d %s", r.status, r.body)
+	}
+	if got := b.callCount(); got != 2 {
+		t.Errorf("%d Chat streams opened, want 2", got)
+	}
+
+	mu.Lock()
+	refusals = 2
+	mu.Unlock()
+	r = g.do("POST", "/v1/conversations/c1/chat", `{"content":"hi"}`)
+	if r.status != http.StatusServiceUnavailable {
+		t.Fatalf("after two refusals: %d %s", r.status, r.body)
+	}
+}
