@@ -201,8 +201,16 @@ func (s *server) streamEvents(mux *runtime.ServeMux, route eventStream) runtime.
 		for {
 			it, err := stream.next(ctx)
 			if err != nil {
-				// The client hung up: nobody to tell.
 				stream.close()
+				if r.Context().Err() == nil {
+					// Grpc-Timeout: the stream ends DEADLINE_EXCEEDED, as
+					// its call would.
+					data, _ := frames.frame(streamItem{err: status.FromContextError(err).Err()})
+					_ = writeFlush(w, rc, data)
+					frames.release()
+					return
+				}
+				// The client hung up: nobody to tell.
 				frames.state.grpcCode = httperr.CodeName(codes.Canceled)
 				return
 			}

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -458,5 +459,79 @@ func TestStreamRefusedUnavailableIsOpenedAgain(t *testing.T) {
 	r = g.do("POST", "/v1/conversations/c1/chat", `{"content":"hi"}`)
 	if r.status != http.StatusServiceUnavailable {
 		t.Fatalf("after two refusals: %d %s", r.status, r.body)
+	}
+}
+
+// TestStreamOverHTTP2: over HTTP/2 the connection cannot be taken over,
+// and the handler relays the events itself: every event arrives, and
+// Grpc-Timeout ends the stream with DEADLINE_EXCEEDED, closed upstream.
+func TestStreamOverHTTP2(t *testing.T) {
+	b := startBackend(t)
+	h, err := server.New(context.Background(), server.Upstreams{
+		Auth: dial(t, b.addr), Conversation: dial(t, b.addr), Message: dial(t, b.addr),
+	}, server.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewUnstartedServer(h)
+	ts.EnableHTTP2 = true
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	client := ts.Client()
+
+	closed := make(chan error, 1)
+	b.setChat(func(r *chatv1.ChatRequest, s chatStream) error {
+		for _, text := range []string{"Hel", "lo"} {
+			if err := s.Send(deltaEvent(text)); err != nil {
+				return err
+			}
+		}
+		if r.GetContent() != "wait" {
+			return nil
+		}
+		<-s.Context().Done()
+		closed <- s.Context().Err()
+		return s.Context().Err()
+	})
+	post := func(content string, headers ...string) (*http.Response, string) {
+		req, err := http.NewRequest("POST", ts.URL+"/v1/conversations/c1/chat", strings.NewReader(`{"content":"`+content+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, string(body)
+	}
+
+	resp, body := post("hi")
+	if resp.ProtoMajor != 2 || resp.StatusCode != 200 || resp.Close {
+		t.Fatalf("proto %s, status %d, close %v", resp.Proto, resp.StatusCode, resp.Close)
+	}
+	if want := "{\"delta\":{\"text\":\"Hel\",\"offset\":0}}\n{\"delta\":{\"text\":\"lo\",\"offset\":0}}\n"; body != want {
+		t.Fatalf("body %q, want %q", body, want)
+	}
+
+	_, body = post("wait", "Grpc-Timeout", "300m")
+	lines := strings.Split(strings.TrimSuffix(body, "\n"), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[2], `"code":"DEADLINE_EXCEEDED"`) {
+		t.Fatalf("body %q: want two deltas and a DEADLINE_EXCEEDED error", body)
+	}
+	select {
+	case err := <-closed:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("upstream ended with %v", err)
+		}
+	case <-time.After(streamTimeout):
+		t.Fatal("the stream was not closed upstream")
 	}
 }
