@@ -9,12 +9,9 @@
 // the call, stops a stream's events (never its reply). No thread waits for
 // the client.
 
-#include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <string>
 
 #include "absl/container/flat_hash_map.h"
 #include "chat/v1/event_streams.grpc.pb.h"

@@ -166,6 +166,22 @@ func rawStream(t *testing.T, addr, content string) (net.Conn, *bufio.Reader) {
 	return conn, r
 }
 
+// holdChats makes Chat send a delta of its content, wait for release (or
+// the stream's end), then send "end of <content>" and end.
+func holdChats(b *backend, release <-chan struct{}) {
+	b.setChat(func(r *chatv1.ChatRequest, s chatStream) error {
+		if err := s.Send(deltaEvent(r.GetContent())); err != nil {
+			return err
+		}
+		select {
+		case <-release:
+		case <-s.Context().Done():
+			return s.Context().Err()
+		}
+		return s.Send(deltaAt("end of "+r.GetContent(), 1))
+	})
+}
+
 // serverGoroutines counts the goroutines of the gateway's HTTP side: net/
 // http's per-connection ones and the event stream handler's.
 func serverGoroutines() int {
@@ -191,17 +207,7 @@ func TestWaitingStreamsHoldNoGoroutine(t *testing.T) {
 	var once sync.Once
 	releaseAll := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(releaseAll)
-	b.setChat(func(r *chatv1.ChatRequest, s chatStream) error {
-		if err := s.Send(deltaEvent(r.GetContent())); err != nil {
-			return err
-		}
-		select {
-		case <-release:
-		case <-s.Context().Done():
-			return s.Context().Err()
-		}
-		return s.Send(deltaAt("end of "+r.GetContent(), 1))
-	})
+	holdChats(b, release)
 	addr := strings.TrimPrefix(g.url, "http://")
 	const n = 200
 	readers := make([]*bufio.Reader, n)
@@ -384,17 +390,7 @@ func TestDrainWaitsForTakenOverStreams(t *testing.T) {
 func TestOldCallsTakeNoNewStreamsAndEndAfterTheirOwn(t *testing.T) {
 	g, b := newGateway(t, server.Options{MultiplexCallAge: time.Nanosecond})
 	release := make(chan struct{})
-	b.setChat(func(r *chatv1.ChatRequest, s chatStream) error {
-		if err := s.Send(deltaEvent(r.GetContent())); err != nil {
-			return err
-		}
-		select {
-		case <-release:
-		case <-s.Context().Done():
-			return s.Context().Err()
-		}
-		return s.Send(deltaAt("end of "+r.GetContent(), 1))
-	})
+	holdChats(b, release)
 	addr := strings.TrimPrefix(g.url, "http://")
 	// 16 streams on 8 slots: each slot's second stream finds its first
 	// call too old.
