@@ -146,7 +146,7 @@ func (slot *muxSlot) register() (*muxStream, error) {
 			}
 			c = &muxCall{slot: slot, stream: st, opened: time.Now(), streams: make(map[uint64]*muxStream)}
 			slot.current = c
-			go c.receive(slot, cancel)
+			go c.receive(cancel)
 		}
 		if s := c.add(); s != nil {
 			return s, nil
@@ -200,12 +200,17 @@ func (m *multiplexer) start(ctx context.Context, open *chatv1.OpenEventStream) (
 
 // retireCall takes c out of the slot's service, if it is still its call.
 func (slot *muxSlot) retireCall(c *muxCall) {
+	slot.forget(c)
+	c.retire()
+}
+
+// forget: the slot's next stream opens a new call, if c is still its call.
+func (slot *muxSlot) forget(c *muxCall) {
 	slot.mu.Lock()
+	defer slot.mu.Unlock()
 	if slot.current == c {
 		slot.current = nil
 	}
-	slot.mu.Unlock()
-	c.retire()
 }
 
 // retire: the call takes no new streams, and ends once it has none.
@@ -236,7 +241,7 @@ func (c *muxCall) closeIfDone() {
 
 // receive hands the events of the call to their streams until the call
 // ends, then ends the streams still open on it with its status.
-func (c *muxCall) receive(slot *muxSlot, cancel context.CancelFunc) {
+func (c *muxCall) receive(cancel context.CancelFunc) {
 	defer cancel()
 	for {
 		resp, err := c.stream.Recv()
@@ -249,11 +254,7 @@ func (c *muxCall) receive(slot *muxSlot, cancel context.CancelFunc) {
 			open := c.streams
 			c.streams = nil
 			c.mu.Unlock()
-			slot.mu.Lock()
-			if slot.current == c {
-				slot.current = nil
-			}
-			slot.mu.Unlock()
+			c.slot.forget(c)
 			for _, s := range open {
 				s.deliver(streamItem{err: err})
 			}
