@@ -303,6 +303,61 @@ TEST_F(ReplyRecoveryTest, AStartWritesEachMessageOnceWithTheReplysOwner) {
   tx.commit();
 }
 
+// The per-user cap counts the user's replies in progress through
+// messages_in_progress_idx (migration 0016). Statistics taken while many of
+// the user's messages were in progress make PostgreSQL expect thousands of
+// matching rows, and a plan of its own (a sequential scan, stopped at the
+// cap's LIMIT) then read the whole table on every start until the next
+// ANALYZE. Starts after such statistics, past the five that plpgsql plans
+// for their arguments, read messages through indexes only.
+TEST_F(ReplyRecoveryTest, StartsCountRepliesInProgressByIndexAfterABurst) {
+  constexpr int kBurst = 5000;
+  constexpr int kStarts = 8;
+  {
+    pqxx::connection admin(db_->admin_url());
+    pqxx::work tx(admin);
+    const std::string burst = NewUuidV7();
+    tx.exec_params0(
+        "INSERT INTO conversations (user_id, id, title, untitled, created_at, "
+        "updated_at) VALUES ($1::uuid, $2::uuid, 'burst', false, now(), "
+        "now())",
+        std::string(kAlice), burst);
+    tx.exec_params0(
+        "INSERT INTO messages (user_id, conversation_id, seq, id, parent_id, "
+        "active, role, content, status, owner_key, created_at, updated_at) "
+        "SELECT $1::uuid, $2::uuid, g, md5($2::text || g)::uuid, "
+        "'00000000-0000-0000-0000-000000000000'::uuid, g = 1, 'assistant', "
+        "'', 'in_progress', 1, now(), now() FROM generate_series(1, $3) g",
+        std::string(kAlice), burst, kBurst);
+    tx.commit();
+    pqxx::nontransaction analyze(admin);
+    analyze.exec0("ANALYZE messages");
+    // The burst ends; the statistics still say it is in progress.
+    analyze.exec_params0(
+        "UPDATE messages SET status = 'complete' WHERE conversation_id = "
+        "$1::uuid",
+        burst);
+  }
+  pqxx::connection role(db_->RoleUrl("chat_message"));
+  pqxx::work tx(role);
+  tx.exec_params("SELECT set_config('app.user_id', $1, true)",
+                 std::string(kAlice));
+  for (int i = 0; i < kStarts; ++i) {
+    const pqxx::result rows = tx.exec_params(
+        "SELECT part FROM start_reply($1::uuid, $2::uuid, 7, 100, NULL, "
+        "NULL, NULL, NULL, NULL, NULL, NULL, NULL, $3::uuid, NULL, "
+        "'assistant', '', 'in_progress', 'm', now(), '{}'::jsonb)",
+        std::string(kAlice), conversations_[kAlice], NewUuidV7());
+    ASSERT_EQ(rows.size(), 1u);
+    ASSERT_EQ(rows[0][0].as<std::string>(), "reply");
+  }
+  EXPECT_EQ(tx.exec1("SELECT seq_scan FROM pg_stat_xact_user_tables WHERE "
+                     "relid = 'messages'::regclass")[0]
+                .as<int>(),
+            0)
+      << "sequential scans of messages in " << kStarts << " starts";
+}
+
 TEST_F(ReplyRecoveryTest, ParallelStartsTakeNoMoreThanTheCap) {
   constexpr int kStarts = 12;
   constexpr int kCap = 3;
