@@ -19,6 +19,22 @@ namespace {
 
 constexpr size_t kMaxErrorBody = 2048;
 
+// libcurl's smallest upload buffer.
+constexpr long kUploadBufferBytes = 16384;
+
+// Whether this libcurl frees a transfer's upload buffer when
+// CURLOPT_UPLOAD_BUFFERSIZE is set, and allocates it again if the transfer
+// must send more: true of 7.88 (Debian 12's), whose code was read for this
+// (ChatCompletionTransfer::ReleaseUploadBuffer). Other versions keep the
+// buffer to the end of the transfer, as libcurl does by itself.
+bool CurlFreesUploadBufferOnSetopt() {
+  static const bool frees = [] {
+    const unsigned version = curl_version_info(CURLVERSION_NOW)->version_num;
+    return version >= 0x075800 && version < 0x075900;
+  }();
+  return frees;
+}
+
 // How often a running request is asked whether to stop; the contract is
 // "at least once a second".
 constexpr absl::Duration kCheckInterval = absl::Milliseconds(100);
@@ -90,8 +106,9 @@ class ChatCompletionTransfer final : public CurlTransfer {
     curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 1024L);
     // Over TLS and HTTP/2 libcurl copies the request into an upload buffer
     // that each transfer keeps to its end: 64 KiB by default, 16 KiB the
-    // least it takes (a longer request goes in several pieces).
-    curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
+    // least it takes (a longer request goes in several pieces). Check frees
+    // it once the request is sent (ReleaseUploadBuffer).
+    curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, kUploadBufferBytes);
     curl_easy_setopt(c, CURLOPT_HTTP_VERSION, CurlHttpVersion(options.http));
     // Many requests started at once wait for the first connection to say
     // whether it speaks HTTP/2, and then share it, instead of each opening
@@ -108,6 +125,7 @@ class ChatCompletionTransfer final : public CurlTransfer {
   CURL* easy() override { return easy_.get(); }
 
   absl::Status Check() override {
+    ReleaseUploadBuffer();
     if (stream_->ShouldStop())
       return absl::CancelledError("the reply was stopped");
     if (absl::Now() - last_data_ > idle_timeout_)
@@ -123,6 +141,31 @@ class ChatCompletionTransfer final : public CurlTransfer {
   }
 
  private:
+  // Frees libcurl's upload buffer once the whole request has gone out over
+  // HTTP/2: a reply streams for seconds or minutes after that, and 10,000
+  // of them held 10,000 buffers, a page or more each (BENCHMARKS.md,
+  // "libcurl's upload buffer"). Check runs on the loop's thread between
+  // libcurl's calls. Over HTTP/2, libcurl 7.88 counts body bytes as sent
+  // once nghttp2 has copied them out of the buffer, so when every byte of
+  // the body is counted nothing refers to it; setting the size frees it,
+  // and libcurl allocates a new one if it must send the request again.
+  // Over HTTP/1.1 bytes that TLS has not taken may still wait in the
+  // buffer, and it is left alone.
+  void ReleaseUploadBuffer() {
+    if (upload_buffer_released_ || !CurlFreesUploadBufferOnSetopt()) return;
+    CURL* c = easy_.get();
+    long version = CURL_HTTP_VERSION_NONE;
+    curl_off_t sent = 0;
+    if (curl_easy_getinfo(c, CURLINFO_HTTP_VERSION, &version) != CURLE_OK ||
+        version != CURL_HTTP_VERSION_2_0 ||
+        curl_easy_getinfo(c, CURLINFO_SIZE_UPLOAD_T, &sent) != CURLE_OK ||
+        sent != static_cast<curl_off_t>(body_.size())) {
+      return;
+    }
+    curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, kUploadBufferBytes);
+    upload_buffer_released_ = true;
+  }
+
   // Logs, once per process, that an https provider answered HTTP/1.1: its
   // replies then hold a connection each, at most max_connections at once.
   void TellIfHttp11() {
@@ -211,6 +254,7 @@ class ChatCompletionTransfer final : public CurlTransfer {
   std::string error_body_;
   const size_t error_body_limit_;
   bool error_body_cut_ = false;
+  bool upload_buffer_released_ = false;
   absl::Time last_data_ = absl::Now();
   absl::Status failure_;  // why a callback stopped the transfer
 };
