@@ -145,12 +145,16 @@ class ChatCompletionTransfer final : public CurlTransfer {
   // HTTP/2: a reply streams for seconds or minutes after that, and 10,000
   // of them held 10,000 buffers, a page or more each (BENCHMARKS.md,
   // "libcurl's upload buffer"). Check runs on the loop's thread between
-  // libcurl's calls. Over HTTP/2, libcurl 7.88 counts body bytes as sent
-  // once nghttp2 has copied them out of the buffer, so when every byte of
-  // the body is counted nothing refers to it; setting the size frees it,
-  // and libcurl allocates a new one if it must send the request again.
-  // Over HTTP/1.1 bytes that TLS has not taken may still wait in the
-  // buffer, and it is left alone.
+  // libcurl's calls. Over HTTP/2, libcurl 7.88 counts a body byte as sent
+  // once nghttp2 has copied it out of the buffer, so when the whole body is
+  // counted nothing refers to the buffer; setting the size frees it, and
+  // libcurl allocates a new one if it must send again (a retry starts a new
+  // request, whose count starts at 0). libcurl may take a buffer once more
+  // while nghttp2 still has frames of the request to send, so the release
+  // is repeated until a piece of the answer has arrived, which providers
+  // send after the whole request (one that answered sooner may leave a
+  // buffer to the end, as libcurl does by itself). Over HTTP/1.1 it is
+  // left alone: there TLS may still hold bytes of the request in it.
   void ReleaseUploadBuffer() {
     if (upload_buffer_released_ || !CurlFreesUploadBufferOnSetopt()) return;
     CURL* c = easy_.get();
@@ -163,7 +167,7 @@ class ChatCompletionTransfer final : public CurlTransfer {
       return;
     }
     curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, kUploadBufferBytes);
-    upload_buffer_released_ = true;
+    upload_buffer_released_ = answered_;
   }
 
   // Logs, once per process, that an https provider answered HTTP/1.1: its
@@ -188,6 +192,7 @@ class ChatCompletionTransfer final : public CurlTransfer {
 
   size_t Body(absl::string_view data) {
     last_data_ = absl::Now();
+    answered_ = true;
     long status = 0;
     curl_easy_getinfo(easy_.get(), CURLINFO_RESPONSE_CODE, &status);
     if (status != 200) {
@@ -254,7 +259,8 @@ class ChatCompletionTransfer final : public CurlTransfer {
   std::string error_body_;
   const size_t error_body_limit_;
   bool error_body_cut_ = false;
-  bool upload_buffer_released_ = false;
+  bool answered_ = false;  // a piece of the answer's body has arrived
+  bool upload_buffer_released_ = false;  // for good, after the answer began
   absl::Time last_data_ = absl::Now();
   absl::Status failure_;  // why a callback stopped the transfer
 };
