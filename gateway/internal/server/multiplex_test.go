@@ -138,6 +138,18 @@ func oneParallelStream(g *gw, i int) error {
 	return nil
 }
 
+// rawStreams opens n streams with rawStream, contents s0, s1, ..., and
+// returns their readers.
+func rawStreams(t *testing.T, g *gw, n int) []*bufio.Reader {
+	t.Helper()
+	addr := strings.TrimPrefix(g.url, "http://")
+	readers := make([]*bufio.Reader, n)
+	for i := range n {
+		_, readers[i] = rawStream(t, addr, fmt.Sprintf("s%d", i))
+	}
+	return readers
+}
+
 // rawStream opens Chat over a bare TCP connection (no client goroutines)
 // and reads the answer's header and first chunk.
 func rawStream(t *testing.T, addr, content string) (net.Conn, *bufio.Reader) {
@@ -208,12 +220,8 @@ func TestWaitingStreamsHoldNoGoroutine(t *testing.T) {
 	releaseAll := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(releaseAll)
 	holdChats(b, release)
-	addr := strings.TrimPrefix(g.url, "http://")
 	const n = 200
-	readers := make([]*bufio.Reader, n)
-	for i := range n {
-		_, readers[i] = rawStream(t, addr, fmt.Sprintf("s%d", i))
-	}
+	readers := rawStreams(t, g, n)
 	if got := serverGoroutines(); got > 10 {
 		t.Errorf("%d goroutines of the HTTP side hold %d waiting streams", got, n)
 	}
@@ -384,14 +392,10 @@ func TestOldCallsTakeNoNewStreamsAndEndAfterTheirOwn(t *testing.T) {
 	g, b := newGateway(t, server.Options{MultiplexCallAge: time.Nanosecond})
 	release := make(chan struct{})
 	holdChats(b, release)
-	addr := strings.TrimPrefix(g.url, "http://")
 	// 16 streams on 8 slots: each slot's second stream finds its first
 	// call too old.
 	const n = 16
-	readers := make([]*bufio.Reader, n)
-	for i := range n {
-		_, readers[i] = rawStream(t, addr, fmt.Sprintf("s%d", i))
-	}
+	readers := rawStreams(t, g, n)
 	if got := b.muxOpened.Load(); got != n {
 		t.Errorf("%d Multiplex calls for %d streams, want one each", got, n)
 	}
