@@ -5,6 +5,7 @@
 // request, calls Conversations, maps the result. No rules live here.
 
 #include "chat/v1/conversation.grpc.pb.h"
+#include "common/arena_messages.h"
 #include "common/caller.h"
 #include "services/conversation/conversations.h"
 
@@ -17,7 +18,9 @@ class ConversationServiceImpl final
  public:
   ConversationServiceImpl(Conversations* conversations,
                           const CallerResolver* callers)
-      : conversations_(conversations), callers_(callers) {}
+      : conversations_(conversations), callers_(callers) {
+    SetMessageAllocatorFor_ListConversations(&list_conversations_);
+  }
 
   grpc::Status CreateConversation(
       grpc::ServerContext* context,
@@ -46,6 +49,9 @@ class ConversationServiceImpl final
  private:
   Conversations* conversations_;
   const CallerResolver* callers_;
+  ArenaMessages<chat::v1::ListConversationsRequest,
+                chat::v1::ListConversationsResponse>
+      list_conversations_;
 };
 
 }  // namespace chat::conversation

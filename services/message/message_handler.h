@@ -10,6 +10,7 @@
 #include <string>
 
 #include "chat/v1/message.grpc.pb.h"
+#include "common/arena_messages.h"
 #include "common/caller.h"
 #include "common/thread_pool.h"
 #include "services/message/chat.h"
@@ -42,7 +43,9 @@ class MessageServiceImpl final : public MessageServiceBase {
   // `work`, which must outlive the calls.
   MessageServiceImpl(Messages* messages, Chats* chats,
                      const CallerResolver* callers, Executor* work)
-      : messages_(messages), chats_(chats), callers_(callers), work_(work) {}
+      : messages_(messages), chats_(chats), callers_(callers), work_(work) {
+    SetMessageAllocatorFor_ListMessages(&list_messages_);
+  }
 
   grpc::Status CreateMessage(grpc::ServerContext* context,
                              const chat::v1::CreateMessageRequest* request,
@@ -92,6 +95,8 @@ class MessageServiceImpl final : public MessageServiceBase {
   Chats* chats_;
   const CallerResolver* callers_;
   Executor* work_;
+  ArenaMessages<chat::v1::ListMessagesRequest, chat::v1::ListMessagesResponse>
+      list_messages_;
 };
 
 }  // namespace chat::message
