@@ -40,6 +40,19 @@ func SetWire(m proto.Message, wire []byte) {
 	}
 }
 
+// IsUndecoded reports whether m is an undecoded message (SetWire).
+func IsUndecoded(m proto.Message) bool {
+	if m == nil {
+		return false
+	}
+	rm := m.ProtoReflect()
+	if !rm.IsValid() {
+		return false
+	}
+	_, ok := undecoded(rm)
+	return ok
+}
+
 // undecoded returns m's wire form if m is an undecoded message: unknown
 // fields and no known field set. (A message whose only fields are ones the
 // gateway does not know is one too: its JSON holds the defaults either

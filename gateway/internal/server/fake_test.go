@@ -38,6 +38,7 @@ type backend struct {
 	block    bool                                                                    // unary RPCs wait for their context to end
 	delay    time.Duration                                                           // unary RPCs answer after this long
 	page     *chatv1.ListMessagesResponse                                            // ListMessages' answer when set
+	pageFor  func(*chatv1.ListMessagesRequest) *chatv1.ListMessagesResponse          // or this one's, for its request
 
 	broken chan struct{} // closed by breakCalls: the Multiplex calls open end
 	// Multiplex calls opened, and ended by the client's half-close.
@@ -262,8 +263,11 @@ func (f *fakeMessages) CreateMessage(ctx context.Context, r *chatv1.CreateMessag
 
 func (f *fakeMessages) ListMessages(ctx context.Context, r *chatv1.ListMessagesRequest) (*chatv1.ListMessagesResponse, error) {
 	f.b.mu.Lock()
-	page := f.b.page
+	page, pageFor := f.b.page, f.b.pageFor
 	f.b.mu.Unlock()
+	if pageFor != nil {
+		page = pageFor(r)
+	}
 	if page == nil {
 		page = &chatv1.ListMessagesResponse{}
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +30,16 @@ type jsonMarshaler struct {
 // Marshal writes an answer. Values that are not messages (a response_body
 // field that is not one) are JSONPb's.
 func (m *jsonMarshaler) Marshal(v any) ([]byte, error) {
+	if a, ok := v.(pooledAnswer); ok {
+		buf := jsonout.GetBuffer()
+		a.st.keep(buf)
+		b, err := jsonout.Append(buf.B, a.msg)
+		buf.B = b
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "writing the answer: %v", err)
+		}
+		return b, nil
+	}
 	if msg, ok := v.(proto.Message); ok {
 		b, err := jsonout.Marshal(msg)
 		if err != nil {
@@ -130,4 +141,25 @@ func nullMember(data []byte) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// pooledAnswer is a listing's answer on its way to Marshal
+// (pooledAnswers): its JSON is written into a pooled buffer that its
+// request holds, as it does the answer's own bytes.
+type pooledAnswer struct {
+	msg proto.Message
+	st  *reqState
+}
+
+// pooledAnswers is the mux's runtime.ForwardResponseRewriter. grpc-gateway
+// writes the bytes Marshal returns and keeps no reference to them, but
+// Marshal cannot know when they are written; the request's state can
+// (observe releases its buffers when the request is done). Only for the
+// undecoded answers of the listings, which are unary: an event stream's
+// answers would pile up until the stream ends.
+func pooledAnswers(ctx context.Context, resp proto.Message) (any, error) {
+	if !jsonout.IsUndecoded(resp) {
+		return resp, nil
+	}
+	return pooledAnswer{msg: resp, st: stateFrom(ctx)}, nil
 }

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/chat-backend/gateway/internal/httperr"
+	"github.com/chat-backend/gateway/internal/jsonout"
 	"github.com/chat-backend/gateway/internal/requestid"
 )
 
@@ -33,6 +34,20 @@ type reqState struct {
 	// takenOver is set by an event stream that goes on after its handler
 	// returned (chat.go handOver): observe reports the request when it ends.
 	takenOver *streamReport
+	// buffers hold bytes of the answer (a listing's, undecoded, and its
+	// JSON) until the request is done; observe releases them.
+	buffers []*jsonout.Buffer
+}
+
+// keep holds buf until the request is done.
+func (st *reqState) keep(buf *jsonout.Buffer) { st.buffers = append(st.buffers, buf) }
+
+// release returns the request's buffers to their pool.
+func (st *reqState) release() {
+	for _, buf := range st.buffers {
+		buf.Release()
+	}
+	st.buffers = nil
 }
 
 // streamReport tells observe how a taken-over stream ended: what it wrote
@@ -312,6 +327,7 @@ func (s *server) observe(next http.Handler) http.Handler {
 		st := &reqState{}
 		rec := &recorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+		st.release()
 		if !rec.wroteHeader {
 			rec.status = http.StatusOK // net/http sends 200 for a handler that wrote nothing.
 		}

@@ -194,6 +194,7 @@ func New(ctx context.Context, up Upstreams, opts Options) (*Handler, error) {
 		runtime.WithErrorHandler(s.handleError),
 		runtime.WithRoutingErrorHandler(s.handleRoutingError),
 		runtime.WithForwardResponseOption(setSuccessStatus),
+		runtime.WithForwardResponseRewriter(pooledAnswers),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
 		runtime.WithOutgoingHeaderMatcher(dropHeader),
 		runtime.WithOutgoingTrailerMatcher(dropHeader),

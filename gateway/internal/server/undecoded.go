@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
@@ -27,25 +28,43 @@ type undecodedCodec struct{ encoding.CodecV2 }
 
 var undecodedAnswer = grpc.ForceCodecV2(undecodedCodec{encoding.GetCodecV2(proto.Name)})
 
+// wireReply receives an answer's bytes.
+type wireReply struct{ wire *jsonout.Buffer }
+
 func (undecodedCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	m, ok := v.(protov2.Message)
+	r, ok := v.(*wireReply)
 	if !ok {
-		return fmt.Errorf("undecoded answer: %T is not a protobuf message", v)
+		return fmt.Errorf("undecoded answer: %T is not a wireReply", v)
 	}
-	// data's buffers are gRPC's to reuse once this returns: the message
-	// keeps a copy.
-	jsonout.SetWire(m, data.Materialize())
+	// data's buffers are gRPC's to reuse once this returns: the answer is
+	// copied into a pooled buffer.
+	if r.wire == nil {
+		r.wire = jsonout.GetBuffer()
+	}
+	n := data.Len()
+	r.wire.B = slices.Grow(r.wire.B[:0], n)[:n]
+	data.CopyTo(r.wire.B)
 	return nil
 }
 
 // invokeUndecoded calls method with in and returns its answer undecoded.
+// The answer's bytes are the request's (reqState.keep): the answer is not
+// to be used once the request is done.
 func invokeUndecoded[Out any, POut interface {
 	*Out
 	protov2.Message
 }](ctx context.Context, conn grpc.ClientConnInterface, method string, in any, opts []grpc.CallOption) (*Out, error) {
-	out := POut(new(Out))
-	if err := conn.Invoke(ctx, method, in, out, append(opts, grpc.StaticMethod(), undecodedAnswer)...); err != nil {
+	var reply wireReply
+	err := conn.Invoke(ctx, method, in, &reply, append(opts, grpc.StaticMethod(), undecodedAnswer)...)
+	if reply.wire != nil {
+		stateFrom(ctx).keep(reply.wire)
+	}
+	if err != nil {
 		return nil, err
+	}
+	out := POut(new(Out))
+	if reply.wire != nil {
+		jsonout.SetWire(out, reply.wire.B)
 	}
 	return out, nil
 }
