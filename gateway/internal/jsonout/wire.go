@@ -81,6 +81,7 @@ type wireSpan struct {
 	start, end int32 // the value, without its tag
 	typ        protowire.Type
 	count      int32
+	first      int32 // where the field's first occurrence begins (its tag)
 }
 
 // spansPool holds the per-message scratch of appendWire beyond what fits
@@ -120,11 +121,17 @@ func appendWire(b []byte, data []byte, p *plan) ([]byte, bool) {
 			continue
 		}
 		b = appendKey(b, &first, f)
+		// A list or a map is read from its first occurrence on; one that
+		// does not occur (most messages' metadata) is not looked for again.
+		var from []byte
+		if s.count > 0 {
+			from = data[s.first:]
+		}
 		switch {
 		case f.shape == list:
-			b, ok = appendWireList(b, data, f)
+			b, ok = appendWireList(b, from, f)
 		case f.shape == mapOf:
-			b, ok = appendWireMap(b, data, f)
+			b, ok = appendWireMap(b, from, f)
 		case s.count == 0 && f.presence:
 			b = append(b, "null"...)
 		case s.count == 0:
@@ -151,6 +158,7 @@ const maxWireBytes = 1 << 30
 // more than once, more than one member of a oneof.
 func indexWire(data []byte, p *plan, spans []wireSpan) bool {
 	for pos := 0; pos < len(data); {
+		at := pos
 		num, typ, n := consumeTag(data[pos:])
 		if n < 0 {
 			return false
@@ -178,7 +186,11 @@ func indexWire(data []byte, p *plan, spans []wireSpan) bool {
 			_, m := protowire.ConsumeVarint(data[start:])
 			start += m
 		}
-		*s = wireSpan{start: int32(start), end: int32(pos), typ: typ, count: s.count + 1}
+		first := s.first
+		if s.count == 0 {
+			first = int32(at)
+		}
+		*s = wireSpan{start: int32(start), end: int32(pos), typ: typ, count: s.count + 1, first: first}
 	}
 	for _, members := range p.oneofs {
 		set := 0
