@@ -3,7 +3,8 @@
 # loopback and prints one markdown table.
 #
 #   1. Tools, installed when missing: ghz (pinned, `go install` into
-#      $BENCH_TOOLS, default build/bench-tools), wrk and pgbench (Debian),
+#      $BENCH_TOOLS, default build/bench-tools), wrk, h2load and pgbench
+#      (Debian),
 #      and bench/tool (benchtool: the standard library and grpc-go, pinned
 #      in bench/tool/go.mod), protoc (Debian, a build dependency).
 #   2. A stack of its own: a private PostgreSQL cluster in a temp dir
@@ -16,9 +17,11 @@
 #      each message the child of the one before, all of it active) and a
 #      small one of $BENCH_SMALL_MESSAGES seeded the same way.
 #   3. At the same concurrency, $BENCH_DURATION s each after a warm-up:
-#      append-message over gRPC (ghz; listings with benchtool grpcload,
-#      which does not decode the answers, as wrk and pgbench do not, and the
-#      first page once more with ghz), REST (wrk) and as the same SQL in
+#      append-message over gRPC (ghz; listings with h2load, a C client
+#      that, like wrk and pgbench, neither decodes the answers nor costs
+#      more than they do per call; once more with benchtool grpcload, a
+#      grpc-go client that does not decode them either; and the first page
+#      with ghz), REST (wrk) and as the same SQL in
 #      pgbench (role chat_message, BEGIN; set_config; the statement of
 #      services/message/message_storage.cc; COMMIT, -M prepared); the same
 #      for the first page of 50 of the big conversation and for the page after
@@ -174,6 +177,7 @@ install_tools() {
       die "go install ghz failed"
   fi
   command -v wrk >/dev/null || apt_install wrk
+  command -v h2load >/dev/null || apt_install nghttp2-client
   [[ -x "$PG_BIN/pgbench" && -x "$PG_BIN/psql" ]] || apt_install postgresql-contrib postgresql-client
   [[ -x "$PG_BIN/pgbench" ]] || die "no $PG_BIN/pgbench"
   command -v curl >/dev/null || apt_install curl
@@ -575,6 +579,45 @@ grpc_load() {
   ((RC == 0)) || die "benchtool grpcload exited with status $RC"
 }
 
+# h2_load PREFIX LABEL SERVICE.METHOD REQUEST: the method with h2load
+# (nghttp2's HTTP/2 load tool, in C), the calls of grpc_load on one HTTP/2
+# connection with CONCURRENCY streams at once: a client that costs per call
+# what wrk and pgbench do (grpcload, with grpc-go, costs three times as
+# much, and that CPU is the machine's). h2load sees HTTP statuses only: the
+# gRPC status of every call, warm-up included, is counted from the
+# service's access log, and the answers must average -min-bytes.
+h2_load() {
+  local prefix=$1 label=$2 call=$3 text=$4 proto port server=message
+  case $call in
+    MessageService.*) proto=chat/v1/message.proto port=$MSG_PORT ;;
+    ConversationService.*) proto=chat/v1/conversation.proto port=$CONV_PORT server=conversation ;;
+    *) die "h2_load: no service for $call" ;;
+  esac
+  protoc -I "$ROOT/proto" -I /usr/include --encode="chat.v1.${call#*.}Request" "$proto" \
+    <<<"$text" >"$WORK/out/$prefix.request" || die "protoc could not encode the request of $prefix"
+  "$BT" grpcbody -in "$WORK/out/$prefix.request" -out "$WORK/out/$prefix.body"
+  say "$label: gRPC (h2load)"
+  local log=$WORK/logs/$server.log logged method=/chat.v1.${call%%.*}/${call#*.}
+  logged=$(stat -c %s "$log")
+  perf_begin "$prefix"
+  measure "$prefix" h2load -c "$GHZ_CONNECTIONS" -m "$CONCURRENCY" -D "$DURATION" --warm-up-time="${WARMUP}s" \
+    --log-file="$WORK/out/$prefix.h2log" -H 'content-type: application/grpc' -H 'te: trailers' \
+    -H "authorization: Bearer $TOKEN" -d "$WORK/out/$prefix.body" "http://127.0.0.1:$port$method" \
+    >"$WORK/out/$prefix.txt" 2>&1
+  perf_end "$prefix" "$server"
+  # Streams h2load cuts when its time is up (at most one a stream slot)
+  # end CANCELLED, or UNIMPLEMENTED when no request had arrived yet: not
+  # failures. More of them than slots are.
+  local calls=$WORK/out/$prefix.calls failed cut
+  tail -c +$((logged + 1)) "$log" | grep -F "\"method\":\"$method\"" >"$calls" || true
+  failed=$(grep -v '"code":"0"' "$calls" | grep -Evc '"code":"(1|12)"' || true)
+  cut=$(grep -Ec '"code":"(1|12)"' "$calls" || true)
+  ((cut <= CONCURRENCY * GHZ_CONNECTIONS)) || failed=$((failed + cut))
+  "$BT" h2sum -stdout "$WORK/out/$prefix.txt" -log "$WORK/out/$prefix.h2log" -grpc-errors "$failed" \
+    -min-bytes 1000 -rc "$RC" -results "$RESULTS" -prefix "$prefix"
+  ((RC == 0)) || die "h2load exited with status $RC: $(tail -n 5 "$WORK/out/$prefix.txt")"
+}
+
 wrk_load() { # PREFIX LABEL MODE URL (wrk flags...)
   local prefix=$1 label=$2 mode=$3 url=$4
   shift 4
@@ -682,6 +725,8 @@ reads_and_writes() {
       "${list_vars[@]}" -D after=0
     grpc_load "${p}1.grpc" "$p, first page" MessageService.ListMessages \
       "conversation_id: \"$BIG_CONV\" page_size: $PAGE_SIZE"
+    h2_load "${p}1.h2" "$p, first page" MessageService.ListMessages \
+      "conversation_id: \"$BIG_CONV\" page_size: $PAGE_SIZE"
     # The same load with ghz, which decodes every answer: what the load
     # tool's own cost does to the figure.
     [[ $p != list ]] || ghz_load "${p}1.ghz" "$p, first page" MessageService.ListMessages "$CONCURRENCY" \
@@ -690,6 +735,8 @@ reads_and_writes() {
     pgbench_load "${p}deep.pg" "$p, deep page" "$WORK/list.sql" chat_message "$CONCURRENCY" \
       "${list_vars[@]}" -D after="$deep_seq"
     grpc_load "${p}deep.grpc" "$p, deep page" MessageService.ListMessages \
+      "conversation_id: \"$BIG_CONV\" page_size: $PAGE_SIZE page_token: \"$deep_token\""
+    h2_load "${p}deep.h2" "$p, deep page" MessageService.ListMessages \
       "conversation_id: \"$BIG_CONV\" page_size: $PAGE_SIZE page_token: \"$deep_token\""
     wrk_load "${p}deep.rest" "$p, deep page" get "$list_url&page_token=$deep_token" \
       -H "Authorization: Bearer $TOKEN"
@@ -805,6 +852,8 @@ conversation_lists() {
   pgbench_load convlist.pg "conversations, first page" "$WORK/convlist.sql" chat_conversation \
     "$CONCURRENCY" -D lim=$((PAGE_SIZE + 1))
   grpc_load convlist.grpc "conversations, first page" ConversationService.ListConversations \
+    "page_size: $PAGE_SIZE"
+  h2_load convlist.h2 "conversations, first page" ConversationService.ListConversations \
     "page_size: $PAGE_SIZE"
   wrk_load convlist.rest "conversations, first page" get "$BASE/v1/conversations?page_size=$PAGE_SIZE" \
     -H "Authorization: Bearer $TOKEN"

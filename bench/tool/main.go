@@ -30,6 +30,8 @@ var commands = map[string]struct {
 	"ghzdata":  {cmdGhzData, "write ghz call data (a JSON array, used round-robin)"},
 	"ghzsum":   {cmdGhzSum, "summarise a ghz JSON report into the results file"},
 	"grpcload": {cmdGrpcLoad, "a closed-loop load of one unary gRPC method, answers not decoded"},
+	"grpcbody": {cmdGrpcBody, "write a serialized message as a gRPC request body (for h2load)"},
+	"h2sum":    {cmdH2Sum, "summarise h2load's output and --log-file into the results file"},
 	"wrksum":   {cmdWrkSum, "summarise bench/wrk/report.lua's output into the results file"},
 	"pgsum":    {cmdPgSum, "summarise pgbench's output and per-transaction logs"},
 	"run":      {cmdRun, "run a load command and record the CPU time of the stack around it"},
