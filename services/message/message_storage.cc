@@ -814,6 +814,11 @@ absl::StatusOr<int64_t> ReplyOwnership::RecoverOrphans(DbPool* pool,
   return pool->Transact<int64_t>(
       "", [&](pqxx::work& tx) -> absl::StatusOr<int64_t> {
         tx.exec("SET LOCAL app.reply_recovery = 'on'");
+        // Both statements have messages_in_progress_idx, which holds only
+        // the rows in progress. Statistics taken during a burst of replies
+        // would have PostgreSQL read all of messages instead, until the
+        // next ANALYZE (as start_reply would: migration 0016).
+        tx.exec("SET LOCAL enable_seqscan = off");
         int64_t recovered = 0;
         for (const pqxx::row& row : tx.exec_prepared(kReplyOwners)) {
           const int64_t key = row[0].as<int64_t>();

@@ -358,6 +358,82 @@ TEST_F(ReplyRecoveryTest, StartsCountRepliesInProgressByIndexAfterABurst) {
       << "sequential scans of messages in " << kStarts << " starts";
 }
 
+// Recovery reads the replies in progress of every user, every 30 s on each
+// replica. After statistics taken during a burst (most of the rows in
+// progress), PostgreSQL would find their owners by a sequential scan of
+// messages until the next ANALYZE; recovery reads them by index whatever
+// the statistics say. The scans are counted from pg_stat_user_tables: each
+// connection's are flushed on demand (pg_stat_force_next_flush) before
+// they are read.
+TEST_F(ReplyRecoveryTest, RecoveryFindsRepliesInProgressByIndexAfterABurst) {
+  constexpr int kBurst = 5000;
+  pqxx::connection admin(db_->admin_url());
+  {
+    pqxx::work tx(admin);
+    const std::string burst = NewUuidV7();
+    tx.exec_params0(
+        "INSERT INTO conversations (user_id, id, title, untitled, created_at, "
+        "updated_at) VALUES ($1::uuid, $2::uuid, 'burst', false, now(), "
+        "now())",
+        std::string(kAlice), burst);
+    tx.exec_params0(
+        "INSERT INTO messages (user_id, conversation_id, seq, id, parent_id, "
+        "active, role, content, status, owner_key, created_at, updated_at) "
+        "SELECT $1::uuid, $2::uuid, g, md5($2::text || g)::uuid, "
+        "'00000000-0000-0000-0000-000000000000'::uuid, g = 1, 'assistant', "
+        "'', 'in_progress', 1, now(), now() FROM generate_series(1, $3) g",
+        std::string(kAlice), burst, kBurst);
+    tx.commit();
+    pqxx::nontransaction analyze(admin);
+    analyze.exec0("ANALYZE messages");
+    // The burst ends; the statistics still say it is in progress.
+    analyze.exec_params0(
+        "UPDATE messages SET status = 'complete' WHERE conversation_id = "
+        "$1::uuid",
+        burst);
+    analyze.exec("SELECT pg_stat_force_next_flush()");
+  }
+  // One connection for every statement of the test's own: its statistics
+  // are all flushed before they are counted.
+  auto pool = DbPool::Create({.url = db_->RoleUrl("chat_message"),
+                              .size = 1,
+                              .statements = MessageStorage::Statements()});
+  storage_ = std::make_unique<MessageStorage>(pool.get());
+  const std::string reply = StartReply(kBob, 7, "still going");
+  auto flush = [&] {
+    ASSERT_THAT(pool->Transact("",
+                               [](pqxx::work& tx) {
+                                 tx.exec("SELECT pg_stat_force_next_flush()");
+                                 return absl::OkStatus();
+                               }),
+                IsOk());
+  };
+  auto seq_scans = [&] {
+    pqxx::nontransaction tx(admin);
+    tx.exec("SELECT pg_stat_clear_snapshot()");
+    return tx
+        .exec1(
+            "SELECT seq_scan FROM pg_stat_user_tables WHERE relid = "
+            "'messages'::regclass")[0]
+        .as<int64_t>();
+  };
+  absl::StatusOr<std::unique_ptr<ReplyOwnership>> owner =
+      ReplyOwnership::Acquire(db_->RoleUrl("chat_message"));
+  ASSERT_THAT(owner, IsOk());
+  flush();
+  const int64_t before = seq_scans();
+  for (int i = 0; i < 3; ++i) {
+    // Bob's reply's owner (7) holds no lock: recovered on the first pass.
+    EXPECT_THAT(
+        (*owner)->RecoverOrphans(pool.get(), absl::Now() + absl::Seconds(60),
+                                 absl::Seconds(10)),
+        IsOk());
+  }
+  flush();
+  EXPECT_EQ(seq_scans() - before, 0) << "sequential scans of messages";
+  EXPECT_EQ(Stored(kBob, reply).status, MessageStatus::kIncomplete);
+}
+
 TEST_F(ReplyRecoveryTest, ParallelStartsTakeNoMoreThanTheCap) {
   constexpr int kStarts = 12;
   constexpr int kCap = 3;
