@@ -87,6 +87,37 @@ class ReplyRecoveryTest : public ::chat::testing::DatabaseTest {
     return started->reply.id;
   }
 
+  // Statistics of a burst that has ended: ANALYZE runs while 5,000 of
+  // Alice's replies are in progress, then they complete. The statistics
+  // still say they are in progress until the next ANALYZE. This
+  // connection's own scan counts are flushed before it closes.
+  void MakeStatisticsOfABurst() {
+    constexpr int kBurst = 5000;
+    pqxx::connection admin(db_->admin_url());
+    pqxx::work tx(admin);
+    const std::string burst = NewUuidV7();
+    tx.exec_params0(
+        "INSERT INTO conversations (user_id, id, title, untitled, created_at, "
+        "updated_at) VALUES ($1::uuid, $2::uuid, 'burst', false, now(), "
+        "now())",
+        std::string(kAlice), burst);
+    tx.exec_params0(
+        "INSERT INTO messages (user_id, conversation_id, seq, id, parent_id, "
+        "active, role, content, status, owner_key, created_at, updated_at) "
+        "SELECT $1::uuid, $2::uuid, g, md5($2::text || g)::uuid, "
+        "'00000000-0000-0000-0000-000000000000'::uuid, g = 1, 'assistant', "
+        "'', 'in_progress', 1, now(), now() FROM generate_series(1, $3) g",
+        std::string(kAlice), burst, kBurst);
+    tx.commit();
+    pqxx::nontransaction analyze(admin);
+    analyze.exec0("ANALYZE messages");
+    analyze.exec_params0(
+        "UPDATE messages SET status = 'complete' WHERE conversation_id = "
+        "$1::uuid",
+        burst);
+    analyze.exec("SELECT pg_stat_force_next_flush()");
+  }
+
   MessageRecord Stored(const char* user, const std::string& id) {
     absl::StatusOr<MessageRecord> m =
         storage_->Get(user, conversations_[user], id);
@@ -311,33 +342,8 @@ TEST_F(ReplyRecoveryTest, AStartWritesEachMessageOnceWithTheReplysOwner) {
 // ANALYZE. Starts after such statistics, past the five that plpgsql plans
 // for their arguments, read messages through indexes only.
 TEST_F(ReplyRecoveryTest, StartsCountRepliesInProgressByIndexAfterABurst) {
-  constexpr int kBurst = 5000;
   constexpr int kStarts = 8;
-  {
-    pqxx::connection admin(db_->admin_url());
-    pqxx::work tx(admin);
-    const std::string burst = NewUuidV7();
-    tx.exec_params0(
-        "INSERT INTO conversations (user_id, id, title, untitled, created_at, "
-        "updated_at) VALUES ($1::uuid, $2::uuid, 'burst', false, now(), "
-        "now())",
-        std::string(kAlice), burst);
-    tx.exec_params0(
-        "INSERT INTO messages (user_id, conversation_id, seq, id, parent_id, "
-        "active, role, content, status, owner_key, created_at, updated_at) "
-        "SELECT $1::uuid, $2::uuid, g, md5($2::text || g)::uuid, "
-        "'00000000-0000-0000-0000-000000000000'::uuid, g = 1, 'assistant', "
-        "'', 'in_progress', 1, now(), now() FROM generate_series(1, $3) g",
-        std::string(kAlice), burst, kBurst);
-    tx.commit();
-    pqxx::nontransaction analyze(admin);
-    analyze.exec0("ANALYZE messages");
-    // The burst ends; the statistics still say it is in progress.
-    analyze.exec_params0(
-        "UPDATE messages SET status = 'complete' WHERE conversation_id = "
-        "$1::uuid",
-        burst);
-  }
+  MakeStatisticsOfABurst();
   pqxx::connection role(db_->RoleUrl("chat_message"));
   pqxx::work tx(role);
   tx.exec_params("SELECT set_config('app.user_id', $1, true)",
@@ -366,33 +372,7 @@ TEST_F(ReplyRecoveryTest, StartsCountRepliesInProgressByIndexAfterABurst) {
 // connection's are flushed on demand (pg_stat_force_next_flush) before
 // they are read.
 TEST_F(ReplyRecoveryTest, RecoveryFindsRepliesInProgressByIndexAfterABurst) {
-  constexpr int kBurst = 5000;
-  pqxx::connection admin(db_->admin_url());
-  {
-    pqxx::work tx(admin);
-    const std::string burst = NewUuidV7();
-    tx.exec_params0(
-        "INSERT INTO conversations (user_id, id, title, untitled, created_at, "
-        "updated_at) VALUES ($1::uuid, $2::uuid, 'burst', false, now(), "
-        "now())",
-        std::string(kAlice), burst);
-    tx.exec_params0(
-        "INSERT INTO messages (user_id, conversation_id, seq, id, parent_id, "
-        "active, role, content, status, owner_key, created_at, updated_at) "
-        "SELECT $1::uuid, $2::uuid, g, md5($2::text || g)::uuid, "
-        "'00000000-0000-0000-0000-000000000000'::uuid, g = 1, 'assistant', "
-        "'', 'in_progress', 1, now(), now() FROM generate_series(1, $3) g",
-        std::string(kAlice), burst, kBurst);
-    tx.commit();
-    pqxx::nontransaction analyze(admin);
-    analyze.exec0("ANALYZE messages");
-    // The burst ends; the statistics still say it is in progress.
-    analyze.exec_params0(
-        "UPDATE messages SET status = 'complete' WHERE conversation_id = "
-        "$1::uuid",
-        burst);
-    analyze.exec("SELECT pg_stat_force_next_flush()");
-  }
+  MakeStatisticsOfABurst();
   // One connection for every statement of the test's own: its statistics
   // are all flushed before they are counted.
   auto pool = DbPool::Create({.url = db_->RoleUrl("chat_message"),
@@ -408,6 +388,7 @@ TEST_F(ReplyRecoveryTest, RecoveryFindsRepliesInProgressByIndexAfterABurst) {
                                }),
                 IsOk());
   };
+  pqxx::connection admin(db_->admin_url());
   auto seq_scans = [&] {
     pqxx::nontransaction tx(admin);
     tx.exec("SELECT pg_stat_clear_snapshot()");
