@@ -30,26 +30,25 @@ type jsonMarshaler struct {
 // Marshal writes an answer. Values that are not messages (a response_body
 // field that is not one) are JSONPb's.
 func (m *jsonMarshaler) Marshal(v any) ([]byte, error) {
-	if a, ok := v.(pooledAnswer); ok {
+	var b []byte
+	var err error
+	switch v := v.(type) {
+	case pooledAnswer:
 		buf := jsonout.GetBuffer()
-		a.st.keep(buf)
-		b, err := jsonout.Append(buf.B, a.msg)
+		v.st.keep(buf)
+		b, err = jsonout.Append(buf.B, v.msg)
 		buf.B = b
-		if err != nil {
-			return nil, status.Errorf(codes.Internal, "writing the answer: %v", err)
-		}
-		return b, nil
+	case proto.Message:
+		b, err = jsonout.Marshal(v)
+	default:
+		return m.JSONPb.Marshal(v)
 	}
-	if msg, ok := v.(proto.Message); ok {
-		b, err := jsonout.Marshal(msg)
-		if err != nil {
-			// An answer the gateway cannot write (or, taken undecoded, not
-			// decode): the service's fault, as a decoding error in gRPC is.
-			return nil, status.Errorf(codes.Internal, "writing the answer: %v", err)
-		}
-		return b, nil
+	if err != nil {
+		// An answer the gateway cannot write (or, taken undecoded, not
+		// decode): the service's fault, as a decoding error in gRPC is.
+		return nil, status.Errorf(codes.Internal, "writing the answer: %v", err)
 	}
-	return m.JSONPb.Marshal(v)
+	return b, nil
 }
 
 func (m *jsonMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
