@@ -29,7 +29,11 @@
 #      conversations (ListConversations, and the conversation service's
 #      SQL in pgbench as role chat_conversation). The listings' pgbench
 #      twins read as the services do, in one round trip: the account's
-#      setting and the statement in one pipeline (DbReader).
+#      setting and the statement in one pipeline (DbReader). Each listing's
+#      three measurements whose ratios are targets (pgbench, h2load, wrk)
+#      run in $BENCH_LIST_ROUNDS rounds of $BENCH_DURATION s, taken in turn,
+#      so that what the machine's other tenants do falls on the twin and
+#      on the service alike; grpcload and ghz run once, for comparison.
 #   4. Conversation trees: both seeded conversations get side branches (every
 #      $BENCH_BRANCH_EVERY-th message of the active branch two older,
 #      inactive versions); the two pages again, now of the active branch of
@@ -74,8 +78,8 @@
 # BENCH_DEEP_SEQ (900000), BENCH_SMALL_MESSAGES (100), BENCH_BRANCH_EVERY
 # (1000), BENCH_BRANCH_AT (10: the depths of the branch points are 10, 1010,
 # 2010, ...: the first page and the page after message 900,000 each hold one),
-# BENCH_SWITCH_DEPTH (10), BENCH_SWITCH_CONCURRENCY (1), BENCH_SWITCH_ROUNDS
-# (3), BENCH_SWITCH_ROUND_DURATION (4), BENCH_STREAMS (10000: replies in
+# BENCH_LIST_ROUNDS (3), BENCH_SWITCH_DEPTH (10), BENCH_SWITCH_CONCURRENCY
+# (1), BENCH_SWITCH_ROUNDS (3), BENCH_SWITCH_ROUND_DURATION (4), BENCH_STREAMS (10000: replies in
 # progress at once), BENCH_TTFB_REQUESTS (200), BENCH_TTFB_BACKGROUND (1000:
 # replies in progress during the second time-to-first-delta run, of another
 # account than the measured replies'; 0 skips it), BENCH_TTFB_SAME_USER=1
@@ -127,6 +131,7 @@ BRANCH_EVERY=${BENCH_BRANCH_EVERY:-1000}
 BRANCH_AT=${BENCH_BRANCH_AT:-10}
 SWITCH_DEPTH=${BENCH_SWITCH_DEPTH:-10}
 SWITCH_CONCURRENCY=${BENCH_SWITCH_CONCURRENCY:-1}
+LIST_ROUNDS=${BENCH_LIST_ROUNDS:-3}
 SWITCH_ROUNDS=${BENCH_SWITCH_ROUNDS:-3}
 SWITCH_ROUND_DURATION=${BENCH_SWITCH_ROUND_DURATION:-4}
 STREAMS=${BENCH_STREAMS:-10000}
@@ -600,7 +605,9 @@ h2_load() {
   local log=$WORK/logs/$server.log logged method=/chat.v1.${call%%.*}/${call#*.}
   logged=$(stat -c %s "$log")
   perf_begin "$prefix"
-  measure "$prefix" h2load -c "$GHZ_CONNECTIONS" -m "$CONCURRENCY" -D "$DURATION" --warm-up-time="${WARMUP}s" \
+  local warmup=()
+  ((${LOAD_WARMUP:-$WARMUP} == 0)) || warmup=(--warm-up-time="${LOAD_WARMUP:-$WARMUP}s")
+  measure "$prefix" h2load -c "$GHZ_CONNECTIONS" -m "$CONCURRENCY" -D "${LOAD_DURATION:-$DURATION}" "${warmup[@]}" \
     --log-file="$WORK/out/$prefix.h2log" -H 'content-type: application/grpc' -H 'te: trailers' \
     -H "authorization: Bearer $TOKEN" -d "$WORK/out/$prefix.body" "http://127.0.0.1:$port$method" \
     >"$WORK/out/$prefix.txt" 2>&1
@@ -623,11 +630,13 @@ wrk_load() { # PREFIX LABEL MODE URL (wrk flags...)
   shift 4
   say "$label: REST (wrk)"
   local env=(BENCH_MODE="$mode" BENCH_CONVS="$WORK/convs" BENCH_TOKEN="$TOKEN" BENCH_CONTENT="$CONTENT")
-  env "${env[@]}" BENCH_OUT=/dev/null wrk -t 2 -c "$CONCURRENCY" -d "${WARMUP}s" \
-    -s "$ROOT/bench/wrk/bench.lua" "$@" "$url" >/dev/null || die "wrk warm-up failed"
+  if ((${LOAD_WARMUP:-$WARMUP} > 0)); then
+    env "${env[@]}" BENCH_OUT=/dev/null wrk -t 2 -c "$CONCURRENCY" -d "${LOAD_WARMUP:-$WARMUP}s" \
+      -s "$ROOT/bench/wrk/bench.lua" "$@" "$url" >/dev/null || die "wrk warm-up failed"
+  fi
   perf_begin "$prefix"
   measure "$prefix" env "${env[@]}" BENCH_OUT="$WORK/out/$prefix.wrk" wrk -t 2 -c "$CONCURRENCY" \
-    -d "${DURATION}s" --timeout 10s -s "$ROOT/bench/wrk/bench.lua" "$@" "$url" >"$WORK/out/$prefix.txt"
+    -d "${LOAD_DURATION:-$DURATION}s" --timeout 10s -s "$ROOT/bench/wrk/bench.lua" "$@" "$url" >"$WORK/out/$prefix.txt"
   local server=message
   [[ $prefix != convlist.* ]] || server=conversation
   perf_end "$prefix" gateway "$server"
@@ -721,25 +730,21 @@ reads_and_writes() {
         ! grep -Eq '(older|newer) version' <<<"$page" || die "a page of the active branch holds an inactive version"
       done
     fi
-    pgbench_load "${p}1.pg" "$p, first page" "$WORK/list.sql" chat_message "$CONCURRENCY" \
-      "${list_vars[@]}" -D after=0
-    grpc_load "${p}1.grpc" "$p, first page" MessageService.ListMessages \
-      "conversation_id: \"$BIG_CONV\" page_size: $PAGE_SIZE"
-    h2_load "${p}1.h2" "$p, first page" MessageService.ListMessages \
-      "conversation_id: \"$BIG_CONV\" page_size: $PAGE_SIZE"
+    ROUND_PG=("$WORK/list.sql" chat_message "$CONCURRENCY" "${list_vars[@]}" -D after=0)
+    ROUND_H2=(MessageService.ListMessages "conversation_id: \"$BIG_CONV\" page_size: $PAGE_SIZE")
+    ROUND_REST=(get "$list_url" -H "Authorization: Bearer $TOKEN")
+    in_rounds "${p}1" "$p, first page"
+    grpc_load "${p}1.grpc" "$p, first page" "${ROUND_H2[@]}"
     # The same load with ghz, which decodes every answer: what the load
     # tool's own cost does to the figure.
     [[ $p != list ]] || ghz_load "${p}1.ghz" "$p, first page" MessageService.ListMessages "$CONCURRENCY" \
       --data "$first_data"
-    wrk_load "${p}1.rest" "$p, first page" get "$list_url" -H "Authorization: Bearer $TOKEN"
-    pgbench_load "${p}deep.pg" "$p, deep page" "$WORK/list.sql" chat_message "$CONCURRENCY" \
-      "${list_vars[@]}" -D after="$deep_seq"
-    grpc_load "${p}deep.grpc" "$p, deep page" MessageService.ListMessages \
-      "conversation_id: \"$BIG_CONV\" page_size: $PAGE_SIZE page_token: \"$deep_token\""
-    h2_load "${p}deep.h2" "$p, deep page" MessageService.ListMessages \
-      "conversation_id: \"$BIG_CONV\" page_size: $PAGE_SIZE page_token: \"$deep_token\""
-    wrk_load "${p}deep.rest" "$p, deep page" get "$list_url&page_token=$deep_token" \
-      -H "Authorization: Bearer $TOKEN"
+    ROUND_PG=("$WORK/list.sql" chat_message "$CONCURRENCY" "${list_vars[@]}" -D after="$deep_seq")
+    ROUND_H2=(MessageService.ListMessages
+      "conversation_id: \"$BIG_CONV\" page_size: $PAGE_SIZE page_token: \"$deep_token\"")
+    ROUND_REST=(get "$list_url&page_token=$deep_token" -H "Authorization: Bearer $TOKEN")
+    in_rounds "${p}deep" "$p, deep page"
+    grpc_load "${p}deep.grpc" "$p, deep page" "${ROUND_H2[@]}"
   done
 
   conversation_lists
@@ -849,14 +854,37 @@ conversation_lists() {
     die "listing the conversations failed"
   count=$(grep -o '"message_count"' <<<"$page" | wc -l)
   ((count == PAGE_SIZE)) || die "the first page of conversations holds $count, not $PAGE_SIZE"
-  pgbench_load convlist.pg "conversations, first page" "$WORK/convlist.sql" chat_conversation \
-    "$CONCURRENCY" -D lim=$((PAGE_SIZE + 1))
-  grpc_load convlist.grpc "conversations, first page" ConversationService.ListConversations \
-    "page_size: $PAGE_SIZE"
-  h2_load convlist.h2 "conversations, first page" ConversationService.ListConversations \
-    "page_size: $PAGE_SIZE"
-  wrk_load convlist.rest "conversations, first page" get "$BASE/v1/conversations?page_size=$PAGE_SIZE" \
-    -H "Authorization: Bearer $TOKEN"
+  ROUND_PG=("$WORK/convlist.sql" chat_conversation "$CONCURRENCY" -D lim=$((PAGE_SIZE + 1)))
+  ROUND_H2=(ConversationService.ListConversations "page_size: $PAGE_SIZE")
+  ROUND_REST=(get "$BASE/v1/conversations?page_size=$PAGE_SIZE" -H "Authorization: Bearer $TOKEN")
+  in_rounds convlist "conversations, first page"
+  grpc_load convlist.grpc "conversations, first page" "${ROUND_H2[@]}"
+}
+
+# in_rounds PREFIX LABEL: a listing in pgbench, h2load and wrk (ROUND_PG,
+# ROUND_H2 and ROUND_REST: the arguments of pgbench_load, h2_load and
+# wrk_load after the prefix and label), $LIST_ROUNDS rounds of $DURATION s
+# each taken in turn (the warm-ups in the first round only), recorded as
+# PREFIX.pg, PREFIX.h2 and PREFIX.rest. Its ratios compare these three:
+# taken in turn, a change in what the machine's other tenants do falls on
+# all of them alike.
+ROUND_PG=() ROUND_H2=() ROUND_REST=()
+in_rounds() {
+  local prefix=$1 label=$2 round tool from
+  for ((round = 1; round <= LIST_ROUNDS; round++)); do
+    ((round == 1)) && LOAD_WARMUP=$WARMUP || LOAD_WARMUP=0
+    pgbench_load "$prefix.pg.r$round" "$label, round $round" "${ROUND_PG[@]}"
+    h2_load "$prefix.h2.r$round" "$label, round $round" "${ROUND_H2[@]}"
+    wrk_load "$prefix.rest.r$round" "$label, round $round" "${ROUND_REST[@]}"
+  done
+  unset LOAD_WARMUP
+  for tool in pg h2 rest; do
+    from=
+    for ((round = 1; round <= LIST_ROUNDS; round++)); do
+      from+=${from:+,}$prefix.$tool.r$round
+    done
+    "$BT" roundsum -results "$RESULTS" -prefix "$prefix.$tool" -from "$from"
+  done
 }
 
 # Export and import: transfer_step (issue 12).
@@ -921,6 +949,7 @@ main() {
     echo "config.branch_every=$BRANCH_EVERY"
     echo "config.switch_depth=$SWITCH_DEPTH"
     echo "config.switch_concurrency=$SWITCH_CONCURRENCY"
+    echo "config.list_rounds=$LIST_ROUNDS"
     echo "config.switch_rounds=$SWITCH_ROUNDS"
     echo "config.switch_round_duration=$SWITCH_ROUND_DURATION"
   } >"$RESULTS"

@@ -36,6 +36,7 @@ var commands = map[string]struct {
 	"pgsum":    {cmdPgSum, "summarise pgbench's output and per-transaction logs"},
 	"run":      {cmdRun, "run a load command and record the CPU time of the stack around it"},
 	"cpumerge": {cmdCPUMerge, "record the mean CPU of the rounds of a measurement"},
+	"roundsum": {cmdRoundSum, "record one measurement from its rounds' summaries"},
 	"provider": {cmdProvider, "serve a fake OpenAI-compatible streaming provider"},
 	"ttfb":     {cmdTTFB, "time to first byte of chat replies: provider direct and through the stack"},
 	"streams":  {cmdStreams, "open many chat streams at once and read the processes' RSS"},

@@ -74,10 +74,12 @@ func cmdReport(args []string) error {
 	fmt.Fprintf(&b, "Concurrency %s: requests in flight from each load tool (wrk and pgbench: "+
 		"%s connections; ghz, grpcload and h2load: %s HTTP/2 connection(s)), and the message service's DB_POOL_SIZE. "+
 		"%s s per measurement after a %s s warm-up; listings read pages of 50 from a "+
-		"conversation of %s messages. CPU in %% of one core over the measurement; other = busy "+
+		"conversation of %s messages, in pgbench, h2load and wrk in %s rounds of that length "+
+		"taken in turn (their rate: all the rounds' calls over their time; p50: the rounds' median; "+
+		"p99: their highest). CPU in %% of one core over the measurement; other = busy "+
 		"time of the machine that none of the listed processes used (other tenants).\n\n",
 		conc, conc, get("config.ghz_connections"), get("config.duration"), get("config.warmup"),
-		thousands(get("config.messages")))
+		thousands(get("config.messages")), get("config.list_rounds"))
 	row("measurement", "tool", "result", "p50 ms", "p99 ms", "non-OK", "CPU % msg / gw / pg / tool / other")
 	row("---", "---", "---:", "---:", "---:", "---:", "---")
 

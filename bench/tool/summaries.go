@@ -255,7 +255,15 @@ func cmdCPUMerge(args []string) error {
 	if err != nil {
 		return err
 	}
-	rounds := strings.Split(*from, ",")
+	kv, err := meanCPU(r, strings.Split(*from, ","))
+	if err != nil {
+		return err
+	}
+	return record(*resultsFile, *prefix, kv)
+}
+
+// meanCPU is the mean of each cpu_* key of the rounds' prefixes.
+func meanCPU(r results, rounds []string) (map[string]string, error) {
 	sums := map[string]float64{}
 	for _, round := range rounds {
 		for k, v := range r {
@@ -265,7 +273,7 @@ func cmdCPUMerge(args []string) error {
 			}
 			n, err := strconv.ParseFloat(v, 64)
 			if err != nil {
-				return fmt.Errorf("%s=%s: %v", k, v, err)
+				return nil, fmt.Errorf("%s=%s: %v", k, v, err)
 			}
 			sums[key] += n
 		}
@@ -273,6 +281,77 @@ func cmdCPUMerge(args []string) error {
 	kv := map[string]string{}
 	for key, sum := range sums {
 		kv[key] = strconv.Itoa(int(sum/float64(len(rounds)) + 0.5))
+	}
+	return kv, nil
+}
+
+// roundsum records, under -prefix, one measurement taken in rounds of
+// equal length, each already summarised under its own prefix (-from) by
+// its tool's summary and by run: successful calls and errors add up, the
+// rate is every round's successful calls over their time (a round's time
+// is its calls over its rate), p50 is the median of the rounds' p50s and
+// p99 the highest of their p99s, and each cpu_* key is the rounds' mean.
+func cmdRoundSum(args []string) error {
+	fs := flag.NewFlagSet("roundsum", flag.ExitOnError)
+	resultsFile := fs.String("results", "", "results file")
+	prefix := fs.String("prefix", "", "key prefix to record")
+	from := fs.String("from", "", "prefixes of the rounds, separated by commas")
+	fs.Parse(args)
+	r, err := readResults(*resultsFile)
+	if err != nil {
+		return err
+	}
+	rounds := strings.Split(*from, ",")
+	kv, err := meanCPU(r, rounds)
+	if err != nil {
+		return err
+	}
+	num := func(key string) (float64, error) {
+		v, ok := r[key]
+		if !ok {
+			return 0, fmt.Errorf("roundsum: no %s in %s", key, *resultsFile)
+		}
+		return strconv.ParseFloat(v, 64)
+	}
+	var ok, errs, seconds float64
+	var p50s []float64
+	p99 := 0.0
+	var details []string
+	for _, round := range rounds {
+		n, err := num(round + ".ok")
+		if err != nil {
+			return err
+		}
+		e, err := num(round + ".errors")
+		if err != nil {
+			return err
+		}
+		ok, errs = ok+n, errs+e
+		if rate, err := num(round + ".rate"); err == nil && rate > 0 {
+			seconds += n / rate
+		}
+		if p, err := num(round + ".p50_ms"); err == nil {
+			p50s = append(p50s, p)
+		}
+		if p, err := num(round + ".p99_ms"); err == nil {
+			p99 = max(p99, p)
+		}
+		if d := r[round+".error_detail"]; d != "" {
+			details = append(details, round+": "+d)
+		}
+	}
+	kv["ok"] = strconv.Itoa(int(ok))
+	kv["errors"] = strconv.Itoa(int(errs))
+	if seconds > 0 {
+		kv["rate"] = f2(ok / seconds)
+	}
+	if len(p50s) > 0 {
+		sort.Float64s(p50s)
+		kv["p50_ms"] = strconv.FormatFloat(p50s[(len(p50s)-1)/2], 'f', 3, 64)
+		kv["p99_ms"] = strconv.FormatFloat(p99, 'f', 3, 64)
+	}
+	if len(details) > 0 {
+		kv["error_detail"] = strings.Join(details, "; ")
 	}
 	return record(*resultsFile, *prefix, kv)
 }
