@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"strconv"
@@ -66,9 +67,34 @@ func startMessageReplica(t *testing.T, s *Stack, extraEnv ...string) (replica, g
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { stopFast(replica) })
+	// The gateway's own port comes from the kernel too: asked for before
+	// the replica had bound addr, it was addr once (the gateway then spoke
+	// to itself and never became ready). Once the replica listens, the
+	// kernel cannot give addr out.
+	if err := waitListening(replica, "message", addr, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	// The gateway's /readyz waits for the replica too.
 	gateway = s.StartGateway(t, "MESSAGE_ADDR="+addr)
 	return replica, gateway
+}
+
+// waitListening waits until process name of s accepts connections on addr.
+func waitListening(s *Stack, name, addr string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			return conn.Close()
+		}
+		if alive, why := s.Alive(name); !alive {
+			return fmt.Errorf("%s exited before listening on %s (%s): %s", name, addr, why, tail(s.Logs(name), 1500))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s is not listening on %s after %v: %v", name, addr, limit, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // cancelReply POSTs :cancel and expects 200 with a message.
