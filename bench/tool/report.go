@@ -261,6 +261,19 @@ func cmdReport(args []string) error {
 		}
 		row("**"+what+"**", "ratio", value, "", "", "", "**"+verdict+"** ("+target+")")
 	}
+	// compare writes a ratio that is no target (left out when not measured).
+	compare := func(what, num1, num2 string, percent bool, note string) {
+		a, ok1 := num(num1)
+		c, ok2 := num(num2)
+		if !ok1 || !ok2 || c == 0 {
+			return
+		}
+		value := fmt.Sprintf("%.2fx", a/c)
+		if percent {
+			value = fmt.Sprintf("%.0f%%", a/c*100)
+		}
+		row(what, "ratio", value, "", "", "", note)
+	}
 	ratio("gRPC append throughput ÷ pgbench append", "append.grpc.rate", "append.pg.rate",
 		minGRPCOverPgAppend, 0, true)
 	ratio("REST append throughput ÷ gRPC append", "append.rest.rate", "append.grpc.rate",
@@ -275,12 +288,8 @@ func cmdReport(args []string) error {
 		grpcTools = [][2]string{{"gRPC (h2load)", "h2"}}
 		for _, l := range [][2]string{{"list", "deep page p50 ÷ first page p50"},
 			{"tlist", "active branch of the tree: deep page p50 ÷ first page p50"}} {
-			if a, ok := num(l[0] + "deep.grpc.p50_ms"); ok {
-				if c, ok := num(l[0] + "1.grpc.p50_ms"); ok && c > 0 {
-					row(l[1]+", gRPC (benchtool grpcload)", "ratio", fmt.Sprintf("%.2fx", a/c), "", "", "",
-						"for comparison (a grpc-go client, one run)")
-				}
-			}
+			compare(l[1]+", gRPC (benchtool grpcload)", l[0]+"deep.grpc.p50_ms", l[0]+"1.grpc.p50_ms", false,
+				"for comparison (a grpc-go client, one run)")
 		}
 	}
 	for _, t := range append(grpcTools, [2]string{"REST", "rest"}, [2]string{"pgbench", "pg"}) {
@@ -302,12 +311,8 @@ func cmdReport(args []string) error {
 		// stays in the table for comparison with earlier runs.
 		if _, ok := r[l[0]+".h2.rate"]; ok {
 			ratio("gRPC (h2load) throughput ÷ pgbench, "+l[1], l[0]+".h2.rate", l[0]+".pg.rate", minGRPCOverPgList, 0, true)
-			if a, ok := num(l[0] + ".grpc.rate"); ok {
-				if c, ok := num(l[0] + ".pg.rate"); ok && c > 0 {
-					row("gRPC (benchtool grpcload) throughput ÷ pgbench, "+l[1], "ratio",
-						fmt.Sprintf("%.0f%%", a/c*100), "", "", "", "for comparison (a grpc-go client)")
-				}
-			}
+			compare("gRPC (benchtool grpcload) throughput ÷ pgbench, "+l[1], l[0]+".grpc.rate", l[0]+".pg.rate", true,
+				"for comparison (a grpc-go client)")
 		} else {
 			ratio("gRPC throughput ÷ pgbench, "+l[1], l[0]+".grpc.rate", l[0]+".pg.rate", minGRPCOverPgList, 0, true)
 		}
